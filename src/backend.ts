@@ -1,0 +1,91 @@
+/**
+ * Picks the TensorFlow.js backend that runs cellfm's model code.
+ *
+ * Order for `auto`: `@tensorflow/tfjs-node-gpu` (CUDA, "tensorflow" backend) → `@tensorflow/tfjs-node`
+ * (libtensorflow on CPU, also "tensorflow") → `@tensorflow/tfjs-backend-wasm` (bundled, the default
+ * on machines where the native packages cannot install) → `@tensorflow/tfjs-backend-cpu` (pure JS,
+ * last resort, ~25–90× slower than wasm).
+ *
+ * The native packages are *not* dependencies of cellfm (they download libtensorflow at install
+ * time, which fails on air-gapped machines); install them yourself on a GPU/CPU server:
+ * `npm install @tensorflow/tfjs-node-gpu@4.22.0`. They are loaded with a dynamic import only when
+ * present. The same model code runs on every backend.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+
+/** Backend names accepted by `--backend`. */
+export type BackendChoice = "auto" | "tensorflow" | "wasm" | "cpu";
+
+export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "tensorflow", "wasm", "cpu"];
+
+/** What {@link initBackend} selected. */
+export interface BackendInfo {
+  /** tfjs backend name as reported by `tf.getBackend()`: "tensorflow", "wasm" or "cpu". */
+  name: string;
+  /** npm package that provides it, e.g. "@tensorflow/tfjs-node-gpu". */
+  package: string;
+}
+
+let current: BackendInfo | undefined;
+
+async function tryImport(pkg: string): Promise<boolean> {
+  try {
+    await import(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function activate(name: string): Promise<boolean> {
+  try {
+    const ok = await tf.setBackend(name);
+    await tf.ready();
+    return ok && tf.getBackend() === name;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Initialise a TensorFlow.js backend once per process (later calls with the same choice return the
+ * cached result).
+ *
+ * @param choice `auto` (default) or a specific backend.
+ * @returns the backend that is now active.
+ * @throws Error when a specific backend was asked for and cannot be loaded (message says how to install it).
+ */
+export async function initBackend(choice: BackendChoice = "auto"): Promise<BackendInfo> {
+  if (!BACKEND_CHOICES.includes(choice)) {
+    throw new Error(`--backend must be one of ${BACKEND_CHOICES.join(", ")}; got "${choice}"`);
+  }
+  if (current && (choice === "auto" || current.name === choice)) return current;
+
+  if (choice === "auto" || choice === "tensorflow") {
+    for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+      if ((await tryImport(pkg)) && (await activate("tensorflow"))) {
+        return (current = { name: "tensorflow", package: pkg });
+      }
+    }
+    if (choice === "tensorflow") {
+      throw new Error(
+        "backend 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node " +
+          "(npm install @tensorflow/tfjs-node-gpu@4.22.0 on a GPU server); neither could be loaded",
+      );
+    }
+  }
+  if (choice === "auto" || choice === "wasm") {
+    if ((await tryImport("@tensorflow/tfjs-backend-wasm")) && (await activate("wasm"))) {
+      return (current = { name: "wasm", package: "@tensorflow/tfjs-backend-wasm" });
+    }
+    if (choice === "wasm") throw new Error("backend 'wasm' could not be initialised (@tensorflow/tfjs-backend-wasm)");
+  }
+  await import("@tensorflow/tfjs-backend-cpu");
+  if (!(await activate("cpu"))) throw new Error("backend 'cpu' could not be initialised");
+  return (current = { name: "cpu", package: "@tensorflow/tfjs-backend-cpu" });
+}
+
+/** The backend chosen by {@link initBackend}, or undefined before it ran. */
+export function currentBackend(): BackendInfo | undefined {
+  return current;
+}

@@ -1,0 +1,30 @@
+/**
+ * The `cellfm` command line: thin wrappers that parse arguments, validate them and call one stage.
+ * Each subcommand lives in `src/cli/<name>.ts`; the stages themselves never import the CLI.
+ */
+import yargs from "yargs";
+import { tokenizeCommand, mediansCommand } from "./cli/tokenize.js";
+import { trainCommand } from "./cli/train.js";
+import { embedCommand } from "./cli/embed.js";
+import { assessCommand } from "./cli/assess.js";
+
+/** Run the CLI on `argv` (without `node` and the script path). Rejects on a usage or run error. */
+export async function main(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName("cellfm")
+    .usage("$0 <command> [options]\n\nTrain and run single-cell transformer foundation models.")
+    .command(tokenizeCommand)
+    .command(mediansCommand)
+    .command(trainCommand)
+    .command(embedCommand)
+    .command(assessCommand)
+    .demandCommand(1, "name a command: tokenize, medians, train, embed or assess")
+    .strict()
+    .help()
+    .fail((msg, err, y) => {
+      if (err) throw err;
+      y.showHelp();
+      throw new Error(msg);
+    })
+    .parseAsync();
+}
