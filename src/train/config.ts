@@ -1,0 +1,277 @@
+/**
+ * The training configuration (`cellfm train --config X.yaml`): a YAML file validated with zod.
+ *
+ * Every error names the file and the key path, e.g.
+ * `configs/x.yaml: training.lr: expected a positive number, got "abc"`; unknown keys are rejected
+ * by name (a typo such as `trainig:` never silently falls back to a default).
+ *
+ * Sections:
+ * - `model`: HuggingFace `BertConfig` fields (`hidden_size`, `num_hidden_layers`, ...), or
+ *   `preset: geneformer-v1-6l` plus overrides. `vocab_size` defaults to the token dictionary's size
+ *   (V1 25,426, V2 20,275) and is filled in by the training loop from the tokenized dataset.
+ * - `data`: `tokens` (a folder written by `cellfm tokenize`), `max_length` (truncation),
+ *   `val_fraction`, `split_seed`.
+ * - `training`: MLM objective and AdamW/schedule hyperparameters (defaults follow Geneformer V1's
+ *   pretraining script and HuggingFace `TrainingArguments`; see {@link TrainingSection}).
+ * - `output.dir`, `backend`.
+ *
+ * **Relative paths** (`data.tokens`, `output.dir`) are resolved against the **current working
+ * directory**, not against the config file's folder, so `cellfm train --config configs/demo.yaml`
+ * run from the repository root reads `runs/demo/tokens` there (like every other `cellfm` path
+ * argument).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+/** Architecture presets accepted by `model.preset`. */
+export const MODEL_PRESETS = {
+  /** Geneformer V1 6-layer (gf-6L-30M-i2048), reference-spec §1b. */
+  "geneformer-v1-6l": {
+    hidden_size: 256,
+    num_hidden_layers: 6,
+    num_attention_heads: 4,
+    intermediate_size: 512,
+    hidden_act: "relu",
+    max_position_embeddings: 2048,
+    hidden_dropout_prob: 0.02,
+    attention_probs_dropout_prob: 0.02,
+    layer_norm_eps: 1e-12,
+    pad_token_id: 0,
+    type_vocab_size: 2,
+    initializer_range: 0.02,
+  },
+} as const;
+
+function expected(desc: string, input: unknown): string {
+  return input === undefined ? `required key is missing (${desc})` : `expected ${desc}, got ${show(input)}`;
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (typeof v === "string") return JSON.stringify(v);
+  try {
+    const s = JSON.stringify(v);
+    return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
+  } catch {
+    return String(v);
+  }
+}
+
+/** A number with a described constraint and an error message that quotes the bad value. */
+function num(desc: string, check: (x: number) => boolean, integer = false) {
+  return z.custom<number>(
+    (x) => typeof x === "number" && Number.isFinite(x) && (!integer || Number.isInteger(x)) && check(x),
+    { error: (iss) => expected(desc, iss.input) },
+  );
+}
+const posNum = () => num("a positive number", (x) => x > 0);
+const nonNegNum = () => num("a number >= 0", (x) => x >= 0);
+const posInt = () => num("a positive integer", (x) => x > 0, true);
+const nonNegInt = () => num("an integer >= 0", (x) => x >= 0, true);
+const prob = () => num("a probability in [0, 1)", (x) => x >= 0 && x < 1);
+const openProb = () => num("a number in (0, 1)", (x) => x > 0 && x < 1);
+const anyInt = () => num("an integer", () => true, true);
+const str = () =>
+  z.custom<string>((x) => typeof x === "string" && x.length > 0, {
+    error: (iss) => expected("a non-empty string", iss.input),
+  });
+function oneOf<T extends string>(values: readonly T[]) {
+  return z.custom<T>((x) => typeof x === "string" && (values as readonly string[]).includes(x), {
+    error: (iss) => expected(`one of ${values.join(" | ")}`, iss.input),
+  });
+}
+
+const modelSchema = z.strictObject({
+  preset: oneOf(Object.keys(MODEL_PRESETS) as (keyof typeof MODEL_PRESETS)[]).optional(),
+  vocab_size: posInt().optional(),
+  hidden_size: posInt().optional(),
+  num_hidden_layers: posInt().optional(),
+  num_attention_heads: posInt().optional(),
+  intermediate_size: posInt().optional(),
+  hidden_act: oneOf(["relu", "gelu"] as const).optional(),
+  max_position_embeddings: posInt().optional(),
+  hidden_dropout_prob: prob().optional(),
+  attention_probs_dropout_prob: prob().optional(),
+  layer_norm_eps: posNum().optional(),
+  pad_token_id: nonNegInt().optional(),
+  type_vocab_size: posInt().optional(),
+  initializer_range: posNum().optional(),
+});
+
+const dataSchema = z.strictObject({
+  tokens: str(),
+  max_length: posInt().optional(),
+  val_fraction: prob().default(0.1),
+  split_seed: anyInt().default(42),
+});
+
+const trainingSchema = z.strictObject({
+  objective: oneOf(["mlm"] as const).default("mlm"),
+  mask_probability: openProb().default(0.15),
+  batch_size: posInt().default(12),
+  max_tokens_per_batch: posInt().optional(),
+  grad_accumulation: posInt().default(1),
+  max_steps: posInt().optional(),
+  epochs: posInt().optional(),
+  lr: posNum().default(1e-3),
+  warmup_steps: nonNegInt().default(0),
+  schedule: oneOf(["linear", "cosine"] as const).default("linear"),
+  weight_decay: nonNegNum().default(0.001),
+  adam_beta1: prob().default(0.9),
+  adam_beta2: prob().default(0.999),
+  adam_epsilon: posNum().default(1e-8),
+  max_grad_norm: nonNegNum().default(1.0),
+  eval_every: nonNegInt().default(0),
+  eval_cells: posInt().default(256),
+  save_every: nonNegInt().default(0),
+  keep_last: posInt().default(3),
+  log_every: posInt().default(10),
+  seed: anyInt().default(42),
+  peak_flops: posNum().optional(),
+});
+
+const outputSchema = z.strictObject({ dir: str() });
+
+const rootSchema = z.strictObject({
+  model: modelSchema,
+  data: dataSchema,
+  training: trainingSchema.default(() => trainingSchema.parse({})),
+  output: outputSchema,
+  backend: oneOf(["auto", "tensorflow", "wasm", "cpu"] as const).default("auto"),
+});
+
+/** `model:` section as written (preset not yet applied). */
+export type ModelSection = z.infer<typeof modelSchema>;
+/** `data:` section with defaults (`val_fraction` 0.1, `split_seed` 42). */
+export type DataSection = z.infer<typeof dataSchema>;
+/**
+ * `training:` section with defaults: `objective` mlm, `mask_probability` 0.15 (Geneformer),
+ * `batch_size` 12 (Geneformer V1 per device), `grad_accumulation` 1, `lr` 1e-3, `warmup_steps` 0,
+ * `schedule` linear, `weight_decay` 0.001, `adam_beta1/2` 0.9/0.999, `adam_epsilon` 1e-8 (HF),
+ * `max_grad_norm` 1.0 (HF; 0 = no clipping), `eval_every` 0 (only at the end), `eval_cells` 256,
+ * `save_every` 0 (only at the end), `keep_last` 3, `log_every` 10, `seed` 42, `peak_flops`
+ * (FLOP/s used for MFU; default depends on the backend, see `loop.ts`). Exactly one of `max_steps`
+ * and `epochs` is required.
+ */
+export type TrainingSection = z.infer<typeof trainingSchema>;
+
+/** A validated training configuration; paths are absolute. */
+export interface TrainConfig {
+  /** Path of the YAML file it came from (or "<object>"). */
+  source: string;
+  model: ModelSection;
+  data: DataSection;
+  training: TrainingSection;
+  output: { dir: string };
+  backend: "auto" | "tensorflow" | "wasm" | "cpu";
+}
+
+function formatIssue(source: string, iss: z.core.$ZodIssue): string {
+  const p = iss.path.map(String).join(".");
+  if (iss.code === "unrecognized_keys") {
+    const keys = iss.keys.map((k) => (p ? `${p}.${k}` : k));
+    return `${source}: ${keys.join(", ")}: unknown key${keys.length > 1 ? "s" : ""} (check the spelling)`;
+  }
+  let msg = iss.message;
+  if (iss.code === "invalid_type" && "input" in iss && iss.input === undefined) msg = "required key is missing";
+  else if (iss.code === "invalid_type") msg = `expected ${iss.expected === "object" ? "a mapping" : iss.expected}, got ${show((iss as { input?: unknown }).input)}`;
+  return `${source}: ${p || "(top level)"}: ${msg}`;
+}
+
+/**
+ * Validate a parsed configuration object.
+ *
+ * @param obj the parsed YAML (plain object).
+ * @param source the file name used in error messages.
+ * @param cwd folder that relative paths are resolved against (default `process.cwd()`).
+ * @throws Error listing every problem, one per line, each as `<source>: <key.path>: <problem>`.
+ */
+export function parseTrainConfig(obj: unknown, source = "<config>", cwd = process.cwd()): TrainConfig {
+  const r = rootSchema.safeParse(obj ?? {}, { reportInput: true });
+  if (!r.success) {
+    throw new Error(r.error.issues.map((i) => formatIssue(source, i)).join("\n"));
+  }
+  const c = r.data;
+  const errors: string[] = [];
+  const t = c.training;
+  if (t.max_steps === undefined && t.epochs === undefined) {
+    errors.push(`${source}: training.max_steps: give training.max_steps or training.epochs`);
+  }
+  if (t.max_steps !== undefined && t.epochs !== undefined) {
+    errors.push(`${source}: training.epochs: give only one of training.max_steps and training.epochs`);
+  }
+  if (!c.model.preset) {
+    for (const k of ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"] as const) {
+      if (c.model[k] === undefined) errors.push(`${source}: model.${k}: required key is missing (or set model.preset)`);
+    }
+  }
+  const m = resolveModelSection(c.model);
+  if (m.hidden_size !== undefined && m.num_attention_heads !== undefined && m.hidden_size % m.num_attention_heads !== 0) {
+    errors.push(
+      `${source}: model.hidden_size: ${m.hidden_size} is not divisible by model.num_attention_heads ${m.num_attention_heads}`,
+    );
+  }
+  if (c.data.max_length !== undefined && m.max_position_embeddings !== undefined && c.data.max_length > m.max_position_embeddings) {
+    errors.push(
+      `${source}: data.max_length: ${c.data.max_length} exceeds model.max_position_embeddings ${m.max_position_embeddings}`,
+    );
+  }
+  if (t.max_tokens_per_batch !== undefined && c.data.max_length !== undefined && t.max_tokens_per_batch < c.data.max_length) {
+    errors.push(
+      `${source}: training.max_tokens_per_batch: ${t.max_tokens_per_batch} is smaller than data.max_length ${c.data.max_length} (one cell must fit)`,
+    );
+  }
+  if (errors.length) throw new Error(errors.join("\n"));
+  return {
+    source,
+    model: c.model,
+    data: { ...c.data, tokens: path.resolve(cwd, c.data.tokens) },
+    training: t,
+    output: { dir: path.resolve(cwd, c.output.dir) },
+    backend: c.backend,
+  };
+}
+
+/**
+ * Read and validate a YAML training configuration.
+ * @throws Error when the file is missing, is not valid YAML (with line/column), or fails validation.
+ */
+export function loadTrainConfig(file: string, cwd = process.cwd()): TrainConfig {
+  if (!fs.existsSync(file)) throw new Error(`config ${file} not found`);
+  let obj: unknown;
+  try {
+    obj = parseYaml(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(`${file}: not valid YAML: ${(e as Error).message}`);
+  }
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
+    throw new Error(`${file}: expected a mapping with sections model, data, training, output`);
+  }
+  return parseTrainConfig(obj, file, cwd);
+}
+
+/**
+ * Apply `preset` and the defaults to the `model:` section, giving HuggingFace `BertConfig` fields.
+ * `vocab_size` stays undefined unless given (the loop fills it from the token dictionary).
+ * Defaults without a preset follow Geneformer (ReLU, dropout 0.02, eps 1e-12, 2,048 positions).
+ */
+export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset"> {
+  const { preset, ...rest } = m;
+  const base = preset
+    ? MODEL_PRESETS[preset]
+    : {
+        hidden_act: "relu" as const,
+        max_position_embeddings: 2048,
+        hidden_dropout_prob: 0.02,
+        attention_probs_dropout_prob: 0.02,
+        layer_norm_eps: 1e-12,
+        pad_token_id: 0,
+        type_vocab_size: 2,
+        initializer_range: 0.02,
+      };
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(rest)) if (v !== undefined) out[k] = v;
+  return out as Omit<ModelSection, "preset">;
+}
