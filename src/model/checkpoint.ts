@@ -1,0 +1,197 @@
+/**
+ * cellfm checkpoints: a folder readable by HuggingFace `transformers` (`BertForMaskedLM.from_pretrained`)
+ * and by cellfm for exact resume and embedding.
+ *
+ *   config.json            HF `BertConfig` fields + `architectures`, `model_type` and a `cellfm` block
+ *   model.safetensors      weights under HF `BertForMaskedLM` names, PyTorch layout (dense `[out, in]`)
+ *   optimizer.safetensors  optimizer state tensors (optional)
+ *   trainer_state.json     step, data position, RNG state, metrics (optional)
+ *
+ * The folder is written under a temporary sibling name and renamed when complete (`src/io.ts`), so
+ * an interrupted write never leaves a checkpoint under the final name.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { assertWritable, commitDir, packagePath, tempDirFor, writeFileAtomic } from "../io.js";
+import { BertForMaskedLM, type HFTensor } from "./bert.js";
+import { type BertConfig, validateBertConfig } from "./config.js";
+import { readSafetensors, type SafeTensor, toFloat32, writeSafetensors } from "./safetensors.js";
+
+/** The data registry and provenance that travel inside a checkpoint (`config.json` → `cellfm`). */
+export interface CellfmMeta {
+  /** Input encoding, e.g. "geneformer-rank-value". */
+  encoding: string;
+  /** Pretraining objective, e.g. "mlm". */
+  objective: string;
+  /** Geneformer dictionary generation: "V1" (gc30M, 25,426 tokens) or "V2" (gc104M, 20,275 tokens). */
+  model_version: "V1" | "V2";
+  /** Token dictionary the model was trained with: name and SHA-256 of its file. */
+  dictionary: { name: string; sha256: string };
+  /** tfjs backend that wrote the checkpoint ("wasm", "cpu", "tensorflow"). */
+  backend: string;
+  /** cellfm package version that wrote it. */
+  cellfm_version: string;
+  /** ISO 8601 creation time. */
+  created: string;
+  /** Free extra fields (gene list, obs keys, training config, ...). */
+  [extra: string]: unknown;
+}
+
+/** What {@link writeCheckpoint} stores. */
+export interface CheckpointContents {
+  model: BertForMaskedLM;
+  cellfm: CellfmMeta;
+  /** Optimizer tensors by name (e.g. `m/<weight name>`), float32 or int32. */
+  optimizerState?: Record<string, tf.Tensor>;
+  /** JSON-serialisable trainer state (step, data position, RNG state, metrics). */
+  trainerState?: object;
+}
+
+/** What {@link readCheckpoint} returns. */
+export interface LoadedCheckpoint {
+  config: BertConfig;
+  cellfm: CellfmMeta;
+  model: BertForMaskedLM;
+  optimizerState?: Record<string, tf.Tensor>;
+  trainerState?: Record<string, unknown>;
+}
+
+/** Version of this cellfm package (from package.json), "unknown" if unreadable. */
+export function cellfmVersion(): string {
+  try {
+    return JSON.parse(fs.readFileSync(packagePath("package.json"), "utf8")).version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+/** HF `config.json` object for a model + cellfm block. */
+export function hfConfigJson(config: BertConfig, cellfm: CellfmMeta): Record<string, unknown> {
+  return {
+    architectures: ["BertForMaskedLM"],
+    model_type: "bert",
+    ...config,
+    position_embedding_type: "absolute",
+    torch_dtype: "float32",
+    cellfm,
+  };
+}
+
+function tensorToSafe(t: tf.Tensor, name: string): SafeTensor {
+  if (t.dtype === "float32") return { dtype: "F32", shape: [...t.shape], data: t.dataSync() as Float32Array };
+  if (t.dtype === "int32") return { dtype: "I32", shape: [...t.shape], data: t.dataSync() as Int32Array };
+  throw new Error(`optimizer state ${name} has dtype ${t.dtype}; only float32/int32 can be saved`);
+}
+
+/**
+ * Write a checkpoint folder atomically (temporary sibling folder, then rename).
+ * @throws Error if `dir` exists and `force` is not set (nothing is written), or on an unsaveable tensor.
+ */
+export function writeCheckpoint(dir: string, ck: CheckpointContents, opts: { force?: boolean } = {}): void {
+  assertWritable(dir, opts.force ?? false);
+  const tmp = tempDirFor(dir);
+  try {
+    writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(hfConfigJson(ck.model.config, ck.cellfm), null, 2) + "\n");
+    const weights: Record<string, SafeTensor> = {};
+    for (const [name, t] of Object.entries(ck.model.exportWeights())) weights[name] = { dtype: "F32", shape: t.shape, data: t.data };
+    writeSafetensors(path.join(tmp, "model.safetensors"), weights, { format: "pt" });
+    if (ck.optimizerState) {
+      const opt: Record<string, SafeTensor> = {};
+      for (const [name, t] of Object.entries(ck.optimizerState)) opt[name] = tensorToSafe(t, name);
+      writeSafetensors(path.join(tmp, "optimizer.safetensors"), opt, { format: "cellfm" });
+    }
+    if (ck.trainerState) writeFileAtomic(path.join(tmp, "trainer_state.json"), JSON.stringify(ck.trainerState, null, 2) + "\n");
+    commitDir(tmp, dir, opts.force ?? false);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function readJson(file: string, what: string): Record<string, unknown> {
+  if (!fs.existsSync(file)) throw new Error(`${file}: missing (${what})`);
+  try {
+    const v = JSON.parse(fs.readFileSync(file, "utf8"));
+    if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
+    return v;
+  } catch (e) {
+    throw new Error(`${file}: corrupt ${what}: ${(e as Error).message}`);
+  }
+}
+
+/** Default cellfm block for an imported HF checkpoint that has none (e.g. Geneformer's published models). */
+function importedMeta(config: BertConfig): CellfmMeta {
+  const v2 = config.vocab_size === 20275;
+  return {
+    encoding: "geneformer-rank-value",
+    objective: "mlm",
+    model_version: v2 ? "V2" : "V1",
+    dictionary: { name: v2 ? "gc104M" : "gc30M", sha256: "" },
+    backend: "",
+    cellfm_version: "",
+    created: "",
+    imported: true,
+  };
+}
+
+/**
+ * Read a checkpoint folder (cellfm's or a HuggingFace `BertForMaskedLM` folder with
+ * `model.safetensors`). Ignores `cls.predictions.decoder.*` (tied) and `bert.embeddings.position_ids`.
+ * F16/BF16/F64 weights are converted to float32.
+ * @throws Error naming the file for: a missing folder (mentioning a leftover half-written
+ *   `<dir>.tmp-*` folder if there is one), a folder that is itself an interrupted write, a missing or
+ *   corrupt `config.json`, an invalid config (naming the field), a missing/truncated/corrupt
+ *   `model.safetensors`, a missing weight or a weight whose shape does not match the config.
+ */
+export function readCheckpoint(dir: string): LoadedCheckpoint {
+  const abs = path.resolve(dir);
+  if (/\.tmp-\d+-\d+$/.test(abs)) {
+    throw new Error(`${dir}: this is a half-written checkpoint (an interrupted write left this temporary folder); use a complete checkpoint`);
+  }
+  if (!fs.existsSync(abs) || !fs.statSync(abs).isDirectory()) {
+    const parent = path.dirname(abs), base = path.basename(abs);
+    const partial = fs.existsSync(parent) ? fs.readdirSync(parent).filter((f) => f.startsWith(`${base}.tmp-`)) : [];
+    const hint = partial.length
+      ? `; found a half-written checkpoint ${path.join(path.dirname(dir), partial[0])} (the write was interrupted)`
+      : "";
+    throw new Error(`checkpoint folder ${dir} not found${hint}`);
+  }
+  const cfgFile = path.join(abs, "config.json");
+  const raw = readJson(cfgFile, "model config");
+  let config: BertConfig;
+  try {
+    config = validateBertConfig(raw);
+  } catch (e) {
+    throw new Error(`${cfgFile}: ${(e as Error).message}`);
+  }
+  const cellfm = (raw.cellfm as CellfmMeta | undefined) ?? importedMeta(config);
+  const modelFile = path.join(abs, "model.safetensors");
+  if (!fs.existsSync(modelFile)) throw new Error(`${modelFile}: missing (model weights); the checkpoint is incomplete`);
+  const st = readSafetensors(modelFile);
+  const hf: Record<string, HFTensor> = {};
+  for (const [name, t] of Object.entries(st.tensors)) {
+    if (name === "bert.embeddings.position_ids") continue; // int64 buffer in older HF files
+    hf[name] = { shape: t.shape, data: toFloat32(t, `${modelFile}: ${name}`) };
+  }
+  const model = new BertForMaskedLM(config);
+  try {
+    model.importWeights(hf, modelFile);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  const out: LoadedCheckpoint = { config, cellfm, model };
+  const optFile = path.join(abs, "optimizer.safetensors");
+  if (fs.existsSync(optFile)) {
+    const o = readSafetensors(optFile);
+    out.optimizerState = {};
+    for (const [name, t] of Object.entries(o.tensors)) {
+      out.optimizerState[name] =
+        t.dtype === "I32" ? tf.tensor(t.data as Int32Array, t.shape, "int32") : tf.tensor(toFloat32(t, `${optFile}: ${name}`), t.shape, "float32");
+    }
+  }
+  const tsFile = path.join(abs, "trainer_state.json");
+  if (fs.existsSync(tsFile)) out.trainerState = readJson(tsFile, "trainer state");
+  return out;
+}
