@@ -1,0 +1,364 @@
+/**
+ * AnnData `.h5ad` reader on h5wasm's Node build (HDF5 compiled to WebAssembly; the file is read in
+ * slices from disk, never loaded whole).
+ *
+ * Follows the AnnData on-disk specification (anndata.readthedocs.io, "On-disk format"):
+ * `X` (or `layers/<name>`, or `raw/X`) is a group with `encoding-type` `csr_matrix` / `csc_matrix`
+ * (`data`, `indices`, `indptr`, attribute `shape`) or a dense 2-D dataset; `obs`/`var` are dataframe
+ * groups (attribute `_index` names the index dataset, `column-order` lists the columns; columns are
+ * plain datasets, `categorical` groups with `codes` + `categories`, or `nullable-*` groups with
+ * `values` + `mask`).
+ *
+ * CSR and dense matrices are streamed in blocks of cells (CSR: `indptr` is read once, then the
+ * `data`/`indices` slice of each block), so memory stays bounded whatever the file size. CSC files
+ * (rare for cells × genes) are read whole and converted to CSR.
+ */
+import * as fs from "node:fs";
+import h5wasm from "h5wasm/node";
+import type { Dataset as H5Dataset, File as H5File, Group as H5Group, BrokenSoftLink, ExternalLink, Datatype } from "h5wasm/node";
+import type { CountMatrixSource, CsrChunk, ObsTable, ObsValues, VarTable } from "./types.js";
+
+/** Options shared by the count-matrix readers. */
+export interface OpenCountsOptions {
+  /** read `layers/<layer>` instead of `X`. */
+  layer?: string;
+  /** read `raw/X` (with `raw/var`) instead of `X`. */
+  useRaw?: boolean;
+  /** accept non-integer values (e.g. ambient-corrected counts); otherwise they are an error. */
+  allowNonInteger?: boolean;
+}
+
+const HDF5_MAGIC = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** True when the file carries the HDF5 signature (at offset 0, 512, 1024, ... as the HDF5 spec allows). */
+export function isHdf5File(file: string): boolean {
+  const fd = fs.openSync(file, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.alloc(8);
+    for (let off = 0; off + 8 <= size && off <= 1 << 20; off = off === 0 ? 512 : off * 2) {
+      fs.readSync(fd, buf, 0, 8, off);
+      if (buf.equals(HDF5_MAGIC)) return true;
+    }
+    return false;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+type H5Obj = H5Group | H5Dataset | BrokenSoftLink | ExternalLink | Datatype | null;
+
+function attr(o: { attrs: Record<string, { value: unknown }> } | null | undefined, name: string): unknown {
+  if (!o) return undefined;
+  const a = o.attrs[name];
+  if (!a) return undefined;
+  const v = a.value;
+  return typeof v === "bigint" ? Number(v) : v;
+}
+
+/** Convert any numeric typed array (incl. BigInt64) to float64. */
+export function toFloat64(a: unknown): Float64Array {
+  if (a instanceof Float64Array) return a;
+  if (a instanceof BigInt64Array || a instanceof BigUint64Array) {
+    const out = new Float64Array(a.length);
+    for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
+    return out;
+  }
+  if (ArrayBuffer.isView(a)) return Float64Array.from(a as unknown as ArrayLike<number>);
+  if (Array.isArray(a)) return Float64Array.from(a, (v) => (typeof v === "boolean" ? (v ? 1 : 0) : Number(v)));
+  if (typeof a === "number" || typeof a === "bigint") return Float64Array.of(Number(a));
+  throw new Error("not a numeric array");
+}
+
+function toInt32(a: unknown): Int32Array {
+  if (a instanceof Int32Array) return a;
+  if (a instanceof BigInt64Array || a instanceof BigUint64Array) {
+    const out = new Int32Array(a.length);
+    for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
+    return out;
+  }
+  return Int32Array.from(a as ArrayLike<number>);
+}
+
+function isBoolEnum(ds: H5Dataset): boolean {
+  const m = ds.metadata;
+  const members = m.enum_type?.members;
+  return m.type === 8 && members !== undefined && "FALSE" in members && "TRUE" in members;
+}
+
+/**
+ * Read one AnnData dataframe column (obs or var). Categorical columns are decoded to strings
+ * (missing code -1 → ""); booleans become `boolean[]`; numbers `Float64Array` (nullable: masked → NaN).
+ */
+function readColumn(file: string, group: H5Group, name: string): ObsValues {
+  const o = group.get(name) as H5Obj;
+  const where = `${file}: ${group.path}/${name}`;
+  if (o instanceof h5wasm.Dataset) {
+    if (isBoolEnum(o)) return (o.json_value as boolean[]).map(Boolean);
+    const v = o.value;
+    if (Array.isArray(v)) return v.map((s) => String(s));
+    if (typeof v === "string") return [v];
+    return toFloat64(v);
+  }
+  if (o instanceof h5wasm.Group) {
+    const enc = attr(o, "encoding-type");
+    if (enc === "categorical") {
+      const codes = toFloat64((o.get("codes") as H5Dataset).value);
+      const cats = readColumn(file, o, "categories");
+      const catStr = Array.isArray(cats) ? cats.map(String) : Array.from(cats as Float64Array, String);
+      const out = new Array<string>(codes.length);
+      for (let i = 0; i < codes.length; i++) out[i] = codes[i] < 0 ? "" : catStr[codes[i]];
+      return out;
+    }
+    if (enc === "nullable-integer" || enc === "nullable-boolean") {
+      const vds = o.get("values") as H5Dataset;
+      const mask = toFloat64(isBoolEnum(o.get("mask") as H5Dataset) ? (o.get("mask") as H5Dataset).json_value : (o.get("mask") as H5Dataset).value);
+      const vals = toFloat64(isBoolEnum(vds) ? vds.json_value : vds.value);
+      if (enc === "nullable-boolean") return Array.from(vals, (x, i) => (mask[i] ? false : x !== 0));
+      for (let i = 0; i < vals.length; i++) if (mask[i]) vals[i] = NaN;
+      return vals;
+    }
+    if (enc === "nullable-string-array") {
+      const v = (o.get("values") as H5Dataset).value as string[];
+      const mask = toFloat64((o.get("mask") as H5Dataset).value);
+      return v.map((s, i) => (mask[i] ? "" : String(s)));
+    }
+    throw new Error(`${where}: unsupported column encoding "${String(enc)}"`);
+  }
+  throw new Error(`${where}: not found`);
+}
+
+/** Read an AnnData dataframe group (`obs`, `var` or `raw/var`): index and every column. */
+function readDataframe(file: string, h5: H5File, key: string, n: number): ObsTable {
+  const g = h5.get(key);
+  if (!(g instanceof h5wasm.Group)) {
+    return { index: Array.from({ length: n }, (_, i) => String(i)), columns: {} };
+  }
+  const indexName = String(attr(g, "_index") ?? "_index");
+  const idx = g.get(indexName);
+  let index: string[];
+  if (idx) {
+    const v = readColumn(file, g, indexName);
+    index = Array.isArray(v) ? v.map(String) : Array.from(v as Float64Array, String);
+  } else index = Array.from({ length: n }, (_, i) => String(i));
+  let order = attr(g, "column-order");
+  if (typeof order === "string") order = order === "" ? [] : [order];
+  const names = Array.isArray(order) && order.length > 0 ? (order as string[]) : g.keys().filter((k) => k !== indexName && k !== "__categories");
+  const columns: Record<string, ObsValues> = {};
+  for (const name of names) {
+    if (name === indexName) continue;
+    try {
+      columns[name] = readColumn(file, g, name);
+    } catch (e) {
+      // A column we cannot decode (e.g. a nested dataframe) is skipped, not fatal; it is named if carried.
+      if ((e as Error).message.includes("unsupported")) continue;
+      throw e;
+    }
+  }
+  return { index, columns };
+}
+
+/** Check one block of counts: nonnegative, finite, integer (unless allowed). Throws naming file and cell. */
+export function validateCounts(
+  file: string,
+  chunk: CsrChunk,
+  cellName: (i: number) => string,
+  allowNonInteger: boolean,
+): void {
+  const { data, indptr } = chunk;
+  for (let k = 0; k < data.length; k++) {
+    const x = data[k];
+    if (x >= 0 && x < Infinity && (allowNonInteger || Math.floor(x) === x)) continue;
+    // locate the cell
+    let r = 0;
+    while (indptr[r + 1] <= k) r++;
+    const cell = `cell ${chunk.start + r} ("${cellName(chunk.start + r)}")`;
+    if (Number.isNaN(x)) throw new Error(`${file}: ${cell} has a NaN count; expected raw counts`);
+    if (x < 0) throw new Error(`${file}: ${cell} has a negative count (${x}); expected raw counts`);
+    if (!Number.isFinite(x)) throw new Error(`${file}: ${cell} has an infinite count; expected raw counts`);
+    throw new Error(
+      `${file}: ${cell} has a non-integer count (${x}); this looks like normalised or log-transformed data, ` +
+        `but the tokenizer needs raw counts. Pick the raw counts with --layer <name> (e.g. --layer counts) or --use-raw, ` +
+        `or pass --allow-non-integer if these really are (e.g. ambient-corrected) counts`,
+    );
+  }
+}
+
+/** An opened `.h5ad` matrix, with where it came from. */
+export interface H5adSource extends CountMatrixSource {
+  /** HDF5 key of the matrix read ("X", "layers/counts", "raw/X"). */
+  matrixKey: string;
+  /** "csr", "csc" or "dense". */
+  matrixEncoding: string;
+  /** HDF5 dtype of the stored values (e.g. "<f" float32, "<q" int64). */
+  matrixDtype: string;
+  /** number of stored values (nonzeros) for sparse matrices; nCells × nGenes for dense. */
+  storedValues: number;
+}
+
+let ready: Promise<unknown> | undefined;
+/** Wait for the h5wasm WebAssembly module (once per process). */
+export async function h5Ready(): Promise<void> {
+  ready ??= h5wasm.ready;
+  await ready;
+}
+
+/**
+ * Open an `.h5ad` file as a {@link CountMatrixSource} (cells × genes).
+ * @throws Error naming the file when it is missing, not HDF5, or lacks the requested matrix/layer.
+ */
+export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Promise<H5adSource> {
+  if (!fs.existsSync(file)) throw new Error(`${file}: file not found`);
+  if (fs.statSync(file).isDirectory()) throw new Error(`${file}: is a folder, not an .h5ad file`);
+  if (!isHdf5File(file)) throw new Error(`${file}: not an HDF5/AnnData (.h5ad) file (no HDF5 signature)`);
+  await h5Ready();
+  let h5: H5File;
+  try {
+    h5 = new h5wasm.File(file, "r");
+  } catch (e) {
+    throw new Error(`${file}: cannot be opened as HDF5 (${(e as Error).message})`);
+  }
+  try {
+    if (opts.layer && opts.useRaw) throw new Error("choose either --layer or --use-raw, not both");
+    const key = opts.layer ? `layers/${opts.layer}` : opts.useRaw ? "raw/X" : "X";
+    const X = h5.get(key) as H5Obj;
+    if (!X) {
+      const layers = h5.get("layers");
+      const avail = layers instanceof h5wasm.Group ? layers.keys() : [];
+      const hint = opts.layer ? ` (layers in the file: ${avail.length ? avail.join(", ") : "none"})` : "";
+      throw new Error(`${file}: no "${key}" matrix${hint}; is this an AnnData file?`);
+    }
+    let encoding: string;
+    let shape: [number, number];
+    let dtype: string;
+    if (X instanceof h5wasm.Group) {
+      const enc = attr(X, "encoding-type") ?? attr(X, "h5sparse_format");
+      encoding = enc === "csr_matrix" || enc === "csr" ? "csr" : enc === "csc_matrix" || enc === "csc" ? "csc" : String(enc);
+      if (encoding !== "csr" && encoding !== "csc") throw new Error(`${file}: "${key}" has unsupported encoding "${encoding}"`);
+      const s = attr(X, "shape") ?? attr(X, "h5sparse_shape");
+      const sa = toFloat64(s);
+      shape = [sa[0], sa[1]];
+      dtype = (X.get("data") as H5Dataset).dtype as string;
+    } else if (X instanceof h5wasm.Dataset) {
+      encoding = "dense";
+      const s = X.shape ?? [];
+      if (s.length !== 2) throw new Error(`${file}: "${key}" is not a 2-D matrix (shape ${JSON.stringify(s)})`);
+      shape = [s[0], s[1]];
+      dtype = X.dtype as string;
+    } else throw new Error(`${file}: "${key}" is not a matrix`);
+    const [nCells, nGenes] = shape;
+    const obs = readDataframe(file, h5, "obs", nCells);
+    const v = readDataframe(file, h5, opts.useRaw ? "raw/var" : "var", nGenes);
+    if (obs.index.length !== nCells) throw new Error(`${file}: obs has ${obs.index.length} rows but ${key} has ${nCells} cells`);
+    if (v.index.length !== nGenes) throw new Error(`${file}: var has ${v.index.length} rows but ${key} has ${nGenes} genes`);
+    const varTable: VarTable = { index: v.index, columns: {} };
+    for (const [k, col] of Object.entries(v.columns)) {
+      varTable.columns[k] = Array.isArray(col) && typeof col[0] === "boolean" ? Float64Array.from(col as boolean[], (b) => (b ? 1 : 0)) : (col as string[] | Float64Array);
+    }
+    const allowNonInteger = opts.allowNonInteger ?? false;
+    const cellName = (i: number) => obs.index[i];
+    const where = `${file} (${key})`;
+
+    let csrFromCsc: { indptr: Float64Array; indices: Int32Array; data: Float64Array } | undefined;
+    const chunks = function* (chunkSize = 512): Iterable<CsrChunk> {
+      if (!(chunkSize >= 1)) throw new Error(`chunk size must be >= 1 (got ${chunkSize})`);
+      if (encoding === "csr") {
+        const g = X as H5Group;
+        const indptrAll = toFloat64((g.get("indptr") as H5Dataset).value);
+        const dDs = g.get("data") as H5Dataset;
+        const iDs = g.get("indices") as H5Dataset;
+        for (let a = 0; a < nCells; a += chunkSize) {
+          const b = Math.min(nCells, a + chunkSize);
+          const lo = indptrAll[a];
+          const hi = indptrAll[b];
+          const data = hi > lo ? toFloat64(dDs.slice([[lo, hi]])) : new Float64Array(0);
+          const indices = hi > lo ? toInt32(iDs.slice([[lo, hi]])) : new Int32Array(0);
+          const indptr = new Float64Array(b - a + 1);
+          for (let r = 0; r <= b - a; r++) indptr[r] = indptrAll[a + r] - lo;
+          const chunk: CsrChunk = { start: a, nCells: b - a, indptr, indices, data };
+          validateCounts(where, chunk, cellName, allowNonInteger);
+          yield chunk;
+        }
+      } else if (encoding === "dense") {
+        const ds = X as H5Dataset;
+        for (let a = 0; a < nCells; a += chunkSize) {
+          const b = Math.min(nCells, a + chunkSize);
+          const block = toFloat64(ds.slice([[a, b], [0, nGenes]]));
+          let nnz = 0;
+          for (let k = 0; k < block.length; k++) if (block[k] !== 0) nnz++;
+          const indptr = new Float64Array(b - a + 1);
+          const indices = new Int32Array(nnz);
+          const data = new Float64Array(nnz);
+          let o = 0;
+          for (let r = 0; r < b - a; r++) {
+            const base = r * nGenes;
+            for (let c = 0; c < nGenes; c++) {
+              const x = block[base + c];
+              if (x !== 0) {
+                indices[o] = c;
+                data[o++] = x;
+              }
+            }
+            indptr[r + 1] = o;
+          }
+          const chunk: CsrChunk = { start: a, nCells: b - a, indptr, indices, data };
+          validateCounts(where, chunk, cellName, allowNonInteger);
+          yield chunk;
+        }
+      } else {
+        // CSC: read whole and transpose to CSR once.
+        if (!csrFromCsc) {
+          const g = X as H5Group;
+          const cp = toFloat64((g.get("indptr") as H5Dataset).value);
+          const ri = toInt32((g.get("indices") as H5Dataset).value);
+          const dv = toFloat64((g.get("data") as H5Dataset).value);
+          const counts = new Float64Array(nCells + 1);
+          for (let k = 0; k < ri.length; k++) counts[ri[k] + 1]++;
+          for (let r = 0; r < nCells; r++) counts[r + 1] += counts[r];
+          const fill = counts.slice();
+          const indices = new Int32Array(ri.length);
+          const data = new Float64Array(ri.length);
+          for (let c = 0; c < nGenes; c++) {
+            for (let k = cp[c]; k < cp[c + 1]; k++) {
+              const r = ri[k];
+              const o = fill[r]++;
+              indices[o] = c;
+              data[o] = dv[k];
+            }
+          }
+          csrFromCsc = { indptr: counts, indices, data };
+        }
+        const m = csrFromCsc;
+        for (let a = 0; a < nCells; a += chunkSize) {
+          const b = Math.min(nCells, a + chunkSize);
+          const lo = m.indptr[a];
+          const hi = m.indptr[b];
+          const indptr = new Float64Array(b - a + 1);
+          for (let r = 0; r <= b - a; r++) indptr[r] = m.indptr[a + r] - lo;
+          const chunk: CsrChunk = { start: a, nCells: b - a, indptr, indices: m.indices.subarray(lo, hi), data: m.data.subarray(lo, hi) };
+          validateCounts(where, chunk, cellName, allowNonInteger);
+          yield chunk;
+        }
+      }
+    };
+    return {
+      path: file,
+      nCells,
+      nGenes,
+      obs,
+      var: varTable,
+      chunks,
+      close: () => h5.close(),
+      matrixKey: key,
+      matrixEncoding: encoding,
+      matrixDtype: dtype,
+      storedValues:
+        encoding === "dense"
+          ? nCells * nGenes
+          : toFloat64(((X as H5Group).get("indptr") as H5Dataset).slice([[encoding === "csr" ? nCells : nGenes, (encoding === "csr" ? nCells : nGenes) + 1]]))[0],
+    };
+  } catch (e) {
+    h5.close();
+    throw e;
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * 10x Genomics Matrix Market folder reader (Cell Ranger `filtered_feature_bc_matrix/` layout):
+ * `matrix.mtx[.gz]` (genes × cells, coordinate format, 1-based), `features.tsv[.gz]` (Cell Ranger ≥ 3:
+ * gene id, symbol, feature type) or `genes.tsv[.gz]` (Cell Ranger 2: gene id, symbol), and
+ * `barcodes.tsv[.gz]`. The matrix is transposed to cells × genes CSR in memory (10x folders are
+ * small compared with the `.h5ad` corpora the chunked reader is for).
+ * Format: https://math.nist.gov/MatrixMarket/formats.html and the Cell Ranger output docs.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as zlib from "node:zlib";
+import { validateCounts, type OpenCountsOptions } from "./h5ad.js";
+import type { CountMatrixSource, CsrChunk, ObsTable, VarTable } from "./types.js";
+
+function findFile(dir: string, names: string[]): string | undefined {
+  for (const n of names) {
+    for (const cand of [n, `${n}.gz`]) {
+      const p = path.join(dir, cand);
+      if (fs.existsSync(p)) return p;
+    }
+  }
+  return undefined;
+}
+
+function readText(file: string): string {
+  const buf = fs.readFileSync(file);
+  return (file.endsWith(".gz") ? zlib.gunzipSync(buf) : buf).toString("utf8");
+}
+
+function lines(text: string): string[] {
+  const out = text.split(/\r?\n/);
+  while (out.length > 0 && out[out.length - 1] === "") out.pop();
+  return out;
+}
+
+/** True when `dir` looks like a 10x Matrix Market folder. */
+export function isMtxFolder(dir: string): boolean {
+  return fs.existsSync(dir) && fs.statSync(dir).isDirectory() && findFile(dir, ["matrix.mtx"]) !== undefined;
+}
+
+/**
+ * Read a TSV of per-cell annotations (first column = barcode, header row = column names) and align it
+ * to `barcodes`. Numeric columns become float64; others strings. Missing barcodes are an error.
+ */
+export function readObsTsv(file: string, barcodes: string[]): ObsTable {
+  if (!fs.existsSync(file)) throw new Error(`${file}: obs table not found`);
+  const ls = lines(readText(file));
+  if (ls.length === 0) throw new Error(`${file}: empty obs table`);
+  const header = ls[0].split("\t");
+  const rows = new Map<string, string[]>();
+  for (let i = 1; i < ls.length; i++) {
+    const f = ls[i].split("\t");
+    rows.set(f[0], f);
+  }
+  const columns: ObsTable["columns"] = {};
+  for (let c = 1; c < header.length; c++) {
+    const vals = barcodes.map((b) => {
+      const r = rows.get(b);
+      if (!r) throw new Error(`${file}: no row for barcode "${b}"`);
+      return r[c] ?? "";
+    });
+    const numeric = vals.every((v) => v !== "" && Number.isFinite(Number(v)));
+    columns[header[c]] = numeric ? Float64Array.from(vals, Number) : vals;
+  }
+  return { index: barcodes, columns };
+}
+
+/**
+ * Open a 10x Matrix Market folder as a {@link CountMatrixSource}.
+ * @param opts.obsTsv optional TSV of cell annotations keyed by barcode (carried like AnnData obs).
+ * @throws Error naming the folder/file when a file is missing or malformed.
+ */
+export function openMtx(dir: string, opts: OpenCountsOptions & { obsTsv?: string } = {}): CountMatrixSource & { matrixFile: string } {
+  if (!fs.existsSync(dir)) throw new Error(`${dir}: folder not found`);
+  const mtxFile = findFile(dir, ["matrix.mtx"]);
+  if (!mtxFile) throw new Error(`${dir}: no matrix.mtx[.gz] in this folder (not a 10x Matrix Market folder)`);
+  const featFile = findFile(dir, ["features.tsv", "genes.tsv"]);
+  if (!featFile) throw new Error(`${dir}: no features.tsv[.gz] or genes.tsv[.gz]`);
+  const bcFile = findFile(dir, ["barcodes.tsv"]);
+  if (!bcFile) throw new Error(`${dir}: no barcodes.tsv[.gz]`);
+
+  const feats = lines(readText(featFile)).map((l) => l.split("\t"));
+  const barcodes = lines(readText(bcFile)).map((l) => l.split("\t")[0]);
+  const text = readText(mtxFile);
+  let pos = 0;
+  let headerSeen = false;
+  let nRows = 0,
+    nCols = 0,
+    nnz = 0;
+  let isPattern = false;
+  // header and comments
+  for (;;) {
+    const end = text.indexOf("\n", pos);
+    const line = text.slice(pos, end < 0 ? text.length : end).trim();
+    pos = end < 0 ? text.length : end + 1;
+    if (line.startsWith("%%MatrixMarket")) {
+      const h = line.toLowerCase().split(/\s+/);
+      if (h[1] !== "matrix" || h[2] !== "coordinate") throw new Error(`${mtxFile}: only coordinate Matrix Market files are supported`);
+      isPattern = h[3] === "pattern";
+      headerSeen = true;
+      continue;
+    }
+    if (line.startsWith("%") || line === "") {
+      if (pos >= text.length) throw new Error(`${mtxFile}: no size line`);
+      continue;
+    }
+    const f = line.split(/\s+/).map(Number);
+    [nRows, nCols, nnz] = f;
+    break;
+  }
+  if (!headerSeen) throw new Error(`${mtxFile}: missing %%MatrixMarket header`);
+  if (nRows !== feats.length) throw new Error(`${mtxFile}: ${nRows} genes but ${featFile} has ${feats.length} rows`);
+  if (nCols !== barcodes.length) throw new Error(`${mtxFile}: ${nCols} cells but ${bcFile} has ${barcodes.length} rows`);
+  const gi = new Int32Array(nnz);
+  const ci = new Int32Array(nnz);
+  const vv = new Float64Array(nnz);
+  const body = text.slice(pos).split("\n");
+  let k = 0;
+  for (const raw of body) {
+    if (raw.length === 0 || raw[0] === "%") continue;
+    const f = raw.trim().split(/\s+/);
+    if (f.length < 2 || f[0] === "") continue;
+    if (k >= nnz) throw new Error(`${mtxFile}: more entries than the ${nnz} announced`);
+    gi[k] = Number(f[0]) - 1;
+    ci[k] = Number(f[1]) - 1;
+    vv[k] = isPattern ? 1 : Number(f[2]);
+    if (!(gi[k] >= 0 && gi[k] < nRows && ci[k] >= 0 && ci[k] < nCols)) throw new Error(`${mtxFile}: entry ${k + 1} out of range`);
+    k++;
+  }
+  if (k !== nnz) throw new Error(`${mtxFile}: ${k} entries, header announced ${nnz}`);
+  // transpose to cells × genes CSR, genes sorted within a cell
+  const order = new Uint32Array(nnz);
+  for (let i = 0; i < nnz; i++) order[i] = i;
+  order.sort((a, b) => ci[a] - ci[b] || gi[a] - gi[b]);
+  const indptr = new Float64Array(nCols + 1);
+  const indices = new Int32Array(nnz);
+  const data = new Float64Array(nnz);
+  for (let j = 0; j < nnz; j++) {
+    const i = order[j];
+    indices[j] = gi[i];
+    data[j] = vv[i];
+    indptr[ci[i] + 1]++;
+  }
+  for (let c = 0; c < nCols; c++) indptr[c + 1] += indptr[c];
+
+  const varTable: VarTable = {
+    index: feats.map((f) => f[0]),
+    columns: {
+      ensembl_id: feats.map((f) => f[0]),
+      gene_symbol: feats.map((f) => f[1] ?? f[0]),
+    },
+  };
+  if (feats.some((f) => f.length > 2)) varTable.columns.feature_type = feats.map((f) => f[2] ?? "");
+  const obs: ObsTable = opts.obsTsv ? readObsTsv(opts.obsTsv, barcodes) : { index: barcodes, columns: {} };
+  const allowNonInteger = opts.allowNonInteger ?? false;
+  return {
+    path: dir,
+    nCells: nCols,
+    nGenes: nRows,
+    obs,
+    var: varTable,
+    matrixFile: mtxFile,
+    *chunks(chunkSize = 512): Iterable<CsrChunk> {
+      if (!(chunkSize >= 1)) throw new Error(`chunk size must be >= 1 (got ${chunkSize})`);
+      for (let a = 0; a < nCols; a += chunkSize) {
+        const b = Math.min(nCols, a + chunkSize);
+        const lo = indptr[a];
+        const hi = indptr[b];
+        const ip = new Float64Array(b - a + 1);
+        for (let r = 0; r <= b - a; r++) ip[r] = indptr[a + r] - lo;
+        const chunk: CsrChunk = { start: a, nCells: b - a, indptr: ip, indices: indices.subarray(lo, hi), data: data.subarray(lo, hi) };
+        validateCounts(mtxFile, chunk, (i) => barcodes[i], allowNonInteger);
+        yield chunk;
+      }
+    },
+    close() {},
+  };
+}

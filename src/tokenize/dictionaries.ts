@@ -1,0 +1,139 @@
+/**
+ * Geneformer dictionaries, bundled as TSV under `data/geneformer/` (converted from the upstream
+ * pickles; see `data/geneformer/README.md`): token dictionary, gene nonzero medians and the ID
+ * mapping (collapse) table, for V1 (Genecorpus-30M, `*_gc30M`) and V2 (Genecorpus-104M, `*_gc104M`).
+ * Source: Geneformer `geneformer/tokenizer.py@05fcbeb` (`TranscriptomeTokenizer.__init__`).
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { packagePath } from "../io.js";
+
+/** Geneformer model generation. */
+export type GeneformerVersion = "V1" | "V2";
+
+/** Loaded dictionaries of one Geneformer version. */
+export interface GeneformerDictionaries {
+  version: GeneformerVersion;
+  /** Ensembl ID → token id (special tokens `<pad>`, `<mask>`, V2 `<cls>`, `<eos>` included). */
+  tokens: Map<string, number>;
+  /** Ensembl ID → nonzero median (float64) for genes of the token dictionary. */
+  medians: Map<string, number>;
+  /** upper-cased input ID (Ensembl ID, or V2 gene symbol) → Ensembl ID of the token dictionary; restricted to targets in `tokens`. */
+  mapping: Map<string, string>;
+  /** vocabulary size (number of token ids). */
+  vocabSize: number;
+  /** special token ids. */
+  special: { pad: number; mask: number; cls?: number; eos?: number };
+  /** number of gene tokens kept per cell: 2,048 (V1) or 4,094 (V2, plus `<cls>`/`<eos>`). */
+  maxGenes: number;
+  /** model input size: 2,048 (V1) or 4,096 (V2). */
+  modelInputSize: number;
+  /** file names and sha256 (hex) of the three dictionaries. */
+  files: {
+    tokens: { name: string; sha256: string };
+    medians: { name: string; sha256: string };
+    mapping: { name: string; sha256: string };
+  };
+}
+
+/** Corpus suffix of each version's files. */
+export const CORPUS: Record<GeneformerVersion, string> = { V1: "gc30M", V2: "gc104M" };
+
+function sha256(buf: Buffer): string {
+  return createHash("sha256").update(buf).digest("hex");
+}
+
+/** Parse a two-column TSV with a header; returns [col0, col1] rows. */
+function readPairs(file: string): { rows: [string, string][]; sha256: string } {
+  if (!fs.existsSync(file)) throw new Error(`${file}: dictionary file not found`);
+  const buf = fs.readFileSync(file);
+  const text = buf.toString("utf8");
+  const rows: [string, string][] = [];
+  let pos = text.indexOf("\n") + 1; // skip header
+  while (pos < text.length) {
+    let end = text.indexOf("\n", pos);
+    if (end < 0) end = text.length;
+    const tab = text.indexOf("\t", pos);
+    if (tab > pos && tab < end) {
+      let e2 = end;
+      if (text.charCodeAt(e2 - 1) === 13) e2--;
+      rows.push([text.slice(pos, tab), text.slice(tab + 1, e2)]);
+    }
+    pos = end + 1;
+  }
+  return { rows, sha256: sha256(buf) };
+}
+
+/**
+ * Read a nonzero-median TSV (`ensembl_id<TAB>nonzero_median`, header row), e.g. written by
+ * `cellfm medians`. Values are parsed as float64.
+ * @throws Error naming the file on a missing file or a non-numeric median.
+ */
+export function readMediansTsv(file: string): { medians: Map<string, number>; sha256: string } {
+  const { rows, sha256: sum } = readPairs(file);
+  const medians = new Map<string, number>();
+  for (const [id, v] of rows) {
+    const x = Number(v);
+    if (!(x > 0) || !Number.isFinite(x)) throw new Error(`${file}: median of ${id} is "${v}", expected a positive number`);
+    medians.set(id, x);
+  }
+  return { medians, sha256: sum };
+}
+
+const cache = new Map<string, GeneformerDictionaries>();
+
+/**
+ * Load the V1 or V2 Geneformer dictionaries (cached per process).
+ * @param dir folder with `token_dictionary_<corpus>.tsv`, `gene_median_<corpus>.tsv`,
+ *   `ensembl_mapping_<corpus>.tsv` (default: the bundled `data/geneformer/`).
+ * @throws Error naming the file if one is missing or a token gene has no median.
+ */
+export function loadGeneformerDictionaries(version: GeneformerVersion, dir?: string): GeneformerDictionaries {
+  if (version !== "V1" && version !== "V2") throw new Error(`unknown Geneformer model version "${String(version)}" (use V1 or V2)`);
+  const base = dir ?? packagePath("data", "geneformer");
+  const key = `${version}\u0000${path.resolve(base)}`;
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const c = CORPUS[version];
+  const tokFile = path.join(base, `token_dictionary_${c}.tsv`);
+  const medFile = path.join(base, `gene_median_${c}.tsv`);
+  const mapFile = path.join(base, `ensembl_mapping_${c}.tsv`);
+  const tok = readPairs(tokFile);
+  const tokens = new Map<string, number>();
+  let vocabSize = 0;
+  for (const [id, name] of tok.rows) {
+    const t = Number(id);
+    tokens.set(name, t);
+    vocabSize = Math.max(vocabSize, t + 1);
+  }
+  const med = readPairs(medFile);
+  const medians = new Map<string, number>();
+  for (const [id, v] of med.rows) if (tokens.has(id)) medians.set(id, Number(v));
+  const mp = readPairs(mapFile);
+  const mapping = new Map<string, string>();
+  for (const [src, dst] of mp.rows) if (tokens.has(dst)) mapping.set(src, dst);
+  const special = {
+    pad: tokens.get("<pad>") ?? 0,
+    mask: tokens.get("<mask>") ?? 1,
+    cls: tokens.get("<cls>"),
+    eos: tokens.get("<eos>"),
+  };
+  const d: GeneformerDictionaries = {
+    version,
+    tokens,
+    medians,
+    mapping,
+    vocabSize,
+    special,
+    maxGenes: version === "V1" ? 2048 : 4094,
+    modelInputSize: version === "V1" ? 2048 : 4096,
+    files: {
+      tokens: { name: path.basename(tokFile), sha256: tok.sha256 },
+      medians: { name: path.basename(medFile), sha256: med.sha256 },
+      mapping: { name: path.basename(mapFile), sha256: mp.sha256 },
+    },
+  };
+  cache.set(key, d);
+  return d;
+}

@@ -1,0 +1,466 @@
+/**
+ * Geneformer rank-value encoding (Theodoris et al., Nature 2023; Chen et al. 2024 for V2).
+ * Reference: Geneformer `geneformer/tokenizer.py@05fcbeb` — `rank_genes`, `tokenize_cell`,
+ * `sum_ensembl_ids`, `TranscriptomeTokenizer.tokenize_anndata` — with the canonical cellfm rules of
+ * `docs/reference-spec.md` §1a:
+ *
+ * - value(cell, gene) = ((count / n_counts) * 10000) / nonzero_median, evaluated left to right in
+ *   float64; only nonzero counts take part;
+ * - `n_counts` from `obs["n_counts"]` when present, else the row sum over all var columns;
+ * - with `obs["filter_pass"]`, only cells whose value equals 1 are kept;
+ * - input IDs are upper-cased and mapped through the version's mapping table; columns mapping to the
+ *   same gene have their counts summed (also two identical input IDs);
+ * - genes ranked by value descending, exact ties by ascending token id;
+ * - V1: first 2,048 tokens; V2: `<cls>` + first 4,094 + `<eos>`; cells with no kept gene are dropped.
+ *
+ * The hot path uses typed arrays only: per cell, a `BigUint64Array` of packed keys
+ * (inverted high 48 bits of the value | token id) is sorted natively, then the rare runs whose 48-bit
+ * prefixes collide are re-sorted exactly, so the order equals a full (value desc, token asc) sort.
+ */
+import type { CountMatrixSource, CsrChunk, ObsValues } from "../data/types.js";
+import { resolveGeneIds } from "../data/genes.js";
+import { loadGeneformerDictionaries, type GeneformerDictionaries, type GeneformerVersion } from "./dictionaries.js";
+
+/** Options of {@link GeneformerTokenizer} / {@link tokenizeCounts}. */
+export interface GeneformerTokenizeOptions {
+  /** "V1" (gc30M, 2,048 tokens) or "V2" (gc104M, `<cls>` + 4,094 + `<eos>`). */
+  modelVersion: GeneformerVersion;
+  /** dictionaries to use (default: the bundled ones for `modelVersion`). */
+  dictionaries?: GeneformerDictionaries;
+  /** var column holding gene IDs (default `ensembl_id`; falls back to the var index when absent). */
+  idColumn?: string;
+  /** obs columns copied to the output for each kept cell. */
+  carry?: string[];
+  /** cells per block read from the source (default 512). Never changes the output. */
+  chunkSize?: number;
+  /** nonzero medians replacing the dictionary's (Ensembl ID → median), e.g. from `cellfm medians`. */
+  medians?: Map<string, number>;
+  /** minimum fraction of var genes that must be known to the token dictionary (default 0.5). */
+  minKnownFraction?: number;
+}
+
+/** One tokenized cell. */
+export interface TokenizedCell {
+  /** obs name. */
+  cellId: string;
+  /** token ids, `[length]` int32 (V2: starts with `<cls>`, ends with `<eos>`). */
+  inputIds: Int32Array;
+  /** number of tokens. */
+  length: number;
+  /** row of the cell in the source matrix. */
+  obsRow: number;
+}
+
+/** What happened while tokenizing (printed by `cellfm tokenize`, saved as `summary.json`). */
+export interface TokenizeSummary {
+  input: string;
+  model_version: GeneformerVersion;
+  n_cells: number;
+  n_vars: number;
+  /** where gene IDs came from. */
+  gene_id_source: string;
+  /** distinct dictionary genes matched (var genes collapsing to one gene count once). */
+  genes_matched: number;
+  /** var genes (columns) whose (mapped) ID is in the token dictionary. */
+  var_genes_matched: number;
+  /** var genes not in the token dictionary (incl. empty IDs). */
+  genes_unknown: number;
+  /** var genes mapped from a gene symbol via the bundled symbol table. */
+  genes_from_symbols: number;
+  /** groups of ≥ 2 var genes that map to one gene (counts summed), and the genes in them. */
+  summed_groups: number;
+  columns_in_summed_groups: number;
+  /** "obs" (obs["n_counts"]) or "row sum of all var columns". */
+  n_counts_source: string;
+  filter_pass_present: boolean;
+  cells_failing_filter_pass: number;
+  cells_written: number;
+  /** obs names of cells dropped because no nonzero gene is in the dictionary. */
+  cells_dropped_empty: string[];
+  /** cells with more genes than fit (V1 2,048; V2 4,094). */
+  cells_truncated: number;
+  /** cells with at least one exact tie between expressed genes' values (broken by token id). */
+  cells_with_exact_value_ties: number;
+  length_min: number;
+  length_median: number;
+  length_max: number;
+  dictionaries: GeneformerDictionaries["files"];
+  /** source of the medians: the bundled dictionary or a user file. */
+  medians_source: string;
+}
+
+/** Per-column gene plan: token id (or -1) and whether any token is shared by several columns. */
+export interface GenePlan {
+  colToken: Int32Array;
+  /** nonzero median per token id (NaN where not used), float64. */
+  tokenMedian: Float64Array;
+  needsSum: boolean;
+  /** distinct tokens matched. */
+  genesMatched: number;
+  /** var columns matched. */
+  columnsMatched: number;
+  summedGroups: number;
+  columnsInSummedGroups: number;
+  genesFromSymbols: number;
+  source: string;
+}
+
+/**
+ * Map var genes to tokens (reference `sum_ensembl_ids` + `genelist_dict` filtering).
+ * @throws Error if a used gene has no median, or fewer than `minKnownFraction` of genes are known.
+ */
+export function planGenes(
+  v: CountMatrixSource["var"],
+  dict: GeneformerDictionaries,
+  opts: { idColumn?: string; file?: string; medians?: Map<string, number>; minKnownFraction?: number } = {},
+): GenePlan {
+  const res = resolveGeneIds(v, { idColumn: opts.idColumn, file: opts.file, acceptAsIs: (up) => dict.mapping.has(up) });
+  const n = res.ids.length;
+  const colToken = new Int32Array(n).fill(-1);
+  const tokenMedian = new Float64Array(dict.vocabSize).fill(NaN);
+  const perToken = new Map<number, number>();
+  let matched = 0;
+  for (let c = 0; c < n; c++) {
+    const id = res.ids[c];
+    if (id === "") continue;
+    const target = dict.mapping.get(id.toUpperCase());
+    if (target === undefined) continue;
+    const t = dict.tokens.get(target);
+    if (t === undefined) continue;
+    const m = opts.medians ? opts.medians.get(target) : dict.medians.get(target);
+    if (m === undefined) {
+      if (opts.medians) continue; // a user median table without this gene: the gene is not used
+      throw new Error(`Geneformer ${dict.version} dictionaries: gene ${target} has a token but no nonzero median`);
+    }
+    colToken[c] = t;
+    tokenMedian[t] = m;
+    matched++;
+    perToken.set(t, (perToken.get(t) ?? 0) + 1);
+  }
+  let groups = 0;
+  let inGroups = 0;
+  for (const k of perToken.values()) {
+    if (k > 1) {
+      groups++;
+      inGroups += k;
+    }
+  }
+  const minFrac = opts.minKnownFraction ?? 0.5;
+  if (n > 0 && matched < minFrac * n) {
+    throw new Error(
+      `${opts.file ?? "input"}: only ${matched} of ${n} genes (${((100 * matched) / n).toFixed(1)}%) from ${res.source} are in the Geneformer ${dict.version} dictionary ` +
+        `(${res.empty} empty IDs, ${res.fromSymbols} mapped from symbols); expected Ensembl IDs or gene symbols. ` +
+        `Pick the var column with Ensembl IDs using --id-column <name> (or --id-column index for the var index)`,
+    );
+  }
+  return {
+    colToken,
+    tokenMedian,
+    needsSum: groups > 0,
+    genesMatched: perToken.size,
+    columnsMatched: matched,
+    summedGroups: groups,
+    columnsInSummedGroups: inGroups,
+    genesFromSymbols: res.fromSymbols,
+    source: res.source,
+  };
+}
+
+/** Reusable scratch buffers of the per-cell ranking. */
+export class RankScratch {
+  keys = new BigUint64Array(1024);
+  keyWords = new Uint32Array(this.keys.buffer);
+  private readonly f64 = new Float64Array(1);
+  private readonly f64Words = new Uint32Array(this.f64.buffer);
+  /** value of each token in the current cell (indexed by token id). */
+  valueOfToken: Float64Array;
+  constructor(vocabSize: number) {
+    this.valueOfToken = new Float64Array(vocabSize);
+  }
+  ensure(n: number): void {
+    if (this.keys.length < n) {
+      let cap = this.keys.length;
+      while (cap < n) cap *= 2;
+      this.keys = new BigUint64Array(cap);
+      this.keyWords = new Uint32Array(this.keys.buffer);
+    }
+  }
+  /** Write the sort key of (value, token) at slot i: ascending key = value descending, token ascending. */
+  setKey(i: number, value: number, token: number): void {
+    this.valueOfToken[token] = value;
+    this.f64[0] = value;
+    const lo = this.f64Words[0];
+    const hi = this.f64Words[1];
+    this.keyWords[2 * i + 1] = (0xffffffff - hi) >>> 0;
+    this.keyWords[2 * i] = (((0x1ffff - (lo >>> 15)) << 15) | token) >>> 0;
+  }
+}
+
+/**
+ * Rank `m` genes whose keys were set with {@link RankScratch.setKey}; writes token ids in rank order
+ * into `out` (first `min(m, out.length)` entries). Pure apart from the scratch buffers.
+ * @returns whether the cell had an exact value tie between two genes.
+ */
+export function rankKeyed(s: RankScratch, m: number, out: Int32Array): boolean {
+  const keys = s.keys.subarray(0, m);
+  keys.sort();
+  const w = s.keyWords;
+  const val = s.valueOfToken;
+  let ties = false;
+  // Fix-up: runs with equal 48-bit value prefixes are re-sorted exactly.
+  let i = 0;
+  while (i < m) {
+    let j = i + 1;
+    const hiI = w[2 * i + 1];
+    const loI = w[2 * i] >>> 15;
+    while (j < m && w[2 * j + 1] === hiI && w[2 * j] >>> 15 === loI) j++;
+    if (j - i > 1) {
+      const run: number[] = [];
+      for (let k = i; k < j; k++) run.push(w[2 * k] & 0x7fff);
+      run.sort((a, b) => val[b] - val[a] || a - b);
+      for (let k = 1; k < run.length; k++) if (val[run[k]] === val[run[k - 1]]) ties = true;
+      for (let k = i; k < j && k < out.length; k++) out[k] = run[k - i];
+    } else if (i < out.length) out[i] = w[2 * i] & 0x7fff;
+    i = j;
+  }
+  return ties;
+}
+
+/** Comparator-sort fallback for vocabularies above 32,768 tokens (never the case for Geneformer). */
+function rankSlow(tokens: Int32Array, values: Float64Array, m: number, out: Int32Array): boolean {
+  const idx = Array.from({ length: m }, (_, i) => i);
+  idx.sort((a, b) => values[b] - values[a] || tokens[a] - tokens[b]);
+  let ties = false;
+  for (let k = 1; k < m; k++) if (values[idx[k]] === values[idx[k - 1]]) ties = true;
+  for (let k = 0; k < Math.min(m, out.length); k++) out[k] = tokens[idx[k]];
+  return ties;
+}
+
+/**
+ * Pure per-cell rank-value encoding: given a cell's expressed gene tokens and their values
+ * (already median-scaled), return token ids sorted by value descending, ties by ascending token id,
+ * truncated to `maxGenes`. Used by tests and by callers tokenizing single cells.
+ * @param tokens `[m]` token ids (distinct); @param values `[m]` float64 values.
+ */
+export function rankValueOrder(tokens: Int32Array, values: Float64Array, maxGenes = Infinity, vocabSize = 32768): Int32Array {
+  const m = tokens.length;
+  const out = new Int32Array(Math.min(m, maxGenes));
+  if (vocabSize > 32768) {
+    rankSlow(tokens, values, m, out);
+    return out;
+  }
+  const s = new RankScratch(vocabSize);
+  s.ensure(m);
+  for (let i = 0; i < m; i++) s.setKey(i, values[i], tokens[i]);
+  rankKeyed(s, m, out);
+  return out;
+}
+
+/** Read a numeric obs column as float64 (booleans 1/0, numeric strings parsed; others NaN). */
+function obsNumbers(v: ObsValues): Float64Array {
+  if (v instanceof Float64Array) return v;
+  return Float64Array.from(v as (string | boolean)[], (x) => (typeof x === "boolean" ? (x ? 1 : 0) : NaN));
+}
+
+/**
+ * Streaming Geneformer tokenizer for one source: feed it the source's chunks in order
+ * ({@link tokenizeChunk}), then read {@link summary}.
+ */
+export class GeneformerTokenizer {
+  readonly dict: GeneformerDictionaries;
+  readonly plan: GenePlan;
+  private readonly nCountsObs?: Float64Array;
+  private readonly filterPass?: Float64Array;
+  private readonly scratch: RankScratch;
+  private readonly acc: Float64Array;
+  private readonly touched: Int32Array;
+  private readonly tokBuf: Int32Array;
+  private readonly out: Int32Array;
+  private tokScratch = new Int32Array(1024);
+  private valScratch = new Float64Array(1024);
+  private readonly lengths: number[] = [];
+  private readonly droppedEmpty: string[] = [];
+  private failingFilter = 0;
+  private truncated = 0;
+  private withTies = 0;
+  readonly carry: string[];
+
+  constructor(
+    private readonly source: CountMatrixSource,
+    private readonly opts: GeneformerTokenizeOptions,
+  ) {
+    this.dict = opts.dictionaries ?? loadGeneformerDictionaries(opts.modelVersion);
+    if (this.dict.version !== opts.modelVersion) {
+      throw new Error(`dictionaries are for ${this.dict.version}, but model version ${opts.modelVersion} was asked for`);
+    }
+    this.carry = opts.carry ?? [];
+    for (const c of this.carry) {
+      if (!(c in source.obs.columns)) {
+        throw new Error(
+          `${source.path}: --carry column "${c}" is not in obs (obs columns: ${Object.keys(source.obs.columns).join(", ") || "none"})`,
+        );
+      }
+    }
+    this.plan = planGenes(source.var, this.dict, {
+      idColumn: opts.idColumn,
+      file: source.path,
+      medians: opts.medians,
+      minKnownFraction: opts.minKnownFraction,
+    });
+    const oc = source.obs.columns;
+    if ("n_counts" in oc) this.nCountsObs = obsNumbers(oc.n_counts);
+    if ("filter_pass" in oc) this.filterPass = obsNumbers(oc.filter_pass);
+    this.scratch = new RankScratch(this.dict.vocabSize);
+    this.acc = new Float64Array(this.dict.vocabSize);
+    this.touched = new Int32Array(this.dict.vocabSize);
+    this.tokBuf = new Int32Array(this.dict.vocabSize);
+    this.out = new Int32Array(this.dict.maxGenes);
+  }
+
+  /** Tokenize one CSR block (cells `chunk.start ..`), in order; dropped/filtered cells are omitted. */
+  tokenizeChunk(chunk: CsrChunk): TokenizedCell[] {
+    const { indptr, indices, data } = chunk;
+    const { colToken, tokenMedian, needsSum } = this.plan;
+    const cells: TokenizedCell[] = [];
+    const s = this.scratch;
+    const isV2 = this.dict.version === "V2";
+    const maxGenes = this.dict.maxGenes;
+    for (let r = 0; r < chunk.nCells; r++) {
+      const row = chunk.start + r;
+      if (this.filterPass && this.filterPass[row] !== 1) {
+        this.failingFilter++;
+        continue;
+      }
+      const a = indptr[r];
+      const b = indptr[r + 1];
+      let n: number;
+      if (this.nCountsObs) n = this.nCountsObs[row];
+      else {
+        n = 0;
+        for (let k = a; k < b; k++) n += data[k];
+      }
+      // collect (token, count) of expressed known genes
+      let m = 0;
+      if (b - a > this.tokScratch.length) {
+        this.tokScratch = new Int32Array(2 * (b - a));
+        this.valScratch = new Float64Array(2 * (b - a));
+      }
+      const toks = this.tokScratch;
+      const cnts = this.valScratch;
+      if (needsSum) {
+        const acc = this.acc;
+        const touched = this.touched;
+        for (let k = a; k < b; k++) {
+          const x = data[k];
+          if (x === 0) continue;
+          const t = colToken[indices[k]];
+          if (t < 0) continue;
+          if (acc[t] === 0) touched[m++] = t;
+          acc[t] += x;
+        }
+        for (let i = 0; i < m; i++) {
+          const t = touched[i];
+          toks[i] = t;
+          cnts[i] = acc[t];
+          acc[t] = 0;
+        }
+      } else {
+        for (let k = a; k < b; k++) {
+          const x = data[k];
+          if (x === 0) continue;
+          const t = colToken[indices[k]];
+          if (t < 0) continue;
+          toks[m] = t;
+          cnts[m++] = x;
+        }
+      }
+      const cellId = this.source.obs.index[row];
+      if (m === 0) {
+        this.droppedEmpty.push(cellId);
+        continue;
+      }
+      if (!(n > 0) || !Number.isFinite(n)) {
+        throw new Error(`${this.source.path}: cell ${row} ("${cellId}") has n_counts = ${n}; expected a positive total count`);
+      }
+      s.ensure(m);
+      for (let i = 0; i < m; i++) {
+        const t = toks[i];
+        s.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[t], t);
+      }
+      const kept = Math.min(m, maxGenes);
+      if (m > maxGenes) this.truncated++;
+      if (rankKeyed(s, m, this.out)) this.withTies++;
+      let ids: Int32Array;
+      if (isV2) {
+        ids = new Int32Array(kept + 2);
+        ids[0] = this.dict.special.cls!;
+        ids.set(this.out.subarray(0, kept), 1);
+        ids[kept + 1] = this.dict.special.eos!;
+      } else ids = this.out.slice(0, kept);
+      this.lengths.push(ids.length);
+      cells.push({ cellId, inputIds: ids, length: ids.length, obsRow: row });
+    }
+    return cells;
+  }
+
+  /** Carried obs values for the given cells (in order). */
+  carriedObs(cells: TokenizedCell[]): Record<string, ObsValues> {
+    const out: Record<string, ObsValues> = {};
+    for (const c of this.carry) {
+      const col = this.source.obs.columns[c];
+      if (col instanceof Float64Array) out[c] = Float64Array.from(cells, (x) => col[x.obsRow]);
+      else out[c] = cells.map((x) => (col as (string | boolean)[])[x.obsRow]) as string[] | boolean[];
+    }
+    return out;
+  }
+
+  /** Summary so far (complete after the last chunk). */
+  summary(): TokenizeSummary {
+    const L = Int32Array.from(this.lengths).sort();
+    const n = L.length;
+    const median = n === 0 ? 0 : n % 2 ? L[(n - 1) / 2] : (L[n / 2 - 1] + L[n / 2]) / 2;
+    return {
+      input: this.source.path,
+      model_version: this.dict.version,
+      n_cells: this.source.nCells,
+      n_vars: this.source.nGenes,
+      gene_id_source: this.plan.source,
+      genes_matched: this.plan.genesMatched,
+      var_genes_matched: this.plan.columnsMatched,
+      genes_unknown: this.source.nGenes - this.plan.columnsMatched,
+      genes_from_symbols: this.plan.genesFromSymbols,
+      summed_groups: this.plan.summedGroups,
+      columns_in_summed_groups: this.plan.columnsInSummedGroups,
+      n_counts_source: this.nCountsObs ? "obs" : "row sum of all var columns",
+      filter_pass_present: this.filterPass !== undefined,
+      cells_failing_filter_pass: this.failingFilter,
+      cells_written: n,
+      cells_dropped_empty: [...this.droppedEmpty],
+      cells_truncated: this.truncated,
+      cells_with_exact_value_ties: this.withTies,
+      length_min: n ? L[0] : 0,
+      length_median: median,
+      length_max: n ? L[n - 1] : 0,
+      dictionaries: this.dict.files,
+      medians_source: this.opts.medians ? "user" : this.dict.files.medians.name,
+    };
+  }
+}
+
+/**
+ * Tokenize a whole source in memory (cells in input order). For large inputs stream with
+ * {@link GeneformerTokenizer} and a dataset writer instead (what `cellfm tokenize` does).
+ * @returns the kept cells, their carried obs columns and the summary.
+ * @throws Error on a missing `--carry` column, < 50% known genes, or a non-positive n_counts.
+ */
+export function tokenizeCounts(
+  source: CountMatrixSource,
+  opts: GeneformerTokenizeOptions,
+): { cells: TokenizedCell[]; obs: Record<string, ObsValues>; summary: TokenizeSummary } {
+  const tk = new GeneformerTokenizer(source, opts);
+  const cells: TokenizedCell[] = [];
+  for (const chunk of source.chunks(opts.chunkSize ?? 512)) {
+    for (const c of tk.tokenizeChunk(chunk)) cells.push(c);
+  }
+  return { cells, obs: tk.carriedObs(cells), summary: tk.summary() };
+}
