@@ -1,10 +1,56 @@
+/**
+ * `cellfm train --config configs/X.yaml [--resume] [--force] [--backend ...] [--max-steps N] [--quiet]`:
+ * parse, validate, call {@link train}, print where the final checkpoint and the evaluation are.
+ */
 import type { CommandModule } from "yargs";
+import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
+import { loadTrainConfig } from "../train/config.js";
+import { train } from "../train/loop.js";
 
-/** `cellfm train` — placeholder until the stage lands. */
-export const trainCommand: CommandModule = {
+interface TrainArgs {
+  config: string;
+  resume?: boolean;
+  force?: boolean;
+  backend?: string;
+  "max-steps"?: number;
+  quiet?: boolean;
+}
+
+/** `cellfm train`. */
+export const trainCommand: CommandModule<object, TrainArgs> = {
   command: "train",
-  describe: "(train: not implemented yet)",
-  handler: () => {
-    throw new Error("cellfm train is not implemented yet");
+  describe: "Pretrain a BERT encoder with masked-gene modelling on a tokenized dataset (Geneformer MLM)",
+  builder: (y) =>
+    y
+      .option("config", { type: "string", demandOption: true, describe: "training config YAML (e.g. configs/demo.yaml)" })
+      .option("resume", { type: "boolean", describe: "continue from the newest checkpoint in the output folder" })
+      .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
+      .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
+      .option("max-steps", { type: "number", describe: "override training.max_steps" })
+      .option("quiet", { type: "boolean", describe: "no progress bar or log lines" }) as never,
+  handler: async (a) => {
+    const config = loadTrainConfig(a.config);
+    const r = await train(config, {
+      resume: a.resume,
+      force: a.force,
+      backend: a.backend as BackendChoice | undefined,
+      maxSteps: a["max-steps"],
+      quiet: a.quiet,
+    });
+    if (r.interrupted) {
+      console.log(`interrupted at step ${r.step}/${r.totalSteps}; checkpoint: ${r.checkpoint}`);
+      console.log(`continue with: cellfm train --config ${a.config} --resume`);
+      process.exitCode = 130;
+      return;
+    }
+    const e = r.eval!;
+    console.log(`trained ${r.step} steps on backend ${r.backend.name}`);
+    console.log(
+      `held-out masked-token loss (${e.n_cells} cells, ${e.n_masked} masked genes): model ${e.model_loss.toFixed(4)} nats, ` +
+        `unigram baseline ${e.unigram_loss.toFixed(4)} nats (${e.improvement >= 0 ? "model better by" : "model WORSE by"} ${Math.abs(e.improvement).toFixed(4)})`,
+    );
+    console.log(`evaluation: ${r.outputDir}/eval.json`);
+    console.log(`metrics: ${r.outputDir}/metrics.jsonl`);
+    console.log(`final checkpoint: ${r.checkpoint}`);
   },
 };

@@ -1,0 +1,158 @@
+/**
+ * Training checkpoints on top of the model's checkpoint format (`src/model/checkpoint.ts`):
+ * adds the optimizer state (`optimizer.safetensors`, moments in the same HF layout as the weights)
+ * and `trainer_state.json` (step, data position, RNG state) needed for an exact `--resume`, and
+ * finds the newest complete checkpoint of a run.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import type { BertForMaskedLM } from "../model/bert.js";
+import { type CellfmMeta, cellfmVersion, readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
+import type { BertConfig } from "../model/config.js";
+import type { TrainingSection } from "./config.js";
+
+/** `trainer_state.json`: everything besides weights and optimizer moments needed to resume exactly. */
+export interface TrainerState {
+  /** Optimizer steps done. */
+  step: number;
+  /** Schedule length of the run that wrote it. */
+  total_steps: number;
+  /** Fractional epoch reached. */
+  epoch: number;
+  /** Next batch to draw: epoch number and batch index in that epoch's length-grouped plan. */
+  data_position: { epoch: number; batch: number };
+  /** Seed and saved state of the masking/dropout generator (seedrandom Alea). */
+  rng_seed: string;
+  rng_state: object;
+  /** Fingerprint of the validation cell indices (resume refuses a different split). */
+  split_fingerprint: string;
+  /** SHA-256 of the token dictionary of the training data. */
+  dictionary_sha256?: string;
+  /** tfjs backend that wrote it. */
+  backend: string;
+  /** The `training:` section in effect. */
+  training: TrainingSection;
+  /** ISO 8601 time of writing. */
+  saved: string;
+}
+
+/** One checkpoint folder of a run. */
+export interface CheckpointEntry {
+  /** Folder name: `checkpoint-<step>` or `final`. */
+  name: string;
+  /** Absolute path. */
+  dir: string;
+  /** Optimizer steps recorded in it. */
+  step: number;
+}
+
+/**
+ * Complete checkpoints in a run folder, oldest first (by step; `final` after a `checkpoint-<step>`
+ * of the same step). Temporary folders of interrupted writes (`*.tmp-*`, `*.old-*`) are ignored.
+ * @throws Error when `final/` exists without a readable `trainer_state.json`.
+ */
+export function listCheckpoints(runDir: string): CheckpointEntry[] {
+  if (!fs.existsSync(runDir)) return [];
+  const out: CheckpointEntry[] = [];
+  for (const name of fs.readdirSync(runDir)) {
+    const dir = path.join(runDir, name);
+    if (!fs.statSync(dir).isDirectory()) continue;
+    const m = /^checkpoint-(\d+)$/.exec(name);
+    if (m) out.push({ name, dir: path.resolve(dir), step: Number(m[1]) });
+    else if (name === "final") {
+      const f = path.join(dir, "trainer_state.json");
+      let step: number;
+      try {
+        step = Number((JSON.parse(fs.readFileSync(f, "utf8")) as { step: number }).step);
+      } catch (e) {
+        throw new Error(`${f}: missing or corrupt trainer state (${(e as Error).message}); the checkpoint cannot be resumed`);
+      }
+      out.push({ name, dir: path.resolve(dir), step });
+    }
+  }
+  return out.sort((a, b) => a.step - b.step || (a.name === "final" ? 1 : b.name === "final" ? -1 : 0));
+}
+
+function hfLayout(model: BertForMaskedLM, state: Record<string, tf.Tensor>, toHF: boolean): Record<string, tf.Tensor> {
+  const out: Record<string, tf.Tensor> = {};
+  for (const [k, t] of Object.entries(state)) {
+    const param = k.replace(/\.(exp_avg|exp_avg_sq)$/, "");
+    if (param !== k && model.weights.has(param) && model.isTransposedInHF(param)) {
+      out[k] = tf.transpose(t);
+      t.dispose();
+    } else out[k] = t;
+  }
+  void toHF; // a 2-D transpose is its own inverse: the same code maps both ways
+  return out;
+}
+
+/**
+ * Write a training checkpoint atomically (replacing an existing folder of the same name, e.g. `final/`).
+ * @param c.optimizerState the optimizer's exported tensors (internal layout; not disposed here).
+ */
+export function saveTrainingCheckpoint(
+  dir: string,
+  c: {
+    model: BertForMaskedLM;
+    cellfm: { encoding: string; objective: string; model_version?: string; dictionary?: { name: string; sha256: string }; backend: string } & Record<string, unknown>;
+    optimizerState: Record<string, tf.Tensor>;
+    trainerState: TrainerState;
+  },
+): void {
+  const meta: CellfmMeta = {
+    ...c.cellfm,
+    model_version: (c.cellfm.model_version ?? "V1") as "V1" | "V2",
+    dictionary: c.cellfm.dictionary ?? { name: "", sha256: "" },
+    cellfm_version: cellfmVersion(),
+    created: new Date().toISOString(),
+  };
+  const copies: Record<string, tf.Tensor> = {};
+  for (const [k, t] of Object.entries(c.optimizerState)) copies[k] = tf.clone(t);
+  const hf = hfLayout(c.model, copies, true);
+  try {
+    writeCheckpoint(dir, { model: c.model, cellfm: meta, optimizerState: hf, trainerState: c.trainerState }, { force: true });
+  } finally {
+    for (const t of Object.values(hf)) t.dispose();
+  }
+}
+
+/** A checkpoint opened for resuming. */
+export interface ResumableCheckpoint {
+  config: BertConfig;
+  cellfm: CellfmMeta;
+  trainerState: TrainerState;
+  /** Optimizer tensors in the optimizer's internal layout (caller disposes). */
+  optimizerState: Record<string, tf.Tensor>;
+  /** Copy the checkpoint's weights into the target model (call after checking the architecture). */
+  applyWeights(): void;
+}
+
+/**
+ * Open a checkpoint for `--resume` into `target`.
+ * @throws Error naming the folder/file when it is missing, half-written or lacks the optimizer or
+ *   trainer state (a checkpoint exported for embedding only cannot be resumed).
+ */
+export function loadTrainingCheckpoint(dir: string, target: BertForMaskedLM): ResumableCheckpoint {
+  const ck = readCheckpoint(dir);
+  const fail = (what: string): never => {
+    ck.model.dispose();
+    if (ck.optimizerState) for (const t of Object.values(ck.optimizerState)) t.dispose();
+    throw new Error(`checkpoint ${dir} has no ${what}; it cannot be resumed (incomplete or not written by cellfm train)`);
+  };
+  if (!ck.trainerState) fail("trainer_state.json");
+  if (!ck.optimizerState) fail("optimizer.safetensors");
+  const ts = ck.trainerState as unknown as TrainerState;
+  if (typeof ts.step !== "number" || !ts.data_position || !ts.rng_state) fail("valid trainer_state.json (step, data_position, rng_state)");
+  const loaded = ck.model;
+  return {
+    config: ck.config,
+    cellfm: ck.cellfm,
+    trainerState: ts,
+    optimizerState: hfLayout(target, ck.optimizerState!, false),
+    applyWeights() {
+      target.importWeights(loaded.exportWeights(), dir);
+      loaded.dispose();
+    },
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * Model FLOPs of one MLM training step, for the model-FLOPs-utilisation (MFU) figure in the
+ * training log (nanoGPT's `estimate_mfu`, adapted to BERT with logits only at masked positions).
+ *
+ * Counted (multiply-add = 2 FLOPs), forward pass, per real (non-pad) token of a cell of length L:
+ * per layer `2·4H²` (Q, K, V, output projections) + `2·2·H·F` (FFN) + `2·2·L·H` (QKᵀ and A·V);
+ * per masked position `2·H²` (head transform) + `2·H·V` (decoder). Embedding look-ups, LayerNorm,
+ * softmax and element-wise ops are not counted. Training = 3 × forward (backward ≈ 2 × forward).
+ */
+import type { BertConfig } from "../model/config.js";
+
+/**
+ * Training FLOPs of one micro-batch.
+ * @param lengths real token count of each cell in the batch.
+ * @param maskedPositions number of positions with an MLM label.
+ */
+export function trainingFlops(c: BertConfig, lengths: ArrayLike<number>, maskedPositions: number): number {
+  const H = c.hidden_size;
+  const F = c.intermediate_size;
+  let fwd = 0;
+  for (let i = 0; i < lengths.length; i++) {
+    const L = lengths[i];
+    fwd += c.num_hidden_layers * L * (8 * H * H + 4 * H * F + 4 * L * H);
+  }
+  fwd += maskedPositions * (2 * H * H + 2 * H * c.vocab_size);
+  return 3 * fwd;
+}
+
+/**
+ * Peak FLOP/s used as the MFU denominator when `training.peak_flops` is not set, per backend.
+ * These are stated reference points, not measurements of the machine the run is on.
+ */
+export function defaultPeakFlops(backend: string): { flops: number; source: string } {
+  if (backend === "tensorflow") {
+    return { flops: 19.5e12, source: "NVIDIA A100 FP32 peak (19.5 TFLOP/s); set training.peak_flops for your device" };
+  }
+  return {
+    flops: 40e9,
+    source: "one tfjs-wasm thread, plain 2-D matmul, measured ~35-40 GFLOP/s on the 2-core reference machine (docs/design.md)",
+  };
+}

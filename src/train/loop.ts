@@ -1,0 +1,629 @@
+/**
+ * The training loop of `cellfm train`: MLM pretraining of a BERT encoder on a tokenized dataset,
+ * as Geneformer pretrained (HF `Trainer` + `DataCollatorForLanguageModeling` + `LengthGroupedSampler`
+ * + AdamW, reference-spec §1b), with nanoGPT-style logging (tokens/s, MFU) and exact resume.
+ *
+ * Output folder layout:
+ * ```
+ * <output.dir>/
+ *   run.json              config, backend, data split, MFU peak used, model size
+ *   metrics.jsonl         one JSON object per logged step: step, epoch, loss, lr, grad_norm,
+ *                         tokens_per_s, mfu (+ val_loss on evaluation steps)
+ *   checkpoint-<step>/    periodic checkpoints (last `keep_last` kept), written atomically
+ *   final/                the checkpoint at the end of training (embed this one)
+ *   eval.json             held-out masked-token loss of the model vs the unigram baseline
+ * ```
+ * Every checkpoint holds `config.json`, `model.safetensors`, `optimizer.safetensors` and
+ * `trainer_state.json` (step, data position, RNG state), so `--resume` continues from the newest
+ * one (highest step among `checkpoint-*` and `final`) exactly: same batches, same masks, same
+ * dropout, same optimizer state → the same losses as an uninterrupted run on the same backend.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import cliProgress from "cli-progress";
+import { initBackend, type BackendInfo } from "../backend.js";
+import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
+import { BertForMaskedLM } from "../model/bert.js";
+import { type BertConfig, validateBertConfig } from "../model/config.js";
+import { writeFileAtomic } from "../io.js";
+import { makeRng, type Rng } from "../rng.js";
+import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
+import { resolveModelSection, type TrainConfig } from "./config.js";
+import { defaultPeakFlops, trainingFlops } from "./flops.js";
+import { collateMlm, truncateCell, type MlmBatch } from "./masking.js";
+import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
+import { BatchStream, epochBatches } from "./sampler.js";
+
+/** Vocabulary facts of the Geneformer token dictionaries. */
+const DICTIONARIES: Record<string, { vocabSize: number; eosId?: number }> = {
+  V1: { vocabSize: 25426 },
+  V2: { vocabSize: 20275, eosId: 3 },
+};
+const PAD_ID = 0;
+const MASK_ID = 1;
+
+/** Options of {@link train}. */
+export interface TrainOptions {
+  /** Continue from the newest checkpoint in the output folder. */
+  resume?: boolean;
+  /** Replace an existing, non-empty output folder (its content is deleted first). */
+  force?: boolean;
+  /** No progress bar and no log lines on stderr. */
+  quiet?: boolean;
+  /** Override `training.max_steps` (the schedule length follows). */
+  maxSteps?: number;
+  /** Override the config's `backend`. */
+  backend?: TrainConfig["backend"];
+  /** Stop (saving a checkpoint, as on Ctrl-C) after this many optimizer steps in this call (tests). */
+  stopAfter?: number;
+  /** Install a SIGINT handler that saves a checkpoint and returns (default true). */
+  handleSigint?: boolean;
+  /** Called after every optimizer step. */
+  onStep?: (m: StepMetrics) => void;
+  /** Where human-readable lines go (default stderr). */
+  log?: (line: string) => void;
+}
+
+/** Metrics of one optimizer step (also the rows of `metrics.jsonl`). */
+export interface StepMetrics {
+  /** Optimizer steps done (1-based). */
+  step: number;
+  /** Fractional epoch reached (training cells seen / training cells). */
+  epoch: number;
+  /** Mean MLM loss (nats per masked token) over the micro-batches of this step (or the log interval). */
+  loss: number;
+  /** Learning rate used by this step. */
+  lr: number;
+  /** Global gradient 2-norm before clipping. */
+  grad_norm: number;
+  /** Real (non-pad) tokens per second. */
+  tokens_per_s: number;
+  /** Model FLOPs utilisation: achieved model FLOP/s ÷ the peak recorded in run.json. */
+  mfu: number;
+  /** Held-out masked-token loss (fixed mask), on evaluation steps. */
+  val_loss?: number;
+}
+
+/** Held-out evaluation written to `eval.json`. */
+export interface EvalResult {
+  /** Optimizer steps of the evaluated model. */
+  step: number;
+  /** Mean cross-entropy (nats) of the model at the held-out masked positions (fixed mask). */
+  model_loss: number;
+  /** Mean cross-entropy (nats) of the unigram baseline at the same positions. */
+  unigram_loss: number;
+  /** Same loss of the untrained model (step 0, initial weights), when known. */
+  initial_loss?: number;
+  /** `unigram_loss − model_loss` (positive = the model beats gene frequencies). */
+  improvement: number;
+  /** Held-out cells evaluated and masked positions scored. */
+  n_cells: number;
+  n_masked: number;
+  /** How the baseline is defined. */
+  baseline: string;
+}
+
+/** Result of {@link train}. */
+export interface TrainResult {
+  outputDir: string;
+  /** Path of the checkpoint written last (`final/`, or `checkpoint-<step>/` when interrupted). */
+  checkpoint: string;
+  /** Optimizer steps done in total. */
+  step: number;
+  totalSteps: number;
+  /** True when stopped early by Ctrl-C or `stopAfter`. */
+  interrupted: boolean;
+  backend: BackendInfo;
+  /** Held-out evaluation (only when training completed). */
+  eval?: EvalResult;
+  /** Per-step losses of this call (in order), for tests and scripts. */
+  losses: number[];
+}
+
+/** The data view used by the loop: truncated cells, split into training and validation cells. */
+interface PreparedData {
+  dataset: TokenizedDataset;
+  modelVersion: string | undefined;
+  vocabSize: number;
+  eosId?: number;
+  cells: Int32Array[];
+  trainIdx: Int32Array;
+  valIdx: Int32Array;
+  trainLengths: Int32Array;
+}
+
+/** Split cells into training and validation sets by a seeded permutation. */
+export function splitCells(n: number, valFraction: number, seed: number): { train: Int32Array; val: Int32Array } {
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  const rng = makeRng(`${seed}:split`);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    const t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  let nVal = Math.round(n * valFraction);
+  if (valFraction > 0 && nVal === 0 && n > 1) nVal = 1;
+  const val = perm.slice(0, nVal).sort();
+  const train = perm.slice(nVal).sort();
+  return { train, val };
+}
+
+function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">): PreparedData {
+  const dataset = readTokenizedDataset(config.data.tokens);
+  const mv = dataset.manifest.model_version;
+  const dict = mv ? DICTIONARIES[mv] : undefined;
+  const vocabSize = config.model.vocab_size ?? dict?.vocabSize;
+  if (vocabSize === undefined) {
+    throw new Error(
+      `${config.source}: model.vocab_size: the dataset ${config.data.tokens} records no Geneformer model_version; set model.vocab_size`,
+    );
+  }
+  if (dataset.inputIds.length < 2) throw new Error(`${config.data.tokens}: needs at least 2 cells to train, has ${dataset.inputIds.length}`);
+  const maxLength = Math.min(config.data.max_length ?? bert.max_position_embeddings, bert.max_position_embeddings);
+  const cells: Int32Array[] = [];
+  let maxId = 0;
+  for (let i = 0; i < dataset.inputIds.length; i++) {
+    const c = truncateCell(dataset.inputIds[i], maxLength, dict?.eosId);
+    for (const t of c) if (t > maxId) maxId = t;
+    cells.push(c);
+  }
+  if (maxId >= vocabSize) {
+    throw new Error(`${config.source}: model.vocab_size: ${vocabSize} is too small for token id ${maxId} in ${config.data.tokens}`);
+  }
+  const { train, val } = splitCells(cells.length, config.data.val_fraction, config.data.split_seed);
+  const emptyCell = cells.findIndex((c) => c.length === 0);
+  if (emptyCell >= 0) throw new Error(`${config.data.tokens}: cell ${dataset.cellIds[emptyCell]} has no tokens`);
+  return {
+    dataset,
+    modelVersion: mv,
+    vocabSize,
+    eosId: dict?.eosId,
+    cells,
+    trainIdx: train,
+    valIdx: val,
+    trainLengths: Int32Array.from(train, (i) => cells[i].length),
+  };
+}
+
+/** Build the fixed-mask validation batches (masks drawn once from a seed, so values are comparable). */
+function validationBatches(p: PreparedData, config: TrainConfig): MlmBatch[] {
+  const t = config.training;
+  const idx = p.valIdx.slice(0, Math.min(p.valIdx.length, t.eval_cells));
+  const lengths = Int32Array.from(idx, (i) => p.cells[i].length);
+  // a length-grouped plan over the validation cells (deterministic), then a fixed mask
+  const plan = epochBatches(lengths, 0, {
+    batchSize: t.batch_size,
+    maxTokensPerBatch: t.max_tokens_per_batch,
+    seed: config.data.split_seed,
+  });
+  const rng = makeRng(`${t.seed}:val-mask`);
+  return plan.map((b) =>
+    collateMlm(
+      Array.from(b, (k) => p.cells[idx[k]]),
+      rng,
+      { vocabSize: p.vocabSize, mlmProbability: t.mask_probability, padTokenId: PAD_ID, maskTokenId: MASK_ID },
+    ),
+  );
+}
+
+function toTensors(b: MlmBatch): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D } {
+  return {
+    inputIds: tf.tensor2d(b.inputIds, [b.batch, b.seqLen], "int32"),
+    attentionMask: tf.tensor2d(b.attentionMask, [b.batch, b.seqLen], "float32"),
+  };
+}
+
+/** Mean masked-token cross-entropy of the model over fixed-mask batches (eval mode, no dropout). */
+export function evaluateLoss(model: BertForMaskedLM, batches: MlmBatch[]): { loss: number; n: number } {
+  let sum = 0;
+  let n = 0;
+  for (const b of batches) {
+    if (b.positions.length === 0) continue;
+    const t = toTensors(b);
+    const l = model.mlmLoss(t, { positions: b.positions, labels: b.labels }, { training: false });
+    sum += l.dataSync()[0] * b.positions.length;
+    n += b.positions.length;
+    l.dispose();
+    t.inputIds.dispose();
+    t.attentionMask.dispose();
+  }
+  return { loss: n > 0 ? sum / n : NaN, n };
+}
+
+/**
+ * Unigram baseline: predict every masked gene from its frequency among the training cells' tokens,
+ * with add-one (Laplace) smoothing over the vocabulary; returns the mean cross-entropy (nats) of the
+ * labels at the same fixed masked positions.
+ */
+export function unigramLoss(trainCells: Iterable<Int32Array>, vocabSize: number, batches: MlmBatch[]): number {
+  const counts = new Float64Array(vocabSize);
+  let total = 0;
+  for (const c of trainCells) {
+    for (const t of c) counts[t]++;
+    total += c.length;
+  }
+  const denom = total + vocabSize;
+  let sum = 0;
+  let n = 0;
+  for (const b of batches) {
+    for (const lab of b.labels) {
+      sum -= Math.log((counts[lab] + 1) / denom);
+      n++;
+    }
+  }
+  return n > 0 ? sum / n : NaN;
+}
+
+/** Fields that define the architecture (a resume with any of them changed is refused). */
+const ARCH_FIELDS: (keyof BertConfig)[] = [
+  "vocab_size",
+  "hidden_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "intermediate_size",
+  "hidden_act",
+  "max_position_embeddings",
+  "type_vocab_size",
+  "pad_token_id",
+  "layer_norm_eps",
+];
+
+/** List the architecture differences between two configs ("field: a (config) vs b (checkpoint)"). */
+export function architectureDiff(a: BertConfig, b: BertConfig): string[] {
+  const out: string[] = [];
+  for (const k of ARCH_FIELDS) if (a[k] !== b[k]) out.push(`model.${k}: ${a[k]} (config) vs ${b[k]} (checkpoint)`);
+  return out;
+}
+
+function prepareOutputDir(dir: string, opts: TrainOptions): void {
+  const exists = fs.existsSync(dir);
+  const nonEmpty = exists && fs.readdirSync(dir).length > 0;
+  if (opts.resume) {
+    if (!nonEmpty) throw new Error(`--resume: output folder ${dir} has no checkpoint to resume from`);
+    return;
+  }
+  if (nonEmpty) {
+    if (!opts.force) {
+      throw new Error(`output folder ${dir} already exists and is not empty; pass --resume to continue or --force to start over`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  fs.mkdirSync(dir, { recursive: true });
+}
+
+function totalStepsFor(config: TrainConfig, p: PreparedData, opts: TrainOptions): number {
+  const t = config.training;
+  if (opts.maxSteps !== undefined) return opts.maxSteps;
+  if (t.max_steps !== undefined) return t.max_steps;
+  let micro = 0;
+  for (let e = 0; e < (t.epochs ?? 1); e++) {
+    micro += epochBatches(p.trainLengths, e, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }).length;
+  }
+  return Math.ceil(micro / t.grad_accumulation);
+}
+
+function sha(s: string): string {
+  // small, dependency-free FNV-1a (for the split fingerprint only)
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, "0");
+}
+
+/**
+ * Train a model as configured.
+ *
+ * @returns where the final checkpoint is, the held-out evaluation, and the losses of this call.
+ * @throws Error (nothing written) when the output folder exists without `force`/`resume`, when the
+ *   data do not fit the model (token ids ≥ vocab_size), when resuming into a different
+ *   architecture or dictionary, or when a checkpoint is missing or incomplete.
+ */
+export async function train(config: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const say = (s: string) => {
+    if (!opts.quiet) log(s);
+  };
+  const t = config.training;
+  const outDir = config.output.dir;
+  const bertNoVocab = resolveModelSection(config.model) as Omit<BertConfig, "vocab_size">;
+
+  // Validate everything that can fail before touching the output folder.
+  if (opts.resume && opts.force) throw new Error("pass either --resume or --force, not both");
+  const p = prepareData(config, bertNoVocab);
+  const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabSize });
+  let resumeFrom: string | undefined;
+  if (opts.resume) {
+    const cks = listCheckpoints(outDir);
+    if (cks.length === 0) throw new Error(`--resume: no checkpoint in ${outDir} (expected checkpoint-<step>/ or final/)`);
+    resumeFrom = cks[cks.length - 1].dir;
+  }
+  if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
+    throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
+  }
+  const backend = await initBackend(opts.backend ?? config.backend);
+  prepareOutputDir(outDir, opts);
+
+  const totalSteps = totalStepsFor(config, p, opts);
+  const splitFingerprint = sha(Array.from(p.valIdx).join(","));
+  const peak = t.peak_flops
+    ? { flops: t.peak_flops, source: "training.peak_flops in the config" }
+    : defaultPeakFlops(backend.name);
+
+  const model = new BertForMaskedLM(bertConfig, { seed: t.seed });
+  const optimizer = new AdamW(model.weights, {
+    beta1: t.adam_beta1,
+    beta2: t.adam_beta2,
+    epsilon: t.adam_epsilon,
+    weightDecay: t.weight_decay,
+  });
+  let step = 0;
+  let position = { epoch: 0, batch: 0 };
+  let rng: Rng = makeRng(`${t.seed}:mask`);
+
+  if (resumeFrom) {
+    const ck = loadTrainingCheckpoint(resumeFrom, model);
+    const diff = architectureDiff(bertConfig, ck.config);
+    if (diff.length > 0) {
+      model.dispose();
+      optimizer.dispose();
+      throw new Error(`cannot resume from ${resumeFrom}: the architecture differs:\n  ${diff.join("\n  ")}`);
+    }
+    const st = ck.trainerState;
+    const dictNow = p.dataset.manifest.dictionary?.sha256;
+    if (st.dictionary_sha256 && dictNow && st.dictionary_sha256 !== dictNow) {
+      throw new Error(`cannot resume from ${resumeFrom}: the tokens in ${config.data.tokens} use a different dictionary`);
+    }
+    if (st.split_fingerprint !== splitFingerprint) {
+      throw new Error(`cannot resume from ${resumeFrom}: the train/validation split differs (data or data.split_seed/val_fraction changed)`);
+    }
+    ck.applyWeights();
+    optimizer.loadState(ck.optimizerState);
+    for (const x of Object.values(ck.optimizerState)) x.dispose();
+    step = st.step;
+    position = st.data_position;
+    rng = makeRng(`${t.seed}:mask`, st.rng_state);
+    // drop metrics logged after the checkpoint (they will be produced again)
+    const mfile = path.join(outDir, "metrics.jsonl");
+    if (fs.existsSync(mfile)) {
+      const keep = fs
+        .readFileSync(mfile, "utf8")
+        .split("\n")
+        .filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= step);
+      writeFileAtomic(mfile, keep.map((l) => l + "\n").join(""));
+    }
+    say(`resuming from ${resumeFrom} at step ${step}`);
+  }
+
+  const runInfo = {
+    config_file: config.source,
+    config: { model: bertConfig, data: config.data, training: t, output: config.output },
+    backend: backend.name,
+    backend_package: backend.package,
+    total_steps: totalSteps,
+    n_cells: p.cells.length,
+    n_train_cells: p.trainIdx.length,
+    n_val_cells: p.valIdx.length,
+    split_fingerprint: splitFingerprint,
+    n_parameters: model.numParameters,
+    mfu_peak_flops: peak.flops,
+    mfu_peak_source: peak.source,
+    tokens: { path: config.data.tokens, manifest: p.dataset.manifest },
+    started: new Date().toISOString(),
+  };
+  writeFileAtomic(path.join(outDir, "run.json"), JSON.stringify(runInfo, null, 2) + "\n");
+  say(
+    `cellfm train: backend ${backend.name} (${backend.package}); ${model.numParameters.toLocaleString("en-US")} parameters; ` +
+      `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${totalSteps} steps`,
+  );
+
+  const stream = new BatchStream(p.trainLengths, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }, position);
+  const valBatches = validationBatches(p, config);
+  const maskOpts = { vocabSize: p.vocabSize, mlmProbability: t.mask_probability, padTokenId: PAD_ID, maskTokenId: MASK_ID };
+  const metricsFile = path.join(outDir, "metrics.jsonl");
+
+  const cellfmMeta = {
+    encoding: p.dataset.manifest.encoding,
+    objective: "mlm",
+    model_version: p.modelVersion,
+    dictionary: p.dataset.manifest.dictionary,
+    backend: backend.name,
+  };
+  const state = (): TrainerState => ({
+    step,
+    total_steps: totalSteps,
+    epoch: stream.fractionalEpoch(),
+    data_position: stream.position(),
+    rng_seed: `${t.seed}:mask`,
+    rng_state: rng.state(),
+    split_fingerprint: splitFingerprint,
+    dictionary_sha256: p.dataset.manifest.dictionary?.sha256,
+    backend: backend.name,
+    training: t,
+    saved: new Date().toISOString(),
+  });
+  const save = (dir: string): void => {
+    const optState = optimizer.exportState();
+    try {
+      saveTrainingCheckpoint(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() });
+    } finally {
+      for (const x of Object.values(optState)) x.dispose();
+    }
+  };
+  const prune = (): void => {
+    const cks = listCheckpoints(outDir).filter((c) => c.name.startsWith("checkpoint-"));
+    for (const c of cks.slice(0, Math.max(0, cks.length - t.keep_last))) fs.rmSync(c.dir, { recursive: true, force: true });
+  };
+
+  // Ctrl-C: finish the current step, save a checkpoint, return. A second Ctrl-C exits at once.
+  let interruptRequested = false;
+  const onSigint = () => {
+    if (interruptRequested) process.exit(130);
+    interruptRequested = true;
+    log("\ncellfm train: interrupt received; saving a checkpoint after this step (Ctrl-C again to abort without saving)");
+  };
+  const handle = opts.handleSigint ?? true;
+  if (handle) process.on("SIGINT", onSigint);
+
+  const useBar = !opts.quiet && process.stderr.isTTY === true;
+  const bar = useBar
+    ? new cliProgress.SingleBar(
+        {
+          stream: process.stderr,
+          format: "train |{bar}| step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_formatted}",
+          etaBuffer: 50,
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      )
+    : undefined;
+  bar?.start(totalSteps, step, { loss: "-", val: "-", tps: "-" });
+
+  // held-out loss of the untrained model (step 0), the starting point of the learning curve
+  let initialLoss: number | undefined;
+  if (!resumeFrom && valBatches.length > 0) {
+    initialLoss = evaluateLoss(model, valBatches).loss;
+    fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, val_loss: initialLoss }) + "\n");
+    say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
+  } else if (fs.existsSync(metricsFile)) {
+    for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
+      if (!l.trim()) continue;
+      const r = JSON.parse(l) as { step: number; val_loss?: number };
+      if (r.step === 0 && r.val_loss !== undefined) initialLoss = r.val_loss;
+    }
+  }
+
+  const losses: number[] = [];
+  let interrupted = false;
+  let lastVal: number | undefined;
+  let stepsThisCall = 0;
+  // log-interval accumulators
+  let intLoss = 0;
+  let intSteps = 0;
+  let intTokens = 0;
+  let intFlops = 0;
+  let intStart = performance.now();
+  const acc = new GradAccumulator();
+  try {
+    while (step < totalSteps) {
+      if (interruptRequested || (opts.stopAfter !== undefined && stepsThisCall >= opts.stopAfter)) {
+        interrupted = true;
+        break;
+      }
+      let stepLoss = 0;
+      let micro = 0;
+      for (let k = 0; k < t.grad_accumulation; k++) {
+        const idx = stream.next();
+        const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
+        const mb = collateMlm(cells, rng, maskOpts);
+        const dropoutSeed = Math.floor(rng() * 2147483647);
+        const tens = toTensors(mb);
+        const { loss, grads } = model.lossAndGrads(tens, { positions: mb.positions, labels: mb.labels }, { training: true, dropoutSeed });
+        tens.inputIds.dispose();
+        tens.attentionMask.dispose();
+        if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step + 1}; try a lower training.lr`);
+        acc.add(grads, 1 / t.grad_accumulation);
+        stepLoss += loss;
+        micro++;
+        intTokens += mb.realTokens;
+        intFlops += trainingFlops(bertConfig, cells.map((c) => c.length), mb.positions.length);
+      }
+      const lr = lrAt(step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps, schedule: t.schedule });
+      const { grads, norm } = clipByGlobalNorm(acc.take(), t.max_grad_norm);
+      optimizer.applyGradients(grads, lr);
+      for (const g of grads.values()) g.dispose();
+      step++;
+      stepsThisCall++;
+      const loss = stepLoss / micro;
+      losses.push(loss);
+      intLoss += loss;
+      intSteps++;
+
+      let valLoss: number | undefined;
+      if (t.eval_every > 0 && step % t.eval_every === 0 && step < totalSteps && valBatches.length > 0) {
+        valLoss = evaluateLoss(model, valBatches).loss;
+        lastVal = valLoss;
+      }
+      const now = performance.now();
+      const secs = (now - intStart) / 1000;
+      const m: StepMetrics = {
+        step,
+        epoch: Number(stream.fractionalEpoch().toFixed(4)),
+        loss,
+        lr,
+        grad_norm: norm,
+        tokens_per_s: intTokens / Math.max(secs, 1e-9),
+        mfu: intFlops / Math.max(secs, 1e-9) / peak.flops,
+      };
+      if (valLoss !== undefined) m.val_loss = valLoss;
+      opts.onStep?.(m);
+      if (step % t.log_every === 0 || valLoss !== undefined || step === totalSteps) {
+        const row = { ...m, loss: intLoss / intSteps };
+        fs.appendFileSync(metricsFile, JSON.stringify(row) + "\n");
+        bar?.update(step, {
+          loss: row.loss.toFixed(3),
+          val: lastVal !== undefined ? lastVal.toFixed(3) : "-",
+          tps: Math.round(row.tokens_per_s).toString(),
+        });
+        if (!useBar) {
+          say(
+            `step ${step}/${totalSteps} epoch ${row.epoch.toFixed(2)} loss ${row.loss.toFixed(4)}` +
+              (valLoss !== undefined ? ` val_loss ${valLoss.toFixed(4)}` : "") +
+              ` lr ${lr.toExponential(2)} grad_norm ${norm.toFixed(3)} ${Math.round(row.tokens_per_s)} tok/s MFU ${(row.mfu * 100).toFixed(1)}%`,
+          );
+        }
+        intLoss = 0;
+        intSteps = 0;
+        intTokens = 0;
+        intFlops = 0;
+        intStart = performance.now();
+      } else {
+        bar?.update(step);
+      }
+      if (t.save_every > 0 && step % t.save_every === 0 && step < totalSteps) {
+        save(path.join(outDir, `checkpoint-${step}`));
+        prune();
+      }
+      // let signals (Ctrl-C) and other events in
+      await new Promise((r) => setImmediate(r));
+    }
+  } finally {
+    acc.dispose();
+    bar?.stop();
+    if (handle) process.off("SIGINT", onSigint);
+  }
+
+  try {
+    if (interrupted) {
+      const dir = path.join(outDir, `checkpoint-${step}`);
+      if (!fs.existsSync(dir)) save(dir);
+      say(`cellfm train: stopped at step ${step}/${totalSteps}; checkpoint ${dir}; continue with --resume`);
+      return { outputDir: outDir, checkpoint: dir, step, totalSteps, interrupted: true, backend, losses };
+    }
+
+    const finalDir = path.join(outDir, "final");
+    save(finalDir);
+    const ev = evaluateLoss(model, valBatches);
+    const uni = unigramLoss(Array.from(p.trainIdx, (i) => p.cells[i]), p.vocabSize, valBatches);
+    const evalResult: EvalResult = {
+      step,
+      model_loss: ev.loss,
+      unigram_loss: uni,
+      initial_loss: initialLoss,
+      improvement: uni - ev.loss,
+      n_cells: Math.min(p.valIdx.length, t.eval_cells),
+      n_masked: ev.n,
+      baseline:
+        "unigram: each masked gene predicted from its frequency among the training cells' tokens (add-one smoothing over the vocabulary), same fixed mask",
+    };
+    writeFileAtomic(path.join(outDir, "eval.json"), JSON.stringify(evalResult, null, 2) + "\n");
+    fs.appendFileSync(metricsFile, JSON.stringify({ step, epoch: stream.fractionalEpoch(), val_loss: ev.loss, unigram_val_loss: uni }) + "\n");
+    return { outputDir: outDir, checkpoint: finalDir, step, totalSteps, interrupted: false, backend, eval: evalResult, losses };
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * End-to-end training on real data: the 300 real PBMC cells of data/tiny.h5ad, tokenized with the
+ * Geneformer V1 dictionary (the expected tokens in test/fixtures/golden/tiny.v1.jsonl), a tiny BERT.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { writeTokenizedDataset } from "../../src/data/tokenized.js";
+import { parseTrainConfig, type TrainConfig } from "../../src/train/config.js";
+import { train, type EvalResult } from "../../src/train/loop.js";
+
+let tmp: string;
+let tokens: string;
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-train-"));
+  tokens = path.join(tmp, "tokens");
+  const lines = fs
+    .readFileSync("test/fixtures/golden/tiny.v1.jsonl", "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { cell: string; input_ids: number[] });
+  writeTokenizedDataset(tokens, {
+    cellIds: lines.map((l) => l.cell),
+    inputIds: lines.map((l) => Int32Array.from(l.input_ids)),
+    meta: {
+      encoding: "geneformer-rank-value",
+      model_version: "V1",
+      dictionary: { name: "token_dictionary_gc30M.pkl", sha256: "golden-test" },
+    },
+  });
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function cfg(out: string, training: Record<string, unknown>, model: Record<string, unknown> = {}): TrainConfig {
+  return parseTrainConfig(
+    {
+      model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64, ...model },
+      data: { tokens, max_length: 64, val_fraction: 0.2 },
+      training: { batch_size: 16, max_tokens_per_batch: 1024, warmup_steps: 2, log_every: 2, seed: 7, ...training },
+      output: { dir: path.join(tmp, out) },
+      backend: "wasm",
+    },
+    "test.yaml",
+  );
+}
+
+describe("cellfm train (loop)", () => {
+  it("lowers the held-out masked-token loss on real cells and writes checkpoint, metrics and eval.json", async () => {
+    const c = cfg("learn", { max_steps: 30, lr: 5e-3, eval_every: 15 });
+    const r = await train(c, { quiet: true });
+    expect(r.interrupted).toBe(false);
+    const ev = JSON.parse(fs.readFileSync(path.join(c.output.dir, "eval.json"), "utf8")) as EvalResult;
+    expect(ev.initial_loss).toBeGreaterThan(9.5); // ≈ ln(25,426) = 10.14 before training
+    expect(ev.model_loss).toBeLessThan(ev.initial_loss! - 1.0);
+    expect(ev.unigram_loss).toBeGreaterThan(0);
+    expect(ev.n_masked).toBeGreaterThan(100);
+    expect(r.checkpoint).toBe(path.join(c.output.dir, "final"));
+    for (const f of ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"]) {
+      expect(fs.existsSync(path.join(r.checkpoint, f))).toBe(true);
+    }
+    const rows = fs.readFileSync(path.join(c.output.dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const stepRows = rows.filter((x) => x.loss !== undefined);
+    expect(stepRows.length).toBe(16); // every 2nd step + the evaluation at step 15
+    for (const k of ["step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"]) expect(stepRows[0]).toHaveProperty(k);
+    expect(rows.some((x) => x.step === 15 && x.val_loss !== undefined)).toBe(true);
+    const run = JSON.parse(fs.readFileSync(path.join(c.output.dir, "run.json"), "utf8"));
+    expect(run.backend).toBe("wasm");
+    expect(run.mfu_peak_flops).toBeGreaterThan(0);
+    const cj = JSON.parse(fs.readFileSync(path.join(r.checkpoint, "config.json"), "utf8"));
+    expect(cj.cellfm.backend).toBe("wasm");
+    expect(cj.vocab_size).toBe(25426);
+    // refuses to overwrite without --force
+    await expect(train(c, { quiet: true })).rejects.toThrow(/already exists and is not empty.*--force/);
+  });
+
+  it("resumes exactly: N steps straight == N/2 + resume + N/2, same seed gives the same losses", async () => {
+    const straight = await train(cfg("straight", { max_steps: 8, lr: 3e-3, save_every: 4 }), { quiet: true });
+    const c = cfg("halves", { max_steps: 8, lr: 3e-3, save_every: 4 });
+    const first = await train(c, { quiet: true, stopAfter: 4 });
+    expect(first.interrupted).toBe(true);
+    expect(first.checkpoint).toBe(path.join(c.output.dir, "checkpoint-4"));
+    expect(first.losses).toEqual(straight.losses.slice(0, 4)); // same seed, same backend -> identical
+    const second = await train(c, { quiet: true, resume: true });
+    expect(second.step).toBe(8);
+    expect(second.losses).toEqual(straight.losses.slice(4));
+    expect(second.eval!.model_loss).toBe(straight.eval!.model_loss);
+    expect(second.eval!.initial_loss).toBe(straight.eval!.initial_loss);
+
+    // a different architecture is refused, naming the field
+    const other = cfg("halves", { max_steps: 8, lr: 3e-3 }, { hidden_size: 48 });
+    await expect(train(other, { quiet: true, resume: true })).rejects.toThrow(/architecture differs[\s\S]*model.hidden_size: 48 \(config\) vs 32/);
+
+    // a half-written / damaged checkpoint gives a clear error
+    fs.rmSync(path.join(c.output.dir, "final", "model.safetensors"));
+    await expect(train(c, { quiet: true, resume: true })).rejects.toThrow(/model.safetensors: missing/);
+    fs.rmSync(path.join(c.output.dir, "final"), { recursive: true });
+    fs.rmSync(path.join(c.output.dir, "checkpoint-4", "trainer_state.json"));
+    await expect(train(c, { quiet: true, resume: true })).rejects.toThrow(/checkpoint-4 has no trainer_state.json/);
+    // nothing to resume
+    await expect(train(cfg("empty", { max_steps: 2 }), { quiet: true, resume: true })).rejects.toThrow(/--resume: no checkpoint in .*empty/);
+  });
+});
