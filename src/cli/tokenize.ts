@@ -1,19 +1,112 @@
-import type { CommandModule } from "yargs";
+/**
+ * `cellfm tokenize` and `cellfm medians`: parse and validate arguments, call the stage
+ * (`src/tokenize/run.ts`), print the summary.
+ */
+import type { Argv, CommandModule } from "yargs";
+import { formatTokenizeSummary, mediansToFile, tokenizeToDataset } from "../tokenize/run.js";
 
-/** `cellfm tokenize` — placeholder until the stage lands. */
-export const tokenizeCommand: CommandModule = {
+interface TokenizeArgs {
+  input: string;
+  output: string;
+  "model-version": "V1" | "V2";
+  carry?: string[];
+  "id-column"?: string;
+  layer?: string;
+  "use-raw"?: boolean;
+  medians?: string;
+  obs?: string;
+  "chunk-size": number;
+  "allow-non-integer"?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+function splitList(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  const arr = Array.isArray(v) ? v : [v];
+  return arr.flatMap((x) => String(x).split(",")).map((s) => s.trim()).filter((s) => s !== "");
+}
+
+/** `cellfm tokenize` — Geneformer rank-value encoding of an `.h5ad` file or 10x folder into a tokenized dataset. */
+export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
   command: "tokenize",
-  describe: "(tokenize: not implemented yet)",
-  handler: () => {
-    throw new Error("cellfm tokenize is not implemented yet");
+  describe: "Tokenize raw counts (.h5ad or 10x folder) with Geneformer's rank-value encoding into a tokenized dataset (Arrow shards)",
+  builder: (y: Argv) =>
+    y
+      .option("input", { alias: "i", type: "string", demandOption: true, describe: ".h5ad file or 10x Matrix Market folder (raw counts, cells x genes)" })
+      .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (Arrow IPC shards + manifest.json + summary.json)" })
+      .option("model-version", { choices: ["V1", "V2"] as const, default: "V1" as const, describe: "Geneformer dictionaries: V1 (gc30M, 2,048 tokens) or V2 (gc104M, <cls> + 4,094 + <eos>)" })
+      .option("carry", { type: "string", array: true, describe: "obs columns to carry into the dataset (comma-separated or repeated)" })
+      .option("id-column", { type: "string", describe: 'var column with gene IDs (default "ensembl_id", else the var index; "index" forces the index)' })
+      .option("layer", { type: "string", describe: "read layers/<name> instead of X (e.g. counts)" })
+      .option("use-raw", { type: "boolean", describe: "read raw/X instead of X" })
+      .option("medians", { type: "string", describe: "nonzero-median TSV (from `cellfm medians`) replacing the dictionary's medians" })
+      .option("obs", { type: "string", describe: "10x folders: TSV of per-cell annotations, first column = barcode" })
+      .option("chunk-size", { type: "number", default: 512, describe: "cells per block read (does not change the output)" })
+      .option("allow-non-integer", { type: "boolean", describe: "accept non-integer counts" })
+      .option("force", { type: "boolean", describe: "replace an existing output folder" })
+      .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" }) as unknown as Argv<TokenizeArgs>,
+  handler: async (a) => {
+    const { summary, seconds } = await tokenizeToDataset({
+      input: a.input,
+      output: a.output,
+      modelVersion: a["model-version"],
+      carry: splitList(a.carry),
+      idColumn: a["id-column"],
+      layer: a.layer,
+      useRaw: a["use-raw"],
+      medians: a.medians,
+      obsTsv: a.obs,
+      chunkSize: a["chunk-size"],
+      allowNonInteger: a["allow-non-integer"],
+      force: a.force,
+      quiet: a.quiet,
+    });
+    if (!a.quiet) console.log(formatTokenizeSummary(summary, a.output, seconds));
   },
 };
 
-/** `cellfm medians` — placeholder until the stage lands. */
-export const mediansCommand: CommandModule = {
+interface MediansArgs {
+  input: string[];
+  output: string;
+  "id-column"?: string;
+  layer?: string;
+  "use-raw"?: boolean;
+  "allow-non-integer"?: boolean;
+  "exact-limit"?: number;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+/** `cellfm medians` — per-gene nonzero medians of counts / n_counts x 10,000 over a corpus. */
+export const mediansCommand: CommandModule<object, MediansArgs> = {
   command: "medians",
-  describe: "(medians: not implemented yet)",
-  handler: () => {
-    throw new Error("cellfm medians is not implemented yet");
+  describe: "Compute per-gene nonzero medians (counts / n_counts x 10,000) over a corpus, for `tokenize --medians`",
+  builder: (y: Argv) =>
+    y
+      .option("input", { alias: "i", type: "string", array: true, demandOption: true, describe: ".h5ad files or 10x folders" })
+      .option("output", { alias: "o", type: "string", demandOption: true, describe: "output TSV (ensembl_id, nonzero_median)" })
+      .option("id-column", { type: "string", describe: 'var column with gene IDs (default "ensembl_id", else the var index)' })
+      .option("layer", { type: "string", describe: "read layers/<name> instead of X" })
+      .option("use-raw", { type: "boolean", describe: "read raw/X instead of X" })
+      .option("allow-non-integer", { type: "boolean", describe: "accept non-integer counts" })
+      .option("exact-limit", { type: "number", describe: "exact medians up to this many nonzeros (default 20,000,000), t-digest above" })
+      .option("force", { type: "boolean", describe: "replace an existing output file" })
+      .option("quiet", { alias: "q", type: "boolean" }) as unknown as Argv<MediansArgs>,
+  handler: async (a) => {
+    const res = await mediansToFile({
+      inputs: splitList(a.input) ?? [],
+      output: a.output,
+      idColumn: a["id-column"],
+      layer: a.layer,
+      useRaw: a["use-raw"],
+      allowNonInteger: a["allow-non-integer"],
+      exactLimit: a["exact-limit"],
+      force: a.force,
+      quiet: a.quiet,
+    });
+    if (!a.quiet) {
+      console.log(`nonzero medians of ${res.nGenes} genes over ${res.nCells} cells (${res.nNonzeros} nonzeros, ${res.method}) -> ${a.output}`);
+    }
   },
 };

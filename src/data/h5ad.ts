@@ -136,26 +136,34 @@ function readDataframe(file: string, h5: H5File, key: string, n: number): ObsTab
   }
   const indexName = String(attr(g, "_index") ?? "_index");
   const idx = g.get(indexName);
-  let index: string[];
-  if (idx) {
-    const v = readColumn(file, g, indexName);
-    index = Array.isArray(v) ? v.map(String) : Array.from(v as Float64Array, String);
-  } else index = Array.from({ length: n }, (_, i) => String(i));
+  let index: string[] | undefined;
+  const readIndex = (): string[] => {
+    if (index) return index;
+    if (idx) {
+      const v = readColumn(file, g, indexName);
+      index = Array.isArray(v) ? v.map(String) : Array.from(v as Float64Array, String);
+    } else index = Array.from({ length: n }, (_, i) => String(i));
+    if (index.length !== n) throw new Error(`${file}: ${key} has ${index.length} rows but the matrix has ${n}`);
+    return index;
+  };
   let order = attr(g, "column-order");
   if (typeof order === "string") order = order === "" ? [] : [order];
   const names = Array.isArray(order) && order.length > 0 ? (order as string[]) : g.keys().filter((k) => k !== indexName && k !== "__categories");
+  // Columns are read lazily (on first access, then cached): string columns are slow to decode in
+  // h5wasm and most runs need only a few of them. The file must stay open while columns are read.
   const columns: Record<string, ObsValues> = {};
   for (const name of names) {
-    if (name === indexName) continue;
-    try {
-      columns[name] = readColumn(file, g, name);
-    } catch (e) {
-      // A column we cannot decode (e.g. a nested dataframe) is skipped, not fatal; it is named if carried.
-      if ((e as Error).message.includes("unsupported")) continue;
-      throw e;
-    }
+    if (name === indexName || !g.keys().includes(name)) continue;
+    let cached: ObsValues | undefined;
+    Object.defineProperty(columns, name, {
+      enumerable: true,
+      configurable: true,
+      get: () => (cached ??= readColumn(file, g, name)),
+    });
   }
-  return { index, columns };
+  const table = { columns } as ObsTable;
+  Object.defineProperty(table, "index", { enumerable: true, get: readIndex });
+  return table;
 }
 
 /** Check one block of counts: nonnegative, finite, integer (unless allowed). Throws naming file and cell. */
@@ -249,11 +257,21 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
     const [nCells, nGenes] = shape;
     const obs = readDataframe(file, h5, "obs", nCells);
     const v = readDataframe(file, h5, opts.useRaw ? "raw/var" : "var", nGenes);
-    if (obs.index.length !== nCells) throw new Error(`${file}: obs has ${obs.index.length} rows but ${key} has ${nCells} cells`);
-    if (v.index.length !== nGenes) throw new Error(`${file}: var has ${v.index.length} rows but ${key} has ${nGenes} genes`);
-    const varTable: VarTable = { index: v.index, columns: {} };
-    for (const [k, col] of Object.entries(v.columns)) {
-      varTable.columns[k] = Array.isArray(col) && typeof col[0] === "boolean" ? Float64Array.from(col as boolean[], (b) => (b ? 1 : 0)) : (col as string[] | Float64Array);
+    void obs.index; // read now: cell ids are always needed, and a row-count mismatch should fail early
+    const varTable = { columns: {} } as VarTable;
+    Object.defineProperty(varTable, "index", { enumerable: true, get: () => v.index });
+    for (const k of Object.keys(v.columns)) {
+      let cached: string[] | Float64Array | undefined;
+      Object.defineProperty(varTable.columns, k, {
+        enumerable: true,
+        configurable: true,
+        get: () => {
+          if (cached) return cached;
+          const col = v.columns[k];
+          cached = Array.isArray(col) && typeof col[0] === "boolean" ? Float64Array.from(col as boolean[], (b) => (b ? 1 : 0)) : (col as string[] | Float64Array);
+          return cached;
+        },
+      });
     }
     const allowNonInteger = opts.allowNonInteger ?? false;
     const cellName = (i: number) => obs.index[i];
@@ -360,5 +378,105 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
   } catch (e) {
     h5.close();
     throw e;
+  }
+}
+
+/** Columns of an obs/var dataframe to write: strings, numbers (float64) or categoricals. */
+export type WriteColumns = Record<string, string[] | Float64Array | Int32Array | { categories: string[]; codes: Int8Array | Int16Array | Int32Array }>;
+
+function writeDataframe(h5: H5File, key: string, index: string[], columns: WriteColumns): void {
+  const g = h5.create_group(key);
+  g.create_attribute("encoding-type", "dataframe");
+  g.create_attribute("encoding-version", "0.2.0");
+  g.create_attribute("_index", "_index");
+  const names = Object.keys(columns);
+  // h5py writes an empty column-order as an empty float array; h5wasm cannot write an empty string list
+  if (names.length > 0) g.create_attribute("column-order", names);
+  else g.create_attribute("column-order", new Float64Array(0));
+  const idx = g.create_dataset({ name: "_index", data: index });
+  idx.create_attribute("encoding-type", "string-array");
+  idx.create_attribute("encoding-version", "0.2.0");
+  for (const [name, col] of Object.entries(columns)) {
+    if (Array.isArray(col)) {
+      const d = g.create_dataset({ name, data: col });
+      d.create_attribute("encoding-type", "string-array");
+      d.create_attribute("encoding-version", "0.2.0");
+    } else if (col instanceof Float64Array || col instanceof Int32Array) {
+      const d = g.create_dataset({ name, data: col });
+      d.create_attribute("encoding-type", "array");
+      d.create_attribute("encoding-version", "0.2.0");
+    } else {
+      const cg = g.create_group(name);
+      cg.create_attribute("encoding-type", "categorical");
+      cg.create_attribute("encoding-version", "0.2.0");
+      cg.create_attribute("ordered", 0);
+      const cats = cg.create_dataset({ name: "categories", data: col.categories });
+      cats.create_attribute("encoding-type", "string-array");
+      cats.create_attribute("encoding-version", "0.2.0");
+      const codes = cg.create_dataset({ name: "codes", data: col.codes });
+      codes.create_attribute("encoding-type", "array");
+      codes.create_attribute("encoding-version", "0.2.0");
+    }
+  }
+}
+
+/**
+ * Write a minimal AnnData `.h5ad` with a CSR `X` (cells × genes), for tests, benchmarks and
+ * examples. Blocks of rows are produced by `rows` so files larger than memory can be written.
+ * @param spec.nnz total stored values (datasets are created at this size, then filled block by block).
+ * @param spec.rows yields CSR blocks in cell order (`indptr` relative to the block).
+ * @param spec.dtype stored value type: "<f" float32 (default), "<d" float64, "<i" int32.
+ */
+export async function writeCsrH5ad(
+  file: string,
+  spec: {
+    nCells: number;
+    nGenes: number;
+    nnz: number;
+    rows: Iterable<{ indptr: ArrayLike<number>; indices: Int32Array; data: ArrayLike<number> }>;
+    obs: { index: string[]; columns?: WriteColumns };
+    var: { index: string[]; columns?: WriteColumns };
+    dtype?: "<f" | "<d" | "<i";
+  },
+): Promise<void> {
+  await h5Ready();
+  const h5 = new h5wasm.File(file, "w");
+  try {
+    const X = h5.create_group("X");
+    X.create_attribute("encoding-type", "csr_matrix");
+    X.create_attribute("encoding-version", "0.1.0");
+    X.create_attribute("shape", new BigInt64Array([BigInt(spec.nCells), BigInt(spec.nGenes)]));
+    const dtype = spec.dtype ?? "<f";
+    const chunk = Math.max(1, Math.min(spec.nnz, 1 << 20));
+    const mk = (name: string, dt: string, n: number) =>
+      X.create_dataset({ name, data: dt === "<f" ? new Float32Array(0) : dt === "<d" ? new Float64Array(0) : new Int32Array(0), shape: [0], maxshape: [n], chunks: [Math.max(1, Math.min(n, chunk))], dtype: dt });
+    const dData = mk("data", dtype, spec.nnz);
+    const dInd = mk("indices", "<i", spec.nnz);
+    dData.resize([spec.nnz]);
+    dInd.resize([spec.nnz]);
+    const indptr = new BigInt64Array(spec.nCells + 1);
+    let cell = 0;
+    let off = 0;
+    for (const b of spec.rows) {
+      const nb = b.indptr.length - 1;
+      const n = b.indices.length;
+      for (let r = 0; r < nb; r++) indptr[cell + r + 1] = BigInt(off + b.indptr[r + 1]);
+      if (n > 0) {
+        const vals = dtype === "<f" ? Float32Array.from(b.data) : dtype === "<d" ? Float64Array.from(b.data) : Int32Array.from(b.data);
+        dData.write_slice([[off, off + n]], vals);
+        dInd.write_slice([[off, off + n]], b.indices);
+      }
+      off += n;
+      cell += nb;
+    }
+    if (cell !== spec.nCells || off !== spec.nnz) throw new Error(`writeCsrH5ad: got ${cell} cells / ${off} values, expected ${spec.nCells} / ${spec.nnz}`);
+    X.create_dataset({ name: "indptr", data: indptr });
+    writeDataframe(h5, "obs", spec.obs.index, spec.obs.columns ?? {});
+    writeDataframe(h5, "var", spec.var.index, spec.var.columns ?? {});
+    h5.create_group("layers");
+    h5.create_group("obsm");
+    h5.create_group("uns");
+  } finally {
+    h5.close();
   }
 }

@@ -1,0 +1,189 @@
+/**
+ * The `tokenize` and `medians` stages as library functions (the CLI only parses arguments and calls
+ * these): stream a count matrix through the Geneformer tokenizer into a tokenized dataset folder, or
+ * compute corpus nonzero medians into a TSV. Nothing is written when an input is bad.
+ */
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import cliProgress from "cli-progress";
+import { openCounts, sourceFileFor } from "../data/open.js";
+import { TokenizedDatasetWriter, type TokenizedManifest } from "../data/tokenized.js";
+import { openH5ad } from "../data/h5ad.js";
+import { assertWritable, writeFileAtomic } from "../io.js";
+import { readMediansTsv } from "./dictionaries.js";
+import { GeneformerTokenizer, type TokenizeSummary } from "./geneformer.js";
+import { computeNonzeroMedians, formatMediansTsv, type MediansResult } from "./medians.js";
+
+/** sha256 (hex) of a file, streamed. */
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+function progressBar(total: number, label: string, quiet: boolean): { update(n: number): void; stop(): void } {
+  if (quiet || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} [{bar}] {percentage}% | {value}/{total} cells | {rate} cells/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  const t0 = Date.now();
+  bar.start(total, 0, { rate: "0" });
+  return {
+    update(n: number) {
+      bar.update(n, { rate: Math.round(n / Math.max(1e-3, (Date.now() - t0) / 1000)).toString() });
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
+
+/** Options of {@link tokenizeToDataset} (mirrors `cellfm tokenize`). */
+export interface TokenizeRunOptions {
+  input: string;
+  output: string;
+  modelVersion: "V1" | "V2";
+  carry?: string[];
+  idColumn?: string;
+  layer?: string;
+  useRaw?: boolean;
+  /** user nonzero-median TSV (from `cellfm medians`). */
+  medians?: string;
+  /** 10x folders: per-cell annotation TSV (first column barcode). */
+  obsTsv?: string;
+  chunkSize?: number;
+  allowNonInteger?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+  /** compute the input's sha256 for the manifest (default true). */
+  hashSource?: boolean;
+}
+
+/**
+ * Tokenize `input` (`.h5ad` or 10x folder) into the tokenized dataset folder `output`
+ * (Arrow IPC shards + `manifest.json` + `summary.json`), streaming chunk by chunk.
+ * @throws Error (and writes nothing) on an existing output without `force`, a missing/bad input,
+ *   bad counts, a missing `--carry` column or < 50% known genes.
+ */
+export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summary: TokenizeSummary; manifest: TokenizedManifest; seconds: number }> {
+  const t0 = performance.now();
+  assertWritable(o.output, o.force ?? false);
+  const userMedians = o.medians ? readMediansTsv(o.medians) : undefined;
+  const source = await openCounts(o.input, { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger, obsTsv: o.obsTsv });
+  try {
+    const tk = new GeneformerTokenizer(source, {
+      modelVersion: o.modelVersion,
+      carry: o.carry,
+      idColumn: o.idColumn,
+      medians: userMedians?.medians,
+    });
+    const srcFile = sourceFileFor(o.input);
+    const sha = o.hashSource === false ? "" : await sha256File(srcFile);
+    const writer = new TokenizedDatasetWriter(
+      o.output,
+      {
+        encoding: "geneformer-rank-value",
+        model_version: o.modelVersion,
+        dictionary: tk.dict.files.tokens,
+        medians: o.medians ? { name: path.basename(o.medians), sha256: userMedians!.sha256 } : tk.dict.files.medians,
+        source: { path: path.resolve(srcFile), sha256: sha },
+      },
+      { force: o.force },
+    );
+    const bar = progressBar(source.nCells, `tokenize ${o.modelVersion}`, o.quiet ?? false);
+    let summary: TokenizeSummary;
+    try {
+      for (const chunk of source.chunks(o.chunkSize ?? 512)) {
+        const cells = tk.tokenizeChunk(chunk);
+        writer.append({ cellIds: cells.map((c) => c.cellId), inputIds: cells.map((c) => c.inputIds), obs: tk.carriedObs(cells) });
+        bar.update(chunk.start + chunk.nCells);
+      }
+      summary = tk.summary();
+      if (summary.cells_written === 0) throw new Error(`${o.input}: no cell has a nonzero count in a known gene; nothing to write`);
+    } catch (e) {
+      bar.stop();
+      writer.abort();
+      throw e;
+    }
+    bar.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    const full = { ...summary, carried_obs: o.carry ?? [], seconds: Number(seconds.toFixed(3)) };
+    const manifest = writer.finish({ "summary.json": JSON.stringify(full, null, 2) + "\n" });
+    return { summary, manifest, seconds };
+  } finally {
+    source.close();
+  }
+}
+
+/** Human-readable summary lines printed by `cellfm tokenize`. */
+export function formatTokenizeSummary(s: TokenizeSummary, output: string, seconds?: number): string {
+  const lines = [
+    `tokenized ${s.input} (${s.n_cells} cells x ${s.n_vars} genes) with Geneformer ${s.model_version} -> ${output}`,
+    `  genes: ${s.genes_matched} matched (${s.var_genes_matched} var genes, ${s.genes_from_symbols} via symbols), ${s.genes_unknown} unknown; IDs from ${s.gene_id_source}` +
+      (s.summed_groups ? `; ${s.summed_groups} genes summed from ${s.columns_in_summed_groups} var genes` : ""),
+    `  cells: ${s.cells_written} kept, ${s.cells_dropped_empty.length} dropped (no known expressed gene)` +
+      (s.filter_pass_present ? `, ${s.cells_failing_filter_pass} failing filter_pass` : ""),
+    `  n_counts: ${s.n_counts_source}`,
+    `  length: min ${s.length_min}, median ${s.length_median}, max ${s.length_max}; ${s.cells_truncated} cells truncated; ${s.cells_with_exact_value_ties} with exact value ties`,
+  ];
+  if (seconds !== undefined) lines.push(`  time: ${seconds.toFixed(2)} s (${Math.round(s.n_cells / Math.max(seconds, 1e-9))} cells/s)`);
+  return lines.join("\n");
+}
+
+/** Options of {@link mediansToFile} (mirrors `cellfm medians`). */
+export interface MediansRunOptions {
+  inputs: string[];
+  output: string;
+  idColumn?: string;
+  layer?: string;
+  useRaw?: boolean;
+  allowNonInteger?: boolean;
+  chunkSize?: number;
+  exactLimit?: number;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+/**
+ * Compute corpus nonzero medians of `inputs` and write them as a TSV (`ensembl_id\tnonzero_median`).
+ * All inputs are opened (and checked) before any counting; nothing is written on error.
+ */
+export async function mediansToFile(o: MediansRunOptions): Promise<MediansResult> {
+  assertWritable(o.output, o.force ?? false);
+  if (o.inputs.length === 0) throw new Error("give at least one --input");
+  let total = 0;
+  let cells = 0;
+  for (const f of o.inputs) {
+    if (fs.existsSync(f) && fs.statSync(f).isDirectory()) {
+      const s = await openCounts(f, { allowNonInteger: o.allowNonInteger });
+      let n = 0;
+      for (const c of s.chunks(1 << 20)) n += c.data.length;
+      total += n;
+      cells += s.nCells;
+      s.close();
+    } else {
+      const s = await openH5ad(f, { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger });
+      total += s.storedValues;
+      cells += s.nCells;
+      s.close();
+    }
+  }
+  const bar = progressBar(cells, "medians", o.quiet ?? false);
+  const opener = (f: string) => async () => openCounts(f, { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger });
+  try {
+    const res = await computeNonzeroMedians(o.inputs.map(opener), total, {
+      idColumn: o.idColumn,
+      chunkSize: o.chunkSize,
+      exactLimit: o.exactLimit,
+      onProgress: (n) => bar.update(n),
+    });
+    bar.stop();
+    writeFileAtomic(o.output, formatMediansTsv(res.medians));
+    return res;
+  } catch (e) {
+    bar.stop();
+    throw e;
+  }
+}
