@@ -17,7 +17,8 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { type BertConfig, validateBertConfig } from "./config.js";
-import { DropoutContext, gatherRows, layerNorm, linear, matmul2d, sparseSoftmaxCrossEntropy } from "./ops.js";
+import { bertLayerOp } from "./layer_op.js";
+import { attention, DropoutContext, gatherRows, layerNorm, linear, matmul2d, sparseSoftmaxCrossEntropy } from "./ops.js";
 
 /** One padded batch of cells. */
 export interface ModelBatch {
@@ -177,24 +178,47 @@ export class BertLayer {
   }
 
   /**
+   * The layer as one op with a hand-written backward pass (`./layer_op.ts`); the default path.
    * @param x `[batch * seqLen, hidden]`
    * @param maskBias additive attention bias `[batch, 1, 1, seqLen]` (0 for real keys, −1e9 for padding)
    */
   forward(x: tf.Tensor2D, maskBias: tf.Tensor4D, B: number, L: number, ctx: ForwardContext): tf.Tensor2D {
+    const c = this.c;
+    const on = ctx.dropout.training && (c.attention_probs_dropout_prob > 0 || c.hidden_dropout_prob > 0);
+    return bertLayerOp(x, this.w, maskBias, {
+      batch: B,
+      seqLen: L,
+      hidden: c.hidden_size,
+      heads: c.num_attention_heads,
+      act: c.hidden_act,
+      eps: c.layer_norm_eps,
+      dropout: on
+        ? {
+            attnRate: c.attention_probs_dropout_prob,
+            hiddenRate: c.hidden_dropout_prob,
+            seeds: [ctx.dropout.nextSeed(), ctx.dropout.nextSeed(), ctx.dropout.nextSeed()],
+          }
+        : null,
+    });
+  }
+
+  /**
+   * The same layer composed of tfjs ops with tape gradients (reference for tests; more memory).
+   * Dropout masks differ from {@link forward}'s.
+   */
+  forwardComposite(x: tf.Tensor2D, maskBias: tf.Tensor4D, B: number, L: number, ctx: ForwardContext): tf.Tensor2D {
     const c = this.c, w = this.w as Record<string, tf.Tensor>;
     const H = c.hidden_size, NH = c.num_attention_heads, D = H / NH;
     const q = tf.mul(linear(x, w.qW as tf.Tensor2D, w.qB as tf.Tensor1D), 1 / Math.sqrt(D));
     const k = linear(x, w.kW as tf.Tensor2D, w.kB as tf.Tensor1D);
     const v = linear(x, w.vW as tf.Tensor2D, w.vB as tf.Tensor1D);
     // Per (cell, head) plain 2-D matmuls: the only matmul shape wasm runs fast.
-    const qs = tf.unstack(tf.reshape(tf.transpose(tf.reshape(q, [B, L, NH, D]), [0, 2, 1, 3]), [B * NH, L, D]));
-    const kTs = tf.unstack(tf.reshape(tf.transpose(tf.reshape(k, [B, L, NH, D]), [0, 2, 3, 1]), [B * NH, D, L]));
-    const vs = tf.unstack(tf.reshape(tf.transpose(tf.reshape(v, [B, L, NH, D]), [0, 2, 1, 3]), [B * NH, L, D]));
-    const scores = tf.stack(qs.map((qi, i) => matmul2d(qi as tf.Tensor2D, kTs[i] as tf.Tensor2D))); // [B*NH, L, L]
-    const probs4 = tf.softmax(tf.add(tf.reshape(scores, [B, NH, L, L]), maskBias));
-    const probs = ctx.dropout.apply(tf.reshape(probs4, [B * NH, L, L]), c.attention_probs_dropout_prob);
-    const ps = tf.unstack(probs);
-    const ctxs = tf.stack(ps.map((pi, i) => matmul2d(pi as tf.Tensor2D, vs[i] as tf.Tensor2D))); // [B*NH, L, D]
+    const qh = tf.reshape(tf.transpose(tf.reshape(q, [B, L, NH, D]), [0, 2, 1, 3]), [B * NH, L, D]) as tf.Tensor3D;
+    const kT = tf.reshape(tf.transpose(tf.reshape(k, [B, L, NH, D]), [0, 2, 3, 1]), [B * NH, D, L]) as tf.Tensor3D;
+    const vh = tf.reshape(tf.transpose(tf.reshape(v, [B, L, NH, D]), [0, 2, 1, 3]), [B * NH, L, D]) as tf.Tensor3D;
+    const rate = c.attention_probs_dropout_prob;
+    const drop = ctx.dropout.training && rate > 0 ? { rate, seed: ctx.dropout.nextSeed() } : null;
+    const ctxs = attention(qh, kT, vh, maskBias, drop); // [B*NH, L, D]
     const merged = tf.reshape(tf.transpose(tf.reshape(ctxs, [B, NH, L, D]), [0, 2, 1, 3]), [B * L, H]) as tf.Tensor2D;
     const attnOut = linear(merged, w.oW as tf.Tensor2D, w.oB as tf.Tensor1D);
     const x1 = layerNorm(

@@ -27,7 +27,7 @@ type CustomFwd = (
 ) => { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] };
 
 /** `tf.customGrad` over `n` tensor inputs with a typed forward function. */
-function custom(n: number, fwd: CustomFwd): (...args: tf.Tensor[]) => tf.Tensor {
+export function custom(n: number, fwd: CustomFwd): (...args: tf.Tensor[]) => tf.Tensor {
   const f = (...args: unknown[]) => fwd(args.slice(0, n) as tf.Tensor[], args[n] as tf.GradSaveFunc);
   return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]);
 }
@@ -50,6 +50,162 @@ export function matmul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
     };
   });
   return f(a, b) as tf.Tensor2D;
+}
+
+/** True when the active backend is tfjs-backend-wasm (whose slicing kernels are slow, see {@link bmm}). */
+export function onWasm(): boolean {
+  return tf.getBackend() === "wasm";
+}
+
+/**
+ * Batched matmul without a tape entry (for use inside custom gradients): `x[i] @ y[i]`.
+ * On wasm it runs n plain 2-D matmuls (the fast XNNPACK path) on slices cut from one host copy of
+ * each operand: wasm's `Slice`/`Unpack` copy the whole input to JS once per slice and its `Gather`
+ * is element-wise (~25 ms per MB), both far slower. Elsewhere it is one batched `tf.matMul`.
+ * @param x `[n, m, k]`
+ * @param y `[n, k, p]`
+ * @returns `[n, m, p]`
+ */
+export function bmm(x: tf.Tensor3D, y: tf.Tensor3D): tf.Tensor3D {
+  const [n, m, k] = x.shape;
+  const p = y.shape[2];
+  if (y.shape[0] !== n || y.shape[1] !== k) throw new Error(`bmm: shapes [${x.shape}] and [${y.shape}] do not match`);
+  if (!onWasm()) return tf.matMul(x, y);
+  return tf.tidy(() => {
+    const xd = hostCopy(x, 0), yd = hostCopy(y, 1);
+    const outs: tf.Tensor2D[] = [];
+    for (let i = 0; i < n; i++) {
+      const xi = tf.tensor2d(xd.subarray(i * m * k, (i + 1) * m * k), [m, k]);
+      const yi = tf.tensor2d(yd.subarray(i * k * p, (i + 1) * k * p), [k, p]);
+      outs.push(tf.matMul(xi, yi));
+    }
+    return tf.stack(outs) as tf.Tensor3D;
+  });
+}
+
+/** Reusable host buffers (fresh multi-MB allocations cost page faults: ~5 ms per MB measured here). */
+const scratch: Float32Array[] = [];
+
+function scratchBuf(slot: number, size: number): Float32Array {
+  let b = scratch[slot];
+  if (!b || b.length < size) scratch[slot] = b = new Float32Array(Math.ceil(Math.max(size, (b?.length ?? 0) * 1.25)));
+  return b.subarray(0, size);
+}
+
+/**
+ * Copy a float32 tensor into reusable host scratch slot `slot` (wasm only: `tf.tensor(values)`
+ * copies `values` into the wasm heap at once, so the buffer can be reused right after).
+ */
+function hostCopy(x: tf.Tensor, slot: number): Float32Array {
+  const out = scratchBuf(slot, x.size);
+  const be = tf.backend() as unknown as { typedArrayFromHeap?: (t: tf.Tensor) => Float32Array };
+  out.set(typeof be.typedArrayFromHeap === "function" ? be.typedArrayFromHeap(x) : (x.dataSync() as Float32Array));
+  return out;
+}
+
+/** Swap the last two axes of a 3-D tensor. */
+export function t3(x: tf.Tensor3D): tf.Tensor3D {
+  return tf.transpose(x, [0, 2, 1]);
+}
+
+/**
+ * Batched matmul `a[i] @ b[i]` with a custom gradient whose backward also uses {@link bmm}.
+ * @param a `[n, m, k]`
+ * @param b `[n, k, p]`
+ * @returns `[n, m, p]`
+ */
+export function batchMatmul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const f = custom(2, ([x, y], save) => {
+    save([x, y]);
+    return {
+      value: bmm(x as tf.Tensor3D, y as tf.Tensor3D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ys] = saved as tf.Tensor3D[];
+        return [bmm(dy as tf.Tensor3D, t3(ys)), bmm(t3(xs), dy as tf.Tensor3D)];
+      },
+    };
+  });
+  return f(a, b) as tf.Tensor3D;
+}
+
+/**
+ * Inverted-dropout multiplier `[size]`: 0 with probability `rate`, else `1/(1−rate)`, drawn in JS
+ * from a small seeded generator (mulberry32), so it is identical on every backend and can be
+ * regenerated in a backward pass instead of being stored. Dropped positions are found by geometric
+ * skips (gap ~ Geometric(rate)), so only ≈ rate·size random numbers are drawn; each element is still
+ * dropped independently with probability `rate`.
+ */
+export function dropoutMultiplier(size: number, rate: number, seed: number, into?: Float32Array): Float32Array {
+  const out = (into ?? new Float32Array(size)).fill(1 / (1 - rate));
+  if (rate <= 0) return out;
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296; // (0, 1)
+  };
+  const logKeep = Math.log1p(-rate);
+  for (let i = -1; ; ) {
+    i += 1 + Math.floor(Math.log(next()) / logKeep);
+    if (i >= size) break;
+    out[i] = 0;
+  }
+  return out;
+}
+
+/** Dropout multiplier as a float32 tensor of `shape` (see {@link dropoutMultiplier}). */
+export function dropoutMask(shape: number[], rate: number, seed: number): tf.Tensor {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const buf = onWasm() ? scratchBuf(2, size) : new Float32Array(size);
+  return tf.tensor(dropoutMultiplier(size, rate, seed, buf), shape, "float32");
+}
+
+/**
+ * Multi-head scaled dot-product attention as one op (HF `BertSelfAttention` after the projections):
+ * `ctx = dropout(softmax(q·kᵀ + maskBias)) · v` per (cell, head), with an analytic backward pass
+ * that keeps only q, kᵀ, v and the softmax output (the dropout mask is regenerated from its seed).
+ * Matmuls go through {@link bmm}.
+ * @param q `[batch*heads, seqLen, headDim]`, already scaled by `1/sqrt(headDim)`
+ * @param kT `[batch*heads, headDim, seqLen]`
+ * @param v `[batch*heads, seqLen, headDim]`
+ * @param maskBias `[batch, 1, 1, seqLen]` additive bias (0 real, −1e9 padding)
+ * @param dropout attention-probability dropout (`rate`, `seed`), or null
+ * @returns context `[batch*heads, seqLen, headDim]`
+ */
+export function attention(
+  q: tf.Tensor3D,
+  kT: tf.Tensor3D,
+  v: tf.Tensor3D,
+  maskBias: tf.Tensor4D,
+  dropout: { rate: number; seed: number } | null,
+): tf.Tensor3D {
+  const [n, L] = q.shape;
+  const B = maskBias.shape[0];
+  const NH = n / B;
+  const mult = () => (dropout ? dropoutMask([n, L, L], dropout.rate, dropout.seed) : null);
+  const f = custom(4, ([qi, ki, vi, mi], save) => {
+    const s = bmm(qi as tf.Tensor3D, ki as tf.Tensor3D);
+    const p = tf.reshape(tf.softmax(tf.add(tf.reshape(s, [B, NH, L, L]), mi)), [n, L, L]) as tf.Tensor3D;
+    const mk = mult();
+    const pd = mk ? tf.mul(p, mk) : p;
+    save([qi, ki, vi, mi, p]);
+    return {
+      value: bmm(pd as tf.Tensor3D, vi as tf.Tensor3D),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [qs, ks, vs, ms, ps] = saved as tf.Tensor3D[];
+        const m2 = mult();
+        const pd2 = (m2 ? tf.mul(ps, m2) : ps) as tf.Tensor3D;
+        const dv = bmm(t3(pd2), dy as tf.Tensor3D);
+        let dp = bmm(dy as tf.Tensor3D, t3(vs));
+        if (m2) dp = tf.mul(dp, m2);
+        const ds = tf.mul(ps, tf.sub(dp, tf.sum(tf.mul(dp, ps), -1, true))) as tf.Tensor3D;
+        return [bmm(ds, t3(ks)), bmm(t3(qs), ds), dv, tf.zerosLike(ms)];
+      },
+    };
+  });
+  return f(q, kT, v, maskBias) as tf.Tensor3D;
 }
 
 /**
@@ -176,7 +332,63 @@ export class DropoutContext {
   /** `x` with elements zeroed with probability `rate` and survivors scaled by `1/(1−rate)`. */
   apply<T extends tf.Tensor>(x: T, rate: number): T {
     if (!this.training || rate <= 0) return x;
-    const s = this.seed + 7919 * this.counter++;
-    return tf.dropout(x, rate, undefined, s) as T;
+    const m = dropoutMask(x.shape, rate, this.nextSeed());
+    return tf.mul(x, m) as T;
   }
+
+  /** Seed for the next dropout site (advances the counter). */
+  nextSeed(): number {
+    return (this.seed + 7919 * this.counter++) >>> 0;
+  }
+}
+
+/**
+ * Column sums of a 2-D tensor as a plain matmul `ones[1, rows] @ x` (wasm's `Sum` over axis 0
+ * transposes first).
+ * @param x `[rows, cols]`
+ * @returns `[cols]`
+ */
+export function colSum(x: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]) as tf.Tensor1D);
+}
+
+/** Forward LayerNorm that also returns what its backward needs (`xhat`, `rstd`). */
+export function layerNormFwd(
+  x: tf.Tensor2D,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  eps: number,
+): { y: tf.Tensor2D; xhat: tf.Tensor2D; rstd: tf.Tensor2D } {
+  const mu = tf.mean(x, -1, true);
+  const xc = tf.sub(x, mu);
+  const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps)) as tf.Tensor2D;
+  const xhat = tf.mul(xc, rstd) as tf.Tensor2D;
+  return { y: tf.add(tf.mul(xhat, gamma), beta) as tf.Tensor2D, xhat, rstd };
+}
+
+/**
+ * LayerNorm backward: `dx = rstd·(dxhat − mean(dxhat) − xhat·mean(dxhat·xhat))` with
+ * `dxhat = dy·gamma`; `dgamma = Σ dy·xhat`, `dbeta = Σ dy` over rows.
+ */
+export function layerNormBwd(
+  dy: tf.Tensor2D,
+  xhat: tf.Tensor2D,
+  rstd: tf.Tensor2D,
+  gamma: tf.Tensor,
+): { dx: tf.Tensor2D; dgamma: tf.Tensor1D; dbeta: tf.Tensor1D } {
+  const dxhat = tf.mul(dy, gamma);
+  const m1 = tf.mean(dxhat, -1, true);
+  const m2 = tf.mean(tf.mul(dxhat, xhat), -1, true);
+  const dx = tf.mul(tf.sub(tf.sub(dxhat, m1), tf.mul(xhat, m2)), rstd) as tf.Tensor2D;
+  return { dx, dgamma: colSum(tf.mul(dy, xhat) as tf.Tensor2D), dbeta: colSum(dy) };
+}
+
+/** Derivative of exact GELU: `Φ(z) + z·φ(z)`. */
+export function geluGrad(z: tf.Tensor): tf.Tensor {
+  return tf.tidy(() =>
+    tf.add(
+      tf.mul(tf.add(tf.erf(tf.mul(z, Math.SQRT1_2)), 1), 0.5),
+      tf.mul(z, tf.mul(tf.exp(tf.mul(tf.square(z), -0.5)), 1 / Math.sqrt(2 * Math.PI))),
+    ),
+  );
 }

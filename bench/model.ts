@@ -1,0 +1,129 @@
+/**
+ * Model speed: training tokens/s (forward + backward + a plain SGD update) and embedding cells/s and
+ * tokens/s, for the Geneformer V1 6-layer shape at 512×4 and 256×8 (tokens × batch) and for the demo
+ * config, with peak RSS. Each case runs in its own child process so its peak RSS is its own.
+ *
+ * Reference on a 2-core machine (design notes): PyTorch 1.13, 2 threads, trains ~1,150 tokens/s
+ * (512×4) and infers ~6,200 tokens/s; naive tfjs-wasm trains ~100 tokens/s.
+ *
+ *   npx tsx bench/model.ts                      all cases (parent)
+ *   npx tsx bench/model.ts --case train:v1:512:4 [--backend wasm] [--seconds 20]
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export interface BenchRow {
+  area: string;
+  case: string;
+  metric: string;
+  value: number;
+  unit: string;
+  note?: string;
+}
+
+interface CaseResult {
+  tokensPerS: number;
+  cellsPerS?: number;
+  secPerStep: number;
+  peakRssMb: number;
+  backend: string;
+}
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+
+async function runCase(spec: string, backend: string, seconds: number): Promise<CaseResult> {
+  const tf = await import("@tensorflow/tfjs-core");
+  const { initBackend } = await import("../src/backend.js");
+  const { BertForMaskedLM } = await import("../src/model/bert.js");
+  const { GENEFORMER_V1_6L } = await import("../src/model/config.js");
+  const { embedCells } = await import("../src/embed/embed.js");
+  const info = await initBackend(backend as "wasm");
+  const [mode, cfgName, lStr, bStr] = spec.split(":");
+  const L = +lStr, B = +bStr;
+  let config = { ...GENEFORMER_V1_6L };
+  if (cfgName === "demo") {
+    const yaml = await import("yaml");
+    const y = yaml.parse(fs.readFileSync(path.join(here, "..", "configs", "demo.yaml"), "utf8"));
+    config = { ...config, ...(y.model ?? {}) };
+  }
+  const model = new BertForMaskedLM(config, { seed: 1 });
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const V = config.vocab_size;
+  const time = async (step: () => void | Promise<void>, units: number) => {
+    await step(); // warm-up
+    const t0 = performance.now();
+    let n = 0;
+    do {
+      await step();
+      n++;
+    } while ((performance.now() - t0) / 1000 < seconds);
+    const s = (performance.now() - t0) / 1000 / n;
+    return { s, rate: units / s };
+  };
+  if (mode === "train") {
+    const ids = new Int32Array(B * L).map(() => 3 + Math.floor(rnd() * (V - 3)));
+    const batch = { inputIds: tf.tensor2d(ids, [B, L], "int32"), attentionMask: tf.ones([B, L]) as import("@tensorflow/tfjs-core").Tensor2D };
+    const pos: number[] = [], lab: number[] = [];
+    for (let i = 0; i < B * L; i++) if (rnd() < 0.15) (pos.push(i), lab.push(ids[i]));
+    const masked = { positions: Int32Array.from(pos), labels: Int32Array.from(lab) };
+    let k = 0;
+    const r = await time(() => {
+      const { grads } = model.lossAndGrads(batch, masked, { training: true, dropoutSeed: k++ });
+      tf.tidy(() => {
+        for (const [name, g] of grads) {
+          const v = model.weights.get(name)!;
+          v.assign(tf.sub(v, tf.mul(g, 1e-4)));
+        }
+      });
+      tf.dispose([...grads.values()]);
+    }, B * L);
+    return { tokensPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+  }
+  const nCells = B * 4;
+  const cells = Array.from({ length: nCells }, () => new Int32Array(L).map(() => 3 + Math.floor(rnd() * (V - 3))));
+  const r = await time(() => void embedCells(model, cells, { maxTokensPerBatch: B * L }), nCells);
+  return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+}
+
+/** Entry point for bench/run.ts. */
+export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
+  const cases = opts.quick
+    ? ["train:demo:256:4", "embed:v1:256:8"]
+    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "train:demo:512:4", "embed:demo:512:4"];
+  const seconds = opts.quick ? 3 : 20;
+  const rows: BenchRow[] = [];
+  for (const c of cases) {
+    const res = spawnSync(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", c, "--seconds", String(seconds)], {
+      encoding: "utf8",
+      cwd: path.join(here, ".."),
+    });
+    const line = (res.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
+    if (!line) {
+      rows.push({ area: "model", case: c, metric: "error", value: NaN, unit: "", note: (res.stderr ?? "").trim().split("\n").slice(-3).join(" ") });
+      continue;
+    }
+    const r = JSON.parse(line.slice(7)) as CaseResult;
+    const [mode, cfg, L, B] = c.split(":");
+    const name = `${cfg === "v1" ? "Geneformer V1 6L" : "demo config"} ${L}x${B} (${r.backend})`;
+    if (mode === "train") {
+      rows.push({ area: "model", case: `train ${name}`, metric: "tokens/s", value: r.tokensPerS, unit: "tok/s", note: "PyTorch 2 threads: ~1,150 (512x4)" });
+    } else {
+      rows.push({ area: "model", case: `embed ${name}`, metric: "cells/s", value: r.cellsPerS!, unit: "cells/s" });
+      rows.push({ area: "model", case: `embed ${name}`, metric: "tokens/s", value: r.tokensPerS, unit: "tok/s", note: "PyTorch 2 threads: ~6,200" });
+    }
+    rows.push({ area: "model", case: `${mode} ${name}`, metric: "peak RSS", value: r.peakRssMb, unit: "MB" });
+  }
+  return rows;
+}
+
+const argv = process.argv.slice(2);
+const ci = argv.indexOf("--case");
+if (ci >= 0) {
+  const get = (k: string, d: string) => (argv.indexOf(k) >= 0 ? argv[argv.indexOf(k) + 1] : d);
+  const r = await runCase(argv[ci + 1], get("--backend", "wasm"), +get("--seconds", "20"));
+  console.log("RESULT " + JSON.stringify(r));
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  for (const r of await run({ quick: argv.includes("--quick") })) console.log(JSON.stringify(r));
+}

@@ -1,0 +1,112 @@
+/**
+ * Cell embeddings from a trained encoder, the Geneformer way (GF `geneformer/emb_extractor.py@fb6abe0`,
+ * reference-spec §1b): hidden states of layer `num_layers + layer` (default −1 = the second-to-last
+ * transformer layer; 0 = the last), mean-pooled over a cell's real (non-pad) tokens, or the state at
+ * position 0 (`cls`). Unlike Geneformer's extractor, output rows stay in input order.
+ *
+ * Cells are sorted by length and batched under a token budget, so padding is small; a cell's
+ * embedding does not depend on the other cells in its batch, on padding or on chunking (the
+ * attention mask gives padded keys zero weight and pooling ignores padded positions).
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { BertForMaskedLM } from "../model/bert.js";
+
+/** Options of {@link embedCells}. */
+export interface EmbedOptions {
+  /**
+   * Geneformer's `emb_layer`: hidden-state index `num_layers + layer`, where index 0 is the embedding
+   * output. −1 (default) = output of the second-to-last layer, 0 = last layer, −num_layers = the
+   * embedding output.
+   */
+  layer?: number;
+  /** "mean" (default): mean over the cell's tokens; "cls": the state at position 0. */
+  pool?: "mean" | "cls";
+  /** Token ids left out of the mean (e.g. V2 `<cls>`, `<eos>`), as Geneformer does for V2 models. */
+  excludeSpecial?: number[];
+  /** Upper bound on batch × padded length per forward pass (default 16,384 tokens). */
+  maxTokensPerBatch?: number;
+  /** Called after each batch with the number of cells done and the total. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Plan of padded batches: cell indices per batch, cells sorted by length (longest first). */
+export function planBatches(lengths: ArrayLike<number>, maxTokensPerBatch: number): number[][] {
+  const order = Array.from({ length: lengths.length }, (_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);
+  const batches: number[][] = [];
+  let cur: number[] = [];
+  let curMax = 0;
+  for (const i of order) {
+    const len = Math.max(1, lengths[i]);
+    const m = Math.max(curMax, len);
+    if (cur.length > 0 && m * (cur.length + 1) > maxTokensPerBatch) {
+      batches.push(cur);
+      cur = [];
+      curMax = 0;
+    }
+    cur.push(i);
+    curMax = Math.max(curMax, len);
+  }
+  if (cur.length) batches.push(cur);
+  return batches;
+}
+
+/**
+ * Embed cells given as token ids (no padding).
+ * @param cells token ids per cell, int32, each of length ≤ `max_position_embeddings`
+ * @returns float32 `[nCells * hidden]`, row i = cell i (input order). A cell with no token to pool
+ *   (empty, or only excluded special tokens) gets a row of NaN.
+ * @throws Error if `layer` is outside `[−num_layers, 0]` or a cell is longer than the position table.
+ */
+export function embedCells(model: BertForMaskedLM, cells: Int32Array[], opts: EmbedOptions = {}): Float32Array {
+  const c = model.config;
+  const layer = opts.layer ?? -1;
+  if (!Number.isInteger(layer) || layer > 0 || layer < -c.num_hidden_layers) {
+    throw new Error(`layer must be an integer in [${-c.num_hidden_layers}, 0] (Geneformer emb_layer); got ${layer}`);
+  }
+  const pool = opts.pool ?? "mean";
+  if (pool !== "mean" && pool !== "cls") throw new Error(`pool must be "mean" or "cls"; got "${pool}"`);
+  const H = c.hidden_size;
+  const maxTok = opts.maxTokensPerBatch ?? 16384;
+  if (!(maxTok >= 1)) throw new Error(`maxTokensPerBatch must be >= 1; got ${maxTok}`);
+  const exclude = new Set(opts.excludeSpecial ?? []);
+  cells.forEach((cell, i) => {
+    if (cell.length > c.max_position_embeddings) {
+      throw new Error(`cell ${i} has ${cell.length} tokens, more than max_position_embeddings (${c.max_position_embeddings})`);
+    }
+  });
+  const out = new Float32Array(cells.length * H);
+  const batches = planBatches(
+    cells.map((x) => x.length),
+    maxTok,
+  );
+  const numLayers = c.num_hidden_layers + layer;
+  let done = 0;
+  for (const idx of batches) {
+    const L = Math.max(1, ...idx.map((i) => cells[i].length));
+    const B = idx.length;
+    const ids = new Int32Array(B * L).fill(c.pad_token_id);
+    const mask = new Float32Array(B * L);
+    const poolW = new Float32Array(B * L);
+    idx.forEach((ci, b) => {
+      const cell = cells[ci];
+      ids.set(cell, b * L);
+      for (let t = 0; t < cell.length; t++) {
+        mask[b * L + t] = 1;
+        if (pool === "mean" ? !exclude.has(cell[t]) : t === 0) poolW[b * L + t] = 1;
+      }
+    });
+    const pooled = tf.tidy(() => {
+      const batch = { inputIds: tf.tensor2d(ids, [B, L], "int32"), attentionMask: tf.tensor2d(mask, [B, L], "float32") };
+      const h = model.forward(batch, { training: false, numLayers }).lastHiddenState; // [B, L, H]
+      const w = tf.tensor2d(poolW, [B, L]);
+      const s = tf.sum(tf.mul(h, tf.expandDims(w, 2)), 1); // [B, H]
+      return tf.div(s, tf.expandDims(tf.sum(w, 1), 1));
+    });
+    const v = pooled.dataSync() as Float32Array;
+    pooled.dispose();
+    idx.forEach((ci, b) => out.set(v.subarray(b * H, (b + 1) * H), ci * H));
+    done += B;
+    opts.onProgress?.(done, cells.length);
+  }
+  return out;
+}

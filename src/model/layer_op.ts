@@ -1,0 +1,122 @@
+/**
+ * One post-LN BERT encoder layer (HF `BertLayer`) as a single differentiable op with a hand-written
+ * backward pass. Why: tfjs' tape keeps every intermediate gradient until the whole backward pass
+ * ends and clones every saved tensor, so a 6-layer step at 512×4 tokens peaked at ~2.5 GB and ran
+ * hundreds of small kernels per layer. Here the forward saves only what the backward needs
+ * (inputs, q/kᵀ/v, softmax probabilities, context, LayerNorm statistics, FFN pre-activation),
+ * dropout masks are regenerated from their seeds, and the backward runs inside `tf.tidy`, so
+ * intermediates are freed layer by layer. All matmuls are plain 2-D (or {@link bmm}).
+ *
+ * Math: `transformers/models/bert/modeling_bert.py` (BertSelfAttention, BertSelfOutput,
+ * BertIntermediate, BertOutput); gradients are the standard ones (as in llm.c `train_gpt2.c`).
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { bmm, colSum, custom, dropoutMask, geluGrad, layerNormBwd, layerNormFwd, t3 } from "./ops.js";
+
+/** Weights of one layer in internal layout (dense `[in, out]`). Order matters: it is the op's input order. */
+export const LAYER_WEIGHT_KEYS = [
+  "qW", "qB", "kW", "kB", "vW", "vB", "oW", "oB", "ln1G", "ln1B", "iW", "iB", "fW", "fB", "ln2G", "ln2B",
+] as const;
+
+/** Static settings of a layer op call. */
+export interface LayerOpSettings {
+  batch: number;
+  seqLen: number;
+  hidden: number;
+  heads: number;
+  act: "relu" | "gelu";
+  eps: number;
+  /** Dropout on attention probabilities / on the two sublayer outputs; null = no dropout. */
+  dropout: { attnRate: number; hiddenRate: number; seeds: [number, number, number] } | null;
+}
+
+function dense(x: tf.Tensor2D, w: tf.Tensor, b: tf.Tensor, relu = false): tf.Tensor2D {
+  return tf.fused.matMul({ a: x, b: w as tf.Tensor2D, bias: b, activation: relu ? "relu" : "linear" }) as tf.Tensor2D;
+}
+
+/**
+ * Run one encoder layer.
+ * @param x `[batch*seqLen, hidden]`
+ * @param w layer weights by {@link LAYER_WEIGHT_KEYS}
+ * @param maskBias `[batch, 1, 1, seqLen]` additive attention bias
+ * @returns `[batch*seqLen, hidden]`
+ */
+export function bertLayerOp(x: tf.Tensor2D, w: Record<string, tf.Tensor>, maskBias: tf.Tensor4D, s: LayerOpSettings): tf.Tensor2D {
+  const { batch: B, seqLen: L, hidden: H, heads: NH, act, eps } = s;
+  const D = H / NH, R = B * L, n = B * NH;
+  const scale = 1 / Math.sqrt(D);
+  const drop = s.dropout;
+  const mAttn = () => (drop && drop.attnRate > 0 ? dropoutMask([n, L, L], drop.attnRate, drop.seeds[0]) : null);
+  const mHid = (k: 1 | 2) => (drop && drop.hiddenRate > 0 ? dropoutMask([R, H], drop.hiddenRate, drop.seeds[k]) : null);
+  const split = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, L, NH, D]), [0, 2, 1, 3]), [n, L, D]) as tf.Tensor3D;
+  const merge = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [B, NH, L, D]), [0, 2, 1, 3]), [R, H]) as tf.Tensor2D;
+
+  const f = custom(18, (inputs, save) => {
+    const [xi, qW, qB, kW, kB, vW, vB, oW, oB, g1, b1, iW, iB, fW, fB, g2, b2, mb] = inputs;
+    const x2 = xi as tf.Tensor2D;
+    const qh = split(tf.mul(dense(x2, qW, qB), scale));
+    const kT = tf.reshape(tf.transpose(tf.reshape(dense(x2, kW, kB), [B, L, NH, D]), [0, 2, 3, 1]), [n, D, L]) as tf.Tensor3D;
+    const vh = split(dense(x2, vW, vB));
+    const p = tf.reshape(tf.softmax(tf.add(tf.reshape(bmm(qh, kT), [B, NH, L, L]), mb)), [n, L, L]) as tf.Tensor3D;
+    const m0 = mAttn();
+    const ctx = merge(bmm((m0 ? tf.mul(p, m0) : p) as tf.Tensor3D, vh));
+    let a: tf.Tensor = dense(ctx, oW, oB);
+    const m1 = mHid(1);
+    if (m1) a = tf.mul(a, m1);
+    const ln1 = layerNormFwd(tf.add(x2, a) as tf.Tensor2D, g1, b1, eps);
+    const z = dense(ln1.y, iW, iB, act === "relu"); // relu: z = relu output; gelu: pre-activation
+    const h = act === "gelu" ? (tf.mul(tf.mul(z, 0.5), tf.add(tf.erf(tf.mul(z, Math.SQRT1_2)), 1)) as tf.Tensor2D) : z;
+    let ff: tf.Tensor = dense(h, fW, fB);
+    const m2 = mHid(2);
+    if (m2) ff = tf.mul(ff, m2);
+    const ln2 = layerNormFwd(tf.add(ln1.y, ff) as tf.Tensor2D, g2, b2, eps);
+    save([xi, qh, kT, vh, p, ctx, ln1.y, ln1.xhat, ln1.rstd, z, h, ln2.xhat, ln2.rstd]);
+    return {
+      value: ln2.y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.tidy(() => {
+          const [xs, qs, ks, vs, ps, cs, y1, xh1, rs1, zs, hs, xh2, rs2] = saved as tf.Tensor2D[];
+          // second sublayer: LN2(y1 + dropout(h @ Wf + bf))
+          const l2 = layerNormBwd(dy as tf.Tensor2D, xh2, rs2, g2);
+          const mm2 = mHid(2);
+          const dff = (mm2 ? tf.mul(l2.dx, mm2) : l2.dx) as tf.Tensor2D;
+          const dfW = tf.matMul(tf.transpose(hs), dff), dfB = colSum(dff);
+          let dz = tf.matMul(dff, tf.transpose(fW as tf.Tensor2D)) as tf.Tensor2D;
+          dz = (act === "relu" ? tf.mul(dz, tf.step(zs)) : tf.mul(dz, geluGrad(zs))) as tf.Tensor2D;
+          const diW = tf.matMul(tf.transpose(y1), dz), diB = colSum(dz);
+          const dy1 = tf.add(l2.dx, tf.matMul(dz, tf.transpose(iW as tf.Tensor2D))) as tf.Tensor2D;
+          // first sublayer: LN1(x + dropout(ctx @ Wo + bo))
+          const l1 = layerNormBwd(dy1, xh1, rs1, g1);
+          const mm1 = mHid(1);
+          const da = (mm1 ? tf.mul(l1.dx, mm1) : l1.dx) as tf.Tensor2D;
+          const doW = tf.matMul(tf.transpose(cs), da), doB = colSum(da);
+          const dctx = split(tf.matMul(da, tf.transpose(oW as tf.Tensor2D)));
+          // attention
+          const mm0 = mAttn();
+          const pd = (mm0 ? tf.mul(ps, mm0) : ps) as tf.Tensor3D;
+          const dvh = bmm(t3(pd), dctx);
+          let dp = bmm(dctx, t3(vs as unknown as tf.Tensor3D)) as tf.Tensor;
+          if (mm0) dp = tf.mul(dp, mm0);
+          const psum = tf.sum(tf.mul(dp, ps), -1, true);
+          const ds = tf.mul(ps, tf.sub(dp, psum)) as tf.Tensor3D;
+          const dq = tf.mul(merge(bmm(ds, t3(ks as unknown as tf.Tensor3D))), scale) as tf.Tensor2D;
+          const dkT = bmm(t3(qs as unknown as tf.Tensor3D), ds); // [n, D, L]
+          const dk = tf.reshape(tf.transpose(tf.reshape(dkT, [B, NH, D, L]), [0, 3, 1, 2]), [R, H]) as tf.Tensor2D;
+          const dv = merge(dvh);
+          const xT = tf.transpose(xs);
+          const dqW = tf.matMul(xT, dq), dkW = tf.matMul(xT, dk), dvW = tf.matMul(xT, dv);
+          const dx = tf.addN([
+            l1.dx,
+            tf.matMul(dq, tf.transpose(qW as tf.Tensor2D)),
+            tf.matMul(dk, tf.transpose(kW as tf.Tensor2D)),
+            tf.matMul(dv, tf.transpose(vW as tf.Tensor2D)),
+          ]);
+          return [
+            dx, dqW, colSum(dq), dkW, colSum(dk), dvW, colSum(dv), doW, doB, l1.dgamma, l1.dbeta,
+            diW, diB, dfW, dfB, l2.dgamma, l2.dbeta, tf.zerosLike(mb),
+          ];
+        }),
+    };
+  });
+  return f(x, ...LAYER_WEIGHT_KEYS.map((k) => w[k]), maskBias) as tf.Tensor2D;
+}
