@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
+import { main } from "../../src/cli.js";
 import { loadTrainConfig, parseTrainConfig, resolveModelSection } from "../../src/train/config.js";
 
 const base = () => ({
@@ -88,5 +89,14 @@ describe("training config", () => {
     const g = loadTrainConfig("configs/geneformer-v1-6L.yaml");
     expect(resolveModelSection(g.model)).toMatchObject({ hidden_size: 256, num_hidden_layers: 6, num_attention_heads: 4, intermediate_size: 512, hidden_act: "relu", max_position_embeddings: 2048 });
     expect(g.training).toMatchObject({ lr: 1e-3, warmup_steps: 10000, schedule: "linear", weight_decay: 0.001, batch_size: 12 });
+  });
+
+  it("cellfm train --config reports a bad key before doing anything", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-cfg-"));
+    const f = path.join(dir, "x.yaml");
+    fs.writeFileSync(f, "model: {preset: geneformer-v1-6l}\ndata: {tokens: t}\ntraining: {max_steps: 5, lr: abc}\noutput: {dir: o}\n");
+    await expect(main(["train", "--config", f])).rejects.toThrow(`${f}: training.lr: expected a positive number, got "abc"`);
+    expect(fs.existsSync(path.join(dir, "o"))).toBe(false);
+    fs.rmSync(dir, { recursive: true });
   });
 });

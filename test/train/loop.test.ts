@@ -101,4 +101,27 @@ describe("cellfm train (loop)", () => {
     // nothing to resume
     await expect(train(cfg("empty", { max_steps: 2 }), { quiet: true, resume: true })).rejects.toThrow(/--resume: no checkpoint in .*empty/);
   });
+
+  it("Ctrl-C (SIGINT) finishes the step, saves a resumable checkpoint and returns", async () => {
+    const others = process.listeners("SIGINT");
+    process.removeAllListeners("SIGINT");
+    try {
+      const c = cfg("sigint", { max_steps: 50 });
+      const r = await train(c, {
+        quiet: true,
+        onStep: (m) => {
+          if (m.step === 2) process.emit("SIGINT");
+        },
+      });
+      expect(r.interrupted).toBe(true);
+      expect(r.step).toBe(2);
+      expect(r.checkpoint).toBe(path.join(c.output.dir, "checkpoint-2"));
+      const st = JSON.parse(fs.readFileSync(path.join(r.checkpoint, "trainer_state.json"), "utf8"));
+      expect(st.step).toBe(2);
+      expect(st.data_position).toEqual({ epoch: 0, batch: 2 });
+      expect(process.listeners("SIGINT")).toHaveLength(0); // handler removed again
+    } finally {
+      for (const l of others) process.on("SIGINT", l as () => void);
+    }
+  });
 });

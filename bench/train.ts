@@ -1,0 +1,110 @@
+/**
+ * Training-loop speed: the whole `cellfm train` step (MLM collation, forward + backward, gradient
+ * clipping, AdamW over every weight, logging) on the demo config over the real pbmc3k cells, in
+ * tokens/s (real, non-pad tokens) with the MFU the loop reports and the peak RSS of the process.
+ * The model-only numbers for the Geneformer V1 6-layer shapes are in bench/model.ts.
+ *
+ *   npx tsx bench/train.ts                  (parent: tokenizes pbmc3k once, runs the case in a child)
+ *   npx tsx bench/train.ts --child <tokens> <out> <steps>
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+export interface BenchRow {
+  area: string;
+  case: string;
+  metric: string;
+  value: number;
+  unit: string;
+  note?: string;
+}
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const root = path.resolve(here, "..");
+
+async function child(tokens: string, out: string, steps: number): Promise<void> {
+  const { loadTrainConfig, parseTrainConfig } = await import("../src/train/config.js");
+  const { train } = await import("../src/train/loop.js");
+  const base = loadTrainConfig(path.join(root, "configs", "demo.yaml"));
+  const c = parseTrainConfig(
+    {
+      model: base.model,
+      data: { ...base.data, tokens },
+      training: { ...base.training, max_steps: steps, eval_every: 0, save_every: 0, log_every: 1 },
+      output: { dir: out },
+      backend: process.env.CELLFM_BENCH_BACKEND ?? "wasm",
+    },
+    "bench(demo.yaml)",
+  );
+  const times: number[] = [];
+  let last = performance.now();
+  const r = await train(c, {
+    quiet: true,
+    force: true,
+    handleSigint: false,
+    onStep: () => {
+      const now = performance.now();
+      times.push((now - last) / 1000);
+      last = now;
+    },
+  });
+  // per-step tokens/s from metrics.jsonl (log_every 1), skipping the first 2 steps (warm-up)
+  const metrics = fs
+    .readFileSync(path.join(out, "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { step: number; tokens_per_s?: number; mfu?: number })
+    .filter((m) => m.tokens_per_s !== undefined && m.step > 2);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  // harmonic mean of per-step rates = total tokens / total time for equal-token steps
+  const tps = metrics.length ? metrics.length / metrics.reduce((a, m) => a + 1 / m.tokens_per_s!, 0) : NaN;
+  const result = {
+    tokensPerS: tps,
+    mfu: mean(metrics.map((m) => m.mfu!)),
+    secPerStep: mean(times.slice(2)),
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+    backend: r.backend.name,
+    steps: r.step,
+  };
+  process.stdout.write("RESULT " + JSON.stringify(result) + "\n");
+}
+
+/** Benchmark entry point for bench/run.ts. */
+export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-bench-train-"));
+  try {
+    let tokens = path.join(root, "runs", "demo", "tokens");
+    if (!fs.existsSync(path.join(tokens, "manifest.json"))) {
+      tokens = path.join(tmp, "tokens");
+      const { main } = await import("../src/cli.js");
+      await main(["tokenize", "--input", path.join(root, "data", "pbmc3k_seurat.h5ad"), "--model-version", "V1", "--output", tokens, "--quiet"]);
+    }
+    const steps = opts.quick ? 6 : 30;
+    const tsx = path.join(root, "node_modules", ".bin", "tsx");
+    const p = spawnSync(tsx, [path.join(here, "train.ts"), "--child", tokens, path.join(tmp, "out"), String(steps)], {
+      encoding: "utf8",
+      maxBuffer: 1 << 26,
+    });
+    const line = (p.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
+    if (!line) throw new Error(`training benchmark child failed: ${(p.stderr ?? "").slice(-2000)}`);
+    const r = JSON.parse(line.slice(7)) as { tokensPerS: number; mfu: number; secPerStep: number; peakRssMb: number; backend: string; steps: number };
+    const caseName = `cellfm train, configs/demo.yaml on pbmc3k (${steps} steps)`;
+    const note = `backend ${r.backend}; real tokens; full step incl. AdamW`;
+    return [
+      { area: "train", case: caseName, metric: "throughput", value: r.tokensPerS, unit: "tokens/s", note },
+      { area: "train", case: caseName, metric: "step time", value: r.secPerStep, unit: "s/step", note },
+      { area: "train", case: caseName, metric: "MFU", value: r.mfu * 100, unit: "%", note: "of the peak in run.json (wasm: 40 GFLOP/s)" },
+      { area: "train", case: caseName, metric: "peak RSS", value: r.peakRssMb, unit: "MB", note },
+    ];
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === "--child") {
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]));
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  for (const r of await run({ quick: process.argv.includes("--quick") })) console.log(r);
+}
