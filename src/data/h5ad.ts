@@ -64,7 +64,7 @@ export function toFloat64(a: unknown): Float64Array {
     for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
     return out;
   }
-  if (ArrayBuffer.isView(a)) return Float64Array.from(a as unknown as ArrayLike<number>);
+  if (ArrayBuffer.isView(a) && !(a instanceof DataView)) return new Float64Array(a as unknown as ArrayLike<number>); // typed-array copy constructor: fast native conversion
   if (Array.isArray(a)) return Float64Array.from(a, (v) => (typeof v === "boolean" ? (v ? 1 : 0) : Number(v)));
   if (typeof a === "number" || typeof a === "bigint") return Float64Array.of(Number(a));
   throw new Error("not a numeric array");
@@ -77,6 +77,7 @@ function toInt32(a: unknown): Int32Array {
     for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
     return out;
   }
+  if (ArrayBuffer.isView(a) && !(a instanceof DataView)) return new Int32Array(a as unknown as ArrayLike<number>);
   return Int32Array.from(a as ArrayLike<number>);
 }
 

@@ -16,6 +16,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
+  AsyncByteQueue,
   Bool,
   Field,
   Float32,
@@ -25,11 +26,12 @@ import {
   Utf8,
   makeData,
   makeVector,
+  RecordBatchFileWriter,
   tableFromIPC,
-  tableToIPC,
   vectorFromArray,
   type Vector,
 } from "apache-arrow";
+import type { ArrayBufferViewInput } from "apache-arrow/util/buffer";
 import { assertWritable, commitDir, packagePath, tempDirFor } from "../io.js";
 import type { ObsTable, ObsValues } from "./types.js";
 
@@ -86,8 +88,10 @@ export interface TokenizedDataset {
 /** A block of tokenized cells to append to a dataset. */
 export interface TokenizedBatch {
   cellIds: string[];
-  /** token ids per cell (`[length_i]`, int32). */
-  inputIds: Int32Array[];
+  /** token ids per cell (`[length_i]`, int32). Give either this or `flat`. */
+  inputIds?: Int32Array[];
+  /** the same, concatenated: cell i is `values[offsets[i] .. offsets[i+1])` (no per-cell arrays, no copy). */
+  flat?: { offsets: Int32Array; values: Int32Array };
   /** optional per-token values (`[length_i]`, float32). */
   values?: Float32Array[];
   /** carried obs columns for exactly these cells. */
@@ -104,9 +108,9 @@ export type TokenizedMeta = Omit<
 export interface TokenizedWriteOptions {
   /** replace an existing output folder (only once the new one is complete). */
   force?: boolean;
-  /** start a new shard after this many cells (default 50,000). */
+  /** start a new shard after this many cells (default 100,000). */
   shardCells?: number;
-  /** ... or after this many tokens (default 32M, about 128 MB of int32). */
+  /** ... or after this many tokens (default 64M, about 256 MB of int32). */
   shardTokens?: number;
 }
 
@@ -129,40 +133,53 @@ function obsType(v: ObsValues): TokenizedColumnType {
   return "utf8";
 }
 
-function listVector(arrays: ArrayLike<number>[], kind: "int32" | "float32"): Vector {
+function flatten<T extends Int32Array | Float32Array>(arrays: ArrayLike<number>[], make: (n: number) => T): { offsets: Int32Array; values: T } {
   const n = arrays.length;
   const offsets = new Int32Array(n + 1);
   for (let i = 0; i < n; i++) offsets[i + 1] = offsets[i] + arrays[i].length;
-  const total = offsets[n];
-  if (kind === "int32") {
-    const flat = new Int32Array(total);
-    for (let i = 0; i < n; i++) flat.set(arrays[i], offsets[i]);
-    const child = makeData({ type: new Int32(), length: total, nullCount: 0, data: flat });
-    const type = new List(new Field("item", new Int32(), true));
-    return makeVector(makeData({ type, length: n, nullCount: 0, valueOffsets: offsets, child }));
+  const values = make(offsets[n]);
+  for (let i = 0; i < n; i++) values.set(arrays[i], offsets[i]);
+  return { offsets, values };
+}
+
+function listVector(offsets: Int32Array, values: Int32Array | Float32Array): Vector {
+  const n = offsets.length - 1;
+  // rebase offsets to start at 0 (a flat buffer may be shared with other batches)
+  const base = offsets[0];
+  const offs = base === 0 ? offsets : offsets.map((o) => o - base);
+  const vals = values.subarray(base, offsets[n]);
+  const itemType = vals instanceof Int32Array ? new Int32() : new Float32();
+  const child = makeData({ type: itemType, length: vals.length, nullCount: 0, data: vals } as never);
+  const type = new List(new Field("item", itemType, true));
+  return makeVector(makeData({ type, length: n, nullCount: 0, valueOffsets: offs, child } as never));
+}
+
+/** An apache-arrow byte sink that writes each IPC message straight to a file (no in-memory join). */
+class FileSink extends AsyncByteQueue {
+  constructor(private readonly fd: number) {
+    super();
   }
-  const flat = new Float32Array(total);
-  for (let i = 0; i < n; i++) flat.set(arrays[i], offsets[i]);
-  const child = makeData({ type: new Float32(), length: total, nullCount: 0, data: flat });
-  const type = new List(new Field("item", new Float32(), true));
-  return makeVector(makeData({ type, length: n, nullCount: 0, valueOffsets: offsets, child }));
+  override write(value: ArrayBufferViewInput): void {
+    const v = value as Uint8Array;
+    if (v.byteLength > 0) fs.writeSync(this.fd, v);
+  }
 }
 
 /**
- * Streaming writer of a tokenized dataset: {@link append} blocks of cells (memory holds at most one
- * shard), then {@link finish} writes the manifest and moves the folder into place.
+ * Streaming writer of a tokenized dataset: {@link append} blocks of cells — each becomes one Arrow
+ * record batch written straight to the current shard file, so memory holds one block only — then
+ * {@link finish} writes the manifest and moves the folder into place.
  * @throws Error if the output exists and `force` is not set (checked in the constructor, before any work).
  */
 export class TokenizedDatasetWriter {
   private readonly tmp: string;
-  private pending: TokenizedBatch[] = [];
-  private pendingCells = 0;
-  private pendingTokens = 0;
   private readonly shards: { file: string; n_cells: number }[] = [];
   private columns: { name: string; type: TokenizedColumnType }[] | undefined;
   private obsColumns: string[] | undefined;
+  private hasValues: boolean | undefined;
   private nCells = 0;
   private done = false;
+  private shard: { fd: number; writer: RecordBatchFileWriter; cells: number; tokens: number } | undefined;
 
   constructor(
     private readonly dir: string,
@@ -173,45 +190,26 @@ export class TokenizedDatasetWriter {
     this.tmp = tempDirFor(dir);
   }
 
-  /** Append cells (in order). Column sets must be the same in every batch. */
+  /** Append cells (in order). Column sets and types must be the same in every batch. */
   append(batch: TokenizedBatch): void {
     if (this.done) throw new Error("TokenizedDatasetWriter: append after finish");
     const n = batch.cellIds.length;
-    if (batch.inputIds.length !== n) throw new Error("TokenizedDatasetWriter: cellIds and inputIds differ in length");
+    const flat = batch.flat ?? (batch.inputIds ? flatten(batch.inputIds, (k) => new Int32Array(k)) : undefined);
+    if (!flat || flat.offsets.length !== n + 1) throw new Error("TokenizedDatasetWriter: cellIds and input ids differ in length");
     const obsNames = Object.keys(batch.obs ?? {});
     if (this.obsColumns === undefined) this.obsColumns = obsNames;
     else if (obsNames.join("\u0000") !== this.obsColumns.join("\u0000")) {
       throw new Error("TokenizedDatasetWriter: obs columns changed between batches");
     }
+    if (this.hasValues === undefined) this.hasValues = batch.values !== undefined;
+    else if (this.hasValues !== (batch.values !== undefined)) throw new Error("TokenizedDatasetWriter: values present in some batches only");
     if (n === 0) return;
-    this.pending.push(batch);
-    this.pendingCells += n;
-    for (const ids of batch.inputIds) this.pendingTokens += ids.length;
-    if (this.pendingCells >= (this.opts.shardCells ?? 50_000) || this.pendingTokens >= (this.opts.shardTokens ?? 32_000_000)) {
-      this.flush();
-    }
-  }
 
-  private flush(): void {
-    if (this.pendingCells === 0) return;
-    const cellIds: string[] = [];
-    const inputIds: Int32Array[] = [];
-    const values: Float32Array[] = [];
-    const hasValues = this.pending[0].values !== undefined;
-    const obs: Record<string, ObsValues[]> = {};
-    for (const name of this.obsColumns ?? []) obs[name] = [];
-    for (const b of this.pending) {
-      for (const c of b.cellIds) cellIds.push(c);
-      for (const a of b.inputIds) inputIds.push(a);
-      if (hasValues !== (b.values !== undefined)) throw new Error("TokenizedDatasetWriter: values present in some batches only");
-      if (b.values) for (const v of b.values) values.push(v);
-      for (const name of this.obsColumns ?? []) obs[name].push(b.obs![name]);
-    }
-    const lengths = new Int32Array(inputIds.length);
-    for (let i = 0; i < inputIds.length; i++) lengths[i] = inputIds[i].length;
+    const lengths = new Int32Array(n);
+    for (let i = 0; i < n; i++) lengths[i] = flat.offsets[i + 1] - flat.offsets[i];
     const cols: Record<string, Vector> = {
-      cell_id: vectorFromArray(cellIds, new Utf8()),
-      input_ids: listVector(inputIds, "int32"),
+      cell_id: vectorFromArray(batch.cellIds, new Utf8()),
+      input_ids: listVector(flat.offsets, flat.values),
       length: makeVector(lengths),
     };
     const types: { name: string; type: TokenizedColumnType }[] = [
@@ -219,45 +217,54 @@ export class TokenizedDatasetWriter {
       { name: "input_ids", type: "list<int32>" },
       { name: "length", type: "int32" },
     ];
-    if (hasValues) {
-      cols.values = listVector(values, "float32");
+    if (batch.values) {
+      const fv = flatten(batch.values, (k) => new Float32Array(k));
+      cols.values = listVector(fv.offsets, fv.values);
       types.push({ name: "values", type: "list<float32>" });
     }
-    for (const name of this.obsColumns ?? []) {
+    for (const name of this.obsColumns) {
       if (name in cols) throw new Error(`obs column "${name}" clashes with a dataset column name`);
-      const parts = obs[name];
-      const t = obsType(parts.find((p) => p.length > 0) ?? parts[0]);
-      if (t === "float64") {
-        const all = new Float64Array(this.pendingCells);
-        let o = 0;
-        for (const p of parts) {
-          all.set(p as Float64Array, o);
-          o += p.length;
-        }
-        cols[name] = makeVector(all);
-      } else if (t === "bool") {
-        cols[name] = vectorFromArray(parts.flatMap((p) => p as boolean[]), new Bool());
-      } else {
-        cols[name] = vectorFromArray(parts.flatMap((p) => Array.from(p as string[], String)), new Utf8());
-      }
+      const col = batch.obs![name];
+      if (col.length !== n) throw new Error(`TokenizedDatasetWriter: obs column "${name}" has ${col.length} values for ${n} cells`);
+      const known = this.columns?.find((c) => c.name === name)?.type;
+      const t = known ?? obsType(col);
+      if (t === "float64") cols[name] = makeVector(col instanceof Float64Array ? col : Float64Array.from(col as unknown as ArrayLike<number>));
+      else if (t === "bool") cols[name] = vectorFromArray(Array.from(col as boolean[], Boolean), new Bool());
+      else cols[name] = vectorFromArray(Array.from(col as ArrayLike<unknown>, (v) => String(v)), new Utf8());
       types.push({ name, type: t });
     }
-    if (this.columns === undefined) this.columns = types;
+    this.columns ??= types;
     const table = new Table(cols);
-    const file = `shard-${String(this.shards.length).padStart(5, "0")}.arrow`;
-    fs.writeFileSync(path.join(this.tmp, file), tableToIPC(table, "file"));
-    this.shards.push({ file, n_cells: this.pendingCells });
-    this.nCells += this.pendingCells;
-    this.pending = [];
-    this.pendingCells = 0;
-    this.pendingTokens = 0;
+    if (!this.shard) {
+      const file = `shard-${String(this.shards.length).padStart(5, "0")}.arrow`;
+      const fd = fs.openSync(path.join(this.tmp, file), "w");
+      const writer = new RecordBatchFileWriter();
+      writer.reset(new FileSink(fd) as unknown as AsyncByteQueue<Uint8Array>);
+      this.shard = { fd, writer, cells: 0, tokens: 0 };
+      this.shards.push({ file, n_cells: 0 });
+    }
+    // write record batches, not the Table: RecordBatchWriter.write(Table) finishes the file
+    for (const rb of table.batches) this.shard.writer.write(rb);
+    this.shard.cells += n;
+    this.shard.tokens += flat.values.length;
+    this.shards[this.shards.length - 1].n_cells = this.shard.cells;
+    this.nCells += n;
+    if (this.shard.cells >= (this.opts.shardCells ?? 100_000) || this.shard.tokens >= (this.opts.shardTokens ?? 64_000_000)) this.closeShard();
   }
 
-  /** Write the last shard and `manifest.json`, then move the folder to its final name. Returns the manifest. */
+  private closeShard(): void {
+    if (!this.shard) return;
+    this.shard.writer.finish();
+    fs.fsyncSync(this.shard.fd);
+    fs.closeSync(this.shard.fd);
+    this.shard = undefined;
+  }
+
+  /** Close the last shard, write `manifest.json` (and `extraFiles`), then move the folder to its final name. */
   finish(extraFiles: Record<string, string> = {}): TokenizedManifest {
     if (this.done) throw new Error("TokenizedDatasetWriter: finish called twice");
     try {
-      this.flush();
+      this.closeShard();
       const manifest: TokenizedManifest = {
         format: "cellfm-tokenized",
         format_version: 1,
@@ -286,6 +293,14 @@ export class TokenizedDatasetWriter {
 
   /** Remove the temporary folder (nothing is written under the final name). */
   abort(): void {
+    if (this.shard) {
+      try {
+        fs.closeSync(this.shard.fd);
+      } catch {
+        /* already closed */
+      }
+      this.shard = undefined;
+    }
     this.done = true;
     fs.rmSync(this.tmp, { recursive: true, force: true });
   }
@@ -302,7 +317,8 @@ export function writeTokenizedDataset(
 ): TokenizedManifest {
   const w = new TokenizedDatasetWriter(dir, data.meta, opts);
   try {
-    w.append(data);
+    if ((data.inputIds ?? []).length === 0 && !data.flat && data.cellIds.length === 0) w.append({ ...data, inputIds: [] });
+    else w.append(data);
   } catch (e) {
     w.abort();
     throw e;

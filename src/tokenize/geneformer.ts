@@ -51,6 +51,17 @@ export interface TokenizedCell {
   obsRow: number;
 }
 
+/** A tokenized block in flat form: kept cell i has tokens `ids[offsets[i] .. offsets[i+1])`. */
+export interface FlatTokenizedChunk {
+  cellIds: string[];
+  /** source row of each kept cell, `[nKept]`. */
+  obsRows: Int32Array;
+  /** `[nKept + 1]`, offsets[0] = 0. */
+  offsets: Int32Array;
+  /** all token ids of the block, int32. */
+  ids: Int32Array;
+}
+
 /** What happened while tokenizing (printed by `cellfm tokenize`, saved as `summary.json`). */
 export interface TokenizeSummary {
   input: string;
@@ -274,8 +285,6 @@ export class GeneformerTokenizer {
   private readonly scratch: RankScratch;
   private readonly acc: Float64Array;
   private readonly touched: Int32Array;
-  private readonly tokBuf: Int32Array;
-  private readonly out: Int32Array;
   private tokScratch = new Int32Array(1024);
   private valScratch = new Float64Array(1024);
   private readonly lengths: number[] = [];
@@ -313,18 +322,30 @@ export class GeneformerTokenizer {
     this.scratch = new RankScratch(this.dict.vocabSize);
     this.acc = new Float64Array(this.dict.vocabSize);
     this.touched = new Int32Array(this.dict.vocabSize);
-    this.tokBuf = new Int32Array(this.dict.vocabSize);
-    this.out = new Int32Array(this.dict.maxGenes);
   }
 
-  /** Tokenize one CSR block (cells `chunk.start ..`), in order; dropped/filtered cells are omitted. */
-  tokenizeChunk(chunk: CsrChunk): TokenizedCell[] {
+  /**
+   * Tokenize one CSR block (cells `chunk.start ..`), in order; dropped/filtered cells are omitted.
+   * Output is flat (one int32 buffer for the block): kept cell i has tokens `ids[offsets[i] .. offsets[i+1])`.
+   */
+  tokenizeChunkFlat(chunk: CsrChunk): FlatTokenizedChunk {
     const { indptr, indices, data } = chunk;
     const { colToken, tokenMedian, needsSum } = this.plan;
-    const cells: TokenizedCell[] = [];
     const s = this.scratch;
     const isV2 = this.dict.version === "V2";
     const maxGenes = this.dict.maxGenes;
+    const cls = this.dict.special.cls ?? 2;
+    const eos = this.dict.special.eos ?? 3;
+    // upper bound of the output size: every stored value kept, plus the special tokens
+    let cap = 0;
+    for (let r = 0; r < chunk.nCells; r++) cap += Math.min(indptr[r + 1] - indptr[r], maxGenes) + (isV2 ? 2 : 0);
+    const ids = new Int32Array(cap);
+    const offsets = new Int32Array(chunk.nCells + 1);
+    const obsRows = new Int32Array(chunk.nCells);
+    const cellIds: string[] = [];
+    let nOut = 0;
+    let pos = 0;
+    const obsIndex = this.source.obs.index;
     for (let r = 0; r < chunk.nCells; r++) {
       const row = chunk.start + r;
       if (this.filterPass && this.filterPass[row] !== 1) {
@@ -374,7 +395,7 @@ export class GeneformerTokenizer {
           cnts[m++] = x;
         }
       }
-      const cellId = this.source.obs.index[row];
+      const cellId = obsIndex[row];
       if (m === 0) {
         this.droppedEmpty.push(cellId);
         continue;
@@ -389,18 +410,39 @@ export class GeneformerTokenizer {
       }
       const kept = Math.min(m, maxGenes);
       if (m > maxGenes) this.truncated++;
-      if (rankKeyed(s, m, this.out)) this.withTies++;
-      let ids: Int32Array;
-      if (isV2) {
-        ids = new Int32Array(kept + 2);
-        ids[0] = this.dict.special.cls!;
-        ids.set(this.out.subarray(0, kept), 1);
-        ids[kept + 1] = this.dict.special.eos!;
-      } else ids = this.out.slice(0, kept);
-      this.lengths.push(ids.length);
-      cells.push({ cellId, inputIds: ids, length: ids.length, obsRow: row });
+      if (isV2) ids[pos++] = cls;
+      if (rankKeyed(s, m, ids.subarray(pos, pos + kept))) this.withTies++;
+      pos += kept;
+      if (isV2) ids[pos++] = eos;
+      offsets[nOut + 1] = pos;
+      obsRows[nOut] = row;
+      cellIds.push(cellId);
+      this.lengths.push(pos - offsets[nOut]);
+      nOut++;
+    }
+    return { cellIds, obsRows: obsRows.subarray(0, nOut), offsets: offsets.subarray(0, nOut + 1), ids: ids.subarray(0, pos) };
+  }
+
+  /** Tokenize one CSR block into per-cell arrays (views into one buffer); see {@link tokenizeChunkFlat}. */
+  tokenizeChunk(chunk: CsrChunk): TokenizedCell[] {
+    const f = this.tokenizeChunkFlat(chunk);
+    const cells: TokenizedCell[] = new Array(f.cellIds.length);
+    for (let i = 0; i < f.cellIds.length; i++) {
+      const inputIds = f.ids.subarray(f.offsets[i], f.offsets[i + 1]);
+      cells[i] = { cellId: f.cellIds[i], inputIds, length: inputIds.length, obsRow: f.obsRows[i] };
     }
     return cells;
+  }
+
+  /** Carried obs values for the cells at the given source rows (in order). */
+  carriedObsRows(rows: Int32Array): Record<string, ObsValues> {
+    const out: Record<string, ObsValues> = {};
+    for (const c of this.carry) {
+      const col = this.source.obs.columns[c];
+      if (col instanceof Float64Array) out[c] = Float64Array.from(rows, (r) => col[r]);
+      else out[c] = Array.from(rows, (r) => (col as (string | boolean)[])[r]) as string[] | boolean[];
+    }
+    return out;
   }
 
   /** Carried obs values for the given cells (in order). */

@@ -96,8 +96,8 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
     let summary: TokenizeSummary;
     try {
       for (const chunk of source.chunks(o.chunkSize ?? 512)) {
-        const cells = tk.tokenizeChunk(chunk);
-        writer.append({ cellIds: cells.map((c) => c.cellId), inputIds: cells.map((c) => c.inputIds), obs: tk.carriedObs(cells) });
+        const f = tk.tokenizeChunkFlat(chunk);
+        writer.append({ cellIds: f.cellIds, flat: { offsets: f.offsets, values: f.ids }, obs: tk.carriedObsRows(f.obsRows) });
         bar.update(chunk.start + chunk.nCells);
       }
       summary = tk.summary();
