@@ -177,12 +177,20 @@ export function planGenes(
   };
 }
 
-/** Reusable scratch buffers of the per-cell ranking. */
+/**
+ * Reusable scratch buffers of the per-cell ranking: a 32-bit sort key per gene (the inverted high word
+ * of the float64 value: sign, exponent and 20 mantissa bits, so ascending key = descending value) and
+ * the gene's token id as payload.
+ */
 export class RankScratch {
-  keys = new BigUint64Array(1024);
-  keyWords = new Uint32Array(this.keys.buffer);
+  keys = new Uint32Array(1024);
+  toks = new Int32Array(1024);
+  private keys2 = new Uint32Array(1024);
+  private toks2 = new Int32Array(1024);
+  private readonly count = new Int32Array(256);
   private readonly f64 = new Float64Array(1);
   private readonly f64Words = new Uint32Array(this.f64.buffer);
+  private readonly hiIndex = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0; // little-endian: high word is [1]
   /** value of each token in the current cell (indexed by token id). */
   valueOfToken: Float64Array;
   constructor(vocabSize: number) {
@@ -192,46 +200,85 @@ export class RankScratch {
     if (this.keys.length < n) {
       let cap = this.keys.length;
       while (cap < n) cap *= 2;
-      this.keys = new BigUint64Array(cap);
-      this.keyWords = new Uint32Array(this.keys.buffer);
+      this.keys = new Uint32Array(cap);
+      this.toks = new Int32Array(cap);
+      this.keys2 = new Uint32Array(cap);
+      this.toks2 = new Int32Array(cap);
     }
   }
-  /** Write the sort key of (value, token) at slot i: ascending key = value descending, token ascending. */
+  /** Set gene slot i: its value (positive, finite float64) and token id. */
   setKey(i: number, value: number, token: number): void {
     this.valueOfToken[token] = value;
     this.f64[0] = value;
-    const lo = this.f64Words[0];
-    const hi = this.f64Words[1];
-    this.keyWords[2 * i + 1] = (0xffffffff - hi) >>> 0;
-    this.keyWords[2 * i] = (((0x1ffff - (lo >>> 15)) << 15) | token) >>> 0;
+    this.keys[i] = (0xffffffff - this.f64Words[this.hiIndex]) >>> 0;
+    this.toks[i] = token;
+  }
+  /**
+   * LSD radix sort (4 passes of 8 bits, passes where every key has the same byte skipped) of the first
+   * `m` keys, carrying the tokens. Stable. Afterwards `keys`/`toks` hold the sorted order.
+   */
+  radixSort(m: number): void {
+    let k = this.keys;
+    let t = this.toks;
+    let k2 = this.keys2;
+    let t2 = this.toks2;
+    const count = this.count;
+    for (let shift = 0; shift < 32; shift += 8) {
+      count.fill(0);
+      for (let i = 0; i < m; i++) count[(k[i] >>> shift) & 255]++;
+      if (count[(k[0] >>> shift) & 255] === m) continue;
+      let sum = 0;
+      for (let b = 0; b < 256; b++) {
+        const c = count[b];
+        count[b] = sum;
+        sum += c;
+      }
+      for (let i = 0; i < m; i++) {
+        const key = k[i];
+        const j = count[(key >>> shift) & 255]++;
+        k2[j] = key;
+        t2[j] = t[i];
+      }
+      const tk = k;
+      k = k2;
+      k2 = tk;
+      const tt = t;
+      t = t2;
+      t2 = tt;
+    }
+    this.keys = k;
+    this.toks = t;
+    this.keys2 = k2;
+    this.toks2 = t2;
   }
 }
 
 /**
- * Rank `m` genes whose keys were set with {@link RankScratch.setKey}; writes token ids in rank order
- * into `out` (first `min(m, out.length)` entries). Pure apart from the scratch buffers.
+ * Rank `m` genes set with {@link RankScratch.setKey}: token ids in order of value descending, exact
+ * ties by ascending token id, written into `out` (first `min(m, out.length)` entries).
+ * A radix sort on the 32-bit key prefix, then runs of equal prefixes (values within ~1e-6 of each other,
+ * rare) are re-sorted exactly by (value desc, token asc) — so the result equals a full comparator sort.
  * @returns whether the cell had an exact value tie between two genes.
  */
 export function rankKeyed(s: RankScratch, m: number, out: Int32Array): boolean {
-  const keys = s.keys.subarray(0, m);
-  keys.sort();
-  const w = s.keyWords;
+  if (m === 0) return false;
+  s.radixSort(m);
+  const k = s.keys;
+  const t = s.toks;
   const val = s.valueOfToken;
+  const lim = Math.min(m, out.length);
   let ties = false;
-  // Fix-up: runs with equal 48-bit value prefixes are re-sorted exactly.
   let i = 0;
   while (i < m) {
+    const key = k[i];
     let j = i + 1;
-    const hiI = w[2 * i + 1];
-    const loI = w[2 * i] >>> 15;
-    while (j < m && w[2 * j + 1] === hiI && w[2 * j] >>> 15 === loI) j++;
+    while (j < m && k[j] === key) j++;
     if (j - i > 1) {
-      const run: number[] = [];
-      for (let k = i; k < j; k++) run.push(w[2 * k] & 0x7fff);
+      const run = Array.from(t.subarray(i, j));
       run.sort((a, b) => val[b] - val[a] || a - b);
-      for (let k = 1; k < run.length; k++) if (val[run[k]] === val[run[k - 1]]) ties = true;
-      for (let k = i; k < j && k < out.length; k++) out[k] = run[k - i];
-    } else if (i < out.length) out[i] = w[2 * i] & 0x7fff;
+      for (let q = 1; q < run.length; q++) if (val[run[q]] === val[run[q - 1]]) ties = true;
+      for (let q = i; q < j && q < lim; q++) out[q] = run[q - i];
+    } else if (i < lim) out[i] = t[i];
     i = j;
   }
   return ties;

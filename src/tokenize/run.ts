@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { Worker } from "node:worker_threads";
 import cliProgress from "cli-progress";
 import { openCounts, sourceFileFor } from "../data/open.js";
 import { TokenizedDatasetWriter, type TokenizedManifest } from "../data/tokenized.js";
@@ -20,6 +21,42 @@ export async function sha256File(file: string): Promise<string> {
   const h = createHash("sha256");
   for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
   return h.digest("hex");
+}
+
+const HASH_WORKER = `
+const { parentPort, workerData } = require("node:worker_threads");
+const { createHash } = require("node:crypto");
+const fs = require("node:fs");
+const h = createHash("sha256");
+const fd = fs.openSync(workerData, "r");
+const buf = Buffer.allocUnsafe(1 << 22);
+let n;
+while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
+fs.closeSync(fd);
+parentPort.postMessage(h.digest("hex"));
+`;
+
+/**
+ * sha256 of a file computed in a worker thread, so hashing a large input overlaps with tokenizing
+ * it (on a second core). Falls back to the main thread if workers are unavailable.
+ */
+export function sha256FileInWorker(file: string): { result: Promise<string>; cancel: () => void } {
+  let w: Worker | undefined;
+  const result = new Promise<string>((resolve, reject) => {
+    try {
+      w = new Worker(HASH_WORKER, { eval: true, workerData: file });
+    } catch {
+      sha256File(file).then(resolve, reject);
+      return;
+    }
+    w.once("message", (m) => resolve(String(m)));
+    w.once("error", reject);
+    w.once("exit", (code) => {
+      if (code !== 0) reject(new Error(`hashing ${file} failed (worker exit ${code})`));
+    });
+  });
+  result.catch(() => undefined); // the caller awaits it later; avoid an unhandled rejection meanwhile
+  return { result, cancel: () => void w?.terminate() };
 }
 
 function progressBar(total: number, label: string, quiet: boolean): { update(n: number): void; stop(): void } {
@@ -80,7 +117,8 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
       medians: userMedians?.medians,
     });
     const srcFile = sourceFileFor(o.input);
-    const sha = o.hashSource === false ? "" : await sha256File(srcFile);
+    const hash = o.hashSource === false ? { result: Promise.resolve(""), cancel: () => undefined } : sha256FileInWorker(srcFile);
+    const source_ = { path: path.resolve(srcFile), sha256: "" };
     const writer = new TokenizedDatasetWriter(
       o.output,
       {
@@ -88,7 +126,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
         model_version: o.modelVersion,
         dictionary: tk.dict.files.tokens,
         medians: o.medians ? { name: path.basename(o.medians), sha256: userMedians!.sha256 } : tk.dict.files.medians,
-        source: { path: path.resolve(srcFile), sha256: sha },
+        source: source_,
       },
       { force: o.force },
     );
@@ -104,12 +142,19 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
       if (summary.cells_written === 0) throw new Error(`${o.input}: no cell has a nonzero count in a known gene; nothing to write`);
     } catch (e) {
       bar.stop();
+      hash.cancel();
       writer.abort();
       throw e;
     }
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
     const full = { ...summary, carried_obs: o.carry ?? [], seconds: Number(seconds.toFixed(3)) };
+    try {
+      source_.sha256 = await hash.result;
+    } catch (e) {
+      writer.abort();
+      throw e;
+    }
     const manifest = writer.finish({ "summary.json": JSON.stringify(full, null, 2) + "\n" });
     return { summary, manifest, seconds };
   } finally {
