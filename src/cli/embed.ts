@@ -1,10 +1,63 @@
-import type { CommandModule } from "yargs";
+/** `cellfm embed`: parse and validate arguments, call the embedding stage (`src/embed/run.ts`). */
+import type { Argv, CommandModule } from "yargs";
+import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
+import { embedToFile } from "../embed/run.js";
 
-/** `cellfm embed` — placeholder until the stage lands. */
-export const embedCommand: CommandModule = {
+interface EmbedArgs {
+  checkpoint: string;
+  input: string;
+  output: string;
+  layer: number;
+  pool: "mean" | "cls";
+  h5ad?: string;
+  backend: BackendChoice;
+  "max-tokens": number;
+  "id-column"?: string;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+/** `cellfm embed` — cell embeddings from a checkpoint (Geneformer's default: mean of layer −1). */
+export const embedCommand: CommandModule<object, EmbedArgs> = {
   command: "embed",
-  describe: "(embed: not implemented yet)",
-  handler: () => {
-    throw new Error("cellfm embed is not implemented yet");
+  describe: "Embed cells with a trained checkpoint: tokenized folder or .h5ad in, Arrow (and optionally .h5ad) out",
+  builder: (y: Argv) =>
+    y
+      .option("checkpoint", { alias: "c", type: "string", demandOption: true, describe: "checkpoint folder (config.json + model.safetensors)" })
+      .option("input", { alias: "i", type: "string", demandOption: true, describe: "tokenized dataset folder, or .h5ad / 10x folder of raw counts (tokenized with the checkpoint's dictionary)" })
+      .option("output", { alias: "o", type: "string", demandOption: true, describe: "output Arrow IPC file (cell_id, carried obs, embedding)" })
+      .option("layer", { type: "number", default: -1, describe: "Geneformer emb_layer: -1 = second-to-last layer (default), 0 = last layer" })
+      .option("pool", { choices: ["mean", "cls"] as const, default: "mean" as const, describe: "mean over the cell's gene tokens, or the <cls> state (V2 models)" })
+      .option("h5ad", { type: "string", describe: "also write an AnnData file with obs and obsm['X_cellfm']" })
+      .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
+      .option("max-tokens", { type: "number", default: 16384, describe: "padded tokens per forward pass (memory bound; does not change the result)" })
+      .option("id-column", { type: "string", describe: "raw-count input: var column with gene IDs" })
+      .option("force", { type: "boolean", describe: "replace existing outputs" })
+      .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or messages" })
+      .check((a) => {
+        if (!Number.isInteger(a.layer)) throw new Error(`--layer must be an integer (got ${a.layer})`);
+        if (!(a["max-tokens"] >= 1)) throw new Error(`--max-tokens must be >= 1 (got ${a["max-tokens"]})`);
+        return true;
+      }) as unknown as Argv<EmbedArgs>,
+  handler: async (a) => {
+    const s = await embedToFile({
+      checkpoint: a.checkpoint,
+      input: a.input,
+      output: a.output,
+      layer: a.layer,
+      pool: a.pool,
+      h5ad: a.h5ad,
+      backend: a.backend,
+      maxTokensPerBatch: a["max-tokens"],
+      idColumn: a["id-column"],
+      force: a.force,
+      quiet: a.quiet,
+    });
+    if (!a.quiet) {
+      console.log(
+        `embedded ${s.nCells} cells (hidden ${s.dim}, layer ${s.layer}, ${s.pool} pooling) on ${s.backend} in ${s.seconds.toFixed(1)} s ` +
+          `(${s.cellsPerSecond.toFixed(1)} cells/s) -> ${a.output}` + (a.h5ad ? ` and ${a.h5ad}` : ""),
+      );
+    }
   },
 };

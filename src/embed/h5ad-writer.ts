@@ -1,0 +1,108 @@
+/**
+ * Minimal AnnData `.h5ad` writer for cell embeddings: `obs` (cell ids as index + carried columns),
+ * an empty `var`, and `obsm/X_cellfm` `[nCells, hidden]` float32, with the AnnData on-disk encoding
+ * attributes (anndata "Element specification" v0.1/0.2: `encoding-type`, `encoding-version`), so
+ * `anndata.read_h5ad` / scanpy read it. No `X` is written (anndata ≥ 0.8 allows X = None).
+ * Uses h5wasm's Node build; the file is written under a temporary name and renamed when complete.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import h5wasm from "h5wasm/node";
+import type { Group as H5Group } from "h5wasm/node";
+import { assertWritable } from "../io.js";
+import type { ObsTable } from "../data/types.js";
+
+let ready: Promise<unknown> | undefined;
+
+function encode(g: { create_attribute: H5Group["create_attribute"] }, type: string, version: string): void {
+  g.create_attribute("encoding-type", type);
+  g.create_attribute("encoding-version", version);
+}
+
+/**
+ * Write an `.h5ad` holding obs and `obsm[key]`.
+ * @param file output path (refused if it exists, unless `force`)
+ * @param e.obs obs table (`index` = cell ids; string, float64 and boolean columns)
+ * @param e.embedding row-major float32 `[nCells * dim]`
+ * @param e.uns optional string → string pairs written to `uns/cellfm`
+ * @throws Error when the file exists without `force`, or sizes disagree.
+ */
+export async function writeEmbeddingH5ad(
+  file: string,
+  e: { obs: ObsTable; embedding: Float32Array; dim: number; key?: string; uns?: Record<string, string> },
+  opts: { force?: boolean } = {},
+): Promise<void> {
+  const n = e.obs.index.length;
+  if (e.embedding.length !== n * e.dim) throw new Error(`${file}: embedding has ${e.embedding.length} values, expected ${n} x ${e.dim}`);
+  assertWritable(file, opts.force ?? false);
+  ready ??= h5wasm.ready;
+  await ready;
+  const abs = path.resolve(file);
+  const tmp = `${abs}.tmp-${process.pid}-${Date.now()}`;
+  const h5 = new h5wasm.File(tmp, "w");
+  try {
+    encode(h5, "anndata", "0.1.0");
+    // obs
+    const obs = h5.create_group("obs");
+    encode(obs, "dataframe", "0.2.0");
+    obs.create_attribute("_index", "_index");
+    const names = Object.keys(e.obs.columns);
+    if (names.length > 0) obs.create_attribute("column-order", names);
+    else obs.create_attribute("column-order", new Float64Array(0));
+    encode(obs.create_dataset({ name: "_index", data: e.obs.index }), "string-array", "0.2.0");
+    for (const name of names) {
+      const col = e.obs.columns[name];
+      if (col.length !== n) throw new Error(`${file}: obs column ${name} has ${col.length} values, expected ${n}`);
+      if (col instanceof Float64Array) {
+        encode(obs.create_dataset({ name, data: col }), "array", "0.2.0");
+      } else if (col.length > 0 && typeof col[0] === "boolean") {
+        // stored as a categorical of "False"/"True" (h5wasm writes no HDF5 bool enum)
+        const codes = Int8Array.from(col as boolean[], (b) => (b ? 1 : 0));
+        const cg = obs.create_group(name);
+        encode(cg, "categorical", "0.2.0");
+        cg.create_attribute("ordered", 0);
+        encode(cg.create_dataset({ name: "categories", data: ["False", "True"] }), "string-array", "0.2.0");
+        encode(cg.create_dataset({ name: "codes", data: codes }), "array", "0.2.0");
+      } else {
+        // strings as a categorical (what anndata writes for obs string columns)
+        const cats = [...new Set(col as string[])].sort();
+        const pos = new Map(cats.map((c, i) => [c, i]));
+        const codes = cats.length < 128 ? new Int8Array(n) : cats.length < 32768 ? new Int16Array(n) : new Int32Array(n);
+        (col as string[]).forEach((v, i) => (codes[i] = pos.get(v)!));
+        const cg = obs.create_group(name);
+        encode(cg, "categorical", "0.2.0");
+        cg.create_attribute("ordered", 0);
+        encode(cg.create_dataset({ name: "categories", data: cats.length ? cats : [""] }), "string-array", "0.2.0");
+        encode(cg.create_dataset({ name: "codes", data: codes }), "array", "0.2.0");
+      }
+    }
+    // var: no genes
+    const v = h5.create_group("var");
+    encode(v, "dataframe", "0.2.0");
+    v.create_attribute("_index", "_index");
+    v.create_attribute("column-order", new Float64Array(0));
+    encode(v.create_dataset({ name: "_index", data: new Float64Array(0) }), "array", "0.2.0");
+    // obsm
+    const obsm = h5.create_group("obsm");
+    encode(obsm, "dict", "0.1.0");
+    encode(obsm.create_dataset({ name: e.key ?? "X_cellfm", data: e.embedding, shape: [n, e.dim], dtype: "<f" }), "array", "0.2.0");
+    for (const g of ["layers", "obsp", "varm", "varp"]) encode(h5.create_group(g), "dict", "0.1.0");
+    const uns = h5.create_group("uns");
+    encode(uns, "dict", "0.1.0");
+    if (e.uns) {
+      const c = uns.create_group("cellfm");
+      encode(c, "dict", "0.1.0");
+      for (const [k, val] of Object.entries(e.uns)) encode(c.create_dataset({ name: k, data: val }), "string", "0.2.0");
+    }
+  } catch (err) {
+    h5.close();
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  h5.close();
+  if (fs.existsSync(abs) && !opts.force) {
+    fs.rmSync(tmp, { force: true });
+    throw new Error(`output ${file} already exists; pass --force to overwrite it`);
+  }
+  fs.renameSync(tmp, abs);
+}

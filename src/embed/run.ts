@@ -1,0 +1,197 @@
+/**
+ * The `cellfm embed` stage: checkpoint + tokenized dataset (or raw counts, tokenized here with the
+ * checkpoint's dictionary) → cell embeddings (Arrow IPC, optionally `.h5ad` with `obsm["X_cellfm"]`).
+ * The data registry check follows scvi-tools: the dictionary recorded in the checkpoint must match
+ * the data's.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import cliProgress from "cli-progress";
+import { type BackendChoice, initBackend } from "../backend.js";
+import { writeEmbeddings } from "../data/embeddings.js";
+import { openCounts } from "../data/open.js";
+import { readTokenizedDataset } from "../data/tokenized.js";
+import type { ObsTable, ObsValues } from "../data/types.js";
+import { assertWritable } from "../io.js";
+import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpoint.js";
+import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
+import { tokenizeCounts } from "../tokenize/geneformer.js";
+import { embedCells } from "./embed.js";
+import { writeEmbeddingH5ad } from "./h5ad-writer.js";
+
+/** Options of {@link embedToFile} (mirrors `cellfm embed`). */
+export interface EmbedRunOptions {
+  /** checkpoint folder (`config.json` + `model.safetensors`). */
+  checkpoint: string;
+  /** tokenized dataset folder (with `manifest.json`), or an `.h5ad` file / 10x folder of raw counts. */
+  input: string;
+  /** output Arrow IPC file. */
+  output: string;
+  /** Geneformer emb_layer (default −1 = second-to-last layer; 0 = last). */
+  layer?: number;
+  pool?: "mean" | "cls";
+  /** also write an AnnData file with `obsm["X_cellfm"]`. */
+  h5ad?: string;
+  backend?: BackendChoice;
+  /** token budget per forward pass (default 16,384). */
+  maxTokensPerBatch?: number;
+  /** raw-count inputs: var column with gene IDs (as `cellfm tokenize --id-column`). */
+  idColumn?: string;
+  force?: boolean;
+  quiet?: boolean;
+  /** Called with progress/info lines (default: stderr unless quiet). */
+  log?: (line: string) => void;
+}
+
+/** What {@link embedToFile} did. */
+export interface EmbedRunSummary {
+  nCells: number;
+  dim: number;
+  layer: number;
+  pool: "mean" | "cls";
+  backend: string;
+  seconds: number;
+  cellsPerSecond: number;
+  truncatedCells: number;
+  /** raw-count input only: genes of the input known / unknown to the checkpoint's dictionary. */
+  genesKnown?: number;
+  genesUnknown?: number;
+}
+
+function checkDictionary(ck: CellfmMeta, data: { name: string; sha256: string } | undefined, what: string, ckDir: string): void {
+  if (!data || !ck.dictionary) return;
+  if (ck.dictionary.sha256 && data.sha256 && ck.dictionary.sha256 !== data.sha256) {
+    throw new Error(
+      `${what} was tokenized with dictionary ${data.name} (sha256 ${data.sha256.slice(0, 12)}…) but checkpoint ${ckDir} ` +
+        `was trained with ${ck.dictionary.name} (sha256 ${ck.dictionary.sha256.slice(0, 12)}…); re-tokenize the data with the checkpoint's dictionary`,
+    );
+  }
+}
+
+function progress(total: number, quiet: boolean): { update(n: number): void; stop(): void } {
+  if (quiet || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new cliProgress.SingleBar(
+    { format: "embed [{bar}] {percentage}% | {value}/{total} cells | {rate} cells/s | ETA {eta_formatted}", stream: process.stderr, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  const t0 = Date.now();
+  bar.start(total, 0, { rate: "0" });
+  return {
+    update: (n) => bar.update(n, { rate: Math.round(n / Math.max(1e-3, (Date.now() - t0) / 1000)).toString() }),
+    stop: () => bar.stop(),
+  };
+}
+
+/**
+ * Embed every cell of `input` with the checkpoint's encoder and write the embeddings.
+ * @throws Error (nothing written) when an output exists without `force`, the checkpoint is missing
+ *   or corrupt, the data's dictionary differs from the checkpoint's, fewer than 50% of a raw-count
+ *   input's genes are known to the checkpoint's dictionary, or the options are invalid.
+ */
+export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> {
+  const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
+  const layer = o.layer ?? -1;
+  const pool = o.pool ?? "mean";
+  assertWritable(o.output, o.force ?? false);
+  if (o.h5ad) assertWritable(o.h5ad, o.force ?? false);
+  if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
+  const backend = await initBackend(o.backend ?? "auto");
+  log(`backend: ${backend.name} (${backend.package})`);
+  const ck = readCheckpoint(o.checkpoint);
+  const model = ck.model;
+  try {
+    const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
+    const dict = loadGeneformerDictionaries(version);
+    if (dict.vocabSize !== ck.config.vocab_size && ck.cellfm.encoding === "geneformer-rank-value") {
+      log(`note: checkpoint vocab_size ${ck.config.vocab_size} differs from the ${version} dictionary (${dict.vocabSize} tokens)`);
+    }
+    if (pool === "cls" && dict.special.cls === undefined) {
+      throw new Error(`--pool cls needs a V2 model (cells start with <cls>); this checkpoint is ${version}: use --pool mean`);
+    }
+    let cellIds: string[];
+    let cells: Int32Array[];
+    let obs: ObsTable;
+    let genesKnown: number | undefined, genesUnknown: number | undefined;
+    const isTokenized = fs.statSync(o.input).isDirectory() && fs.existsSync(path.join(o.input, "manifest.json"));
+    if (isTokenized) {
+      const ds = readTokenizedDataset(o.input);
+      if (ds.manifest.encoding !== ck.cellfm.encoding) {
+        throw new Error(`${o.input} has encoding ${ds.manifest.encoding} but checkpoint ${o.checkpoint} expects ${ck.cellfm.encoding}`);
+      }
+      checkDictionary(ck.cellfm, ds.manifest.dictionary, o.input, o.checkpoint);
+      cellIds = ds.cellIds;
+      cells = ds.inputIds;
+      obs = ds.obs;
+    } else {
+      if (ck.cellfm.dictionary?.sha256 && ck.cellfm.dictionary.sha256 !== dict.files.tokens.sha256) {
+        throw new Error(
+          `checkpoint ${o.checkpoint} was trained with dictionary ${ck.cellfm.dictionary.name} (sha256 ${ck.cellfm.dictionary.sha256.slice(0, 12)}…), ` +
+            `not the bundled ${dict.files.tokens.name}; tokenize the data yourself with that dictionary and pass the tokenized folder`,
+        );
+      }
+      const src = await openCounts(o.input);
+      try {
+        const carry = Object.keys(src.obs.columns);
+        const t = tokenizeCounts(src, { modelVersion: version, dictionaries: dict, carry, idColumn: o.idColumn });
+        genesKnown = t.summary.var_genes_matched;
+        genesUnknown = t.summary.genes_unknown;
+        log(
+          `${o.input}: ${genesKnown} of ${t.summary.n_vars} genes known to the checkpoint's ${version} dictionary, ${genesUnknown} unknown (ignored); ` +
+            `${t.summary.cells_written} cells tokenized` +
+            (t.summary.cells_dropped_empty.length ? `, ${t.summary.cells_dropped_empty.length} dropped (no known expressed gene)` : ""),
+        );
+        cellIds = t.cells.map((c) => c.cellId);
+        cells = t.cells.map((c) => c.inputIds);
+        obs = { index: cellIds, columns: t.obs as Record<string, ObsValues> };
+      } finally {
+        src.close();
+      }
+    }
+    // truncate to the model's position table (keep the highest-ranked genes; V2 keeps <eos> last)
+    const maxLen = ck.config.max_position_embeddings;
+    let truncated = 0;
+    cells = cells.map((c) => {
+      if (c.length <= maxLen) return c;
+      truncated++;
+      const t = c.slice(0, maxLen);
+      if (dict.special.eos !== undefined && c[c.length - 1] === dict.special.eos) t[maxLen - 1] = dict.special.eos;
+      return t;
+    });
+    if (truncated) log(`${truncated} cells longer than max_position_embeddings (${maxLen}) were truncated to their top-ranked genes`);
+    const exclude = pool === "mean" && dict.special.cls !== undefined ? [dict.special.cls, dict.special.eos!] : [];
+    const bar = progress(cells.length, o.quiet ?? false);
+    const t0 = performance.now();
+    const data = embedCells(model, cells, { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d) => bar.update(d) });
+    bar.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    const dim = ck.config.hidden_size;
+    const meta: Record<string, string> = {
+      checkpoint: path.resolve(o.checkpoint),
+      input: path.resolve(o.input),
+      layer: String(layer),
+      hidden_state_index: String(ck.config.num_hidden_layers + layer),
+      pool,
+      backend: backend.name,
+      model_version: version,
+      dictionary: JSON.stringify(ck.cellfm.dictionary ?? null),
+      cellfm_version: cellfmVersion(),
+      created: new Date().toISOString(),
+    };
+    writeEmbeddings(o.output, { cellIds, dim, data, obs, meta }, { force: o.force });
+    if (o.h5ad) await writeEmbeddingH5ad(o.h5ad, { obs, embedding: data, dim, uns: meta }, { force: o.force });
+    return {
+      nCells: cells.length,
+      dim,
+      layer,
+      pool,
+      backend: backend.name,
+      seconds,
+      cellsPerSecond: cells.length / Math.max(seconds, 1e-9),
+      truncatedCells: truncated,
+      genesKnown,
+      genesUnknown,
+    };
+  } finally {
+    model.dispose();
+  }
+}
