@@ -121,3 +121,47 @@ describe("gene IDs", () => {
     expect(() => resolveGeneIds({ index: ["a"], columns: {} }, { idColumn: "gene_ids", file: "x.h5ad" })).toThrow(/x\.h5ad: no var column "gene_ids"/);
   });
 });
+
+describe("h5ad matrix layouts", () => {
+  it("reads dense layers/<name>, CSC raw/X and nullable-boolean obs; X with log-normalised values is refused", async () => {
+    const h5wasm = (await import("h5wasm/node")).default;
+    await h5wasm.ready;
+    const dir = tmpDir();
+    const f = path.join(dir, "layouts.h5ad");
+    const genes = knownGenes(3);
+    const counts = [[1, 0, 2], [0, 0, 5], [3, 3, 0], [0, 7, 0]];
+    // X holds log1p-normalised values (non-integer), as many published files do
+    await writeDenseAsH5ad(f, counts.map((r) => r.map((x) => Math.log1p(x))), genes, { obs: {} });
+    const h5 = new h5wasm.File(f, "a");
+    const layers = h5.get("layers") as import("h5wasm/node").Group;
+    layers.create_dataset({ name: "counts", data: Int32Array.from(counts.flat()), shape: [4, 3] });
+    const raw = h5.create_group("raw");
+    const X = raw.create_group("X");
+    X.create_attribute("encoding-type", "csc_matrix");
+    X.create_attribute("encoding-version", "0.1.0");
+    X.create_attribute("shape", new BigInt64Array([4n, 3n]));
+    // CSC: per gene column, rows with nonzeros
+    X.create_dataset({ name: "indptr", data: Int32Array.of(0, 2, 4, 6) });
+    X.create_dataset({ name: "indices", data: Int32Array.of(0, 2, 2, 3, 0, 1) });
+    X.create_dataset({ name: "data", data: Float32Array.of(1, 3, 3, 7, 2, 5) });
+    const rv = raw.create_group("var");
+    rv.create_attribute("encoding-type", "dataframe");
+    rv.create_attribute("_index", "_index");
+    rv.create_dataset({ name: "_index", data: genes });
+    const obs = h5.get("obs") as import("h5wasm/node").Group;
+    const flag = obs.create_group("flag");
+    flag.create_attribute("encoding-type", "nullable-boolean");
+    flag.create_dataset({ name: "values", data: Uint8Array.of(1, 0, 1, 1) });
+    flag.create_dataset({ name: "mask", data: Uint8Array.of(0, 0, 0, 1) });
+    h5.close();
+
+    const x = await openCounts(f);
+    expect(() => dense(x)).toThrow(/non-integer count .*--layer/);
+    const layer = await openCounts(f, { layer: "counts" });
+    expect(dense(layer, 3)).toEqual(counts);
+    expect(layer.obs.columns.flag).toEqual([true, false, true, false]);
+    const rawSrc = await openCounts(f, { useRaw: true });
+    expect(dense(rawSrc, 3)).toEqual(counts);
+    expect(rawSrc.var.index).toEqual(genes);
+  });
+});
