@@ -130,6 +130,7 @@ const trainingSchema = z.strictObject({
   log_every: posInt().default(10),
   seed: anyInt().default(42),
   peak_flops: posNum().optional(),
+  init_output_bias: oneOf(["zeros", "unigram"] as const).default("zeros"),
 });
 
 const outputSchema = z.strictObject({ dir: str() });
@@ -152,7 +153,9 @@ export type DataSection = z.infer<typeof dataSchema>;
  * `schedule` linear, `weight_decay` 0.001, `adam_beta1/2` 0.9/0.999, `adam_epsilon` 1e-8 (HF),
  * `max_grad_norm` 1.0 (HF; 0 = no clipping), `eval_every` 0 (only at the end), `eval_cells` 256,
  * `save_every` 0 (only at the end), `keep_last` 3, `log_every` 10, `seed` 42, `peak_flops`
- * (FLOP/s used for MFU; default depends on the backend, see `loop.ts`). Exactly one of `max_steps`
+ * (FLOP/s used for MFU; default depends on the backend, see `loop.ts`), `init_output_bias` zeros (HF
+ * init) or unigram (start the MLM output bias at the log training-token frequencies, so a short run
+ * spends no steps learning gene frequencies and starts at the unigram baseline). Exactly one of `max_steps`
  * and `epochs` is required.
  */
 export type TrainingSection = z.infer<typeof trainingSchema>;

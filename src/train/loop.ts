@@ -233,23 +233,44 @@ export function evaluateLoss(model: BertForMaskedLM, batches: MlmBatch[]): { los
 }
 
 /**
+ * Token counts over cells, `[vocabSize]` float64, and their total.
+ * @throws Error when a token id is outside [0, vocabSize).
+ */
+export function tokenCounts(cells: Iterable<Int32Array>, vocabSize: number): { counts: Float64Array; total: number } {
+  const counts = new Float64Array(vocabSize);
+  let total = 0;
+  for (const c of cells) {
+    for (const t of c) {
+      if (t < 0 || t >= vocabSize) throw new Error(`token id ${t} outside [0, ${vocabSize})`);
+      counts[t]++;
+    }
+    total += c.length;
+  }
+  return { counts, total };
+}
+
+/** Log unigram probabilities with add-one (Laplace) smoothing, `[vocabSize]` float32. */
+export function logUnigram(counts: Float64Array, total: number): Float32Array {
+  const V = counts.length;
+  const out = new Float32Array(V);
+  const denom = total + V;
+  for (let i = 0; i < V; i++) out[i] = Math.log((counts[i] + 1) / denom);
+  return out;
+}
+
+/**
  * Unigram baseline: predict every masked gene from its frequency among the training cells' tokens,
  * with add-one (Laplace) smoothing over the vocabulary; returns the mean cross-entropy (nats) of the
  * labels at the same fixed masked positions.
  */
 export function unigramLoss(trainCells: Iterable<Int32Array>, vocabSize: number, batches: MlmBatch[]): number {
-  const counts = new Float64Array(vocabSize);
-  let total = 0;
-  for (const c of trainCells) {
-    for (const t of c) counts[t]++;
-    total += c.length;
-  }
-  const denom = total + vocabSize;
+  const { counts, total } = tokenCounts(trainCells, vocabSize);
+  const logp = logUnigram(counts, total);
   let sum = 0;
   let n = 0;
   for (const b of batches) {
     for (const lab of b.labels) {
-      sum -= Math.log((counts[lab] + 1) / denom);
+      sum -= logp[lab];
       n++;
     }
   }
@@ -360,6 +381,12 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     epsilon: t.adam_epsilon,
     weightDecay: t.weight_decay,
   });
+  if (t.init_output_bias === "unigram" && !resumeFrom) {
+    const bias = model.weights.get("cls.predictions.bias");
+    if (!bias) throw new Error("init_output_bias: the model has no cls.predictions.bias");
+    const { counts, total } = tokenCounts(Array.from(p.trainIdx, (i) => p.cells[i]), p.vocabSize);
+    tf.tidy(() => bias.assign(tf.tensor1d(logUnigram(counts, total), "float32")));
+  }
   let step = 0;
   let position = { epoch: 0, batch: 0 };
   let rng: Rng = makeRng(`${t.seed}:mask`);

@@ -102,6 +102,11 @@ describe("cellfm train (loop)", () => {
     await expect(train(cfg("empty", { max_steps: 2 }), { quiet: true, resume: true })).rejects.toThrow(/--resume: no checkpoint in .*empty/);
   });
 
+  it("init_output_bias: unigram starts the model at the unigram baseline", async () => {
+    const r = await train(cfg("bias", { max_steps: 1, init_output_bias: "unigram" }), { quiet: true });
+    expect(Math.abs(r.eval!.initial_loss! - r.eval!.unigram_loss)).toBeLessThan(0.05);
+  });
+
   it("Ctrl-C (SIGINT) finishes the step, saves a resumable checkpoint and returns", async () => {
     const others = process.listeners("SIGINT");
     process.removeAllListeners("SIGINT");
