@@ -56,24 +56,11 @@ export async function writeEmbeddingH5ad(
       if (col instanceof Float64Array) {
         encode(obs.create_dataset({ name, data: col }), "array", "0.2.0");
       } else if (col.length > 0 && typeof col[0] === "boolean") {
-        // stored as a categorical of "False"/"True" (h5wasm writes no HDF5 bool enum)
-        const codes = Int8Array.from(col as boolean[], (b) => (b ? 1 : 0));
-        const cg = obs.create_group(name);
-        encode(cg, "categorical", "0.2.0");
-        cg.create_attribute("ordered", 0);
-        encode(cg.create_dataset({ name: "categories", data: ["False", "True"] }), "string-array", "0.2.0");
-        encode(cg.create_dataset({ name: "codes", data: codes }), "array", "0.2.0");
+        // h5wasm cannot write HDF5 bool enums: stored as int8 0/1
+        encode(obs.create_dataset({ name, data: Int8Array.from(col as boolean[], (b) => (b ? 1 : 0)) }), "array", "0.2.0");
       } else {
-        // strings as a categorical (what anndata writes for obs string columns)
-        const cats = [...new Set(col as string[])].sort();
-        const pos = new Map(cats.map((c, i) => [c, i]));
-        const codes = cats.length < 128 ? new Int8Array(n) : cats.length < 32768 ? new Int16Array(n) : new Int32Array(n);
-        (col as string[]).forEach((v, i) => (codes[i] = pos.get(v)!));
-        const cg = obs.create_group(name);
-        encode(cg, "categorical", "0.2.0");
-        cg.create_attribute("ordered", 0);
-        encode(cg.create_dataset({ name: "categories", data: cats.length ? cats : [""] }), "string-array", "0.2.0");
-        encode(cg.create_dataset({ name: "codes", data: codes }), "array", "0.2.0");
+        // strings as a string array (h5wasm cannot write the bool `ordered` attribute of a categorical)
+        encode(obs.create_dataset({ name, data: (col as unknown[]).map((v) => (v == null ? "" : String(v))) }), "string-array", "0.2.0");
       }
     }
     // var: no genes

@@ -13,6 +13,8 @@ import { tokenizeToDataset } from "../../src/tokenize/run.js";
 import { main } from "../../src/cli.js";
 import { makeBatch, maxAbsDiff, randomCells, TINY, useBackend } from "../model/helpers.js";
 import { packagePath } from "../../src/io.js";
+import h5wasm from "h5wasm/node";
+import type { Dataset, Group } from "h5wasm/node";
 
 let dir: string;
 beforeAll(async () => {
@@ -116,7 +118,22 @@ describe("cellfm embed", () => {
     const b = readEmbeddings(out2);
     expect(b.cellIds).toEqual(a.cellIds);
     expect(maxAbsDiff(a.data, b.data)).toBeLessThan(1e-5);
-    expect(fs.statSync(h5).size).toBeGreaterThan(a.cellIds.length * 32 * 4);
+    // AnnData layout: obs index = cell ids, obsm/X_cellfm [nCells, hidden] float32, encoding attributes
+    await h5wasm.ready;
+    const f = new h5wasm.File(h5, "r");
+    try {
+      expect(f.attrs["encoding-type"].value).toBe("anndata");
+      const x = f.get("obsm/X_cellfm") as Dataset;
+      expect(x.shape).toEqual([a.cellIds.length, 32]);
+      expect(x.dtype).toBe("<f");
+      expect(x.attrs["encoding-type"].value).toBe("array");
+      expect(maxAbsDiff(x.value as Float32Array, a.data)).toBe(0);
+      expect((f.get("obs/_index") as Dataset).value).toEqual(a.cellIds);
+      expect((f.get("obs") as Group).attrs["encoding-type"].value).toBe("dataframe");
+      expect((f.get("obs/cell_type") as Dataset).value).toEqual(a.obs.columns.cell_type);
+    } finally {
+      f.close();
+    }
     // no overwrite without --force
     await expect(main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q"])).rejects.toThrow(/already exists.*--force/);
     await main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q", "--force", "--layer", "0"]);
