@@ -130,7 +130,7 @@ function readColumn(file: string, group: H5Group, name: string): ObsValues {
 }
 
 /** Read an AnnData dataframe group (`obs`, `var` or `raw/var`): index and every column. */
-function readDataframe(file: string, h5: H5File, key: string, n: number): ObsTable {
+function readDataframe(file: string, h5: H5File, key: string, n: number, isOpen: () => boolean = () => true): ObsTable {
   const g = h5.get(key);
   if (!(g instanceof h5wasm.Group)) {
     return { index: Array.from({ length: n }, (_, i) => String(i)), columns: {} };
@@ -140,6 +140,7 @@ function readDataframe(file: string, h5: H5File, key: string, n: number): ObsTab
   let index: string[] | undefined;
   const readIndex = (): string[] => {
     if (index) return index;
+    if (!isOpen()) throw new Error(`${file}: ${key} index was first read after close(); read it before closing the source`);
     if (idx) {
       const v = readColumn(file, g, indexName);
       index = Array.isArray(v) ? v.map(String) : Array.from(v as Float64Array, String);
@@ -159,7 +160,11 @@ function readDataframe(file: string, h5: H5File, key: string, n: number): ObsTab
     Object.defineProperty(columns, name, {
       enumerable: true,
       configurable: true,
-      get: () => (cached ??= readColumn(file, g, name)),
+      get: () => {
+        if (cached) return cached;
+        if (!isOpen()) throw new Error(`${file}: ${key} column "${name}" was first read after close(); read it before closing the source`);
+        return (cached = readColumn(file, g, name));
+      },
     });
   }
   const table = { columns } as ObsTable;
@@ -256,8 +261,10 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
       dtype = X.dtype as string;
     } else throw new Error(`${file}: "${key}" is not a matrix`);
     const [nCells, nGenes] = shape;
-    const obs = readDataframe(file, h5, "obs", nCells);
-    const v = readDataframe(file, h5, opts.useRaw ? "raw/var" : "var", nGenes);
+    let open = true;
+    const isOpen = () => open;
+    const obs = readDataframe(file, h5, "obs", nCells, isOpen);
+    const v = readDataframe(file, h5, opts.useRaw ? "raw/var" : "var", nGenes, isOpen);
     void obs.index; // read now: cell ids are always needed, and a row-count mismatch should fail early
     const varTable = { columns: {} } as VarTable;
     Object.defineProperty(varTable, "index", { enumerable: true, get: () => v.index });
@@ -367,7 +374,10 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
       obs,
       var: varTable,
       chunks,
-      close: () => h5.close(),
+      close: () => {
+        if (open) h5.close();
+        open = false;
+      },
       matrixKey: key,
       matrixEncoding: encoding,
       matrixDtype: dtype,
