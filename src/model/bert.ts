@@ -18,7 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type BertConfig, validateBertConfig } from "./config.js";
 import { bertLayerOp } from "./layer_op.js";
-import { attention, DropoutContext, gatherRows, layerNorm, linear, matmul2d, sparseSoftmaxCrossEntropy } from "./ops.js";
+import { attention, DropoutContext, gatherRows, layerNorm, linear, matmul2d, sparseSoftmaxCrossEntropy, tiedDecoder } from "./ops.js";
 
 /** One padded batch of cells. */
 export interface ModelBatch {
@@ -262,7 +262,7 @@ export class MlmHead implements Head<MaskedTargets> {
   logits(rows: tf.Tensor2D, ctx: ForwardContext): tf.Tensor2D {
     const t = linear(rows, this.dW as tf.Tensor2D, this.dB as tf.Tensor1D, ctx.config.hidden_act);
     const h = layerNorm(t, this.lnG as tf.Tensor1D, this.lnB as tf.Tensor1D, ctx.config.layer_norm_eps);
-    return tf.add(matmul2d(h, tf.transpose(this.wordEmbeddings as tf.Tensor2D)), this.bias) as tf.Tensor2D;
+    return tiedDecoder(h, this.wordEmbeddings as tf.Tensor2D, this.bias as tf.Tensor1D);
   }
 
   loss(hidden: tf.Tensor2D, target: MaskedTargets, ctx: ForwardContext): tf.Scalar {

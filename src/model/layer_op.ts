@@ -94,7 +94,7 @@ export function bertLayerOp(x: tf.Tensor2D, w: Record<string, tf.Tensor>, maskBi
           // attention
           const mm0 = mAttn();
           const pd = (mm0 ? tf.mul(ps, mm0) : ps) as tf.Tensor3D;
-          const dvh = bmm(t3(pd), dctx);
+          const dvT = bmm(t3(dctx), pd); // dvᵀ [n, D, L]: avoids transposing the [n, L, L] probabilities
           let dp = bmm(dctx, t3(vs as unknown as tf.Tensor3D)) as tf.Tensor;
           if (mm0) dp = tf.mul(dp, mm0);
           const psum = tf.sum(tf.mul(dp, ps), -1, true);
@@ -102,7 +102,7 @@ export function bertLayerOp(x: tf.Tensor2D, w: Record<string, tf.Tensor>, maskBi
           const dq = tf.mul(merge(bmm(ds, t3(ks as unknown as tf.Tensor3D))), scale) as tf.Tensor2D;
           const dkT = bmm(t3(qs as unknown as tf.Tensor3D), ds); // [n, D, L]
           const dk = tf.reshape(tf.transpose(tf.reshape(dkT, [B, NH, D, L]), [0, 3, 1, 2]), [R, H]) as tf.Tensor2D;
-          const dv = merge(dvh);
+          const dv = tf.reshape(tf.transpose(tf.reshape(dvT, [B, NH, D, L]), [0, 3, 1, 2]), [R, H]) as tf.Tensor2D;
           const xT = tf.transpose(xs);
           const dqW = tf.matMul(xT, dq), dkW = tf.matMul(xT, dk), dvW = tf.matMul(xT, dv);
           const dx = tf.addN([

@@ -209,6 +209,30 @@ export function attention(
 }
 
 /**
+ * Decoder tied to an embedding table: `h @ tableᵀ + bias` (HF `BertLMPredictionHead.decoder`).
+ * Forward transposes the table once; backward is `dh = dy @ table` (no transpose) and
+ * `dtable = (hᵀ @ dy)ᵀ`, two plain 2-D matmuls.
+ * @param h `[rows, hidden]`
+ * @param table `[vocab, hidden]`
+ * @param bias `[vocab]`
+ * @returns logits `[rows, vocab]`
+ */
+export function tiedDecoder(h: tf.Tensor2D, table: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  const f = custom(3, ([hi, ti, bi], save) => {
+    save([hi, ti]);
+    return {
+      value: tf.fused.matMul({ a: hi as tf.Tensor2D, b: tf.transpose(ti as tf.Tensor2D), bias: bi }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [hs, ts] = saved as tf.Tensor2D[];
+        const d = dy as tf.Tensor2D;
+        return [tf.matMul(d, ts), tf.transpose(tf.matMul(tf.transpose(hs), d)), colSum(d)];
+      },
+    };
+  });
+  return f(h, table, bias) as tf.Tensor2D;
+}
+
+/**
  * Dense layer `act(x @ w + b)` with weights stored `[in, out]`: one fused matmul+bias(+ReLU) kernel
  * forward; backward only plain 2-D matmuls plus a column sum for the bias.
  * GELU is applied outside the custom op (exact erf form, as HF `ACT2FN["gelu"]`).
@@ -232,7 +256,7 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, act: Acti
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, ws, ys] = saved as tf.Tensor2D[];
         const dz = (relu ? tf.mul(dy, tf.step(ys)) : dy) as tf.Tensor2D;
-        return [tf.matMul(dz, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dz), tf.sum(dz, 0)];
+        return [tf.matMul(dz, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dz), colSum(dz)];
       },
     };
   });

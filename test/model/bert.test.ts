@@ -1,8 +1,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BertForMaskedLM } from "../../src/model/bert.js";
+import { DropoutContext } from "../../src/model/ops.js";
 import { countParameters, GENEFORMER_V1_6L, validateBertConfig } from "../../src/model/config.js";
-import { gatherRows, linear, matmul2d, sparseSoftmaxCrossEntropy } from "../../src/model/ops.js";
+import { attention, batchMatmul, gatherRows, linear, matmul2d, sparseSoftmaxCrossEntropy, tiedDecoder } from "../../src/model/ops.js";
 import { makeBatch, maxAbsDiff, randomCells, TINY, useBackend } from "./helpers.js";
 
 beforeAll(async () => {
@@ -160,6 +161,31 @@ describe("BertForMaskedLM", () => {
   });
 });
 
+describe("encoder layer op", () => {
+  it("matches the tfjs-composed layer in value and in every weight gradient", () => {
+    for (const act of ["relu", "gelu"] as const) {
+      const m = new BertForMaskedLM({ ...TINY, hidden_act: act }, { seed: 6 });
+      const layer = m.layers[0];
+      const x = tf.randomNormal([2 * 6, 32], 0, 1, "float32", 2) as tf.Tensor2D;
+      const maskArr = new Float32Array(12).fill(1);
+      maskArr[10] = maskArr[11] = 0;
+      const bias = tf.reshape(tf.mul(tf.sub(1, tf.tensor2d(maskArr, [2, 6])), -1e9), [2, 1, 1, 6]) as tf.Tensor4D;
+      const r = tf.randomNormal([12, 32], 0, 1, "float32", 3);
+      const ctx = () => ({ config: m.config, dropout: new DropoutContext(false) });
+      const vars = Object.values(layer.w);
+      const run = (f: () => tf.Tensor2D) => tf.variableGrads(() => tf.sum(tf.mul(f(), r)) as tf.Scalar, vars);
+      const a = run(() => layer.forward(x, bias, 2, 6, ctx()));
+      const b = run(() => layer.forwardComposite(x, bias, 2, 6, ctx()));
+      expect(Math.abs(a.value.dataSync()[0] - b.value.dataSync()[0])).toBeLessThan(1e-3);
+      for (const k of Object.keys(a.grads)) {
+        expect(maxAbsDiff(a.grads[k].dataSync(), b.grads[k].dataSync()), `${act} ${k}`).toBeLessThan(1e-3);
+      }
+      tf.dispose([x, bias, r, a.value, b.value, ...Object.values(a.grads), ...Object.values(b.grads)]);
+      m.dispose();
+    }
+  });
+});
+
 describe("fast ops", () => {
   it("matmul2d, linear, gatherRows and cross-entropy gradients match finite differences", () => {
     const x = tf.randomNormal([5, 4], 0, 1, "float32", 1) as tf.Tensor2D;
@@ -174,6 +200,20 @@ describe("fast ops", () => {
       ["linear gelu", (a, b) => tf.sum(tf.mul(linear(a, b, bias, "gelu"), r))],
       ["gather", (a, b) => tf.sum(tf.mul(matmul2d(gatherRows(a, idx), b), tf.slice(r, [0, 0], [4, 3])))],
       ["cross-entropy", (a, b) => sparseSoftmaxCrossEntropy(matmul2d(a, b), labels)],
+      ["tied decoder", (a, b) => tf.sum(tf.mul(tiedDecoder(a, tf.transpose(b) as tf.Tensor2D, bias), r))],
+      ["batchMatmul", (a, b) => tf.sum(tf.mul(batchMatmul(tf.reshape(a, [1, 5, 4]), tf.reshape(b, [1, 4, 3])), r))],
+      [
+        "attention",
+        (a, b) => {
+          // q [2 heads, 5, 2], kT [2, 2, 5], v [2, 5, 2]; padding on the last key
+          const q = tf.reshape(tf.transpose(tf.reshape(a, [5, 2, 2]), [1, 0, 2]), [2, 5, 2]) as tf.Tensor3D;
+          const kT = tf.reshape(tf.transpose(tf.reshape(a, [5, 2, 2]), [1, 2, 0]), [2, 2, 5]) as tf.Tensor3D;
+          const mix = tf.randomNormal([10, 4], 0, 1, "float32", 8) as tf.Tensor2D;
+          const v5 = tf.reshape(tf.slice(matmul2d(mix, b), [0, 0], [10, 2]), [2, 5, 2]) as tf.Tensor3D;
+          const bias4 = tf.tensor4d([0, 0, 0, 0, -1e9], [1, 1, 1, 5]);
+          return tf.sum(tf.mul(attention(q, kT, v5, bias4, { rate: 0.3, seed: 4 }), tf.reshape(tf.slice(r, [0, 0], [5, 2]), [1, 5, 2])));
+        },
+      ],
     ];
     for (const [name, f] of fns) {
       const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => f(a as tf.Tensor2D, b as tf.Tensor2D))([x, w]);
