@@ -187,7 +187,7 @@ export class RankScratch {
   toks = new Int32Array(1024);
   private keys2 = new Uint32Array(1024);
   private toks2 = new Int32Array(1024);
-  private readonly count = new Int32Array(256);
+  private readonly count = new Int32Array(4 * 256);
   private readonly f64 = new Float64Array(1);
   private readonly f64Words = new Uint32Array(this.f64.buffer);
   private readonly hiIndex = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0; // little-endian: high word is [1]
@@ -215,7 +215,8 @@ export class RankScratch {
   }
   /**
    * LSD radix sort (4 passes of 8 bits, passes where every key has the same byte skipped) of the first
-   * `m` keys, carrying the tokens. Stable. Afterwards `keys`/`toks` hold the sorted order.
+   * `m` keys, carrying the tokens. Stable. Afterwards `keys`/`toks` hold the sorted order. The four
+   * byte histograms are built in one read of the keys.
    */
   radixSort(m: number): void {
     let k = this.keys;
@@ -223,19 +224,27 @@ export class RankScratch {
     let k2 = this.keys2;
     let t2 = this.toks2;
     const count = this.count;
-    for (let shift = 0; shift < 32; shift += 8) {
-      count.fill(0);
-      for (let i = 0; i < m; i++) count[(k[i] >>> shift) & 255]++;
-      if (count[(k[0] >>> shift) & 255] === m) continue;
+    count.fill(0);
+    for (let i = 0; i < m; i++) {
+      const key = k[i];
+      count[key & 255]++;
+      count[256 + ((key >>> 8) & 255)]++;
+      count[512 + ((key >>> 16) & 255)]++;
+      count[768 + (key >>> 24)]++;
+    }
+    for (let pass = 0; pass < 4; pass++) {
+      const shift = pass * 8;
+      const base = pass * 256;
+      if (count[base + ((k[0] >>> shift) & 255)] === m) continue; // every key has this byte
       let sum = 0;
-      for (let b = 0; b < 256; b++) {
+      for (let b = base; b < base + 256; b++) {
         const c = count[b];
         count[b] = sum;
         sum += c;
       }
       for (let i = 0; i < m; i++) {
         const key = k[i];
-        const j = count[(key >>> shift) & 255]++;
+        const j = count[base + ((key >>> shift) & 255)]++;
         k2[j] = key;
         t2[j] = t[i];
       }
