@@ -81,6 +81,10 @@ export interface PairSummary {
   /** pair-level histograms over [0, max]. */
   histWithin: Histogram1D;
   histBetween: Histogram1D;
+  /** with `batches`: type → median over within-type pairs from the same batch (NaN if none). */
+  withinSameBatch?: Map<string, number>;
+  /** with `batches`: type → median over within-type pairs from different batches (NaN if none). */
+  withinCrossBatch?: Map<string, number>;
 }
 
 /** Joint histogram of two measures over pairs. */
@@ -102,12 +106,14 @@ export function pairKey(a: string, b: string): string {
  * @param measures the pairwise measures.
  * @param joints pairs of measure ids `[x, y]` to histogram jointly (within and between).
  * @param opts.bins histogram bins (1-D: `bins1d`, default 400; 2-D: `bins2d`, default 60).
+ * @param opts.batches batch of each row: also split within-type pairs into same-batch and
+ *   cross-batch medians.
  */
 export function scanPairs(
   blocks: readonly TypeBlock[],
   measures: readonly PairMeasure[],
   joints: readonly [string, string][] = [],
-  opts: { bins1d?: number; bins2d?: number; onBlock?: (done: number, total: number) => void } = {},
+  opts: { bins1d?: number; bins2d?: number; batches?: readonly string[]; onBlock?: (done: number, total: number) => void } = {},
 ): { summaries: PairSummary[]; joints: JointHistogram[] } {
   const n = blocks.reduce((s, b) => s + b.size, 0);
   const b1 = opts.bins1d ?? 400;
@@ -119,7 +125,16 @@ export function scanPairs(
     between: new Map(),
     histWithin: new Histogram1D(0, m.max, b1),
     histBetween: new Histogram1D(0, m.max, b1),
+    ...(opts.batches ? { withinSameBatch: new Map<string, number>(), withinCrossBatch: new Map<string, number>() } : {}),
   }));
+  const bcode = opts.batches ? (() => {
+    const map = new Map<string, number>();
+    return Int32Array.from(opts.batches!, (b) => {
+      let c = map.get(b);
+      if (c === undefined) map.set(b, (c = map.size));
+      return c;
+    });
+  })() : undefined;
   const mi = new Map(measures.map((m, i) => [m.id, i]));
   const jh = joints.map(([x, y]) => {
     const mx = measures[mi.get(x)!];
@@ -136,6 +151,8 @@ export function scanPairs(
   });
   const maxSize = Math.max(...blocks.map((b) => b.size));
   const scratch = new Float32Array(maxSize * maxSize);
+  const scratchSame = bcode ? new Float32Array(maxSize * maxSize) : scratch;
+  const scratchCross = bcode ? new Float32Array(maxSize * maxSize) : scratch;
   const totalPairsBlocks = (blocks.length * (blocks.length + 1)) / 2;
   let done = 0;
   for (let bi = 0; bi < blocks.length; bi++) {
@@ -161,6 +178,20 @@ export function scanPairs(
             scratch[len++] = x;
             h.add(x);
           }
+        }
+        if (same && bcode) {
+          let ls = 0;
+          let lc = 0;
+          for (let i = 0; i < A.size; i++) {
+            const base = i * width + cOff;
+            const bi2 = bcode[r0 + i];
+            for (let j = i + 1; j < B.size; j++) {
+              if (bcode[r0 + j] === bi2) scratchSame[ls++] = v[base + j];
+              else scratchCross[lc++] = v[base + j];
+            }
+          }
+          s.withinSameBatch!.set(A.type, medianInPlace(scratchSame, ls));
+          s.withinCrossBatch!.set(A.type, medianInPlace(scratchCross, lc));
         }
         const med = medianInPlace(scratch, len);
         if (same) s.within.set(A.type, med);

@@ -1,10 +1,93 @@
-import type { CommandModule } from "yargs";
+/**
+ * `cellfm assess`: the study of seed-study.md §1 (within/between cell-type distances for UMAP of HVG
+ * expression, Spearman rank correlation and UMAP of each embedding) plus standard embedding metrics,
+ * figures and a report. Parses and validates flags, then calls `runAssessment` (src/assess/run.ts).
+ *
+ * Examples
+ *   # bundled tiny data (6 types × 50 cells)
+ *   cellfm assess --input data/tiny.h5ad --label cell_type --min-cells 50 --output report/
+ *   # three PBMC studies, batch effects (users have their own copy of the file)
+ *   cellfm assess --input pbmc_three_studies.h5ad --label cell_type --batch batch \
+ *     --min-cells 200 --output report_pbmc3/
+ *   # with embeddings from `cellfm embed`
+ *   cellfm assess --input data.h5ad --embeddings gf.arrow scprint.arrow --embedding-names geneformer scprint \
+ *     --label cell_type --output report/
+ */
+import type { Argv, CommandModule } from "yargs";
+import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
+import { runAssessment } from "../assess/run.js";
 
-/** `cellfm assess` — placeholder until the stage lands. */
-export const assessCommand: CommandModule = {
+interface AssessArgs {
+  input: string;
+  embeddings?: string[];
+  "embedding-names"?: string[];
+  label: string;
+  batch?: string;
+  output: string;
+  "min-cells": number;
+  "per-type"?: number;
+  "n-hvg": number;
+  pca: boolean;
+  seed: number;
+  layer?: string;
+  "use-raw"?: boolean;
+  k: number;
+  backend: BackendChoice;
+  force?: boolean;
+  quiet?: boolean;
+}
+
+/** `cellfm assess` command module. */
+export const assessCommand: CommandModule<object, AssessArgs> = {
   command: "assess",
-  describe: "(assess: not implemented yet)",
-  handler: () => {
-    throw new Error("cellfm assess is not implemented yet");
+  describe: "Assess how well expression, rank correlation and embeddings separate cell types (within/between distances, kNN/ASW/NMI/ARI, batch metrics); writes a report",
+  builder: (y: Argv) =>
+    y
+      .option("input", { alias: "i", type: "string", demandOption: true, describe: ".h5ad file or 10x folder of raw counts" })
+      .option("embeddings", { alias: "e", type: "string", array: true, describe: "Arrow embeddings files from `cellfm embed` (cell ids must cover the selected cells)" })
+      .option("embedding-names", { type: "string", array: true, describe: "display names for the embeddings (default: file names)" })
+      .option("label", { type: "string", default: "cell_type", describe: "obs column with cell types" })
+      .option("batch", { type: "string", describe: "obs column with batches (adds batch ASW, graph connectivity and cross-batch distances)" })
+      .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (report.md, report.html, metrics.json, figures/)" })
+      .option("min-cells", { type: "number", default: 500, describe: "keep cell types with at least this many cells" })
+      .option("per-type", { type: "number", describe: "cells sampled per kept type (default: --min-cells)" })
+      .option("n-hvg", { type: "number", default: 2000, describe: "number of highly variable genes (Seurat flavour)" })
+      .option("pca", { type: "boolean", default: true, describe: "PCA to 50 dimensions before the HVG UMAP (--no-pca: the study's exact setting)" })
+      .option("seed", { type: "number", default: 0, describe: "seed for sampling, UMAP and k-means" })
+      .option("layer", { type: "string", describe: "read counts from layers/<name> instead of X" })
+      .option("use-raw", { type: "boolean", describe: "read counts from raw/X" })
+      .option("k", { type: "number", default: 15, describe: "neighbours for kNN accuracy, UMAP and graph connectivity" })
+      .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend for the matrix products" })
+      .option("force", { type: "boolean", describe: "replace an existing output folder" })
+      .option("quiet", { alias: "q", type: "boolean", describe: "no progress output" })
+      .check((a) => {
+        for (const key of ["min-cells", "n-hvg", "k"] as const) {
+          if (!Number.isInteger(a[key]) || a[key] < 1) throw new Error(`--${key} must be a positive integer (got ${a[key]})`);
+        }
+        if (a["per-type"] !== undefined && (!Number.isInteger(a["per-type"]) || a["per-type"] < 1)) {
+          throw new Error(`--per-type must be a positive integer (got ${a["per-type"]})`);
+        }
+        return true;
+      }),
+  handler: async (a) => {
+    await runAssessment({
+      input: a.input,
+      embeddings: a.embeddings,
+      embeddingNames: a["embedding-names"],
+      label: a.label,
+      batch: a.batch,
+      output: a.output,
+      minCells: a["min-cells"],
+      perType: a["per-type"],
+      nHvg: a["n-hvg"],
+      pca: a.pca,
+      seed: a.seed,
+      layer: a.layer,
+      useRaw: a["use-raw"],
+      k: a.k,
+      backend: a.backend,
+      force: a.force,
+      quiet: a.quiet,
+    });
   },
 };

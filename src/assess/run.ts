@@ -1,0 +1,447 @@
+/**
+ * `runAssessment`: the whole study of seed-study.md §1 on one dataset and any number of embeddings —
+ * selection, HVGs, the three kinds of pairwise measures with within/between medians, standard metrics
+ * (kNN accuracy, ASW, k-means NMI/ARI, batch ASW, graph connectivity), figures and a report — written
+ * atomically to an output folder.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import cliProgress from "cli-progress";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend, type BackendChoice } from "../backend.js";
+import { assertWritable, commitDir, tempDirFor } from "../io.js";
+import { openCounts } from "../data/open.js";
+import { readEmbeddings, type LoadedEmbeddings } from "../data/embeddings.js";
+import type { ObsValues } from "../data/types.js";
+import { selectCells, type Selection } from "./select.js";
+import { GeneMoments, seuratHvg, TARGET_SUM } from "./hvg.js";
+import { pca } from "./linalg.js";
+import { rankStandardize } from "./spearman.js";
+import { exactKnn, knnAccuracy } from "./knn.js";
+import { silhouetteScore, batchAsw, graphConnectivity, nmi, ari, kmeansClusters } from "./metrics.js";
+import { runUmap } from "./umap.js";
+import { euclideanMeasure, spearmanMeasure, scanPairs, type PairMeasure, type TypeBlock } from "./pairs.js";
+import { aucLess, histogramAuc, Histogram1D, median } from "./stats.js";
+import { renderFigure, withinBetweenSpec, jointSpec, sparsitySpec, scatterSpec } from "./figures.js";
+import { writeReport, type AssessmentResult, type MeasureSummary, type RepresentationMetrics } from "./report.js";
+
+/** Options of {@link runAssessment} (CLI flags in brackets). */
+export interface AssessOptions {
+  /** .h5ad or 10x folder of raw counts [--input]. */
+  input: string;
+  /** Arrow embeddings files (see src/data/embeddings.ts) [--embeddings]. */
+  embeddings?: string[];
+  /** display names, one per embeddings file (default: file name without extension) [--embedding-names]. */
+  embeddingNames?: string[];
+  /** obs column with cell types [--label], default "cell_type". */
+  label?: string;
+  /** obs column with batches [--batch]. */
+  batch?: string;
+  /** output folder [--output]. */
+  output: string;
+  minCells?: number;
+  perType?: number;
+  nHvg?: number;
+  /** PCA to 50 dimensions before the HVG UMAP (default true; false = the study's exact setting) [--no-pca]. */
+  pca?: boolean;
+  nPcs?: number;
+  seed?: number;
+  layer?: string;
+  useRaw?: boolean;
+  force?: boolean;
+  quiet?: boolean;
+  backend?: BackendChoice;
+  /** neighbours for kNN accuracy, UMAP and graph connectivity (default 15). */
+  k?: number;
+  kmeansRestarts?: number;
+  /** UMAP epochs override (default umap-learn's rule: 200 above 10,000 cells). */
+  umapEpochs?: number;
+}
+
+function asStrings(v: ObsValues): string[] {
+  if (Array.isArray(v)) return (v as (string | boolean)[]).map((x) => String(x));
+  return Array.from(v as Float64Array, (x) => (Number.isNaN(x) ? "" : String(x)));
+}
+
+function sanitize(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.-]+/g, "_");
+}
+
+/** A small stage logger + progress bar on stderr (silent when quiet or not a TTY for the bar). */
+class Reporter {
+  private bar?: cliProgress.SingleBar;
+  private readonly t0 = Date.now();
+  readonly timings: Record<string, number> = {};
+  private last = Date.now();
+  constructor(private readonly quiet: boolean) {}
+  stage(name: string): void {
+    const now = Date.now();
+    this.stop();
+    if (!this.quiet) process.stderr.write(`[assess ${((now - this.t0) / 1000).toFixed(1)}s] ${name}\n`);
+    this.last = now;
+  }
+  time(key: string): void {
+    this.timings[key] = (this.timings[key] ?? 0) + (Date.now() - this.last) / 1000;
+    this.last = Date.now();
+  }
+  bar0(total: number, what: string): void {
+    this.stop();
+    if (this.quiet || !process.stderr.isTTY) return;
+    this.bar = new cliProgress.SingleBar(
+      { stream: process.stderr, format: `  ${what} [{bar}] {value}/{total} {percentage}% | {eta_formatted} left`, etaBuffer: 50 },
+      cliProgress.Presets.shades_classic,
+    );
+    this.bar.start(total, 0);
+  }
+  tick(v: number): void {
+    this.bar?.update(v);
+  }
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+}
+
+/**
+ * Run the assessment and write `<output>/report.md`, `report.html` (self-contained), `metrics.json`,
+ * `figures/*.svg|png`. The folder is built under a temporary name and renamed at the end.
+ * @returns the computed result (also in metrics.json).
+ * @throws Error (nothing written) when the output exists without `force`, the label/batch column is
+ *   missing (the message lists the obs columns), fewer than 2 types pass `minCells`, or an embeddings
+ *   file lacks some selected cells / shares no cell id with the data.
+ */
+export async function runAssessment(opts: AssessOptions): Promise<AssessmentResult> {
+  const labelKey = opts.label ?? "cell_type";
+  const minCells = opts.minCells ?? 500;
+  const perType = opts.perType ?? minCells;
+  const nHvgWanted = opts.nHvg ?? 2000;
+  const usePca = opts.pca ?? true;
+  const seed = opts.seed ?? 0;
+  const k = opts.k ?? 15;
+  const rep = new Reporter(opts.quiet ?? false);
+  assertWritable(opts.output, opts.force ?? false);
+  const embFiles = opts.embeddings ?? [];
+  const embNames = opts.embeddingNames?.length ? opts.embeddingNames : embFiles.map((f) => path.basename(f).replace(/\.[^.]+$/, ""));
+  if (embNames.length !== embFiles.length) throw new Error(`--embedding-names has ${embNames.length} names for ${embFiles.length} --embeddings files`);
+  if (new Set(embNames).size !== embNames.length) throw new Error(`embedding names must be distinct (got ${embNames.join(", ")}); use --embedding-names`);
+
+  rep.stage("opening data");
+  const backend = await initBackend(opts.backend ?? "auto");
+  const src = await openCounts(opts.input, { layer: opts.layer, useRaw: opts.useRaw });
+  try {
+    const cols = Object.keys(src.obs.columns);
+    for (const [flag, key] of [["--label", labelKey], ["--batch", opts.batch]] as const) {
+      if (key !== undefined && !(key in src.obs.columns)) {
+        throw new Error(`${opts.input}: obs has no column "${key}" (${flag}); available columns: ${cols.join(", ") || "none"}`);
+      }
+    }
+    const allLabels = asStrings(src.obs.columns[labelKey]);
+    const allBatches = opts.batch ? asStrings(src.obs.columns[opts.batch]) : undefined;
+    const sel: Selection = selectCells(allLabels, { minCells, perType, seed, labelName: labelKey });
+    const nSel = sel.rows.length;
+
+    // embeddings: every selected cell must be present
+    const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; extra: number }[] = [];
+    for (let f = 0; f < embFiles.length; f++) {
+      const e = readEmbeddings(embFiles[f]);
+      const pos = new Map<string, number>();
+      e.cellIds.forEach((id, i) => pos.set(id, i));
+      const rows = new Int32Array(nSel);
+      const missing: string[] = [];
+      let nMissing = 0;
+      for (let i = 0; i < nSel; i++) {
+        const id = src.obs.index[sel.rows[i]];
+        const p = pos.get(id);
+        if (p === undefined) {
+          nMissing++;
+          if (missing.length < 3) missing.push(id);
+        } else rows[i] = p;
+      }
+      if (nMissing > 0) {
+        const common = src.obs.index.filter((id) => pos.has(id)).length;
+        throw new Error(
+          `embeddings ${embFiles[f]}: ${nMissing} of the ${nSel} selected cells of ${opts.input} have no embedding (e.g. ${missing.join(", ")}); ` +
+            `${common} of ${src.nCells} data cell ids appear in the file — were the embeddings computed from this data?`,
+        );
+      }
+      const dataIds = new Set(src.obs.index);
+      const extra = e.cellIds.filter((id) => !dataIds.has(id)).length;
+      embs.push({ name: embNames[f], file: embFiles[f], e, rows, extra });
+    }
+    rep.time("open");
+
+    // one streaming pass: sparsity, gene moments (all cells), selected rows
+    rep.stage(`reading ${src.nCells} cells × ${src.nGenes} genes`);
+    const position = new Int32Array(src.nCells).fill(-1);
+    sel.rows.forEach((r, i) => (position[r] = i));
+    const moments = new GeneMoments(src.nGenes);
+    const sparsAll = new Histogram1D(0, 1, 50);
+    const sparsSel = new Histogram1D(0, 1, 50);
+    const zeroFracAll: number[] = [];
+    const selIdx: Int32Array[] = new Array(nSel);
+    const selVal: Float32Array[] = new Array(nSel);
+    rep.bar0(src.nCells, "cells");
+    for (const ch of src.chunks(2048)) {
+      for (let r = 0; r < ch.nCells; r++) {
+        const lo = ch.indptr[r];
+        const hi = ch.indptr[r + 1];
+        let nz = 0;
+        let total = 0;
+        for (let p = lo; p < hi; p++) {
+          if (ch.data[p] !== 0) nz++;
+          total += ch.data[p];
+        }
+        const zf = 1 - nz / src.nGenes;
+        sparsAll.add(zf);
+        zeroFracAll.push(zf);
+        moments.addCell(ch.indices, ch.data, lo, hi);
+        const sp = position[ch.start + r];
+        if (sp >= 0) {
+          sparsSel.add(zf);
+          const idx = new Int32Array(hi - lo);
+          const val = new Float32Array(hi - lo);
+          const f = total > 0 ? TARGET_SUM / total : 0;
+          for (let p = lo; p < hi; p++) {
+            idx[p - lo] = ch.indices[p];
+            val[p - lo] = Math.log1p(ch.data[p] * f);
+          }
+          selIdx[sp] = idx;
+          selVal[sp] = val;
+        }
+      }
+      rep.tick(ch.start + ch.nCells);
+    }
+    rep.time("read");
+
+    rep.stage("highly variable genes");
+    const mv = moments.meanVar();
+    const hvg = seuratHvg(mv.mean, mv.variance, nHvgWanted);
+    const p = hvg.genes.length;
+    const col = new Int32Array(src.nGenes).fill(-1);
+    hvg.genes.forEach((g, j) => (col[g] = j));
+    const X = new Float32Array(nSel * p);
+    for (let i = 0; i < nSel; i++) {
+      const idx = selIdx[i];
+      const val = selVal[i];
+      for (let t = 0; t < idx.length; t++) {
+        const c = col[idx[t]];
+        if (c >= 0) X[i * p + c] = val[t];
+      }
+    }
+    selIdx.length = 0;
+    selVal.length = 0;
+    rep.time("hvg");
+
+    // baseline representation
+    let base: Float32Array;
+    let baseD: number;
+    let explained: number[] | undefined;
+    if (usePca) {
+      rep.stage(`PCA of ${nSel} × ${p} HVG expression`);
+      const pc = pca(X, nSel, p, opts.nPcs ?? 50, { seed });
+      base = pc.scores;
+      baseD = pc.nComponents;
+      explained = pc.explainedVarianceRatio;
+    } else {
+      base = X;
+      baseD = p;
+    }
+    rep.time("pca");
+    rep.stage("Spearman ranks");
+    const { ranks, constantRows } = rankStandardize(X, nSel, p);
+    rep.time("ranks");
+
+    const labels = sel.labels;
+    const batches = allBatches ? Array.from(sel.rows, (r) => allBatches[r]) : undefined;
+    const reps: { id: string; name: string; x: Float32Array; d: number }[] = [
+      { id: "hvg", name: usePca ? `HVG + PCA${baseD}` : "HVG", x: base, d: baseD },
+    ];
+    for (const e of embs) {
+      const d = e.e.dim;
+      const x = new Float32Array(nSel * d);
+      for (let i = 0; i < nSel; i++) x.set(e.e.data.subarray(e.rows[i] * d, e.rows[i] * d + d), i * d);
+      reps.push({ id: sanitize(e.name), name: e.name, x, d });
+    }
+
+    const tmp = tempDirFor(opts.output);
+    try {
+      fs.mkdirSync(path.join(tmp, "figures"));
+      const figures: { name: string; title: string; svg: string }[] = [];
+      const metrics: RepresentationMetrics[] = [];
+      const umap5: Float32Array[] = [];
+      const umapSeedBase = seed;
+      const subsample = (() => {
+        const maxPts = 8000;
+        if (nSel <= maxPts) return Array.from({ length: nSel }, (_, i) => i);
+        const step = nSel / maxPts;
+        return Array.from({ length: maxPts }, (_, i) => Math.floor(i * step));
+      })();
+      for (let ri = 0; ri < reps.length; ri++) {
+        const R = reps[ri];
+        rep.stage(`${R.name}: exact ${k}-NN graph (${nSel} cells, ${R.d} dims)`);
+        rep.bar0(nSel, "kNN rows");
+        const g = exactKnn(R.x, nSel, R.d, { k, onProgress: (v) => rep.tick(v) });
+        rep.time("knn");
+        rep.stage(`${R.name}: UMAP 5-D`);
+        rep.bar0(1, "epochs");
+        const u5 = runUmap(R.x, nSel, R.d, { nComponents: 5, nNeighbors: k, seed: umapSeedBase + ri, knn: g, nEpochs: opts.umapEpochs, onEpoch: (e) => rep.tick(e) });
+        umap5.push(u5);
+        rep.stage(`${R.name}: UMAP 2-D (figure)`);
+        const u2 = runUmap(R.x, nSel, R.d, { nComponents: 2, nNeighbors: k, seed: umapSeedBase + 100 + ri, knn: g, nEpochs: opts.umapEpochs });
+        rep.time("umap");
+        rep.stage(`${R.name}: metrics (kNN accuracy, ASW, k-means NMI/ARI${batches ? ", batch ASW, graph connectivity" : ""})`);
+        const acc = knnAccuracy(R.x, nSel, R.d, labels, { k, knn: g });
+        const asw = silhouetteScore(R.x, nSel, R.d, labels);
+        const km = kmeansClusters(R.x, nSel, R.d, sel.kept.length, { seed, restarts: opts.kmeansRestarts ?? 3 });
+        const m: RepresentationMetrics = {
+          id: R.id,
+          name: R.name,
+          dim: R.d,
+          knnAccuracy: acc,
+          aswRaw: asw.raw,
+          aswScaled: asw.scaled,
+          kmeansNmi: nmi(km.clusters, labels),
+          kmeansAri: ari(km.clusters, labels),
+          graphConnectivity: graphConnectivity(g, labels).score,
+        };
+        if (batches) m.batchAsw = batchAsw(R.x, nSel, R.d, labels, batches).score;
+        metrics.push(m);
+        rep.time("metrics");
+        const pts = subsample.map((i) => ({ x: u2[i * 2], y: u2[i * 2 + 1], c: labels[i] }));
+        figures.push({ name: `umap_${R.id}_celltype`, title: `UMAP of ${R.name}, by cell type`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — cell type`, pts, labelKey), path.join(tmp, "figures"), `umap_${R.id}_celltype`) });
+        if (batches) {
+          const pb = subsample.map((i) => ({ x: u2[i * 2], y: u2[i * 2 + 1], c: batches[i] }));
+          figures.push({ name: `umap_${R.id}_batch`, title: `UMAP of ${R.name}, by batch`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — batch`, pb, opts.batch!), path.join(tmp, "figures"), `umap_${R.id}_batch`) });
+        }
+        rep.time("figures");
+      }
+
+      // pairwise measures
+      const measures: PairMeasure[] = [
+        euclideanMeasure("umap_hvg", `UMAP-5 of ${reps[0].name}`, umap5[0], nSel, 5),
+        spearmanMeasure(ranks, nSel, p),
+        euclideanMeasure("space_hvg", `${reps[0].name} space`, base, nSel, baseD),
+      ];
+      for (let ri = 1; ri < reps.length; ri++) {
+        measures.push(euclideanMeasure(`umap_${reps[ri].id}`, `UMAP-5 of ${reps[ri].name}`, umap5[ri], nSel, 5));
+        measures.push(euclideanMeasure(`space_${reps[ri].id}`, `${reps[ri].name} space (${reps[ri].d}-d)`, reps[ri].x, nSel, reps[ri].d));
+      }
+      const joints: [string, string][] = [["umap_hvg", "spearman"]];
+      for (let ri = 1; ri < reps.length; ri++) joints.push(["umap_hvg", `umap_${reps[ri].id}`]);
+      const blocks: TypeBlock[] = sel.kept.map((t) => ({ type: t.type, offset: t.offset, size: t.nSelected }));
+      rep.stage(`all ${((nSel * (nSel - 1)) / 2).toExponential(2)} cell pairs × ${measures.length} measures`);
+      rep.bar0((blocks.length * (blocks.length + 1)) / 2, "type pairs");
+      const scan = scanPairs(blocks, measures, joints, { batches, onBlock: (d) => rep.tick(d) });
+      measures.forEach((m) => m.dispose?.());
+      rep.time("pairs");
+
+      rep.stage("figures and report");
+      const summaries: MeasureSummary[] = scan.summaries.map((s) => {
+        const w = [...s.within.values()];
+        const b = [...s.between.values()];
+        // per type: is its within median below every between median involving it?
+        let sep = 0;
+        for (const t of s.within.keys()) {
+          let minB = Infinity;
+          for (const [key, v] of s.between) {
+            const [a, c] = key.split("|");
+            if (a === t || c === t) minB = Math.min(minB, v);
+          }
+          if (s.within.get(t)! < minB) sep++;
+        }
+        const mw = median(w);
+        const mb = median(b);
+        const out: MeasureSummary = {
+          id: s.id,
+          label: s.label,
+          rankBased: s.id === "spearman",
+          medianWithin: mw,
+          medianBetween: mb,
+          ratio: mw / mb,
+          aucTypePairs: aucLess(w, b),
+          aucPairs: histogramAuc(s.histWithin, s.histBetween),
+          typesSeparated: sep / s.within.size,
+          withinAllBelowBetween: Math.max(...w) < Math.min(...b),
+          within: Object.fromEntries(s.within),
+          between: Object.fromEntries(s.between),
+        };
+        if (s.withinSameBatch && s.withinCrossBatch) {
+          const same: number[] = [];
+          const cross: number[] = [];
+          for (const t of s.within.keys()) {
+            const a = s.withinSameBatch.get(t);
+            const c = s.withinCrossBatch.get(t);
+            if (a !== undefined && c !== undefined && Number.isFinite(a) && Number.isFinite(c)) {
+              same.push(a);
+              cross.push(c);
+            }
+          }
+          if (same.length) {
+            out.batch = {
+              typesWithSeveralBatches: same.length,
+              medianWithinSameBatch: median(same),
+              medianWithinCrossBatch: median(cross),
+              // how much of the between-type gap a batch change costs
+              batchGapOverTypeGap: (median(cross) - median(same)) / (mb - mw),
+            };
+          }
+        }
+        return out;
+      });
+      const fdir = path.join(tmp, "figures");
+      const wbRows = scan.summaries.flatMap((s) => [
+        ...[...s.within.values()].map((value) => ({ measure: s.label, kind: "within" as const, value })),
+        ...[...s.between.values()].map((value) => ({ measure: s.label, kind: "between" as const, value })),
+      ]);
+      figures.unshift({ name: "within_between", title: "Within vs between medians per measure", svg: await renderFigure(withinBetweenSpec(wbRows), fdir, "within_between") });
+      for (const j of scan.joints) {
+        const lx = measures.find((m) => m.id === j.x)!.label;
+        const ly = measures.find((m) => m.id === j.y)!.label;
+        const name = `joint_${j.x}_vs_${j.y}`;
+        figures.push({ name, title: `${lx} vs ${ly}`, svg: await renderFigure(jointSpec(`${ly} vs ${lx}`, lx, ly, j.within, j.between), fdir, name) });
+      }
+      const zeroMin = Math.floor(Math.min(...zeroFracAll) * 50) / 50;
+      const sa = new Histogram1D(zeroMin, 1, 50);
+      const ss = new Histogram1D(zeroMin, 1, 50);
+      zeroFracAll.forEach((z, i) => {
+        sa.add(z);
+        if (position[i] >= 0) ss.add(z);
+      });
+      figures.push({ name: "sparsity", title: "Sparsity", svg: await renderFigure(sparsitySpec(sa, ss), fdir, "sparsity") });
+      rep.time("figures");
+
+      const result: AssessmentResult = {
+        input: opts.input,
+        nCells: src.nCells,
+        nGenes: src.nGenes,
+        label: labelKey,
+        batch: opts.batch,
+        settings: { minCells, perType, nHvg: p, nHvgRequested: nHvgWanted, pca: usePca, nPcs: usePca ? baseD : undefined, seed, k, backend: backend.name, umap: "umap-js, exact kNN, n_neighbors=k, min_dist=0.1, random init" },
+        kept: sel.kept.map(({ type, nCells, nSelected }) => ({ type, nCells, nSelected })),
+        dropped: sel.dropped.map(({ type, nCells }) => ({ type, nCells })),
+        nSelected: nSel,
+        constantRankCells: constantRows,
+        explainedVariance: explained ? explained.reduce((a, v) => a + v, 0) : undefined,
+        sparsity: {
+          medianZeroFractionAll: median(zeroFracAll),
+          medianZeroFractionSelected: median(zeroFracAll.filter((_, i) => position[i] >= 0)),
+        },
+        embeddings: embs.map((e) => ({ name: e.name, file: e.file, dim: e.e.dim, cellsInFile: e.e.cellIds.length, extraCells: e.extra, meta: e.e.meta })),
+        measures: summaries,
+        metrics,
+        timings: rep.timings,
+      };
+      writeReport(tmp, result, figures);
+      commitDir(tmp, opts.output, opts.force ?? false);
+      rep.stage(`done: ${opts.output}`);
+      return result;
+    } catch (err) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  } finally {
+    rep.stop();
+    src.close();
+    void tf;
+  }
+}
