@@ -13,9 +13,11 @@
  * - genes ranked by value descending, exact ties by ascending token id;
  * - V1: first 2,048 tokens; V2: `<cls>` + first 4,094 + `<eos>`; cells with no kept gene are dropped.
  *
- * The hot path uses typed arrays only: per cell, a `BigUint64Array` of packed keys
- * (inverted high 48 bits of the value | token id) is sorted natively, then the rare runs whose 48-bit
- * prefixes collide are re-sorted exactly, so the order equals a full (value desc, token asc) sort.
+ * The hot path uses typed arrays only (no per-gene objects): per cell, a 32-bit key per expressed gene
+ * (the inverted high word of its float64 value) is LSD-radix-sorted with the token id as payload, then
+ * the rare runs of equal keys (values within ~1e-6 relative) are re-sorted exactly, so the order equals
+ * a full (value desc, token asc) comparator sort. Output for a block of cells goes into one flat
+ * int32 buffer.
  */
 import type { CountMatrixSource, CsrChunk, ObsValues } from "../data/types.js";
 import { resolveGeneIds } from "../data/genes.js";
@@ -293,37 +295,25 @@ export function rankKeyed(s: RankScratch, m: number, out: Int32Array): boolean {
   return ties;
 }
 
-/** Comparator-sort fallback for vocabularies above 32,768 tokens (never the case for Geneformer). */
-function rankSlow(tokens: Int32Array, values: Float64Array, m: number, out: Int32Array): boolean {
-  const idx = Array.from({ length: m }, (_, i) => i);
-  idx.sort((a, b) => values[b] - values[a] || tokens[a] - tokens[b]);
-  let ties = false;
-  for (let k = 1; k < m; k++) if (values[idx[k]] === values[idx[k - 1]]) ties = true;
-  for (let k = 0; k < Math.min(m, out.length); k++) out[k] = tokens[idx[k]];
-  return ties;
-}
-
 /**
  * Pure per-cell rank-value encoding: given a cell's expressed gene tokens and their values
  * (already median-scaled), return token ids sorted by value descending, ties by ascending token id,
  * truncated to `maxGenes`. Used by tests and by callers tokenizing single cells.
  * @param tokens `[m]` token ids (distinct); @param values `[m]` float64 values.
  */
-export function rankValueOrder(tokens: Int32Array, values: Float64Array, maxGenes = Infinity, vocabSize = 32768): Int32Array {
+export function rankValueOrder(tokens: Int32Array, values: Float64Array, maxGenes = Infinity): Int32Array {
   const m = tokens.length;
   const out = new Int32Array(Math.min(m, maxGenes));
-  if (vocabSize > 32768) {
-    rankSlow(tokens, values, m, out);
-    return out;
-  }
-  const s = new RankScratch(vocabSize);
+  let maxTok = 0;
+  for (let i = 0; i < m; i++) maxTok = Math.max(maxTok, tokens[i]);
+  const s = new RankScratch(maxTok + 1);
   s.ensure(m);
   for (let i = 0; i < m; i++) s.setKey(i, values[i], tokens[i]);
   rankKeyed(s, m, out);
   return out;
 }
 
-/** Read a numeric obs column as float64 (booleans 1/0, numeric strings parsed; others NaN). */
+/** Read a numeric obs column as float64 (booleans 1/0; strings NaN, so `"1"` never passes `filter_pass`). */
 function obsNumbers(v: ObsValues): Float64Array {
   if (v instanceof Float64Array) return v;
   return Float64Array.from(v as (string | boolean)[], (x) => (typeof x === "boolean" ? (x ? 1 : 0) : NaN));

@@ -23,17 +23,20 @@ export async function sha256File(file: string): Promise<string> {
   return h.digest("hex");
 }
 
+// Works whether the eval'd worker is treated as CommonJS or as an ES module (e.g. under --input-type=module).
 const HASH_WORKER = `
-const { parentPort, workerData } = require("node:worker_threads");
-const { createHash } = require("node:crypto");
-const fs = require("node:fs");
-const h = createHash("sha256");
-const fd = fs.openSync(workerData, "r");
-const buf = Buffer.allocUnsafe(1 << 22);
-let n;
-while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
-fs.closeSync(fd);
-parentPort.postMessage(h.digest("hex"));
+(async () => {
+  const { parentPort, workerData } = await import("node:worker_threads");
+  const { createHash } = await import("node:crypto");
+  const fs = await import("node:fs");
+  const h = createHash("sha256");
+  const fd = fs.openSync(workerData, "r");
+  const buf = Buffer.allocUnsafe(1 << 22);
+  let n;
+  while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
+  fs.closeSync(fd);
+  parentPort.postMessage(h.digest("hex"));
+})().catch((e) => { throw e; });
 `;
 
 /**
