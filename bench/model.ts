@@ -90,8 +90,8 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
 /** Entry point for bench/run.ts. */
 export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
   const cases = opts.quick
-    ? ["train:demo:256:4", "embed:v1:256:8"]
-    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "train:demo:512:4", "embed:demo:512:4"];
+    ? ["train:demo:256:16", "embed:demo:256:16"]
+    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "train:demo:256:16", "embed:demo:256:16"];
   const seconds = opts.quick ? 3 : 20;
   const rows: BenchRow[] = [];
   for (const c of cases) {
