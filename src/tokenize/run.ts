@@ -80,6 +80,9 @@ function progressBar(total: number, label: string, quiet: boolean): { update(n: 
   };
 }
 
+/** Column names of a tokenized dataset that carried obs columns may not take. */
+export const RESERVED_COLUMNS = ["cell_id", "input_ids", "length", "values"];
+
 /** Options of {@link tokenizeToDataset} (mirrors `cellfm tokenize`). */
 export interface TokenizeRunOptions {
   input: string;
@@ -110,6 +113,14 @@ export interface TokenizeRunOptions {
 export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summary: TokenizeSummary; manifest: TokenizedManifest; seconds: number }> {
   const t0 = performance.now();
   assertWritable(o.output, o.force ?? false);
+  for (const c of o.carry ?? []) {
+    if (RESERVED_COLUMNS.includes(c)) {
+      throw new Error(
+        `--carry column "${c}" has the name of a tokenized-dataset column (${RESERVED_COLUMNS.join(", ")}); ` +
+          `the obs names are stored as cell_id already — rename the obs column to carry it`,
+      );
+    }
+  }
   const userMedians = o.medians ? readMediansTsv(o.medians) : undefined;
   const source = await openCounts(o.input, { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger, obsTsv: o.obsTsv });
   try {
@@ -150,14 +161,14 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
       throw e;
     }
     bar.stop();
-    const seconds = (performance.now() - t0) / 1000;
-    const full = { ...summary, carried_obs: o.carry ?? [], seconds: Number(seconds.toFixed(3)) };
     try {
       source_.sha256 = await hash.result;
     } catch (e) {
       writer.abort();
       throw e;
     }
+    const seconds = (performance.now() - t0) / 1000;
+    const full = { ...summary, carried_obs: o.carry ?? [], seconds: Number(seconds.toFixed(3)) };
     const manifest = writer.finish({ "summary.json": JSON.stringify(full, null, 2) + "\n" });
     return { summary, manifest, seconds };
   } finally {
@@ -171,7 +182,9 @@ export function formatTokenizeSummary(s: TokenizeSummary, output: string, second
     `tokenized ${s.input} (${s.n_cells} cells x ${s.n_vars} genes) with Geneformer ${s.model_version} -> ${output}`,
     `  genes: ${s.genes_matched} matched (${s.var_genes_matched} var genes, ${s.genes_from_symbols} via symbols), ${s.genes_unknown} unknown; IDs from ${s.gene_id_source}` +
       (s.summed_groups ? `; ${s.summed_groups} genes summed from ${s.columns_in_summed_groups} var genes` : ""),
-    `  cells: ${s.cells_written} kept, ${s.cells_dropped_empty.length} dropped (no known expressed gene)` +
+    `  cells: ${s.cells_written} kept, ${s.cells_dropped_empty.length} dropped (no known expressed gene` +
+      (s.cells_dropped_empty.length ? `: ${s.cells_dropped_empty.slice(0, 5).join(", ")}${s.cells_dropped_empty.length > 5 ? ", ..." : ""}` : "") +
+      ")" +
       (s.filter_pass_present ? `, ${s.cells_failing_filter_pass} failing filter_pass` : ""),
     `  n_counts: ${s.n_counts_source}`,
     `  length: min ${s.length_min}, median ${s.length_median}, max ${s.length_max}; ${s.cells_truncated} cells truncated; ${s.cells_with_exact_value_ties} with exact value ties`,

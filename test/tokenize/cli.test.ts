@@ -52,6 +52,23 @@ describe("cellfm tokenize (end to end)", () => {
   });
 });
 
+describe("cellfm tokenize: summary of dropped and filtered cells", () => {
+  it("names the empty cell and counts filter_pass failures (synthetic golden file)", async () => {
+    const out = path.join(tmpDir(), "tokens");
+    await expect(run(["tokenize", "-i", "test/fixtures/golden/synth_float32.h5ad", "-o", out, "--carry", "cell_type,cell_id"])).rejects.toThrow(
+      /--carry column "cell_id" has the name of a tokenized-dataset column/,
+    );
+    expect(fs.existsSync(out)).toBe(false);
+    const text = await run(["tokenize", "-i", "test/fixtures/golden/synth_float32.h5ad", "-o", out, "--model-version", "V2", "--carry", "cell_type"]);
+    expect(text).toMatch(/238 kept, 1 dropped \(no known expressed gene: cell0002\), 1 failing filter_pass/);
+    expect(text).toMatch(/10 genes summed from 20 var genes/);
+    expect(text).toMatch(/n_counts: obs/);
+    const ds = readTokenizedDataset(out);
+    expect(ds.obs.columns.cell_type).toHaveLength(238);
+    expect(ds.inputIds.every((a) => a[0] === 2 && a[a.length - 1] === 3)).toBe(true);
+  });
+});
+
 describe("cellfm tokenize: bad input writes nothing", () => {
   it("refuses an existing output without --force", async () => {
     const dir = tmpDir();
