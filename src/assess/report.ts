@@ -114,7 +114,7 @@ export function readResults(r: AssessmentResult): string[] {
       const least = [...b].sort((x, y) => x.batch!.batchGapOverTypeGap - y.batch!.batchGapOverTypeGap)[0];
       out.push(
         `Across batches ("${r.batch}"): within a type, cells from different batches are further apart than cells from the same batch by ` +
-          b.map((m) => `${f3(m.batch!.batchGapOverTypeGap * 100)}% (${m.label})`).join(", ") +
+          b.map((m) => `${Math.round(m.batch!.batchGapOverTypeGap * 100)}% (${m.label})`).join(", ") +
           ` of the between-type gap. Most batch-sensitive: ${worst.label}; least: ${least.label}` +
           (sp?.batch && umap?.batch
             ? sp.batch.batchGapOverTypeGap < umap.batch.batchGapOverTypeGap

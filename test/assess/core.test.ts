@@ -225,3 +225,30 @@ describe("PCA", () => {
     expect(Array.from(e.values)).toEqual([3, 1].map((v) => expect.closeTo(v, 10)) as unknown as number[]);
   });
 });
+
+describe("k-means, large-problem path", () => {
+  it("the blocked-matmul Lloyd path recovers separated clusters too", () => {
+    const r = makeRng(9);
+    const n = 3000;
+    const d = 40;
+    const k = 5; // n·d·k = 6·10⁵… force the large path by making the problem big enough
+    const big = 450; // 3000 × 40 × 450 > 5e7
+    const pts = new Float32Array(n * d);
+    const lab: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = i % k;
+      for (let j = 0; j < d; j++) pts[i * d + j] = (j === c ? 20 : 0) + r();
+      lab.push(String(c));
+    }
+    const km = kmeansClusters(pts, n, d, big, { seed: 1, restarts: 1, maxIterations: 5 });
+    // with 450 clusters for 5 groups, no cluster may mix groups
+    const mixed = new Map<string, Set<string>>();
+    km.clusters.forEach((c, i) => {
+      if (!mixed.has(c)) mixed.set(c, new Set());
+      mixed.get(c)!.add(lab[i]);
+    });
+    expect([...mixed.values()].every((s) => s.size === 1)).toBe(true);
+    const km5 = kmeansClusters(pts, n, d, k, { seed: 1, restarts: 2 });
+    expect(ari(km5.clusters, lab)).toBeCloseTo(1);
+  });
+});
