@@ -13,6 +13,7 @@ interface EmbedArgs {
   backend: BackendChoice;
   "max-tokens": number;
   "id-column"?: string;
+  workers: number;
   force?: boolean;
   quiet?: boolean;
 }
@@ -32,10 +33,12 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
       .option("max-tokens", { type: "number", default: 16384, describe: "padded tokens per forward pass (memory bound; does not change the result)" })
       .option("id-column", { type: "string", describe: "raw-count input: var column with gene IDs" })
+      .option("workers", { type: "number", default: 0, describe: "worker threads (0 = auto: one per core, up to 4, on wasm for inputs of >= 262,144 tokens); does not change the result" })
       .option("force", { type: "boolean", describe: "replace existing outputs" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or messages" })
       .check((a) => {
         if (!Number.isInteger(a.layer)) throw new Error(`--layer must be an integer (got ${a.layer})`);
+        if (!Number.isInteger(a.workers) || a.workers < 0) throw new Error(`--workers must be an integer >= 0 (got ${a.workers})`);
         if (!(a["max-tokens"] >= 1)) throw new Error(`--max-tokens must be >= 1 (got ${a["max-tokens"]})`);
         return true;
       }) as unknown as Argv<EmbedArgs>,
@@ -50,13 +53,14 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       backend: a.backend,
       maxTokensPerBatch: a["max-tokens"],
       idColumn: a["id-column"],
+      workers: a.workers,
       force: a.force,
       quiet: a.quiet,
     });
     if (!a.quiet) {
       console.log(
         `embedded ${s.nCells} cells (hidden ${s.dim}, layer ${s.layer}, ${s.pool} pooling) on ${s.backend} in ${s.seconds.toFixed(1)} s ` +
-          `(${s.cellsPerSecond.toFixed(1)} cells/s) -> ${a.output}` + (a.h5ad ? ` and ${a.h5ad}` : ""),
+          `(${s.cellsPerSecond.toFixed(1)} cells/s${s.workers > 1 ? `, ${s.workers} workers` : ""}) -> ${a.output}` + (a.h5ad ? ` and ${a.h5ad}` : ""),
       );
     }
   },

@@ -5,6 +5,7 @@
  * the data's.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import cliProgress from "cli-progress";
 import { type BackendChoice, initBackend } from "../backend.js";
@@ -17,7 +18,11 @@ import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpo
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
 import { embedCells } from "./embed.js";
+import { embedCellsParallel } from "./parallel.js";
 import { writeEmbeddingH5ad } from "./h5ad-writer.js";
+
+/** Total tokens from which `workers: auto` uses worker threads. */
+export const AUTO_WORKERS_MIN_TOKENS = 262144;
 
 /** Options of {@link embedToFile} (mirrors `cellfm embed`). */
 export interface EmbedRunOptions {
@@ -35,6 +40,12 @@ export interface EmbedRunOptions {
   backend?: BackendChoice;
   /** token budget per forward pass (default 16,384). */
   maxTokensPerBatch?: number;
+  /**
+   * worker threads (each its own backend and model copy); 0 or undefined = auto: one per core (at
+   * most 4) on wasm when the input has ≥ 262,144 tokens (starting a worker costs seconds), else 1
+   * (in-process). Results do not depend on it.
+   */
+  workers?: number;
   /** raw-count inputs: var column with gene IDs (as `cellfm tokenize --id-column`). */
   idColumn?: string;
   force?: boolean;
@@ -53,6 +64,7 @@ export interface EmbedRunSummary {
   seconds: number;
   cellsPerSecond: number;
   truncatedCells: number;
+  workers: number;
   /** raw-count input only: genes of the input known / unknown to the checkpoint's dictionary. */
   genesKnown?: number;
   genesUnknown?: number;
@@ -161,7 +173,15 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     const exclude = pool === "mean" && dict.special.cls !== undefined ? [dict.special.cls, dict.special.eos!] : [];
     const bar = progress(cells.length, o.quiet ?? false);
     const t0 = performance.now();
-    const data = embedCells(model, cells, { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d) => bar.update(d) });
+    const totalTokens = cells.reduce((a, c) => a + c.length, 0);
+    const nWorkers =
+      o.workers && o.workers > 0 ? o.workers : backend.name === "wasm" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? Math.min(4, os.availableParallelism()) : 1;
+    const eopts = { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d: number) => bar.update(d) };
+    const data =
+      nWorkers > 1
+        ? await embedCellsParallel(o.checkpoint, cells, ck.config.hidden_size, { ...eopts, workers: nWorkers, backend: backend.name as BackendChoice })
+        : embedCells(model, cells, eopts);
+    if (nWorkers > 1) log(`embedded with ${nWorkers} worker threads`);
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;
     const dim = ck.config.hidden_size;
@@ -188,6 +208,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       seconds,
       cellsPerSecond: cells.length / Math.max(seconds, 1e-9),
       truncatedCells: truncated,
+      workers: nWorkers,
       genesKnown,
       genesUnknown,
     };

@@ -103,7 +103,8 @@ describe("cellfm embed", () => {
 
   it("embeds a tokenized folder and the same .h5ad directly, identically, in input order with obs carried", async () => {
     const out1 = path.join(dir, "a.arrow");
-    await main(["embed", "--checkpoint", ckpt, "--input", tokens, "--output", out1, "--backend", "wasm", "--quiet"]);
+    // worker threads (2) for the folder; in-process for the .h5ad below: same numbers
+    await main(["embed", "--checkpoint", ckpt, "--input", tokens, "--output", out1, "--backend", "wasm", "--quiet", "--workers", "2", "--max-tokens", "2048"]);
     const a = readEmbeddings(out1);
     expect(a.dim).toBe(32);
     expect(a.cellIds.length).toBeGreaterThan(250);
@@ -112,7 +113,9 @@ describe("cellfm embed", () => {
     const out2 = path.join(dir, "b.arrow");
     const h5 = path.join(dir, "b.h5ad");
     const lines: string[] = [];
-    const s = await embedToFile({ checkpoint: ckpt, input: packagePath("data", "tiny.h5ad"), output: out2, h5ad: h5, backend: "wasm", log: (l) => lines.push(l) });
+    const s = await embedToFile({ checkpoint: ckpt, input: packagePath("data", "tiny.h5ad"), output: out2, h5ad: h5, backend: "wasm", workers: 1, log: (l) => lines.push(l) });
+    expect(s.workers).toBe(1);
+    expect(a.meta.backend).toBe("wasm");
     expect(s.genesUnknown).toBeGreaterThanOrEqual(0);
     expect(lines.join("\n")).toMatch(/genes known to the checkpoint's V1 dictionary/);
     const b = readEmbeddings(out2);
@@ -136,7 +139,7 @@ describe("cellfm embed", () => {
     }
     // no overwrite without --force
     await expect(main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q"])).rejects.toThrow(/already exists.*--force/);
-    await main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q", "--force", "--layer", "0"]);
+    await main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q", "--force", "--layer", "0", "--workers", "1"]);
     expect(readEmbeddings(out1).meta.layer).toBe("0");
   });
 
