@@ -131,17 +131,26 @@ export function openMtx(dir: string, opts: OpenCountsOptions & { obsTsv?: string
   // transpose to cells × genes CSR, genes sorted within a cell
   const order = new Uint32Array(nnz);
   for (let i = 0; i < nnz; i++) order[i] = i;
-  order.sort((a, b) => ci[a] - ci[b] || gi[a] - gi[b]);
+  let sorted = true; // Cell Ranger writes entries cell by cell, genes ascending: then no sort is needed
+  for (let i = 1; i < nnz && sorted; i++) sorted = ci[i] > ci[i - 1] || (ci[i] === ci[i - 1] && gi[i] > gi[i - 1]);
+  if (!sorted) order.sort((a, b) => ci[a] - ci[b] || gi[a] - gi[b]);
   const indptr = new Float64Array(nCols + 1);
-  const indices = new Int32Array(nnz);
-  const data = new Float64Array(nnz);
+  const indicesAll = new Int32Array(nnz);
+  const dataAll = new Float64Array(nnz);
+  let w = 0;
   for (let j = 0; j < nnz; j++) {
     const i = order[j];
-    indices[j] = gi[i];
-    data[j] = vv[i];
+    if (w > 0 && j > 0 && ci[order[j - 1]] === ci[i] && gi[order[j - 1]] === gi[i]) {
+      dataAll[w - 1] += vv[i]; // a repeated (gene, cell) entry: sum, as scipy's sum_duplicates does
+      continue;
+    }
+    indicesAll[w] = gi[i];
+    dataAll[w++] = vv[i];
     indptr[ci[i] + 1]++;
   }
   for (let c = 0; c < nCols; c++) indptr[c + 1] += indptr[c];
+  const indices = indicesAll.subarray(0, w);
+  const data = dataAll.subarray(0, w);
 
   const varTable: VarTable = {
     index: feats.map((f) => f[0]),

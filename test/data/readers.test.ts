@@ -165,3 +165,29 @@ describe("h5ad matrix layouts", () => {
     expect(rawSrc.var.index).toEqual(genes);
   });
 });
+
+describe("10x reader variants", () => {
+  it("reads gzip files, Cell Ranger 2 genes.tsv, unsorted entries and sums repeated entries", async () => {
+    const zlib = await import("node:zlib");
+    const dir = tmpDir();
+    const g = knownGenes(3);
+    // genes x cells, 1-based; entries out of order, (gene 1, cell 2) given twice
+    const mtx = ["%%MatrixMarket matrix coordinate integer general", "% test", "3 2 5", "3 2 4", "1 1 2", "1 2 1", "2 1 7", "1 2 2", ""].join("\n");
+    fs.writeFileSync(path.join(dir, "matrix.mtx.gz"), zlib.gzipSync(mtx));
+    fs.writeFileSync(path.join(dir, "genes.tsv"), g.map((id, i) => `${id}\tSYM${i}`).join("\n") + "\n");
+    fs.writeFileSync(path.join(dir, "barcodes.tsv.gz"), zlib.gzipSync("AAA-1\nCCC-1\n"));
+    const src = await openCounts(dir);
+    expect(src.obs.index).toEqual(["AAA-1", "CCC-1"]);
+    expect(src.var.columns.gene_symbol).toEqual(["SYM0", "SYM1", "SYM2"]);
+    expect(dense(src, 1)).toEqual([[2, 7, 0], [3, 0, 4]]);
+  });
+
+  it("names a missing barcodes file and a count mismatch", async () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, "matrix.mtx"), "%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 1 1\n");
+    fs.writeFileSync(path.join(dir, "features.tsv"), "ENSG00000187608\tISG15\tGene Expression\n");
+    await expect(openCounts(dir)).rejects.toThrow(/no barcodes\.tsv/);
+    fs.writeFileSync(path.join(dir, "barcodes.tsv"), "A\nB\n");
+    await expect(openCounts(dir)).rejects.toThrow(/matrix\.mtx: 2 genes but .*features\.tsv has 1 rows/);
+  });
+});
