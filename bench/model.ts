@@ -83,6 +83,22 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
   }
   const nCells = B * 4;
   const cells = Array.from({ length: nCells }, () => new Int32Array(L).map(() => 3 + Math.floor(rnd() * (V - 3))));
+  if (mode === "embedpar") {
+    // worker threads: 2 workers, each its own wasm backend; each timed call starts them (startup included)
+    const os = await import("node:os");
+    const { writeCheckpoint } = await import("../src/model/checkpoint.js");
+    const { embedCellsParallel } = await import("../src/embed/parallel.js");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-bench-"));
+    const ck = path.join(dir, "ck");
+    writeCheckpoint(ck, {
+      model,
+      cellfm: { encoding: "geneformer-rank-value", objective: "mlm", model_version: "V1", dictionary: { name: "", sha256: "" }, backend: info.name, cellfm_version: "", created: "" },
+    });
+    const many = [...cells, ...cells];
+    const r = await time(() => embedCellsParallel(ck, many, config.hidden_size, { workers: 2, maxTokensPerBatch: B * L }).then(() => undefined), many.length);
+    fs.rmSync(dir, { recursive: true, force: true });
+    return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+  }
   const r = await time(() => void embedCells(model, cells, { maxTokensPerBatch: B * L }), nCells);
   return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
 }
@@ -91,7 +107,7 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
 export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
   const cases = opts.quick
     ? ["train:demo:256:16", "embed:demo:256:16"]
-    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "train:demo:256:16", "embed:demo:256:16"];
+    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "embedpar:v1:512:4", "train:demo:256:16", "embed:demo:256:16"];
   const seconds = opts.quick ? 3 : 20;
   const rows: BenchRow[] = [];
   for (const c of cases) {
@@ -106,7 +122,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
     }
     const r = JSON.parse(line.slice(7)) as CaseResult;
     const [mode, cfg, L, B] = c.split(":");
-    const name = `${cfg === "v1" ? "Geneformer V1 6L" : "demo config"} ${L}x${B} (${r.backend})`;
+    const name = `${cfg === "v1" ? "Geneformer V1 6L" : "demo config"} ${L}x${B} (${r.backend}${mode === "embedpar" ? ", 2 worker threads incl. startup" : ""})`;
     if (mode === "train") {
       rows.push({ area: "model", case: `train ${name}`, metric: "tokens/s", value: r.tokensPerS, unit: "tok/s", note: "PyTorch 2 threads: ~1,150 (512x4)" });
     } else {
