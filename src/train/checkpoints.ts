@@ -126,6 +126,8 @@ export interface ResumableCheckpoint {
   optimizerState: Record<string, tf.Tensor>;
   /** Copy the checkpoint's weights into the target model (call after checking the architecture). */
   applyWeights(): void;
+  /** Free the loaded weights and optimizer tensors without applying them. */
+  dispose(): void;
 }
 
 /**
@@ -145,14 +147,19 @@ export function loadTrainingCheckpoint(dir: string, target: BertForMaskedLM): Re
   const ts = ck.trainerState as unknown as TrainerState;
   if (typeof ts.step !== "number" || !ts.data_position || !ts.rng_state) fail("valid trainer_state.json (step, data_position, rng_state)");
   const loaded = ck.model;
+  const opt = hfLayout(target, ck.optimizerState!, false);
   return {
     config: ck.config,
     cellfm: ck.cellfm,
     trainerState: ts,
-    optimizerState: hfLayout(target, ck.optimizerState!, false),
+    optimizerState: opt,
     applyWeights() {
       target.importWeights(loaded.exportWeights(), dir);
       loaded.dispose();
+    },
+    dispose() {
+      loaded.dispose();
+      for (const t of Object.values(opt)) t.dispose();
     },
   };
 }

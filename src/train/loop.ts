@@ -395,6 +395,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const ck = loadTrainingCheckpoint(resumeFrom, model);
     const diff = architectureDiff(bertConfig, ck.config);
     if (diff.length > 0) {
+      ck.dispose();
       model.dispose();
       optimizer.dispose();
       throw new Error(`cannot resume from ${resumeFrom}: the architecture differs:\n  ${diff.join("\n  ")}`);
@@ -617,6 +618,10 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       // let signals (Ctrl-C) and other events in
       await new Promise((r) => setImmediate(r));
     }
+  } catch (e) {
+    optimizer.dispose();
+    model.dispose();
+    throw e;
   } finally {
     acc.dispose();
     bar?.stop();
