@@ -108,7 +108,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
       output: path.join(dir, "report"),
       minCells: perType,
       nHvg: Math.min(2000, nGenes),
-      quiet: !process.stderr.isTTY,
+      quiet: process.env.CELLFM_BENCH_QUIET === "1",
     });
     const wall = (performance.now() - t0) / 1000;
     const peak = process.resourceUsage().maxRSS / 1024 / 1024; // KiB → GiB
