@@ -3,7 +3,10 @@
  * (`src/tokenize/run.ts`), print the summary.
  */
 import type { Argv, CommandModule } from "yargs";
-import { formatTokenizeSummary, mediansToFile, tokenizeToDataset } from "../tokenize/run.js";
+
+// The stage is imported when the command runs, not when the CLI starts, so other commands do not pay
+// for loading h5wasm and apache-arrow (and `cellfm tokenize` does not pay for the model stack).
+const stage = () => import("../tokenize/run.js");
 
 interface TokenizeArgs {
   input: string;
@@ -47,6 +50,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" }) as unknown as Argv<TokenizeArgs>,
   handler: async (a) => {
+    const { tokenizeToDataset, formatTokenizeSummary } = await stage();
     const { summary, seconds } = await tokenizeToDataset({
       input: a.input,
       output: a.output,
@@ -94,6 +98,7 @@ export const mediansCommand: CommandModule<object, MediansArgs> = {
       .option("force", { type: "boolean", describe: "replace an existing output file" })
       .option("quiet", { alias: "q", type: "boolean" }) as unknown as Argv<MediansArgs>,
   handler: async (a) => {
+    const { mediansToFile } = await stage();
     const res = await mediansToFile({
       inputs: splitList(a.input) ?? [],
       output: a.output,

@@ -44,25 +44,28 @@ function sha256(buf: Buffer): string {
   return createHash("sha256").update(buf).digest("hex");
 }
 
-/** Parse a two-column TSV with a header; returns [col0, col1] rows. */
-function readPairs(file: string): { rows: [string, string][]; sha256: string } {
+/**
+ * Parse a two-column TSV with a header, calling `row(col0, col1)` per line (no per-row arrays).
+ * Read as latin1: the dictionaries are ASCII, and latin1 decoding is much cheaper than UTF-8.
+ */
+function readPairs(file: string, row: (a: string, b: string) => void, encoding: BufferEncoding = "latin1"): { sha256: string } {
   if (!fs.existsSync(file)) throw new Error(`${file}: dictionary file not found`);
   const buf = fs.readFileSync(file);
-  const text = buf.toString("utf8");
-  const rows: [string, string][] = [];
+  const text = buf.toString(encoding);
+  const n = text.length;
   let pos = text.indexOf("\n") + 1; // skip header
-  while (pos < text.length) {
+  if (pos === 0) pos = n;
+  while (pos < n) {
     let end = text.indexOf("\n", pos);
-    if (end < 0) end = text.length;
+    if (end < 0) end = n;
     const tab = text.indexOf("\t", pos);
     if (tab > pos && tab < end) {
-      let e2 = end;
-      if (text.charCodeAt(e2 - 1) === 13) e2--;
-      rows.push([text.slice(pos, tab), text.slice(tab + 1, e2)]);
+      const e2 = text.charCodeAt(end - 1) === 13 ? end - 1 : end;
+      row(text.slice(pos, tab), text.slice(tab + 1, e2));
     }
     pos = end + 1;
   }
-  return { rows, sha256: sha256(buf) };
+  return { sha256: sha256(buf) };
 }
 
 /**
@@ -71,13 +74,16 @@ function readPairs(file: string): { rows: [string, string][]; sha256: string } {
  * @throws Error naming the file on a missing file or a non-numeric median.
  */
 export function readMediansTsv(file: string): { medians: Map<string, number>; sha256: string } {
-  const { rows, sha256: sum } = readPairs(file);
   const medians = new Map<string, number>();
-  for (const [id, v] of rows) {
-    const x = Number(v);
-    if (!(x > 0) || !Number.isFinite(x)) throw new Error(`${file}: median of ${id} is "${v}", expected a positive number`);
-    medians.set(id, x);
-  }
+  const { sha256: sum } = readPairs(
+    file,
+    (id, v) => {
+      const x = Number(v);
+      if (!(x > 0) || !Number.isFinite(x)) throw new Error(`${file}: median of ${id} is "${v}", expected a positive number`);
+      medians.set(id, x);
+    },
+    "utf8",
+  );
   return { medians, sha256: sum };
 }
 
@@ -99,20 +105,21 @@ export function loadGeneformerDictionaries(version: GeneformerVersion, dir?: str
   const tokFile = path.join(base, `token_dictionary_${c}.tsv`);
   const medFile = path.join(base, `gene_median_${c}.tsv`);
   const mapFile = path.join(base, `ensembl_mapping_${c}.tsv`);
-  const tok = readPairs(tokFile);
   const tokens = new Map<string, number>();
   let vocabSize = 0;
-  for (const [id, name] of tok.rows) {
+  const tok = readPairs(tokFile, (id, name) => {
     const t = Number(id);
     tokens.set(name, t);
-    vocabSize = Math.max(vocabSize, t + 1);
-  }
-  const med = readPairs(medFile);
+    if (t + 1 > vocabSize) vocabSize = t + 1;
+  });
   const medians = new Map<string, number>();
-  for (const [id, v] of med.rows) if (tokens.has(id)) medians.set(id, Number(v));
-  const mp = readPairs(mapFile);
+  const med = readPairs(medFile, (id, v) => {
+    if (tokens.has(id)) medians.set(id, Number(v));
+  });
   const mapping = new Map<string, string>();
-  for (const [src, dst] of mp.rows) if (tokens.has(dst)) mapping.set(src, dst);
+  const mp = readPairs(mapFile, (src, dst) => {
+    if (tokens.has(dst)) mapping.set(src, dst);
+  });
   const special = {
     pad: tokens.get("<pad>") ?? 0,
     mask: tokens.get("<mask>") ?? 1,
