@@ -106,8 +106,8 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
 /** Entry point for bench/run.ts. */
 export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
   const cases = opts.quick
-    ? ["train:demo:256:16", "embed:demo:256:16"]
-    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "embedpar:v1:512:4", "train:demo:256:16", "embed:demo:256:16"];
+    ? ["train:demo:256:8", "embed:demo:256:8"]
+    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "embedpar:v1:512:4", "train:demo:256:8", "embed:demo:256:8"];
   const seconds = opts.quick ? 3 : 20;
   const rows: BenchRow[] = [];
   for (const c of cases) {
