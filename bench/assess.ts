@@ -86,14 +86,18 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
     // an embedding: a fixed random projection of the log type profile plus cell noise
     const r = makeRng("emb");
     const proj = Float32Array.from({ length: nGenes * dim }, () => (r() - 0.5) / Math.sqrt(nGenes));
+    const typeEmb = new Float32Array(nTypes * dim);
+    for (let t = 0; t < nTypes; t++) {
+      for (let j = 0; j < dim; j++) {
+        let s = 0;
+        for (let g = 0; g < nGenes; g++) s += Math.log1p(profiles[t * nGenes + g] * 10) * proj[g * dim + j];
+        typeEmb[t * dim + j] = s;
+      }
+    }
     const data = new Float32Array(n * dim);
     for (let i = 0; i < n; i++) {
       const t = Math.floor(i / perType);
-      for (let j = 0; j < dim; j++) {
-        let s = 0;
-        for (let g = 0; g < nGenes; g += 1) s += Math.log1p(profiles[t * nGenes + g] * 10) * proj[g * dim + j];
-        data[i * dim + j] = s + (r() - 0.5) * 0.5;
-      }
+      for (let j = 0; j < dim; j++) data[i * dim + j] = typeEmb[t * dim + j] + (r() - 0.5) * 0.5;
     }
     const emb = path.join(dir, "emb.arrow");
     writeEmbeddings(emb, { cellIds: source.obs.index, dim, data });
