@@ -437,6 +437,9 @@ function writeDataframe(h5: H5File, key: string, index: string[], columns: Write
  * @param spec.nnz total stored values (datasets are created at this size, then filled block by block).
  * @param spec.rows yields CSR blocks in cell order (`indptr` relative to the block).
  * @param spec.dtype stored value type: "<f" float32 (default), "<d" float64, "<i" int32.
+ * Files with only string/numeric obs columns read in Python anndata 0.8 (checked); categorical columns
+ * carry an integer `ordered` attribute (h5wasm cannot write HDF5 booleans), which cellfm reads but
+ * anndata rejects — use plain string columns for files meant for Python.
  */
 export async function writeCsrH5ad(
   file: string,
