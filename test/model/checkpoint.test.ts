@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BertForMaskedLM } from "../../src/model/bert.js";
 import { type CellfmMeta, readCheckpoint, writeCheckpoint } from "../../src/model/checkpoint.js";
 import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.js";
+import { DropoutContext } from "../../src/model/ops.js";
 import { makeBatch, maxAbsDiff, TINY, useBackend } from "./helpers.js";
 
 let dir: string;
@@ -144,5 +145,27 @@ describe("checkpoint", () => {
     expect(() => readCheckpoint(path.join(dir, "ck3"))).toThrow(/ck3 not found; found a half-written checkpoint/);
     expect(() => readCheckpoint(half)).toThrow(/half-written/);
     m.dispose();
+  });
+});
+
+describe("HF compatibility", () => {
+  it("reproduces an independent PyTorch BERT on the same model.safetensors (hidden states and logits)", () => {
+    const fx = path.join(path.dirname(new URL(import.meta.url).pathname), "fixtures", "hf_bert_tiny");
+    const exp = JSON.parse(fs.readFileSync(path.join(fx, "expected_pytorch.json"), "utf8"));
+    const r = readCheckpoint(fx); // plain HF folder: no cellfm block
+    expect(r.cellfm.model_version).toBe("V1");
+    const b = {
+      inputIds: tf.tensor2d(exp.input_ids, undefined, "int32") as tf.Tensor2D,
+      attentionMask: tf.tensor2d(exp.attention_mask, undefined, "float32") as tf.Tensor2D,
+    };
+    const out = r.model.forward(b, { training: false, outputHiddenStates: true });
+    expect(out.hiddenStates!.length).toBe(exp.hidden_states.length);
+    out.hiddenStates!.forEach((h, i) => expect(maxAbsDiff(h.dataSync(), exp.hidden_states[i]), `hidden state ${i}`).toBeLessThan(1e-4));
+    const [B, L, H] = out.lastHiddenState.shape;
+    const flat = tf.reshape(out.lastHiddenState, [B * L, H]) as tf.Tensor2D;
+    const logits = r.model.head.logits(flat, { config: r.config, dropout: new DropoutContext(false) });
+    expect(maxAbsDiff(logits.dataSync(), exp.logits)).toBeLessThan(1e-3);
+    tf.dispose([flat, logits, out.lastHiddenState, ...out.hiddenStates!, b.inputIds, b.attentionMask]);
+    r.model.dispose();
   });
 });
