@@ -18,7 +18,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type BertConfig, validateBertConfig } from "./config.js";
 import { bertLayerOp } from "./layer_op.js";
-import { attention, DropoutContext, gatherRows, layerNorm, linear, matmul2d, sparseSoftmaxCrossEntropy, tiedDecoder } from "./ops.js";
+import { attention, DropoutContext, gatherRows, layerNorm, linear, sparseSoftmaxCrossEntropy, tiedDecoder } from "./ops.js";
 
 /** One padded batch of cells. */
 export interface ModelBatch {
