@@ -1,7 +1,6 @@
 /** `cellfm embed`: parse and validate arguments, call the embedding stage (`src/embed/run.ts`). */
 import type { Argv, CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
-import { embedToFile } from "../embed/run.js";
 
 interface EmbedArgs {
   checkpoint: string;
@@ -43,6 +42,7 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
         return true;
       }) as unknown as Argv<EmbedArgs>,
   handler: async (a) => {
+    const { embedToFile } = await import("../embed/run.js"); // loaded only when the command runs
     const s = await embedToFile({
       checkpoint: a.checkpoint,
       input: a.input,

@@ -4,8 +4,6 @@
  */
 import type { CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
-import { loadTrainConfig } from "../train/config.js";
-import { train } from "../train/loop.js";
 
 interface TrainArgs {
   config: string;
@@ -29,6 +27,9 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option("max-steps", { type: "number", describe: "override training.max_steps" })
       .option("quiet", { type: "boolean", describe: "no progress bar or log lines" }) as never,
   handler: async (a) => {
+    // the stage is loaded only when the command runs, so other commands start fast
+    const { loadTrainConfig } = await import("../train/config.js");
+    const { train } = await import("../train/loop.js");
     const config = loadTrainConfig(a.config);
     const r = await train(config, {
       resume: a.resume,
