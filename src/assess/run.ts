@@ -79,8 +79,8 @@ class Reporter {
     const now = Date.now();
     this.stop();
     if (!this.quiet) process.stderr.write(`[assess ${((now - this.t0) / 1000).toFixed(1)}s] ${name}\n`);
-    this.last = now;
   }
+  /** Add the time since the previous `time` call to `key`. */
   time(key: string): void {
     this.timings[key] = (this.timings[key] ?? 0) + (Date.now() - this.last) / 1000;
     this.last = Date.now();
