@@ -15,7 +15,6 @@
  */
 import type { Argv, CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
-import { runAssessment } from "../assess/run.js";
 
 interface AssessArgs {
   input: string;
@@ -70,6 +69,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
         return true;
       }),
   handler: async (a) => {
+    const { runAssessment } = await import("../assess/run.js"); // loaded only when the command runs
     await runAssessment({
       input: a.input,
       embeddings: a.embeddings,
