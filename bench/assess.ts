@@ -13,15 +13,7 @@ import { makeRng } from "../src/rng.js";
 import { writeEmbeddings } from "../src/data/embeddings.js";
 import { runAssessment } from "../src/assess/run.js";
 import type { CountMatrixSource, CsrChunk } from "../src/data/types.js";
-
-export interface BenchRow {
-  area: string;
-  case: string;
-  metric: string;
-  value: number;
-  unit: string;
-  note?: string;
-}
+import type { BenchRow } from "./run.js";
 
 /** Synthetic counts: per type a log-normal gene profile; per cell a size factor; Poisson counts. */
 function syntheticSource(nTypes: number, perType: number, nGenes: number, seed = 0): { source: CountMatrixSource; profiles: Float64Array } {

@@ -12,15 +12,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-
-export interface BenchRow {
-  area: string;
-  case: string;
-  metric: string;
-  value: number;
-  unit: string;
-  note?: string;
-}
+import type { BenchRow } from "./run.js";
 
 interface CaseResult {
   tokensPerS: number;

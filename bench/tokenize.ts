@@ -15,15 +15,7 @@ import { writeCsrH5ad } from "../src/data/h5ad.js";
 import { openCounts } from "../src/data/open.js";
 import { loadGeneformerDictionaries } from "../src/tokenize/dictionaries.js";
 import { GeneformerTokenizer } from "../src/tokenize/geneformer.js";
-
-interface BenchRow {
-  area: string;
-  case: string;
-  metric: string;
-  value: number;
-  unit: string;
-  note?: string;
-}
+import type { BenchRow } from "./run.js";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 /** Geneformer's own tokenizer on pbmc3k, 2-core machine (issue 2): 2,100–2,600 cells/s. */

@@ -11,15 +11,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-
-export interface BenchRow {
-  area: string;
-  case: string;
-  metric: string;
-  value: number;
-  unit: string;
-  note?: string;
-}
+import type { BenchRow } from "./run.js";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "..");

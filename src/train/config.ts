@@ -24,25 +24,21 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { GENEFORMER_V1_12L, GENEFORMER_V1_6L, type BertConfig } from "../model/config.js";
 
-/** Architecture presets accepted by `model.preset`. */
+/**
+ * Architecture presets accepted by `model.preset` (reference-spec §1b). They come from
+ * `src/model/config.ts`, without `vocab_size`, which the token dictionary supplies.
+ */
 export const MODEL_PRESETS = {
-  /** Geneformer V1 6-layer (gf-6L-30M-i2048), reference-spec §1b. */
-  "geneformer-v1-6l": {
-    hidden_size: 256,
-    num_hidden_layers: 6,
-    num_attention_heads: 4,
-    intermediate_size: 512,
-    hidden_act: "relu",
-    max_position_embeddings: 2048,
-    hidden_dropout_prob: 0.02,
-    attention_probs_dropout_prob: 0.02,
-    layer_norm_eps: 1e-12,
-    pad_token_id: 0,
-    type_vocab_size: 2,
-    initializer_range: 0.02,
-  },
+  "geneformer-v1-6l": withoutVocab(GENEFORMER_V1_6L),
+  "geneformer-v1-12l": withoutVocab(GENEFORMER_V1_12L),
 } as const;
+
+function withoutVocab(c: Readonly<BertConfig>): Omit<BertConfig, "vocab_size"> {
+  const { vocab_size: _vocab, ...rest } = c;
+  return rest;
+}
 
 function expected(desc: string, input: unknown): string {
   return input === undefined ? `required key is missing (${desc})` : `expected ${desc}, got ${show(input)}`;
