@@ -179,7 +179,7 @@ if (assessMetrics?.metrics) {
       (mt[k] > mu[k] ? better : worse).push(label);
     }
     md.push(`Compared with the untrained model, training improved ${better.length ? better.join(", ") : "none of these"}` +
-      (worse.length ? ` but not ${worse.join(", ")}: neighbourhoods get purer before the types form compact, separable clusters.` : "."));
+      (worse.length ? ` but not ${worse.join(", ")}: local neighbourhoods improve, global cluster structure does not at this training length.` : "."));
   }
   md.push("");
 }
