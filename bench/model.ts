@@ -97,9 +97,13 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
 
 /** Entry point for bench/run.ts. */
 export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
+  // the demo shape is the demo config's own (tokens per cell x cells per batch), so it follows configs/demo.yaml
+  const yaml = await import("yaml");
+  const demo = yaml.parse(fs.readFileSync(path.join(here, "..", "configs", "demo.yaml"), "utf8"));
+  const demoShape = `demo:${demo.data.max_length}:${demo.training.batch_size}`;
   const cases = opts.quick
-    ? ["train:demo:256:8", "embed:demo:256:8"]
-    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "embedpar:v1:512:4", "train:demo:256:8", "embed:demo:256:8"];
+    ? [`train:${demoShape}`, `embed:${demoShape}`]
+    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "embedpar:v1:512:4", `train:${demoShape}`, `embed:${demoShape}`];
   const seconds = opts.quick ? 3 : 20;
   const rows: BenchRow[] = [];
   for (const c of cases) {
