@@ -51,16 +51,7 @@ export function exactKnn(
         const off = (i - r0) * n;
         for (let j = 0; j < n; j++) {
           if (j === i) continue;
-          const v = dist[off + j];
-          if (size === k && v >= hd[k - 1]) continue;
-          let p = size < k ? size++ : k - 1;
-          while (p > 0 && hd[p - 1] > v) {
-            hd[p] = hd[p - 1];
-            hi[p] = hi[p - 1];
-            p--;
-          }
-          hd[p] = v;
-          hi[p] = j;
+          size = insertTopK(hd, hi, size, k, dist[off + j], j);
         }
         for (let t = 0; t < k; t++) {
           indices[i * k + t] = hi[t];
@@ -130,16 +121,7 @@ export function knnAccuracy(
           let size = 0;
           const off = (i - t0) * train.length;
           for (let j = 0; j < train.length; j++) {
-            const v = qn[i] + prep.sqNorms[j] - 2 * g[off + j];
-            if (size === kk && v >= hd[kk - 1]) continue;
-            let p = size < kk ? size++ : kk - 1;
-            while (p > 0 && hd[p - 1] > v) {
-              hd[p] = hd[p - 1];
-              hi[p] = hi[p - 1];
-              p--;
-            }
-            hd[p] = v;
-            hi[p] = j;
+            size = insertTopK(hd, hi, size, kk, qn[i] + prep.sqNorms[j] - 2 * g[off + j], j);
           }
           const nb: string[] = [];
           for (let t = 0; t < size; t++) nb.push(labels[train[hi[t]]]);
@@ -193,4 +175,21 @@ function gatherRows(x: Float32Array, d: number, rows: readonly number[]): Float3
 function dotsAgainst(prep: PreparedRows, q: Float32Array, m: number): Float32Array {
   // Reuse PreparedRows' matmul path by building a tiny prepared view: q · X^T
   return prep.dotsWith(q, m);
+}
+
+/**
+ * Insert candidate neighbour `j` at distance `v` into the ascending top-k lists `hd`/`hi` holding
+ * `size` entries; returns the new size (at most k). Ties keep the earlier candidate first.
+ */
+function insertTopK(hd: Float64Array, hi: Int32Array, size: number, k: number, v: number, j: number): number {
+  if (size === k && v >= hd[k - 1]) return size;
+  let p = size < k ? size++ : k - 1;
+  while (p > 0 && hd[p - 1] > v) {
+    hd[p] = hd[p - 1];
+    hi[p] = hi[p - 1];
+    p--;
+  }
+  hd[p] = v;
+  hi[p] = j;
+  return size;
 }

@@ -35,6 +35,13 @@ export const MODEL_PRESETS = {
   "geneformer-v1-12l": withoutVocab(GENEFORMER_V1_12L),
 } as const;
 
+/** Geneformer V1's non-size settings (activation, positions, dropout, eps, ...), the defaults without a preset. */
+function geneformerDefaults() {
+  const { hidden_act, max_position_embeddings, hidden_dropout_prob, attention_probs_dropout_prob, layer_norm_eps, pad_token_id, type_vocab_size, initializer_range } =
+    GENEFORMER_V1_6L;
+  return { hidden_act, max_position_embeddings, hidden_dropout_prob, attention_probs_dropout_prob, layer_norm_eps, pad_token_id, type_vocab_size, initializer_range };
+}
+
 function withoutVocab(c: Readonly<BertConfig>): Omit<BertConfig, "vocab_size"> {
   const { vocab_size: _vocab, ...rest } = c;
   return rest;
@@ -260,16 +267,7 @@ export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset
   const { preset, ...rest } = m;
   const base = preset
     ? MODEL_PRESETS[preset]
-    : {
-        hidden_act: "relu" as const,
-        max_position_embeddings: 2048,
-        hidden_dropout_prob: 0.02,
-        attention_probs_dropout_prob: 0.02,
-        layer_norm_eps: 1e-12,
-        pad_token_id: 0,
-        type_vocab_size: 2,
-        initializer_range: 0.02,
-      };
+    : geneformerDefaults();
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) out[k] = v;
   return out as Omit<ModelSection, "preset">;
