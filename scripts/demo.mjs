@@ -65,11 +65,14 @@ step("2/5 train", ["train", "--config", "configs/demo.yaml", "--force", ...be, .
 const { readCheckpoint, writeCheckpoint } = await import("../dist/model/checkpoint.js");
 const { BertForMaskedLM } = await import("../dist/model/bert.js");
 const { initBackend } = await import("../dist/backend.js");
+const { loadTrainConfig } = await import("../dist/train/config.js");
+// the trainer initialises the model with training.seed (recorded in trainer_state.json)
+const cfgSeed = () => loadTrainConfig("configs/demo.yaml").training.seed;
 await initBackend(backend ?? "auto");
 {
   const s = Date.now();
   const trained = readCheckpoint(`${out}/model/final`);
-  const seed = Number(trained.trainerState?.seed ?? trained.cellfm?.seed ?? 42);
+  const seed = Number(trained.trainerState?.training?.seed ?? cfgSeed());
   const untrained = new BertForMaskedLM(trained.config, { seed });
   writeCheckpoint(`${out}/untrained`, { model: untrained, cellfm: { ...trained.cellfm, objective: "none (untrained baseline)" } }, { force: true });
   trained.model.dispose();
@@ -94,7 +97,6 @@ step("5/5 assess", [
 const { readEmbeddings } = await import("../dist/data/embeddings.js");
 const { knnAccuracy } = await import("../dist/assess/knn.js");
 const { splitCells } = await import("../dist/train/loop.js");
-const { loadTrainConfig } = await import("../dist/train/config.js");
 
 const cfg = loadTrainConfig("configs/demo.yaml");
 const evalRes = JSON.parse(fs.readFileSync(`${out}/model/eval.json`, "utf8"));
