@@ -31,6 +31,8 @@ export interface TrainerState {
   dictionary_sha256?: string;
   /** tfjs backend that wrote it. */
   backend: string;
+  /** Data-parallel ranks of the run that wrote it (`training.workers`; absent in older checkpoints = 1). */
+  workers?: number;
   /** The `training:` section in effect. */
   training: TrainingSection;
   /** ISO 8601 time of writing. */

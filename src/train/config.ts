@@ -134,6 +134,7 @@ const trainingSchema = z.strictObject({
   seed: anyInt().default(42),
   peak_flops: posNum().optional(),
   init_output_bias: oneOf(["zeros", "unigram"] as const).default("zeros"),
+  workers: num("an integer >= 1", (x) => x >= 1, true).default(1),
 });
 
 const outputSchema = z.strictObject({ dir: str() });
@@ -158,8 +159,10 @@ export type DataSection = z.infer<typeof dataSchema>;
  * `save_every` 0 (only at the end), `keep_last` 3, `log_every` 10, `seed` 42, `peak_flops`
  * (FLOP/s used for MFU; default depends on the backend, see `loop.ts`), `init_output_bias` zeros (HF
  * init) or unigram (start the MLM output bias at the log training-token frequencies, so a short run
- * spends no steps learning gene frequencies and starts at the unigram baseline). Exactly one of `max_steps`
- * and `epochs` is required.
+ * spends no steps learning gene frequencies and starts at the unigram baseline), `workers` 1
+ * (data-parallel ranks: each micro-batch is split by cells over the main thread and `workers − 1`
+ * worker threads, see `parallel.ts`; a speed knob for the wasm/cpu backends, not a batch-size
+ * multiplier). Exactly one of `max_steps` and `epochs` is required.
  */
 export type TrainingSection = z.infer<typeof trainingSchema>;
 

@@ -22,7 +22,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
-import { initBackend, type BackendInfo } from "../backend.js";
+import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
 import { BertForMaskedLM } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
@@ -33,6 +33,7 @@ import { resolveModelSection, type TrainConfig } from "./config.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { collateMlm, truncateCell, type MlmBatch } from "./masking.js";
 import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
+import { DataParallel, shardBatch } from "./parallel.js";
 import { BatchStream, epochBatches } from "./sampler.js";
 
 /** Vocabulary facts of the Geneformer token dictionaries. */
@@ -55,6 +56,8 @@ export interface TrainOptions {
   maxSteps?: number;
   /** Override the config's `backend`. */
   backend?: TrainConfig["backend"];
+  /** Override `training.workers` (ranks for data-parallel training; 1 = the main thread only). */
+  workers?: number;
   /** Stop (saving a checkpoint, as on Ctrl-C) after this many optimizer steps in this call (tests). */
   stopAfter?: number;
   /** Install a SIGINT handler that saves a checkpoint and returns (default true). */
@@ -365,6 +368,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
+  const workers = opts.workers ?? t.workers;
+  if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be an integer >= 1, got ${workers}`);
   const backend = await initBackend(opts.backend ?? config.backend);
   prepareOutputDir(outDir, opts);
 
@@ -411,6 +416,13 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     ck.applyWeights();
     optimizer.loadState(ck.optimizerState);
     for (const x of Object.values(ck.optimizerState)) x.dispose();
+    const wasWorkers = st.workers ?? st.training?.workers ?? 1;
+    if (wasWorkers !== workers) {
+      say(
+        `note: ${resumeFrom} was trained with workers=${wasWorkers}, this run uses workers=${workers}; ` +
+          `the batches are the same but the losses will not be bit-identical to an uninterrupted run`,
+      );
+    }
     step = st.step;
     position = st.data_position;
     rng = makeRng(`${t.seed}:mask`, st.rng_state);
@@ -431,6 +443,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     config: { model: bertConfig, data: config.data, training: t, output: config.output },
     backend: backend.name,
     backend_package: backend.package,
+    workers,
     total_steps: totalSteps,
     n_cells: p.cells.length,
     n_train_cells: p.trainIdx.length,
@@ -445,8 +458,12 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   writeFileAtomic(path.join(outDir, "run.json"), JSON.stringify(runInfo, null, 2) + "\n");
   say(
     `cellfm train: backend ${backend.name} (${backend.package}); ${model.numParameters.toLocaleString("en-US")} parameters; ` +
-      `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${totalSteps} steps`,
+      `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${totalSteps} steps` +
+      (workers > 1 ? `; ${workers} workers (data-parallel)` : ""),
   );
+  if (workers > 1 && backend.name === "tensorflow") {
+    say(`note: training.workers ${workers}: worker threads are meant for the wasm/cpu backends; tensorflow already uses every core`);
+  }
 
   const stream = new BatchStream(p.trainLengths, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }, position);
   const valBatches = validationBatches(p, config);
@@ -470,6 +487,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     split_fingerprint: splitFingerprint,
     dictionary_sha256: p.dataset.manifest.dictionary?.sha256,
     backend: backend.name,
+    workers,
     training: t,
     saved: new Date().toISOString(),
   });
@@ -510,19 +528,10 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     : undefined;
   bar?.start(totalSteps, step, { loss: "-", val: "-", tps: "-" });
 
-  // held-out loss of the untrained model (step 0), the starting point of the learning curve
-  let initialLoss: number | undefined;
-  if (!resumeFrom && valBatches.length > 0) {
-    initialLoss = evaluateLoss(model, valBatches).loss;
-    fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, val_loss: initialLoss }) + "\n");
-    say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
-  } else if (fs.existsSync(metricsFile)) {
-    for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
-      if (!l.trim()) continue;
-      const r = JSON.parse(l) as { step: number; val_loss?: number };
-      if (r.step === 0 && r.val_loss !== undefined) initialLoss = r.val_loss;
-    }
-  }
+  // data-parallel replicas start in the background (about a second) while the main thread evaluates
+  const dpStart = workers > 1 ? DataParallel.start(model, { workers, backend: backend.name as BackendChoice }) : undefined;
+  dpStart?.catch(() => undefined); // awaited below; a failure must not surface as unhandled first
+  let dp: DataParallel | undefined;
 
   const losses: number[] = [];
   let interrupted = false;
@@ -535,7 +544,25 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   let intFlops = 0;
   let intStart = performance.now();
   const acc = new GradAccumulator();
+  // held-out loss of the untrained model (step 0), the starting point of the learning curve
+  let initialLoss: number | undefined;
   try {
+    if (!resumeFrom && valBatches.length > 0) {
+      initialLoss = evaluateLoss(model, valBatches).loss;
+      fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, val_loss: initialLoss }) + "\n");
+      say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
+    } else if (fs.existsSync(metricsFile)) {
+      for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
+        if (!l.trim()) continue;
+        const r = JSON.parse(l) as { step: number; val_loss?: number };
+        if (r.step === 0 && r.val_loss !== undefined) initialLoss = r.val_loss;
+      }
+    }
+    if (dpStart) {
+      dp = await dpStart;
+      dp.syncWeights();
+      intStart = performance.now();
+    }
     while (step < totalSteps) {
       if (interruptRequested || (opts.stopAfter !== undefined && stepsThisCall >= opts.stopAfter)) {
         interrupted = true;
@@ -548,10 +575,16 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
         const mb = collateMlm(cells, rng, maskOpts);
         const dropoutSeed = Math.floor(rng() * 2147483647);
-        const tens = toTensors(mb);
-        const { loss, grads } = model.lossAndGrads(tens, { positions: mb.positions, labels: mb.labels }, { training: true, dropoutSeed });
-        tens.inputIds.dispose();
-        tens.attentionMask.dispose();
+        let loss: number, grads: Map<string, tf.Tensor>;
+        if (dp) {
+          // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
+          ({ loss, grads } = await dp.lossAndGrads(shardBatch(mb, dp.size, dropoutSeed)));
+        } else {
+          const tens = toTensors(mb);
+          ({ loss, grads } = model.lossAndGrads(tens, { positions: mb.positions, labels: mb.labels }, { training: true, dropoutSeed }));
+          tens.inputIds.dispose();
+          tens.attentionMask.dispose();
+        }
         if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step + 1}; try a lower training.lr`);
         acc.add(grads, 1 / t.grad_accumulation);
         stepLoss += loss;
@@ -563,6 +596,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       const { grads, norm } = clipByGlobalNorm(acc.take(), t.max_grad_norm);
       optimizer.applyGradients(grads, lr);
       for (const g of grads.values()) g.dispose();
+      dp?.syncWeights(); // replicas take the updated weights before their next shard
       step++;
       stepsThisCall++;
       const loss = stepLoss / micro;
@@ -626,6 +660,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     acc.dispose();
     bar?.stop();
     if (handle) process.off("SIGINT", onSigint);
+    // stop the worker threads on every exit path (a live worker keeps the process running)
+    await dpStart?.then((d) => d.dispose(), () => undefined);
   }
 
   try {

@@ -58,6 +58,18 @@ describe("training config", () => {
     expect(m).toContain("data.tokens: required key is missing");
   });
 
+  it("training.workers: an integer >= 1, default 1, errors name the key", () => {
+    expect(parseTrainConfig(base(), "x.yaml").training.workers).toBe(1);
+    const ok = base() as Record<string, any>;
+    ok.training.workers = 2;
+    expect(parseTrainConfig(ok, "x.yaml").training.workers).toBe(2);
+    for (const [bad, shown] of [[0, "0"], [1.5, "1.5"], ["2", '"2"'], [-1, "-1"]] as const) {
+      const o = base() as Record<string, any>;
+      o.training.workers = bad;
+      expect(err(o)).toBe(`configs/x.yaml: training.workers: expected an integer >= 1, got ${shown}`);
+    }
+  });
+
   it("checks cross-field rules (heads divide hidden, steps or epochs, max_length vs positions)", () => {
     const o = base() as Record<string, any>;
     o.model = { hidden_size: 130, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, max_position_embeddings: 256 };

@@ -1,0 +1,373 @@
+/**
+ * Data-parallel training on several cores (DDP-style) with `worker_threads`: the TensorFlow.js
+ * wasm backend runs one thread per backend instance in Node, so a second core needs a second
+ * backend, i.e. a worker thread with its own replica of the model.
+ *
+ * One micro-batch is collated and masked on the main thread (as with one worker), then split by
+ * cells into shards of about equal token counts ({@link shardBatch}). Rank 0 (the main thread)
+ * computes shard 0 while the workers compute the others. Each shard's loss is the mean over its
+ * masked positions, so the shards are combined weighted by their share of the masked positions:
+ *
+ *   loss = Σ_k (n_k / n) · loss_k,   grad = Σ_k (n_k / n) · grad_k
+ *
+ * which is the loss and gradient of the whole micro-batch (cells never interact in BERT; padding
+ * is masked out), up to float summation order. Clipping and AdamW then run on the main thread as
+ * before, and {@link DataParallel.syncWeights} broadcasts the updated weights to the replicas
+ * (one flat `Float32Array` per worker, transferred, not copied). Broadcasting the weights was
+ * measured to be cheaper than replaying AdamW on every replica (see bench/model.ts rows and the
+ * loop's header): it costs one copy out of the backend and one `assign` per weight, and the
+ * replicas hold no optimizer state.
+ *
+ * Workers must be stopped with {@link DataParallel.dispose} (the training loop does so in
+ * `finally`); a live worker keeps the process running.
+ */
+import { Worker } from "node:worker_threads";
+import * as tf from "@tensorflow/tfjs-core";
+import type { BackendChoice } from "../backend.js";
+import type { BertForMaskedLM } from "../model/bert.js";
+import type { GradWorkerData, GradWorkerMessage } from "./grad-worker.js";
+import type { MlmBatch } from "./masking.js";
+
+/** One shard of a micro-batch: whole cells with their masked positions, and its dropout seed. */
+export interface GradShard {
+  /** The shard's cells (padded to the shard's own longest cell), masks and labels. */
+  batch: MlmBatch;
+  /** Base seed of the shard's dropout masks (see {@link shardDropoutSeed}). */
+  dropoutSeed: number;
+  /** Training mode (dropout on). */
+  training: boolean;
+}
+
+/** Result of {@link DataParallel.lossAndGrads}. */
+export interface CombinedGrads {
+  /** Mean masked-token cross-entropy (nats) over all shards' masked positions. */
+  loss: number;
+  /** Gradient per weight name (internal layout, as `model.weights`); the caller disposes them. */
+  grads: Map<string, tf.Tensor>;
+  /** Masked positions over all shards. */
+  nMasked: number;
+}
+
+// Eval'd bootstrap: under tsx/vitest (sources are .ts) register tsx in the worker first.
+const BOOT = `
+const { parentPort, workerData } = require("node:worker_threads");
+(async () => {
+  if (workerData.__module.endsWith(".ts")) { const api = await import("tsx/esm/api"); api.register(); }
+  await import(workerData.__module);
+})().catch((e) => parentPort.postMessage({ fatal: String(e && e.message || e) }));
+`;
+
+/**
+ * Dropout seed of shard `k` of a micro-batch whose seed is `seed`: shard 0 keeps `seed` (so one
+ * shard is exactly the single-thread run), the others get a distinct, deterministic seed.
+ * @returns an unsigned 32-bit integer
+ */
+export function shardDropoutSeed(seed: number, k: number): number {
+  return k === 0 ? seed : (seed ^ Math.imul(k, 0x9e3779b1)) >>> 0;
+}
+
+/**
+ * Split a collated MLM batch by cells into at most `n` shards of consecutive cells with about
+ * equal real-token counts (cut points nearest to `k · tokens / n`; every shard has at least one
+ * cell). Each shard is re-padded to its own longest cell and its masked positions re-indexed, so a
+ * shard is exactly the batch {@link collateMlm} would have built from its cells with the same draws.
+ *
+ * @param mb batch from `collateMlm` (right-padded; attention mask 1 on real tokens)
+ * @param n wanted shards (≥ 1); a batch with fewer cells gives one shard per cell
+ * @param dropoutSeed the micro-batch's dropout seed; shard k gets {@link shardDropoutSeed}
+ * @returns between 1 and `n` shards, in cell order
+ */
+export function shardBatch(mb: MlmBatch, n: number, dropoutSeed: number, training = true): GradShard[] {
+  const B = mb.batch, L = mb.seqLen;
+  const lengths = new Int32Array(B);
+  for (let b = 0; b < B; b++) {
+    let len = 0;
+    for (let i = 0; i < L; i++) len += mb.attentionMask[b * L + i] > 0 ? 1 : 0;
+    lengths[b] = len;
+  }
+  const prefix = new Float64Array(B + 1);
+  for (let b = 0; b < B; b++) prefix[b + 1] = prefix[b] + lengths[b];
+  const parts = Math.max(1, Math.min(n, B));
+  const cuts = [0];
+  for (let k = 1; k < parts; k++) {
+    const target = (prefix[B] * k) / parts;
+    // the cut must leave one cell for every shard before and after it
+    let best = cuts[k - 1] + 1;
+    for (let c = best + 1; c <= B - (parts - k); c++) {
+      if (Math.abs(prefix[c] - target) < Math.abs(prefix[best] - target)) best = c;
+    }
+    cuts.push(best);
+  }
+  cuts.push(B);
+  const shards: GradShard[] = [];
+  let p = 0; // cursor into mb.positions (ascending)
+  for (let k = 0; k < parts; k++) {
+    const a = cuts[k], z = cuts[k + 1];
+    let seqLen = 0, realTokens = 0;
+    for (let b = a; b < z; b++) {
+      seqLen = Math.max(seqLen, lengths[b]);
+      realTokens += lengths[b];
+    }
+    const inputIds = new Int32Array((z - a) * seqLen);
+    const attentionMask = new Float32Array((z - a) * seqLen);
+    for (let b = a; b < z; b++) {
+      inputIds.set(mb.inputIds.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
+      attentionMask.set(mb.attentionMask.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
+    }
+    const pos: number[] = [], lab: number[] = [];
+    while (p < mb.positions.length && mb.positions[p] < z * L) {
+      const b = Math.floor(mb.positions[p] / L), i = mb.positions[p] % L;
+      pos.push((b - a) * seqLen + i);
+      lab.push(mb.labels[p]);
+      p++;
+    }
+    shards.push({
+      batch: {
+        batch: z - a,
+        seqLen,
+        inputIds,
+        attentionMask,
+        positions: Int32Array.from(pos),
+        labels: Int32Array.from(lab),
+        realTokens,
+      },
+      dropoutSeed: shardDropoutSeed(dropoutSeed, k),
+      training,
+    });
+  }
+  return shards;
+}
+
+interface Pending {
+  resolve: (r: { loss: number; grads: Float32Array }) => void;
+  reject: (e: Error) => void;
+}
+
+/**
+ * Owns `workers − 1` worker threads, each with a replica of a model, and computes the loss and
+ * gradients of a sharded micro-batch across them and the main thread.
+ *
+ * ```ts
+ * const dp = await DataParallel.start(model, { workers: 2, backend: "wasm" });
+ * try {
+ *   dp.syncWeights();                      // replicas = main weights
+ *   const { loss, grads } = await dp.lossAndGrads(shardBatch(mb, dp.size, seed));
+ *   optimizer.applyGradients(grads, lr);   // on the main thread
+ *   dp.syncWeights();                      // after every update
+ * } finally {
+ *   await dp.dispose();
+ * }
+ * ```
+ */
+export class DataParallel {
+  /** Worker threads alive in this process, over all instances (tests check it returns to 0). */
+  static live = 0;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private failure: Error | undefined;
+  private disposed = false;
+  private readonly total: number;
+  /** Buffers handed back by each worker, reused so no step allocates 4 bytes × parameters afresh. */
+  private readonly spareWeights: (Float32Array | undefined)[];
+  private readonly spareGrads: (Float32Array | undefined)[];
+
+  private constructor(
+    private readonly model: BertForMaskedLM,
+    private readonly workers: Worker[],
+  ) {
+    this.total = [...model.weights.values()].reduce((s, v) => s + v.size, 0);
+    this.spareWeights = workers.map(() => undefined);
+    this.spareGrads = workers.map(() => undefined);
+    workers.forEach((w, i) => {
+      w.on("message", (m: { id?: number; loss?: number; grads?: Float32Array; error?: string; weightsBack?: Float32Array }) => {
+        if (m.weightsBack) {
+          this.spareWeights[i] = m.weightsBack;
+          return;
+        }
+        const job = m.id !== undefined ? this.pending.get(m.id) : undefined;
+        if (!job) return;
+        this.pending.delete(m.id!);
+        if (m.error !== undefined) job.reject(new Error(`gradient worker: ${m.error}`));
+        else job.resolve({ loss: m.loss!, grads: m.grads! });
+      });
+      w.on("error", (e) => this.fail(new Error(`gradient worker failed: ${e.message}`)));
+      w.on("exit", (code) => {
+        if (!this.disposed) this.fail(new Error(`gradient worker exited unexpectedly (code ${code})`));
+      });
+    });
+  }
+
+  /**
+   * Start `workers − 1` worker threads with replicas of `model` (same config; weights are sent by
+   * {@link syncWeights}) and wait until they are ready.
+   * @param opts.workers ranks including the main thread (≥ 1; 1 starts no thread)
+   * @param opts.backend backend each worker initialises (use the main thread's)
+   * @throws Error when a worker cannot start (the others are stopped)
+   */
+  static async start(model: BertForMaskedLM, opts: { workers: number; backend: BackendChoice }): Promise<DataParallel> {
+    if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`workers must be an integer >= 1, got ${opts.workers}`);
+    const self = new URL(import.meta.url);
+    const mod = new URL(self.pathname.endsWith(".ts") ? "./grad-worker.ts" : "./grad-worker.js", self).href;
+    const data: GradWorkerData & { __module: string } = {
+      __module: mod,
+      config: model.config,
+      backend: opts.backend,
+      names: [...model.weights.keys()],
+    };
+    const workers: Worker[] = [];
+    try {
+      await Promise.all(
+        Array.from({ length: opts.workers - 1 }, () => {
+          const w = new Worker(BOOT, { eval: true, workerData: data });
+          workers.push(w);
+          DataParallel.live++;
+          w.once("exit", () => DataParallel.live--);
+          return new Promise<void>((resolve, reject) => {
+            const onMsg = (m: { ready?: boolean; fatal?: string }) => {
+              if (m.fatal) reject(new Error(`gradient worker failed to start: ${m.fatal}`));
+              else if (m.ready) {
+                w.off("message", onMsg);
+                resolve();
+              }
+            };
+            w.on("message", onMsg);
+            w.once("error", reject);
+            w.once("exit", (code) => reject(new Error(`gradient worker exited during start (code ${code})`)));
+          });
+        }),
+      );
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
+    }
+    return new DataParallel(model, workers);
+  }
+
+  /** Ranks: the main thread plus the worker threads. */
+  get size(): number {
+    return this.workers.length + 1;
+  }
+
+  /**
+   * Send the main model's current weights to every replica (call once after start and after every
+   * optimizer step). Returns at once: each worker applies them before its next job.
+   */
+  syncWeights(): void {
+    if (this.workers.length === 0) return;
+    if (this.failure) throw this.failure;
+    // buffers are transferred (not copied) and come back from the worker after use
+    const bufs = this.workers.map((_, i) => this.takeSpare(this.spareWeights, i));
+    let off = 0;
+    for (const v of this.model.weights.values()) {
+      bufs[0].set(v.dataSync() as Float32Array, off);
+      off += v.size;
+    }
+    this.workers.forEach((w, i) => {
+      if (i > 0) bufs[i].set(bufs[0]);
+      const msg: GradWorkerMessage = { type: "weights", flat: bufs[i] };
+      w.postMessage(msg, [bufs[i].buffer as ArrayBuffer]);
+    });
+  }
+
+  private takeSpare(pool: (Float32Array | undefined)[], i: number): Float32Array {
+    const b = pool[i];
+    pool[i] = undefined;
+    // a fresh buffer of this size costs ~150 ms of page faults for the 6-layer model; reuse when we can
+    return b && b.length === this.total ? b : new Float32Array(this.total);
+  }
+
+  /**
+   * Loss and gradients of a micro-batch given as shards (from {@link shardBatch}): shard 0 on the
+   * main thread, shard k on worker k − 1, concurrently; shards without masked positions are
+   * skipped (weight 0). The replicas must hold the main model's weights ({@link syncWeights}).
+   * @returns the combined loss and gradients (= those of the whole micro-batch)
+   * @throws Error with more shards than {@link size}, when no shard has a masked position, or when a
+   *   worker fails
+   */
+  async lossAndGrads(shards: GradShard[]): Promise<CombinedGrads> {
+    if (this.failure) throw this.failure;
+    if (this.disposed) throw new Error("DataParallel: used after dispose()");
+    if (shards.length > this.size) throw new Error(`${shards.length} shards for ${this.size} ranks`);
+    const counts = shards.map((s) => s.batch.positions.length);
+    const nMasked = counts.reduce((a, b) => a + b, 0);
+    if (nMasked === 0) throw new Error("mlmLoss needs at least one masked position");
+    // send the worker shards first, so they run while the main thread computes shard 0
+    const remote = shards.map((s, k) => (k === 0 || counts[k] === 0 ? undefined : this.submit(k - 1, s)));
+    // a rejected job must not go unhandled while the main thread computes
+    for (const r of remote) r?.catch(() => undefined);
+    let local: { loss: number; grads: Map<string, tf.Tensor> } | undefined;
+    try {
+      if (counts[0] > 0) {
+        const b = shards[0].batch;
+        const inputIds = tf.tensor2d(b.inputIds, [b.batch, b.seqLen], "int32");
+        const attentionMask = tf.tensor2d(b.attentionMask, [b.batch, b.seqLen], "float32");
+        try {
+          local = this.model.lossAndGrads(
+            { inputIds, attentionMask },
+            { positions: b.positions, labels: b.labels },
+            { training: shards[0].training, dropoutSeed: shards[0].dropoutSeed },
+          );
+        } finally {
+          tf.dispose([inputIds, attentionMask]);
+        }
+      }
+      const results = await Promise.all(remote);
+      let loss = 0;
+      const grads = new Map<string, tf.Tensor>();
+      if (local) loss += (counts[0] / nMasked) * local.loss;
+      for (let k = 1; k < shards.length; k++) if (results[k]) loss += (counts[k] / nMasked) * results[k]!.loss;
+      let off = 0;
+      for (const [name, v] of this.model.weights) {
+        const g = tf.tidy(() => {
+          const terms: tf.Tensor[] = [];
+          const w0 = counts[0] / nMasked;
+          const g0 = local?.grads.get(name);
+          if (g0) terms.push(w0 === 1 ? tf.clone(g0) : tf.mul(g0, w0));
+          for (let k = 1; k < shards.length; k++) {
+            const r = results[k];
+            if (!r) continue;
+            const gk = tf.tensor(r.grads.subarray(off, off + v.size), v.shape, "float32");
+            const wk = counts[k] / nMasked;
+            terms.push(wk === 1 ? gk : tf.mul(gk, wk));
+          }
+          return terms.length === 0 ? tf.zerosLike(v) : terms.length === 1 ? terms[0] : tf.addN(terms);
+        });
+        grads.set(name, g);
+        off += v.size;
+      }
+      results.forEach((r, k) => {
+        if (r) this.spareGrads[k - 1] = r.grads;
+      });
+      return { loss, grads, nMasked };
+    } finally {
+      if (local) tf.dispose([...local.grads.values()]);
+    }
+  }
+
+  private submit(i: number, shard: GradShard): Promise<{ loss: number; grads: Float32Array }> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const gradBuf = this.takeSpare(this.spareGrads, i);
+      const msg: GradWorkerMessage = { type: "job", id, shard, gradBuf };
+      const b = shard.batch;
+      // the shard's arrays are built per step by shardBatch: hand them over instead of copying
+      const transfer = [b.inputIds.buffer, b.attentionMask.buffer, b.positions.buffer, b.labels.buffer, gradBuf.buffer] as ArrayBuffer[];
+      this.workers[i].postMessage(msg, transfer);
+    });
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  /** Stop every worker thread (idempotent). Pending jobs are rejected. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.fail(new Error("DataParallel: disposed"));
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * Data-parallel training (training.workers): sharding a micro-batch by cells, combining the
+ * shards' gradients, and the training loop with worker threads, on the 300 real PBMC cells of
+ * data/tiny.h5ad (Geneformer V1 tokens from test/fixtures/golden/tiny.v1.jsonl) and a tiny BERT.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { initBackend } from "../../src/backend.js";
+import { writeTokenizedDataset } from "../../src/data/tokenized.js";
+import { BertForMaskedLM } from "../../src/model/bert.js";
+import { GENEFORMER_V1_6L } from "../../src/model/config.js";
+import { makeRng } from "../../src/rng.js";
+import { parseTrainConfig, type TrainConfig } from "../../src/train/config.js";
+import { train } from "../../src/train/loop.js";
+import { collateMlm, truncateCell, type MlmBatch } from "../../src/train/masking.js";
+import { DataParallel, shardBatch } from "../../src/train/parallel.js";
+
+let tmp: string;
+let tokens: string;
+let cells: Int32Array[];
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-parallel-"));
+  tokens = path.join(tmp, "tokens");
+  const lines = fs
+    .readFileSync("test/fixtures/golden/tiny.v1.jsonl", "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { cell: string; input_ids: number[] });
+  cells = lines.map((l) => Int32Array.from(l.input_ids));
+  writeTokenizedDataset(tokens, {
+    cellIds: lines.map((l) => l.cell),
+    inputIds: cells,
+    meta: {
+      encoding: "geneformer-rank-value",
+      model_version: "V1",
+      dictionary: { name: "token_dictionary_gc30M.pkl", sha256: "golden-test" },
+    },
+  });
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const tinyModel = { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64 };
+
+function cfg(out: string, training: Record<string, unknown>, model: Record<string, unknown> = {}): TrainConfig {
+  return parseTrainConfig(
+    {
+      model: { ...tinyModel, ...model },
+      data: { tokens, max_length: 64, val_fraction: 0.2 },
+      training: { batch_size: 16, max_tokens_per_batch: 1024, warmup_steps: 2, log_every: 2, seed: 7, lr: 3e-3, ...training },
+      output: { dir: path.join(tmp, out) },
+      backend: "wasm",
+    },
+    "test.yaml",
+  );
+}
+
+/** A collated batch of real cells of different lengths (truncated to 12..64 tokens). */
+function realBatch(n: number, seed = 1): MlmBatch {
+  const lens = [64, 60, 52, 40, 33, 25, 18, 12];
+  const picked = Array.from({ length: n }, (_, i) => truncateCell(cells[i * 7], lens[i % lens.length]));
+  return collateMlm(picked, makeRng(seed), { vocabSize: 25426, mlmProbability: 0.15 });
+}
+
+describe("shardBatch", () => {
+  it("splits by cells with balanced tokens; shards are the same cells, masks and labels re-padded", () => {
+    const mb = realBatch(8);
+    const shards = shardBatch(mb, 2, 123);
+    expect(shards).toHaveLength(2);
+    const [a, b] = shards.map((s) => s.batch);
+    expect(a.batch + b.batch).toBe(8);
+    expect(a.realTokens + b.realTokens).toBe(mb.realTokens);
+    // token balance: of the 304 tokens, the cut nearest to 152 is 64+60+52 = 176 | 40+33+25+18+12 = 128
+    expect([a.realTokens, b.realTokens]).toEqual([176, 128]);
+    expect([a.batch, b.batch]).toEqual([3, 5]);
+    expect([a.seqLen, b.seqLen]).toEqual([64, 40]); // each re-padded to its own longest cell
+    expect(a.positions.length + b.positions.length).toBe(mb.positions.length);
+    // every masked position maps to the same (cell, offset), with the same input id and label
+    let p = 0;
+    let cellOffset = 0;
+    for (const s of [a, b]) {
+      for (let j = 0; j < s.positions.length; j++, p++) {
+        const cell = Math.floor(s.positions[j] / s.seqLen) + cellOffset;
+        const i = s.positions[j] % s.seqLen;
+        expect(cell * mb.seqLen + i).toBe(mb.positions[p]);
+        expect(s.labels[j]).toBe(mb.labels[p]);
+        expect(s.inputIds[s.positions[j]]).toBe(mb.inputIds[mb.positions[p]]);
+      }
+      cellOffset += s.batch;
+    }
+    expect(shards[0].dropoutSeed).toBe(123); // shard 0 = the single-thread seed
+    expect(shards[1].dropoutSeed).not.toBe(123);
+    expect(shardBatch(mb, 2, 123)[1].dropoutSeed).toBe(shards[1].dropoutSeed);
+  });
+
+  it("gives one shard per cell at most (a 1-cell micro-batch stays on rank 0)", () => {
+    expect(shardBatch(realBatch(1), 2, 5)).toHaveLength(1);
+    expect(shardBatch(realBatch(3), 8, 5).map((s) => s.batch.batch)).toEqual([1, 1, 1]);
+  });
+});
+
+describe("DataParallel", () => {
+  it("combined loss and gradients of 2 ranks equal the whole micro-batch's, also with an empty shard", async () => {
+    await initBackend("wasm");
+    const model = new BertForMaskedLM({ ...GENEFORMER_V1_6L, ...tinyModel, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, { seed: 3 });
+    const dp = await DataParallel.start(model, { workers: 2, backend: "wasm" });
+    try {
+      expect(DataParallel.live).toBe(1);
+      dp.syncWeights();
+      const whole = (mb: MlmBatch) => {
+        const t = { inputIds: tf.tensor2d(mb.inputIds, [mb.batch, mb.seqLen], "int32"), attentionMask: tf.tensor2d(mb.attentionMask, [mb.batch, mb.seqLen]) };
+        const r = model.lossAndGrads(t, mb, { training: false });
+        tf.dispose([t.inputIds, t.attentionMask]);
+        return r;
+      };
+      const maxDiff = (a: Map<string, tf.Tensor>, b: Map<string, tf.Tensor>) => {
+        let d = 0;
+        for (const [k, g] of a) d = Math.max(d, tf.tidy(() => tf.max(tf.abs(tf.sub(g, b.get(k)!))).dataSync()[0]));
+        return d;
+      };
+      const mb = realBatch(8);
+      const ref = whole(mb);
+      for (let rep = 0; rep < 2; rep++) {
+        const got = await dp.lossAndGrads(shardBatch(mb, 2, 1, false));
+        expect(got.nMasked).toBe(mb.positions.length);
+        expect(Math.abs(got.loss - ref.loss)).toBeLessThan(1e-5);
+        expect(maxDiff(got.grads, ref.grads)).toBeLessThan(1e-6);
+        tf.dispose([...got.grads.values()]);
+      }
+      // the worker follows weight updates
+      tf.tidy(() => model.weights.get("cls.predictions.bias")!.assign(tf.randomNormal([25426], 0, 1, "float32", 9)));
+      dp.syncWeights();
+      const ref2 = whole(mb);
+      expect(Math.abs(ref2.loss - ref.loss)).toBeGreaterThan(0.01);
+      const got2 = await dp.lossAndGrads(shardBatch(mb, 2, 1, false));
+      expect(Math.abs(got2.loss - ref2.loss)).toBeLessThan(1e-5);
+      expect(maxDiff(got2.grads, ref2.grads)).toBeLessThan(1e-6);
+      // a shard with no masked position has weight 0 and is skipped; the other shard's gradient is the answer
+      const onlyFirst: MlmBatch = { ...mb, positions: mb.positions.filter((p) => p < 2 * mb.seqLen), labels: mb.labels.filter((_, i) => mb.positions[i] < 2 * mb.seqLen) };
+      const ref3 = whole(onlyFirst);
+      const sh = shardBatch(onlyFirst, 2, 1, false);
+      expect(sh[1].batch.positions.length).toBe(0);
+      const got3 = await dp.lossAndGrads(sh);
+      expect(got3.loss).toBeCloseTo(ref3.loss, 5);
+      expect(maxDiff(got3.grads, ref3.grads)).toBeLessThan(1e-6);
+      tf.dispose([...ref.grads.values(), ...ref2.grads.values(), ...ref3.grads.values(), ...got2.grads.values(), ...got3.grads.values()]);
+    } finally {
+      await dp.dispose();
+      model.dispose();
+    }
+    expect(DataParallel.live).toBe(0);
+  });
+});
+
+describe("cellfm train with training.workers: 2", () => {
+  it("gives the losses of workers: 1 (no dropout), and the same losses run to run", async () => {
+    const noDropout = { hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+    const one = await train(cfg("w1", { max_steps: 5 }, noDropout), { quiet: true });
+    const two = await train(cfg("w2", { max_steps: 5, workers: 2 }, noDropout), { quiet: true });
+    expect(two.losses).toHaveLength(5);
+    for (let i = 0; i < 5; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
+    expect(Math.abs(two.eval!.model_loss - one.eval!.model_loss)).toBeLessThan(1e-3);
+    expect(two.losses[4]).not.toBe(two.losses[0]); // it trains
+    const run = JSON.parse(fs.readFileSync(path.join(two.outputDir, "run.json"), "utf8"));
+    expect(run.workers).toBe(2);
+    const st = JSON.parse(fs.readFileSync(path.join(two.checkpoint, "trainer_state.json"), "utf8"));
+    expect(st.workers).toBe(2);
+    // with dropout (default 0.02): same seed + same workers -> identical losses
+    const a = await train(cfg("dropA", { max_steps: 3, workers: 2 }), { quiet: true });
+    const b = await train(cfg("dropB", { max_steps: 3, workers: 2 }), { quiet: true });
+    expect(b.losses).toEqual(a.losses);
+    expect(DataParallel.live).toBe(0);
+  });
+
+  it("resumes exactly: 4 steps + --resume + 4 == 8 straight, and notes a changed workers count", async () => {
+    const straight = await train(cfg("rs", { max_steps: 8, save_every: 4, workers: 2 }), { quiet: true });
+    const c = cfg("rh", { max_steps: 8, save_every: 4, workers: 2 });
+    const first = await train(c, { quiet: true, stopAfter: 4 });
+    expect(first.losses).toEqual(straight.losses.slice(0, 4));
+    expect(DataParallel.live).toBe(0); // stopAfter stops the workers too
+    const second = await train(c, { quiet: true, resume: true });
+    expect(second.losses).toEqual(straight.losses.slice(4));
+    expect(second.eval!.model_loss).toBe(straight.eval!.model_loss);
+    // resuming checkpoint-4 with another workers count works and says so
+    fs.rmSync(path.join(c.output.dir, "final"), { recursive: true });
+    const lines: string[] = [];
+    const third = await train(c, { resume: true, workers: 1, log: (l) => lines.push(l) });
+    expect(third.step).toBe(8);
+    expect(lines.join("\n")).toMatch(/trained with workers=2, this run uses workers=1.*not be bit-identical/);
+  });
+
+  it("stops its workers when the loop throws", async () => {
+    const c = cfg("throws", { max_steps: 5, workers: 2 });
+    await expect(
+      train(c, {
+        quiet: true,
+        onStep: (m) => {
+          if (m.step === 2) throw new Error("boom");
+        },
+      }),
+    ).rejects.toThrow("boom");
+    expect(DataParallel.live).toBe(0);
+  });
+});
