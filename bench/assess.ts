@@ -70,7 +70,9 @@ function syntheticSource(nTypes: number, perType: number, nGenes: number, seed =
 
 /** Run the assessment on the synthetic data (quick: small) and report time and memory. */
 export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
-  const [nTypes, perType, nGenes, dim] = opts.quick ? [20, 100, 500, 64] : [89, 500, 2435, 256];
+  // CELLFM_BENCH_ASSESS_SHAPE="types x perType x genes x dim" overrides the size (profiling at a reduced size)
+  const shapeEnv = process.env.CELLFM_BENCH_ASSESS_SHAPE?.split("x").map(Number);
+  const [nTypes, perType, nGenes, dim] = shapeEnv?.length === 4 ? shapeEnv : opts.quick ? [20, 100, 500, 64] : [89, 500, 2435, 256];
   const { source, profiles } = syntheticSource(nTypes, perType, nGenes);
   const n = nTypes * perType;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-bench-assess-"));

@@ -3,7 +3,7 @@
  *
  * Exact brute force is used on purpose: with plain 2-D matmuls it costs n² d flops (44,500 cells × 50
  * PCs ≈ 0.2 TFLOP, seconds on wasm) and gives the same neighbours on every run, unlike approximate
- * search. The same graph feeds UMAP (umap-js `setPrecomputedKNN`), kNN accuracy and scib's graph
+ * search. The same graph feeds UMAP (see umap.ts), kNN accuracy and scib's graph
  * connectivity.
  */
 import { PreparedRows } from "./linalg.js";

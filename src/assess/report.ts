@@ -176,7 +176,7 @@ export function writeReport(dir: string, r: AssessmentResult, figures: { name: s
       (r.dropped.length ? `Dropped (too few cells): ${r.dropped.map((d) => `${d.type} (${d.nCells})`).join(", ")}.` : "No type dropped."),
     `Genes: ${r.settings.nHvg} highly variable genes (Seurat flavour on normalize_total 1e4 + log1p, computed on all cells). ` +
       (r.settings.pca ? `HVG baseline: PCA to ${r.settings.nPcs} dimensions (${f3((r.explainedVariance ?? 0) * 100)}% of variance) before UMAP.` : "HVG baseline: no PCA (the study's setting)."),
-    `Measures (all as distances, lower = more alike): Euclidean distance in a 5-D UMAP (umap-js, exact ${r.settings.k}-NN graph) of each representation and in the representation itself; Spearman distance 1 − ρ over the HVGs (average ranks for ties)` +
+    `Measures (all as distances, lower = more alike): Euclidean distance in a 5-D UMAP (umap-learn's algorithm, exact ${r.settings.k}-NN graph, random init) of each representation and in the representation itself; Spearman distance 1 − ρ over the HVGs (average ranks for ties)` +
       (spear ? `, median within-type ρ = ${f3(1 - spear.medianWithin)}` : "") +
       (r.constantRankCells ? `; ${r.constantRankCells} cells have no counts on any HVG and get ρ = 0 with every cell` : "") +
       ".",

@@ -420,7 +420,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         nGenes: src.nGenes,
         label: labelKey,
         batch: opts.batch,
-        settings: { minCells, perType, nHvg: p, nHvgRequested: nHvgWanted, pca: usePca, nPcs: usePca ? baseD : undefined, seed, k, backend: backend.name, umap: "umap-js, exact kNN, n_neighbors=k, min_dist=0.1, random init" },
+        settings: { minCells, perType, nHvg: p, nHvgRequested: nHvgWanted, pca: usePca, nPcs: usePca ? baseD : undefined, seed, k, backend: backend.name, umap: "umap-learn algorithm (typed-array port), exact kNN, n_neighbors=k, min_dist=0.1, random init" },
         kept: sel.kept.map(({ type, nCells, nSelected }) => ({ type, nCells, nSelected })),
         dropped: sel.dropped.map(({ type, nCells }) => ({ type, nCells })),
         nSelected: nSel,
