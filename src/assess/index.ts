@@ -11,9 +11,10 @@
  */
 export { runAssessment, type AssessOptions } from "./run.js";
 export { knnAccuracy, exactKnn, type KnnGraph } from "./knn.js";
-export { withinBetweenMedians, scanPairs, euclideanMeasure, spearmanMeasure, pairKey, type PairMeasure, type PairSummary, type TypeBlock } from "./pairs.js";
+export { withinBetweenMedians, scanPairs, euclideanMeasure, spearmanMeasure, measureFromSpec, pairKey, type PairMeasure, type MeasureSpec, type PairSummary, type TypeBlock } from "./pairs.js";
 export { silhouetteScore, silhouetteSamples, batchAsw, graphConnectivity, nmi, ari, kmeansClusters } from "./metrics.js";
-export { runUmap } from "./umap.js";
+export { runUmap, umapFromKnn } from "./umap.js";
+export { AssessPool, defaultThreads } from "./parallel.js";
 export { pca, PreparedRows, matmul } from "./linalg.js";
 export { seuratHvg, GeneMoments, TARGET_SUM } from "./hvg.js";
 export { rankStandardize, spearmanDirect } from "./spearman.js";

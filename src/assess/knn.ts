@@ -41,10 +41,11 @@ export function exactKnn(
   const distances = new Float32Array(n * k);
   const hd = new Float64Array(k);
   const hi = new Int32Array(k);
+  const buf = new Float32Array(block * n);
   try {
     for (let r0 = 0; r0 < n; r0 += block) {
       const r1 = Math.min(n, r0 + block);
-      const dist = prep.sqDists(r0, r1);
+      const dist = prep.sqDists(r0, r1, 0, n, buf);
       for (let i = r0; i < r1; i++) {
         // sorted insertion into a small buffer (k ≤ ~50): simple and fast enough
         let size = 0;

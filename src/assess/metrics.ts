@@ -37,10 +37,11 @@ export function silhouetteSamples(x: Float32Array | PreparedRows, n: number, d: 
   const prep = x instanceof PreparedRows ? x : new PreparedRows(x, n, d);
   const block = Math.max(1, Math.min(n, Math.floor(16_000_000 / n)));
   const sums = new Float64Array(L);
+  const buf = new Float32Array(block * n);
   try {
     for (let r0 = 0; r0 < n; r0 += block) {
       const r1 = Math.min(n, r0 + block);
-      const sq = prep.sqDists(r0, r1);
+      const sq = prep.sqDists(r0, r1, 0, n, buf);
       for (let i = r0; i < r1; i++) {
         sums.fill(0);
         const off = (i - r0) * n;

@@ -18,8 +18,9 @@ import { pca } from "./linalg.js";
 import { rankStandardize } from "./spearman.js";
 import { exactKnn, knnAccuracy } from "./knn.js";
 import { silhouetteScore, batchAsw, graphConnectivity, nmi, ari, kmeansClusters } from "./metrics.js";
-import { runUmap } from "./umap.js";
-import { euclideanMeasure, spearmanMeasure, scanPairs, type PairMeasure, type TypeBlock } from "./pairs.js";
+import { umapFromKnn } from "./umap.js";
+import { measureFromSpec, scanPairs, type MeasureSpec, type TypeBlock } from "./pairs.js";
+import { AssessPool, defaultThreads } from "./parallel.js";
 import { aucLess, histogramAuc, Histogram1D, median } from "./stats.js";
 import { renderFigure, withinBetweenSpec, jointSpec, sparsitySpec, scatterSpec } from "./figures.js";
 import { writeReport, type AssessmentResult, type MeasureSummary, type RepresentationMetrics } from "./report.js";
@@ -55,6 +56,11 @@ export interface AssessOptions {
   kmeansRestarts?: number;
   /** UMAP epochs override (default umap-learn's rule: 200 above 10,000 cells). */
   umapEpochs?: number;
+  /**
+   * worker threads for the UMAP layouts and the all-pairs scan (default: the machine's cores, at most
+   * 2; 1 = everything on the main thread). Results do not depend on it.
+   */
+  threads?: number;
   /** an already opened count matrix to use instead of opening `input` (benchmarks, in-memory data). */
   source?: CountMatrixSource;
 }
@@ -265,7 +271,10 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     }
 
     const tmp = tempDirFor(opts.output);
+    const threads = Math.max(1, Math.floor(opts.threads ?? defaultThreads()));
+    let pool: AssessPool | undefined;
     try {
+      if (threads > 1) pool = await AssessPool.start(threads, backend.name as BackendChoice);
       fs.mkdirSync(path.join(tmp, "figures"));
       const figures: { name: string; title: string; svg: string }[] = [];
       const metrics: RepresentationMetrics[] = [];
@@ -277,22 +286,41 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         const step = nSel / maxPts;
         return Array.from({ length: maxPts }, (_, i) => Math.floor(i * step));
       })();
-      for (let ri = 0; ri < reps.length; ri++) {
-        const R = reps[ri];
+      // 1. kNN graphs (main thread, tf matmuls); 2. UMAP layouts in the worker pool (or here with
+      // threads = 1) while the main thread computes the metrics; 3. figures; 4. all pairs.
+      const graphs = reps.map((R) => {
         rep.stage(`${R.name}: exact ${k}-NN graph (${nSel} cells, ${R.d} dims)`);
         rep.bar0(nSel, "kNN rows");
         const g = exactKnn(R.x, nSel, R.d, { k, onProgress: (v) => rep.tick(v) });
-        rep.time("knn");
-        rep.stage(`${R.name}: UMAP 5-D`);
-        rep.bar0(1, "epochs");
-        const u5 = runUmap(R.x, nSel, R.d, { nComponents: 5, nNeighbors: k, seed: umapSeedBase + ri, knn: g, nEpochs: opts.umapEpochs, onEpoch: (e) => rep.tick(e) });
-        umap5.push(u5);
         // the 2-D UMAP is only for the scatter figure: computed on the (≤ 8,000) plotted cells
-        rep.stage(`${R.name}: UMAP 2-D of ${subsample.length} cells (figure)`);
-        const xs = new Float32Array(subsample.length * R.d);
-        subsample.forEach((r, i) => xs.set(R.x.subarray(r * R.d, r * R.d + R.d), i * R.d));
-        const u2 = runUmap(xs, subsample.length, R.d, { nComponents: 2, nNeighbors: k, seed: umapSeedBase + 100 + ri, knn: subsample.length === nSel ? g : undefined, nEpochs: opts.umapEpochs });
+        let g2 = g;
+        if (subsample.length !== nSel) {
+          const xs = new Float32Array(subsample.length * R.d);
+          subsample.forEach((r, i) => xs.set(R.x.subarray(r * R.d, r * R.d + R.d), i * R.d));
+          g2 = exactKnn(xs, subsample.length, R.d, { k: Math.min(k, subsample.length - 1) });
+        }
+        rep.time("knn");
+        return { g, g2 };
+      });
+      const umapJobs = reps.flatMap((_, ri) => [
+        { ri, dim: 5, knn: graphs[ri].g, seed: umapSeedBase + ri },
+        { ri, dim: 2, knn: graphs[ri].g2, seed: umapSeedBase + 100 + ri },
+      ]);
+      const layout = (j: (typeof umapJobs)[number]) => ({ nComponents: j.dim, nNeighbors: k, seed: j.seed, nEpochs: opts.umapEpochs });
+      let umapResults: Promise<Float32Array[]>;
+      if (pool) {
+        const pl = pool;
+        rep.stage(`UMAP 5-D and 2-D (figure) of ${reps.length} representation(s) in ${pl.size} worker threads`);
+        umapResults = Promise.all(umapJobs.map((j) => pl.umap(j.knn, layout(j))));
+        umapResults.catch(() => {}); // awaited below
+      } else {
+        rep.stage(`UMAP 5-D and 2-D (figure) of ${reps.length} representation(s)`);
+        umapResults = Promise.resolve(umapJobs.map((j) => umapFromKnn(j.knn, layout(j))));
         rep.time("umap");
+      }
+      for (let ri = 0; ri < reps.length; ri++) {
+        const R = reps[ri];
+        const g = graphs[ri].g;
         rep.stage(`${R.name}: metrics (kNN accuracy, ASW, k-means NMI/ARI${batches ? ", batch ASW, graph connectivity" : ""})`);
         const acc = knnAccuracy(R.x, nSel, R.d, labels, { k, knn: g });
         const asw = silhouetteScore(R.x, nSel, R.d, labels);
@@ -311,6 +339,14 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         if (batches) m.batchAsw = batchAsw(R.x, nSel, R.d, labels, batches).score;
         metrics.push(m);
         rep.time("metrics");
+      }
+      rep.stage("waiting for the UMAP layouts");
+      const layouts = await umapResults;
+      rep.time("umap");
+      for (let ri = 0; ri < reps.length; ri++) {
+        const R = reps[ri];
+        umap5.push(layouts[2 * ri]);
+        const u2 = layouts[2 * ri + 1];
         const pts = subsample.map((i, t) => ({ x: u2[t * 2], y: u2[t * 2 + 1], c: labels[i] }));
         figures.push({ name: `umap_${R.id}_celltype`, title: `UMAP of ${R.name}, by cell type`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — cell type`, pts, labelKey), path.join(tmp, "figures"), `umap_${R.id}_celltype`) });
         if (batches) {
@@ -321,22 +357,28 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       }
 
       // pairwise measures
-      const measures: PairMeasure[] = [
-        euclideanMeasure("umap_hvg", `UMAP-5 of ${reps[0].name}`, umap5[0], nSel, 5),
-        spearmanMeasure(ranks, nSel, p),
-        euclideanMeasure("space_hvg", `${reps[0].name} space`, base, nSel, baseD),
+      const specs: MeasureSpec[] = [
+        { kind: "euclidean", id: "umap_hvg", label: `UMAP-5 of ${reps[0].name}`, x: umap5[0], n: nSel, d: 5 },
+        { kind: "spearman", id: "spearman", label: "Spearman distance 1 − ρ (HVG)", x: ranks, n: nSel, d: p },
+        { kind: "euclidean", id: "space_hvg", label: `${reps[0].name} space`, x: base, n: nSel, d: baseD },
       ];
       for (let ri = 1; ri < reps.length; ri++) {
-        measures.push(euclideanMeasure(`umap_${reps[ri].id}`, `UMAP-5 of ${reps[ri].name}`, umap5[ri], nSel, 5));
-        measures.push(euclideanMeasure(`space_${reps[ri].id}`, `${reps[ri].name} space (${reps[ri].d}-d)`, reps[ri].x, nSel, reps[ri].d));
+        specs.push({ kind: "euclidean", id: `umap_${reps[ri].id}`, label: `UMAP-5 of ${reps[ri].name}`, x: umap5[ri], n: nSel, d: 5 });
+        specs.push({ kind: "euclidean", id: `space_${reps[ri].id}`, label: `${reps[ri].name} space (${reps[ri].d}-d)`, x: reps[ri].x, n: nSel, d: reps[ri].d });
       }
       const joints: [string, string][] = [["umap_hvg", "spearman"]];
       for (let ri = 1; ri < reps.length; ri++) joints.push(["umap_hvg", `umap_${reps[ri].id}`]);
       const blocks: TypeBlock[] = sel.kept.map((t) => ({ type: t.type, offset: t.offset, size: t.nSelected }));
-      rep.stage(`all ${((nSel * (nSel - 1)) / 2).toExponential(2)} cell pairs × ${measures.length} measures`);
+      rep.stage(`all ${((nSel * (nSel - 1)) / 2).toExponential(2)} cell pairs × ${specs.length} measures${pool ? ` in ${pool.size} worker threads` : ""}`);
       rep.bar0((blocks.length * (blocks.length + 1)) / 2, "type pairs");
-      const scan = scanPairs(blocks, measures, joints, { batches, onBlock: (d) => rep.tick(d) });
-      measures.forEach((m) => m.dispose?.());
+      let scan: ReturnType<typeof scanPairs>;
+      if (pool) scan = await pool.scanPairs(blocks, specs, joints, { batches, onBlock: (d) => rep.tick(d) });
+      else {
+        const measures = specs.map(measureFromSpec);
+        scan = scanPairs(blocks, measures, joints, { batches, onBlock: (d) => rep.tick(d) });
+        measures.forEach((m) => m.dispose?.());
+      }
+      const measures = scan.summaries;
       rep.time("pairs");
 
       rep.stage("figures and report");
@@ -442,6 +484,8 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     } catch (err) {
       fs.rmSync(tmp, { recursive: true, force: true });
       throw err;
+    } finally {
+      await pool?.close();
     }
   } finally {
     rep.stop();

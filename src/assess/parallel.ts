@@ -1,0 +1,173 @@
+/**
+ * The assessment on several cores: a small pool of `worker_threads` (worker.ts) that runs the UMAP
+ * layouts and the row types of the all-pairs scan. Each job is computed by the same code as on the
+ * main thread from the same inputs and seed, so results do not depend on the number of threads:
+ * a UMAP layout depends only on its graph and seed; a pair-scan median only on its type-pair block;
+ * histogram counts are integer sums, exact in any order.
+ */
+import * as os from "node:os";
+import { Worker } from "node:worker_threads";
+import type { BackendChoice } from "../backend.js";
+import type { KnnGraph } from "./knn.js";
+import { assembleScan, batchCodes, measureFromSpec, type JointHistogram, type MeasureSpec, type PairSummary, type RowTypeResult, type ScanCounts, type ScanOptions, type TypeBlock } from "./pairs.js";
+import type { UmapOptions } from "./umap.js";
+import type { AssessJob } from "./worker.js";
+
+// Eval'd bootstrap: under tsx/vitest (sources are .ts) register tsx in the worker first.
+const BOOT = `
+const { parentPort, workerData } = require("node:worker_threads");
+(async () => {
+  if (workerData.__module.endsWith(".ts")) { const api = await import("tsx/esm/api"); api.register(); }
+  await import(workerData.__module);
+})().catch((e) => parentPort.postMessage({ fatal: String(e && e.message || e) }));
+`;
+
+/** Default worker count: the machine's cores, at most 2 (each pair-scan worker holds its own copy of the measures' data in its wasm heap, ~0.5 GB at 44,500 cells). */
+export function defaultThreads(): number {
+  return Math.max(1, Math.min(2, os.availableParallelism()));
+}
+
+/** Copy a Float32Array into shared memory (so workers read it without a per-worker copy in JS). */
+export function toShared(x: Float32Array): Float32Array {
+  const s = new Float32Array(new SharedArrayBuffer(x.byteLength));
+  s.set(x);
+  return s;
+}
+
+/** A job without its id (distributes over the union). */
+type JobBody = AssessJob extends infer J ? (J extends unknown ? Omit<J, "id"> : never) : never;
+
+type Reply = { id: number; error?: string; coords?: Float32Array; row?: RowTypeResult; counts?: ScanCounts };
+
+/**
+ * A pool of assessment workers. Start with {@link AssessPool.start}, always {@link AssessPool.close}.
+ */
+export class AssessPool {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  private readonly idle: Worker[] = [];
+  private readonly waiting: ((w: Worker) => void)[] = [];
+
+  private constructor(private readonly workers: Worker[]) {}
+
+  /**
+   * Start `threads` workers, each with the TensorFlow.js backend `backend`.
+   * @throws Error when a worker fails to start (the others are stopped).
+   */
+  static async start(threads: number, backend: BackendChoice): Promise<AssessPool> {
+    const self = new URL(import.meta.url);
+    const mod = new URL(self.pathname.endsWith(".ts") ? "./worker.ts" : "./worker.js", self).href;
+    const workers: Worker[] = [];
+    const pool = new AssessPool(workers);
+    try {
+      await Promise.all(
+        Array.from({ length: threads }, () => {
+          const w = new Worker(BOOT, { eval: true, workerData: { __module: mod, backend } });
+          workers.push(w);
+          return new Promise<void>((resolve, reject) => {
+            w.on("error", (e) => {
+              reject(e);
+              for (const p of pool.pending.values()) p.reject(e);
+            });
+            w.on("message", (m: Reply & { ready?: boolean; fatal?: string }) => {
+              if (m.fatal) return reject(new Error(`assessment worker failed to start: ${m.fatal}`));
+              if (m.ready) {
+                pool.idle.push(w);
+                return resolve();
+              }
+              const p = pool.pending.get(m.id);
+              pool.pending.delete(m.id);
+              if (m.error) p?.reject(new Error(`assessment worker: ${m.error}`));
+              else p?.resolve(m);
+            });
+          });
+        }),
+      );
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private call(w: Worker, job: JobBody): Promise<Reply> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      w.postMessage({ ...job, id });
+    });
+  }
+
+  private acquire(): Promise<Worker> {
+    const w = this.idle.pop();
+    return w ? Promise.resolve(w) : new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(w: Worker): void {
+    const next = this.waiting.shift();
+    if (next) next(w);
+    else this.idle.push(w);
+  }
+
+  /** {@link umapFromKnn} on the next free worker. */
+  async umap(knn: KnnGraph, opts: Omit<UmapOptions, "onEpoch">): Promise<Float32Array> {
+    const w = await this.acquire();
+    try {
+      return (await this.call(w, { type: "umap", knn, opts })).coords!;
+    } finally {
+      this.release(w);
+    }
+  }
+
+  /**
+   * {@link scanPairs} with row types handed out to all workers (largest first); same result as on one
+   * thread. Waits until every worker is free.
+   */
+  async scanPairs(
+    blocks: readonly TypeBlock[],
+    specs: readonly MeasureSpec[],
+    joints: readonly [string, string][],
+    opts: ScanOptions = {},
+  ): Promise<{ summaries: PairSummary[]; joints: JointHistogram[] }> {
+    const shared = specs.map((s) => ({ ...s, x: s.x.buffer instanceof SharedArrayBuffer ? s.x : toShared(s.x) }));
+    const codes = opts.batches ? batchCodes(opts.batches) : undefined;
+    const total = (blocks.length * (blocks.length + 1)) / 2;
+    const rows: RowTypeResult[] = [];
+    const counts: ScanCounts[] = [];
+    let next = 0;
+    let done = 0;
+    const ws = await Promise.all(this.workers.map(() => this.acquire()));
+    try {
+      await Promise.all(
+        ws.map(async (w) => {
+          await this.call(w, { type: "pairs-setup", blocks: [...blocks], specs: shared, joints: [...joints], bins1d: opts.bins1d, bins2d: opts.bins2d, batchCodes: codes });
+          while (next < blocks.length) {
+            const bi = next++;
+            rows.push((await this.call(w, { type: "pairs-row", bi })).row!);
+            done += blocks.length - bi;
+            opts.onBlock?.(done, total);
+          }
+          counts.push((await this.call(w, { type: "pairs-finish" })).counts!);
+        }),
+      );
+    } finally {
+      ws.forEach((w) => this.release(w));
+    }
+    // measure metadata (id, label, histogram range) as the workers computed it
+    const meta = specs.map((s) => {
+      const m = measureFromSpec(s); // cheap: no tensor is made before the first block
+      m.dispose?.();
+      return { id: m.id, label: m.label, max: m.max };
+    });
+    return assembleScan(blocks, meta, joints, rows, counts, { ...opts, batches: Boolean(opts.batches) });
+  }
+
+  /** Stop all workers. */
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
