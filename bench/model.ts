@@ -1,13 +1,17 @@
 /**
  * Model speed: training tokens/s (forward + backward + a plain SGD update) and embedding cells/s and
  * tokens/s, for the Geneformer V1 6-layer shape at 512×4 and 256×8 (tokens × batch) and for the demo
- * config, with peak RSS. Each case runs in its own child process so its peak RSS is its own.
+ * config, with peak RSS. Training runs on the main thread alone and data-parallel over 2 ranks (the
+ * main thread + 1 worker thread, `src/train/parallel.ts`, as `training.workers: 2`: batch split by
+ * cells, gradients combined, weights broadcast after the update). Each case runs in its own child
+ * process so its peak RSS is its own (worker threads included).
  *
  * Reference on a 2-core machine (design notes): PyTorch 1.13, 2 threads, trains ~1,150 tokens/s
  * (512×4) and infers ~6,200 tokens/s; naive tfjs-wasm trains ~100 tokens/s.
  *
  *   npx tsx bench/model.ts                      all cases (parent)
  *   npx tsx bench/model.ts --case train:v1:512:4 [--backend wasm] [--seconds 20]
+ *   npx tsx bench/model.ts --case train:v1:512:4:2          (5th field: training workers)
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -31,8 +35,8 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
   const { GENEFORMER_V1_6L } = await import("../src/model/config.js");
   const { embedCells } = await import("../src/embed/embed.js");
   const info = await initBackend(backend as "wasm");
-  const [mode, cfgName, lStr, bStr] = spec.split(":");
-  const L = +lStr, B = +bStr;
+  const [mode, cfgName, lStr, bStr, wStr] = spec.split(":");
+  const L = +lStr, B = +bStr, W = +(wStr ?? 1);
   let config = { ...GENEFORMER_V1_6L };
   if (cfgName === "demo") {
     const yaml = await import("yaml");
@@ -61,8 +65,7 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
     for (let i = 0; i < B * L; i++) if (rnd() < 0.15) (pos.push(i), lab.push(ids[i]));
     const masked = { positions: Int32Array.from(pos), labels: Int32Array.from(lab) };
     let k = 0;
-    const r = await time(() => {
-      const { grads } = model.lossAndGrads(batch, masked, { training: true, dropoutSeed: k++ });
+    const sgd = (grads: Map<string, import("@tensorflow/tfjs-core").Tensor>) => {
       tf.tidy(() => {
         for (const [name, g] of grads) {
           const v = model.weights.get(name)!;
@@ -70,6 +73,27 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
         }
       });
       tf.dispose([...grads.values()]);
+    };
+    if (W > 1) {
+      // data-parallel: the batch split by cells over W ranks, then the update, then the broadcast
+      const { DataParallel, shardBatch } = await import("../src/train/parallel.js");
+      const dp = await DataParallel.start(model, { workers: W, backend: info.name as "wasm" });
+      try {
+        dp.syncWeights();
+        const mb = { batch: B, seqLen: L, inputIds: ids, attentionMask: new Float32Array(B * L).fill(1), ...masked, realTokens: B * L };
+        const r = await time(async () => {
+          const { grads } = await dp.lossAndGrads(shardBatch(mb, W, k++));
+          sgd(grads);
+          dp.syncWeights();
+        }, B * L);
+        return { tokensPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+      } finally {
+        await dp.dispose();
+      }
+    }
+    const r = await time(() => {
+      const { grads } = model.lossAndGrads(batch, masked, { training: true, dropoutSeed: k++ });
+      sgd(grads);
     }, B * L);
     return { tokensPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
   }
@@ -102,8 +126,19 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
   const demo = yaml.parse(fs.readFileSync(path.join(here, "..", "configs", "demo.yaml"), "utf8"));
   const demoShape = `demo:${demo.data.max_length}:${demo.training.batch_size}`;
   const cases = opts.quick
-    ? [`train:${demoShape}`, `embed:${demoShape}`]
-    : ["train:v1:512:4", "train:v1:256:8", "embed:v1:512:4", "embed:v1:256:8", "embedpar:v1:512:4", `train:${demoShape}`, `embed:${demoShape}`];
+    ? [`train:${demoShape}`, `train:${demoShape}:2`, `embed:${demoShape}`]
+    : [
+        "train:v1:512:4",
+        "train:v1:512:4:2",
+        "train:v1:256:8",
+        "train:v1:256:8:2",
+        "embed:v1:512:4",
+        "embed:v1:256:8",
+        "embedpar:v1:512:4",
+        `train:${demoShape}`,
+        `train:${demoShape}:2`,
+        `embed:${demoShape}`,
+      ];
   const seconds = opts.quick ? 3 : 20;
   const rows: BenchRow[] = [];
   for (const c of cases) {
@@ -117,10 +152,12 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
       continue;
     }
     const r = JSON.parse(line.slice(7)) as CaseResult;
-    const [mode, cfg, L, B] = c.split(":");
-    const name = `${cfg === "v1" ? "Geneformer V1 6L" : "demo config"} ${L}x${B} (${r.backend}${mode === "embedpar" ? ", 2 worker threads incl. startup" : ""})`;
+    const [mode, cfg, L, B, W] = c.split(":");
+    const threads = mode === "embedpar" ? ", 2 worker threads incl. startup" : W ? `, workers ${W}` : "";
+    const name = `${cfg === "v1" ? "Geneformer V1 6L" : "demo config"} ${L}x${B} (${r.backend}${threads})`;
     if (mode === "train") {
-      rows.push({ area: "model", case: `train ${name}`, metric: "tokens/s", value: r.tokensPerS, unit: "tok/s", note: "PyTorch 2 threads: ~1,150 (512x4)" });
+      const ref = cfg === "v1" ? `PyTorch 2 threads: ~1,150 (512x4; 1,310 measured on the dev machine)` : undefined;
+      rows.push({ area: "model", case: `train ${name}`, metric: "tokens/s", value: r.tokensPerS, unit: "tok/s", note: ref });
     } else {
       rows.push({ area: "model", case: `embed ${name}`, metric: "cells/s", value: r.cellsPerS!, unit: "cells/s" });
       rows.push({ area: "model", case: `embed ${name}`, metric: "tokens/s", value: r.tokensPerS, unit: "tok/s", note: "PyTorch 2 threads: ~6,200" });

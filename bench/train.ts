@@ -1,11 +1,13 @@
 /**
  * Training-loop speed: the whole `cellfm train` step (MLM collation, forward + backward, gradient
  * clipping, AdamW over every weight, logging) on the demo config over the real pbmc3k cells, in
- * tokens/s (real, non-pad tokens) with the MFU the loop reports and the peak RSS of the process.
- * The model-only numbers for the Geneformer V1 6-layer shapes are in bench/model.ts.
+ * tokens/s (real, non-pad tokens) with the MFU the loop reports and the peak RSS of the process
+ * (worker threads included), with `training.workers` 1 (main thread only) and 2 (data-parallel,
+ * the demo's setting). The model-only numbers for the Geneformer V1 6-layer shapes are in
+ * bench/model.ts.
  *
- *   npx tsx bench/train.ts                  (parent: tokenizes pbmc3k once, runs the case in a child)
- *   npx tsx bench/train.ts --child <tokens> <out> <steps>
+ *   npx tsx bench/train.ts                  (parent: tokenizes pbmc3k once, runs each case in a child)
+ *   npx tsx bench/train.ts --child <tokens> <out> <steps> <workers>
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -16,7 +18,7 @@ import type { BenchRow } from "./run.js";
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "..");
 
-async function child(tokens: string, out: string, steps: number): Promise<void> {
+async function child(tokens: string, out: string, steps: number, workers: number): Promise<void> {
   const { loadTrainConfig, parseTrainConfig } = await import("../src/train/config.js");
   const { train } = await import("../src/train/loop.js");
   const base = loadTrainConfig(path.join(root, "configs", "demo.yaml"));
@@ -24,7 +26,7 @@ async function child(tokens: string, out: string, steps: number): Promise<void> 
     {
       model: base.model,
       data: { ...base.data, tokens },
-      training: { ...base.training, max_steps: steps, eval_every: 0, save_every: 0, log_every: 1 },
+      training: { ...base.training, max_steps: steps, eval_every: 0, save_every: 0, log_every: 1, workers },
       output: { dir: out },
       backend: process.env.CELLFM_BENCH_BACKEND ?? "wasm",
     },
@@ -75,28 +77,32 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
     }
     const steps = opts.quick ? 6 : 30;
     const tsx = path.join(root, "node_modules", ".bin", "tsx");
-    const p = spawnSync(tsx, [path.join(here, "train.ts"), "--child", tokens, path.join(tmp, "out"), String(steps)], {
-      encoding: "utf8",
-      maxBuffer: 1 << 26,
-    });
-    const line = (p.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
-    if (!line) throw new Error(`training benchmark child failed: ${(p.stderr ?? "").slice(-2000)}`);
-    const r = JSON.parse(line.slice(7)) as { tokensPerS: number; mfu: number; secPerStep: number; peakRssMb: number; backend: string; steps: number };
-    const caseName = `cellfm train, configs/demo.yaml on pbmc3k (${steps} steps)`;
-    const note = `backend ${r.backend}; real tokens; full step incl. AdamW`;
-    return [
-      { area: "train", case: caseName, metric: "throughput", value: r.tokensPerS, unit: "tokens/s", note },
-      { area: "train", case: caseName, metric: "step time", value: r.secPerStep, unit: "s/step", note },
-      { area: "train", case: caseName, metric: "MFU", value: r.mfu * 100, unit: "%", note: "of the peak in run.json (wasm: 40 GFLOP/s)" },
-      { area: "train", case: caseName, metric: "peak RSS", value: r.peakRssMb, unit: "MB", note },
-    ];
+    const rows: BenchRow[] = [];
+    for (const workers of [1, 2]) {
+      const p = spawnSync(tsx, [path.join(here, "train.ts"), "--child", tokens, path.join(tmp, `out${workers}`), String(steps), String(workers)], {
+        encoding: "utf8",
+        maxBuffer: 1 << 26,
+      });
+      const line = (p.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
+      if (!line) throw new Error(`training benchmark child failed: ${(p.stderr ?? "").slice(-2000)}`);
+      const r = JSON.parse(line.slice(7)) as { tokensPerS: number; mfu: number; secPerStep: number; peakRssMb: number; backend: string; steps: number };
+      const caseName = `cellfm train, configs/demo.yaml on pbmc3k, workers ${workers} (${steps} steps)`;
+      const note = `backend ${r.backend}; real tokens; full step incl. AdamW`;
+      rows.push(
+        { area: "train", case: caseName, metric: "throughput", value: r.tokensPerS, unit: "tokens/s", note },
+        { area: "train", case: caseName, metric: "step time", value: r.secPerStep, unit: "s/step", note },
+        { area: "train", case: caseName, metric: "MFU", value: r.mfu * 100, unit: "%", note: "of the peak in run.json (wasm: 40 GFLOP/s per rank)" },
+        { area: "train", case: caseName, metric: "peak RSS", value: r.peakRssMb, unit: "MB", note },
+      );
+    }
+    return rows;
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
 
 if (process.argv[2] === "--child") {
-  await child(process.argv[3], process.argv[4], Number(process.argv[5]));
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]), Number(process.argv[6] ?? 1));
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   for (const r of await run({ quick: process.argv.includes("--quick") })) console.log(r);
 }

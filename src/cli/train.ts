@@ -1,5 +1,5 @@
 /**
- * `cellfm train --config configs/X.yaml [--resume] [--force] [--backend ...] [--max-steps N] [--quiet]`:
+ * `cellfm train --config configs/X.yaml [--resume] [--force] [--backend ...] [--max-steps N] [--workers N] [--quiet]`:
  * parse, validate, call {@link train}, print where the final checkpoint and the evaluation are.
  */
 import type { CommandModule } from "yargs";
@@ -11,6 +11,7 @@ interface TrainArgs {
   force?: boolean;
   backend?: string;
   "max-steps"?: number;
+  workers?: number;
   quiet?: boolean;
 }
 
@@ -25,6 +26,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
       .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
       .option("max-steps", { type: "number", describe: "override training.max_steps" })
+      .option("workers", { type: "number", describe: "override training.workers (data-parallel threads incl. the main one; wasm/cpu)" })
       .option("quiet", { type: "boolean", describe: "no progress bar or log lines" }) as never,
   handler: async (a) => {
     // the stage is loaded only when the command runs, so other commands start fast
@@ -36,6 +38,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       force: a.force,
       backend: a.backend as BackendChoice | undefined,
       maxSteps: a["max-steps"],
+      workers: a.workers,
       quiet: a.quiet,
     });
     if (r.interrupted) {

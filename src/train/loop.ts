@@ -17,6 +17,17 @@
  * `trainer_state.json` (step, data position, RNG state), so `--resume` continues from the newest
  * one (highest step among `checkpoint-*` and `final`) exactly: same batches, same masks, same
  * dropout, same optimizer state → the same losses as an uninterrupted run on the same backend.
+ *
+ * **Several cores** (`training.workers` N > 1, `--workers`): tfjs-wasm runs one thread per backend in
+ * Node, so the loop trains data-parallel (DDP-style) over the main thread and N − 1 worker threads
+ * (`parallel.ts`). Each micro-batch is still collated and masked here from the one RNG stream, then
+ * split by cells into N shards of about equal tokens; the shards' gradients are combined weighted
+ * by their masked positions, which is the whole micro-batch's gradient (to float rounding), so
+ * `workers` changes speed, not the batch or the learning curve. Clipping and AdamW run here; the
+ * updated weights are then broadcast to the replicas (cheaper than replaying AdamW on each: one
+ * copy and no optimizer state per replica). Each shard's dropout seed derives from the micro-batch's
+ * seed and the shard index, so the same seed and workers give identical losses, and resume stays
+ * exact. `workers` is recorded in run.json and trainer_state.json.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -357,6 +368,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
 
   // Validate everything that can fail before touching the output folder.
   if (opts.resume && opts.force) throw new Error("pass either --resume or --force, not both");
+  const workers = opts.workers ?? t.workers;
+  if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be an integer >= 1, got ${workers}`);
   const p = prepareData(config, bertNoVocab);
   const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabSize });
   let resumeFrom: string | undefined;
@@ -368,16 +381,16 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
-  const workers = opts.workers ?? t.workers;
-  if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be an integer >= 1, got ${workers}`);
   const backend = await initBackend(opts.backend ?? config.backend);
   prepareOutputDir(outDir, opts);
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(","));
-  const peak = t.peak_flops
-    ? { flops: t.peak_flops, source: "training.peak_flops in the config" }
-    : defaultPeakFlops(backend.name);
+  let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name);
+  if (!t.peak_flops && workers > 1 && backend.name !== "tensorflow") {
+    // one backend thread per rank: the single-thread peak times the ranks
+    peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };
+  }
 
   const model = new BertForMaskedLM(bertConfig, { seed: t.seed });
   const optimizer = new AdamW(model.weights, {

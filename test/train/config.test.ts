@@ -98,6 +98,7 @@ describe("training config", () => {
       const c = loadTrainConfig(f);
       expect(c.training.objective).toBe("mlm");
     }
+    expect(loadTrainConfig("configs/demo.yaml").training.workers).toBe(2); // the demo runs on 2 cores
     const g = loadTrainConfig("configs/geneformer-v1-6L.yaml");
     expect(resolveModelSection(g.model)).toMatchObject({ hidden_size: 256, num_hidden_layers: 6, num_attention_heads: 4, intermediate_size: 512, hidden_act: "relu", max_position_embeddings: 2048 });
     expect(g.training).toMatchObject({ lr: 1e-3, warmup_steps: 10000, schedule: "linear", weight_decay: 0.001, batch_size: 12 });
@@ -108,6 +109,9 @@ describe("training config", () => {
     const f = path.join(dir, "x.yaml");
     fs.writeFileSync(f, "model: {preset: geneformer-v1-6l}\ndata: {tokens: t}\ntraining: {max_steps: 5, lr: abc}\noutput: {dir: o}\n");
     await expect(main(["train", "--config", f])).rejects.toThrow(`${f}: training.lr: expected a positive number, got "abc"`);
+    // --workers is checked before any data is read
+    fs.writeFileSync(f, "model: {preset: geneformer-v1-6l}\ndata: {tokens: t}\ntraining: {max_steps: 5}\noutput: {dir: o}\n");
+    await expect(main(["train", "--config", f, "--workers", "0"])).rejects.toThrow("--workers must be an integer >= 1, got 0");
     expect(fs.existsSync(path.join(dir, "o"))).toBe(false);
     fs.rmSync(dir, { recursive: true });
   });
