@@ -318,6 +318,7 @@ export class DataParallel {
       const grads = new Map<string, tf.Tensor>();
       if (local) loss += (counts[0] / nMasked) * local.loss;
       for (let k = 1; k < shards.length; k++) if (results[k]) loss += (counts[k] / nMasked) * results[k]!.loss;
+      const onWasm = tf.getBackend() === "wasm";
       let off = 0;
       for (const [name, v] of this.model.weights) {
         const g = tf.tidy(() => {
@@ -328,7 +329,9 @@ export class DataParallel {
           for (let k = 1; k < shards.length; k++) {
             const r = results[k];
             if (!r) continue;
-            const gk = tf.tensor(r.grads.subarray(off, off + v.size), v.shape, "float32");
+            // wasm copies into its heap; other backends keep the array, which is reused next step
+            const view = r.grads.subarray(off, off + v.size);
+            const gk = tf.tensor(onWasm ? view : view.slice(), v.shape, "float32");
             const wk = counts[k] / nMasked;
             terms.push(wk === 1 ? gk : tf.mul(gk, wk));
           }

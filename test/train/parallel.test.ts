@@ -192,6 +192,27 @@ describe("cellfm train with training.workers: 2", () => {
     expect(lines.join("\n")).toMatch(/trained with workers=2, this run uses workers=1.*not be bit-identical/);
   });
 
+  it("works on the cpu backend too (which keeps the arrays it is given instead of copying)", async () => {
+    const noDropout = { hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+    // small enough for the pure-JS backend: 16-token cells, 8 cells a batch, 8 validation cells
+    const c = (out: string, workers: number) =>
+      parseTrainConfig(
+        {
+          model: { ...tinyModel, ...noDropout, max_position_embeddings: 16 },
+          data: { tokens, max_length: 16, val_fraction: 0.2 },
+          training: { batch_size: 8, max_steps: 3, eval_cells: 8, seed: 7, lr: 3e-3, workers },
+          output: { dir: path.join(tmp, out) },
+          backend: "cpu",
+        },
+        "test.yaml",
+      );
+    const one = await train(c("cpu1", 1), { quiet: true });
+    const two = await train(c("cpu2", 2), { quiet: true });
+    expect(two.backend.name).toBe("cpu");
+    for (let i = 0; i < 3; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
+    await initBackend("wasm"); // back to the backend of the other tests
+  });
+
   it("stops its workers when the loop throws", async () => {
     const c = cfg("throws", { max_steps: 5, workers: 2 });
     await expect(
