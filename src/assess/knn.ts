@@ -47,12 +47,17 @@ export function exactKnn(
       const r1 = Math.min(n, r0 + block);
       const dist = prep.sqDists(r0, r1, 0, n, buf);
       for (let i = r0; i < r1; i++) {
-        // sorted insertion into a small buffer (k ≤ ~50): simple and fast enough
+        // sorted insertion into a small buffer (k ≤ ~50); most candidates fail the first comparison
+        // against the current k-th distance, so the insertion is rarely called
         let size = 0;
+        let worst = Infinity;
         const off = (i - r0) * n;
         for (let j = 0; j < n; j++) {
-          if (j === i) continue;
-          size = insertTopK(hd, hi, size, k, dist[off + j], j);
+          const v = dist[off + j];
+          if (v < worst && j !== i) {
+            size = insertTopK(hd, hi, size, k, v, j);
+            if (size === k) worst = hd[k - 1];
+          }
         }
         for (let t = 0; t < k; t++) {
           indices[i * k + t] = hi[t];

@@ -1,8 +1,8 @@
 /**
- * The assessment on several cores: a small pool of `worker_threads` (worker.ts) that runs the UMAP
- * layouts and the row types of the all-pairs scan. Each job is computed by the same code as on the
+ * The assessment on several cores: a small pool of `worker_threads` (worker.ts) that runs the exact
+ * kNN graphs, the UMAP layouts and the row types of the all-pairs scan. Each job is computed by the same code as on the
  * main thread from the same inputs and seed, so results do not depend on the number of threads:
- * a UMAP layout depends only on its graph and seed; a pair-scan median only on its type-pair block;
+ * a kNN graph is exact; a UMAP layout depends only on its graph and seed; a pair-scan median only on its type-pair block;
  * histogram counts are integer sums, exact in any order.
  */
 import * as os from "node:os";
@@ -37,7 +37,7 @@ export function toShared(x: Float32Array): Float32Array {
 /** A job without its id (distributes over the union). */
 type JobBody = AssessJob extends infer J ? (J extends unknown ? Omit<J, "id"> : never) : never;
 
-type Reply = { id: number; error?: string; coords?: Float32Array; row?: RowTypeResult; counts?: ScanCounts };
+type Reply = { id: number; error?: string; knn?: KnnGraph; coords?: Float32Array; row?: RowTypeResult; counts?: ScanCounts };
 
 /**
  * A pool of assessment workers. Start with {@link AssessPool.start}, always {@link AssessPool.close}.
@@ -111,6 +111,16 @@ export class AssessPool {
     const next = this.waiting.shift();
     if (next) next(w);
     else this.idle.push(w);
+  }
+
+  /** {@link exactKnn} of X `[n, d]` on the next free worker (X is copied to it). */
+  async knn(x: Float32Array, n: number, d: number, k: number): Promise<KnnGraph> {
+    const w = await this.acquire();
+    try {
+      return (await this.call(w, { type: "knn", x, n, d, k })).knn!;
+    } finally {
+      this.release(w);
+    }
   }
 
   /** {@link umapFromKnn} on the next free worker. */

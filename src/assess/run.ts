@@ -16,7 +16,7 @@ import { selectCells, type Selection } from "./select.js";
 import { GeneMoments, seuratHvg, TARGET_SUM } from "./hvg.js";
 import { pca } from "./linalg.js";
 import { rankStandardize } from "./spearman.js";
-import { exactKnn, knnAccuracy } from "./knn.js";
+import { exactKnn, knnAccuracy, type KnnGraph } from "./knn.js";
 import { silhouetteScore, batchAsw, graphConnectivity, nmi, ari, kmeansClusters } from "./metrics.js";
 import { umapFromKnn } from "./umap.js";
 import { measureFromSpec, scanPairs, type MeasureSpec, type TypeBlock } from "./pairs.js";
@@ -288,20 +288,33 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       })();
       // 1. kNN graphs (main thread, tf matmuls); 2. UMAP layouts in the worker pool (or here with
       // threads = 1) while the main thread computes the metrics; 3. figures; 4. all pairs.
-      const graphs = reps.map((R) => {
-        rep.stage(`${R.name}: exact ${k}-NN graph (${nSel} cells, ${R.d} dims)`);
-        rep.bar0(nSel, "kNN rows");
-        const g = exactKnn(R.x, nSel, R.d, { k, onProgress: (v) => rep.tick(v) });
-        // the 2-D UMAP is only for the scatter figure: computed on the (≤ 8,000) plotted cells
-        let g2 = g;
-        if (subsample.length !== nSel) {
-          const xs = new Float32Array(subsample.length * R.d);
-          subsample.forEach((r, i) => xs.set(R.x.subarray(r * R.d, r * R.d + R.d), i * R.d));
-          g2 = exactKnn(xs, subsample.length, R.d, { k: Math.min(k, subsample.length - 1) });
-        }
-        rep.time("knn");
-        return { g, g2 };
-      });
+      const subRows = (R: (typeof reps)[number]) => {
+        const xs = new Float32Array(subsample.length * R.d);
+        subsample.forEach((r, i) => xs.set(R.x.subarray(r * R.d, r * R.d + R.d), i * R.d));
+        return xs;
+      };
+      const kSub = Math.min(k, subsample.length - 1);
+      let graphs: { g: KnnGraph; g2: KnnGraph }[];
+      if (pool) {
+        const pl = pool;
+        rep.stage(`exact ${k}-NN graphs of ${reps.length} representation(s) (${nSel} cells) in ${pl.size} worker threads`);
+        graphs = await Promise.all(
+          reps.map(async (R) => {
+            const [g, g2] = await Promise.all([pl.knn(R.x, nSel, R.d, k), subsample.length !== nSel ? pl.knn(subRows(R), subsample.length, R.d, kSub) : undefined]);
+            return { g, g2: g2 ?? g };
+          }),
+        );
+      } else {
+        graphs = reps.map((R) => {
+          rep.stage(`${R.name}: exact ${k}-NN graph (${nSel} cells, ${R.d} dims)`);
+          rep.bar0(nSel, "kNN rows");
+          const g = exactKnn(R.x, nSel, R.d, { k, onProgress: (v) => rep.tick(v) });
+          // the 2-D UMAP is only for the scatter figure: computed on the (≤ 8,000) plotted cells
+          const g2 = subsample.length !== nSel ? exactKnn(subRows(R), subsample.length, R.d, { k: kSub }) : g;
+          return { g, g2 };
+        });
+      }
+      rep.time("knn");
       const umapJobs = reps.flatMap((_, ri) => [
         { ri, dim: 5, knn: graphs[ri].g, seed: umapSeedBase + ri },
         { ri, dim: 2, knn: graphs[ri].g2, seed: umapSeedBase + 100 + ri },

@@ -16,8 +16,8 @@
  * Parameters are umap-learn's defaults (n_neighbors 15, min_dist 0.1, 200 epochs above 10,000 cells,
  * 500 otherwise). Differences from umap-learn: the layout is initialised uniformly at random (in
  * [0, 10] per axis, as umap-learn's `init="random"`) instead of umap-learn's spectral initialisation;
- * the random stream is seedrandom's Alea ({@link makeRng}), so coordinates are not bit-equal to
- * umap-learn's. The same seed gives the same coordinates on every run and in any worker thread.
+ * the initial layout and the seeds of umap-learn's `tau_rand_int` (negative samples) come from
+ * seedrandom's Alea ({@link makeRng}), so coordinates are not bit-equal to umap-learn's. The same seed gives the same coordinates on every run and in any worker thread.
  *
  * This replaced umap-js's epoch loop (number[][] rows, two `Math.pow` per sample), which took ~12 min
  * for one 5-D layout of 44,500 cells; umap-js is still used for `findABParams` and as the reference in
@@ -165,12 +165,13 @@ export function defaultEpochs(n: number): number {
 
 /**
  * umap-learn's `optimize_layout_euclidean` (move_other, negative_sample_rate 5, gamma 1, initial
- * alpha 1, gradient clip ±4), in place on `emb` `[n, dim]` (float64).
+ * alpha 1, gradient clip ±4), in place on `emb` `[n, dim]` (float32, as umap-learn).
  * @param epochsPerSample per edge, how many epochs between two samples (≥ 1).
- * @param rng uniform [0, 1) stream for negative samples.
+ * @param rngState state of umap-learn's `tau_rand_int` for the negative samples (3 × uint32, each
+ *   ≥ 16; advanced in place).
  */
 export function optimizeLayoutEuclidean(
-  emb: Float64Array,
+  emb: Float32Array,
   n: number,
   dim: number,
   head: Int32Array,
@@ -179,9 +180,12 @@ export function optimizeLayoutEuclidean(
   nEpochs: number,
   a: number,
   b: number,
-  rng: () => number,
+  rngState: Uint32Array,
   onEpoch?: (e: number, total: number) => void,
 ): void {
+  let tau0 = rngState[0] | 0;
+  let tau1 = rngState[1] | 0;
+  let tau2 = rngState[2] | 0;
   const negativeSampleRate = 5;
   const gamma = 1;
   const initialAlpha = 1;
@@ -217,7 +221,12 @@ export function optimizeLayoutEuclidean(
       nextSample[e] += epochsPerSample[e];
       const nNeg = Math.floor((epoch - nextNegative[e]) / epochsPerNegative[e]);
       for (let p = 0; p < nNeg; p++) {
-        const kn = Math.floor(rng() * n);
+        // umap-learn's tau_rand_int (Tausworthe generator, L'Ecuyer 1996) modulo n
+        // (states kept as int32 bit patterns so V8 keeps them small integers)
+        tau0 = ((tau0 & -2) << 12) ^ (((tau0 << 13) ^ tau0) >>> 19);
+        tau1 = ((tau1 & -8) << 4) ^ (((tau1 << 2) ^ tau1) >>> 25);
+        tau2 = ((tau2 & -16) << 17) ^ (((tau2 << 3) ^ tau2) >>> 11);
+        const kn = ((tau0 ^ tau1 ^ tau2) >>> 0) % n;
         const co = kn * dim;
         let s2 = 0;
         for (let c = 0; c < dim; c++) {
@@ -236,6 +245,9 @@ export function optimizeLayoutEuclidean(
     alpha = initialAlpha * (1 - (epoch + 1) / nEpochs);
     onEpoch?.(epoch + 1, nEpochs);
   }
+  rngState[0] = tau0;
+  rngState[1] = tau1;
+  rngState[2] = tau2;
 }
 
 /**
@@ -261,7 +273,7 @@ export function umapFromKnn(knn: KnnGraph, opts: UmapOptions = {}): Float32Array
   const eps = Float64Array.from(keep, (e) => wmax / g.weight[e]);
   // random init in [−10, 10], rescaled to [0, 10] per axis (simplicial_set_embedding)
   const rng = makeRng(`umap-${opts.seed ?? 0}`);
-  const emb = new Float64Array(n * dim);
+  const emb = new Float32Array(n * dim);
   for (let t = 0; t < emb.length; t++) emb[t] = rng() * 20 - 10;
   for (let c = 0; c < dim; c++) {
     let lo = Infinity;
@@ -273,8 +285,9 @@ export function umapFromKnn(knn: KnnGraph, opts: UmapOptions = {}): Float32Array
     for (let i = 0; i < n; i++) emb[i * dim + c] = (10 * (emb[i * dim + c] - lo)) / (hi - lo || 1);
   }
   const { a, b } = findABParams(1, 0.1);
-  optimizeLayoutEuclidean(emb, n, dim, head, tail, eps, nEpochs, a, b, rng, opts.onEpoch);
-  return Float32Array.from(emb);
+  const tau = Uint32Array.from({ length: 3 }, () => (Math.floor(rng() * 2 ** 32) | 16) >>> 0);
+  optimizeLayoutEuclidean(emb, n, dim, head, tail, eps, nEpochs, a, b, tau, opts.onEpoch);
+  return emb;
 }
 
 /**

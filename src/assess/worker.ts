@@ -1,5 +1,5 @@
 /**
- * Worker-thread side of parallel.ts: runs UMAP layouts and row types of the all-pairs scan sent by
+ * Worker-thread side of parallel.ts: runs exact kNN graphs, UMAP layouts and row types of the all-pairs scan sent by
  * the main thread. Runs only inside a worker started by `AssessPool`; each worker has its own
  * TensorFlow.js backend (wasm runs one thread per backend in Node, so parallelism comes from workers).
  */
@@ -11,6 +11,7 @@ import type { UmapOptions } from "./umap.js";
 
 /** Messages from the main thread (each answered with `{ id, ... }` or `{ id, error }`). */
 export type AssessJob =
+  | { id: number; type: "knn"; x: Float32Array; n: number; d: number; k: number }
   | { id: number; type: "umap"; knn: KnnGraph; opts: Omit<UmapOptions, "onEpoch"> }
   | { id: number; type: "pairs-setup"; blocks: TypeBlock[]; specs: MeasureSpec[]; joints: [string, string][]; bins1d?: number; bins2d?: number; batchCodes?: Int32Array }
   | { id: number; type: "pairs-row"; bi: number }
@@ -19,6 +20,7 @@ export type AssessJob =
 async function serve(): Promise<void> {
   const { initBackend } = await import("../backend.js");
   const { umapFromKnn } = await import("./umap.js");
+  const { exactKnn } = await import("./knn.js");
   const pairs = await import("./pairs.js");
   await initBackend((workerData as { backend: BackendChoice }).backend);
   let scanner: PairScanner | undefined;
@@ -30,7 +32,10 @@ async function serve(): Promise<void> {
       return;
     }
     try {
-      if (job.type === "umap") {
+      if (job.type === "knn") {
+        const g = exactKnn(job.x, job.n, job.d, { k: job.k });
+        parentPort!.postMessage({ id: job.id, knn: g }, [g.indices.buffer as ArrayBuffer, g.distances.buffer as ArrayBuffer]);
+      } else if (job.type === "umap") {
         const coords = umapFromKnn(job.knn, job.opts);
         parentPort!.postMessage({ id: job.id, coords }, [coords.buffer as ArrayBuffer]);
       } else if (job.type === "pairs-setup") {
