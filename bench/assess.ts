@@ -1,7 +1,12 @@
 /**
  * Benchmark of `cellfm assess` at the study's size (seed-study.md §5): 44,500 cells × 2,435 genes,
  * 89 cell types × 500 cells, one 256-d embedding, sparsity like real data (~90 % zeros per cell).
- * Quick mode: 20 types × 100 cells × 500 genes. Reports wall time, per-stage times and peak RSS.
+ * Quick mode: 20 types × 100 cells × 500 genes; `CELLFM_BENCH_ASSESS_SHAPE=20x500x2435x256` (types ×
+ * cells per type × genes × embedding dim) for another size, e.g. to profile at 10,000 cells. Reports wall
+ * time, per-stage times (stages overlap: UMAP layouts run in worker threads while the main thread
+ * computes the metrics, so "umap" is the wait after the metrics) and peak RSS (the process, workers
+ * included). Goal (issue 4, §5): < 20 min and < 8 GB on 2 cores at full size; measured ~7 min, 3.8 GiB
+ * (docs/assess.md, "Scale").
  *
  * The dataset is generated on the fly (an in-memory CountMatrixSource that regenerates each chunk
  * from a seed), so nothing big is written except the embeddings Arrow file in a temp folder.
@@ -16,7 +21,7 @@ import type { CountMatrixSource, CsrChunk } from "../src/data/types.js";
 import type { BenchRow } from "./run.js";
 
 /** Synthetic counts: per type a log-normal gene profile; per cell a size factor; Poisson counts. */
-function syntheticSource(nTypes: number, perType: number, nGenes: number, seed = 0): { source: CountMatrixSource; profiles: Float64Array } {
+export function syntheticSource(nTypes: number, perType: number, nGenes: number, seed = 0): { source: CountMatrixSource; profiles: Float64Array } {
   const n = nTypes * perType;
   const rng = makeRng(`profiles-${seed}`);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());

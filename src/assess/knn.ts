@@ -23,8 +23,6 @@ export interface KnnGraph {
  * Exact kNN of each row of X `[n, d]` among all other rows (the row itself is never its own neighbour).
  * @param opts.k neighbours per row (default 15; capped at n − 1).
  * @param opts.blockRows rows per distance block (default: ~64 MB of distances).
- * @param opts.candidates restrict the search for row i to rows with `candidates[i] === candidates[j]`
- *   (used for per-group graphs); default all rows.
  * @throws Error when n < 2.
  */
 export function exactKnn(
@@ -33,25 +31,44 @@ export function exactKnn(
   d: number,
   opts: { k?: number; blockRows?: number; onProgress?: (done: number) => void } = {},
 ): KnnGraph {
+  const part = exactKnnRows(x, n, d, 0, n, opts);
+  return { n, k: part.k, indices: part.indices, distances: part.distances };
+}
+
+/**
+ * The rows `[r0, r1)` of {@link exactKnn}'s graph (neighbours among all n rows), so that a graph can
+ * be computed in parts on several threads and concatenated: identical to the same rows of the whole.
+ * @returns `indices` / `distances` `[r1 − r0, k]`.
+ * @throws Error when n < 2 or the range is outside [0, n].
+ */
+export function exactKnnRows(
+  x: Float32Array | PreparedRows,
+  n: number,
+  d: number,
+  r0: number,
+  r1: number,
+  opts: { k?: number; blockRows?: number; onProgress?: (done: number) => void } = {},
+): { k: number; indices: Int32Array; distances: Float32Array } {
   if (n < 2) throw new Error(`kNN needs at least 2 cells, got ${n}`);
+  if (!(0 <= r0 && r0 <= r1 && r1 <= n)) throw new Error(`exactKnnRows: rows [${r0}, ${r1}) outside [0, ${n})`);
   const k = Math.min(opts.k ?? 15, n - 1);
   const prep = x instanceof PreparedRows ? x : new PreparedRows(x, n, d);
   const block = opts.blockRows ?? Math.max(1, Math.min(n, Math.floor(16_000_000 / n)));
-  const indices = new Int32Array(n * k);
-  const distances = new Float32Array(n * k);
+  const indices = new Int32Array((r1 - r0) * k);
+  const distances = new Float32Array((r1 - r0) * k);
   const hd = new Float64Array(k);
   const hi = new Int32Array(k);
   const buf = new Float32Array(block * n);
   try {
-    for (let r0 = 0; r0 < n; r0 += block) {
-      const r1 = Math.min(n, r0 + block);
-      const dist = prep.sqDists(r0, r1, 0, n, buf);
-      for (let i = r0; i < r1; i++) {
+    for (let b0 = r0; b0 < r1; b0 += block) {
+      const b1 = Math.min(r1, b0 + block);
+      const dist = prep.sqDists(b0, b1, 0, n, buf);
+      for (let i = b0; i < b1; i++) {
         // sorted insertion into a small buffer (k ≤ ~50); most candidates fail the first comparison
         // against the current k-th distance, so the insertion is rarely called
         let size = 0;
         let worst = Infinity;
-        const off = (i - r0) * n;
+        const off = (i - b0) * n;
         for (let j = 0; j < n; j++) {
           const v = dist[off + j];
           if (v < worst && j !== i) {
@@ -60,16 +77,16 @@ export function exactKnn(
           }
         }
         for (let t = 0; t < k; t++) {
-          indices[i * k + t] = hi[t];
-          distances[i * k + t] = Math.sqrt(hd[t]);
+          indices[(i - r0) * k + t] = hi[t];
+          distances[(i - r0) * k + t] = Math.sqrt(hd[t]);
         }
       }
-      opts.onProgress?.(r1);
+      opts.onProgress?.(b1);
     }
   } finally {
     if (!(x instanceof PreparedRows)) prep.dispose();
   }
-  return { n, k, indices, distances };
+  return { k, indices, distances };
 }
 
 /**

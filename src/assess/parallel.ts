@@ -37,7 +37,7 @@ export function toShared(x: Float32Array): Float32Array {
 /** A job without its id (distributes over the union). */
 type JobBody = AssessJob extends infer J ? (J extends unknown ? Omit<J, "id"> : never) : never;
 
-type Reply = { id: number; error?: string; knn?: KnnGraph; coords?: Float32Array; row?: RowTypeResult; counts?: ScanCounts };
+type Reply = { id: number; error?: string; part?: { k: number; indices: Int32Array; distances: Float32Array }; coords?: Float32Array; row?: RowTypeResult; counts?: ScanCounts };
 
 /**
  * A pool of assessment workers. Start with {@link AssessPool.start}, always {@link AssessPool.close}.
@@ -113,14 +113,32 @@ export class AssessPool {
     else this.idle.push(w);
   }
 
-  /** {@link exactKnn} of X `[n, d]` on the next free worker (X is copied to it). */
+  /**
+   * {@link exactKnn} of X `[n, d]`, its rows split in one part per worker (each part on the next free
+   * worker; X is shared, not copied); equal to the single-thread graph.
+   */
   async knn(x: Float32Array, n: number, d: number, k: number): Promise<KnnGraph> {
-    const w = await this.acquire();
-    try {
-      return (await this.call(w, { type: "knn", x, n, d, k })).knn!;
-    } finally {
-      this.release(w);
-    }
+    const xs = x.buffer instanceof SharedArrayBuffer ? x : toShared(x);
+    const parts = Math.max(1, Math.min(this.workers.length, Math.floor(n / 1000)));
+    const bounds = Array.from({ length: parts + 1 }, (_, p) => Math.round((p * n) / parts));
+    const got = await Promise.all(
+      bounds.slice(0, -1).map(async (r0, p) => {
+        const w = await this.acquire();
+        try {
+          return (await this.call(w, { type: "knn", x: xs, n, d, k, r0, r1: bounds[p + 1] })).part!;
+        } finally {
+          this.release(w);
+        }
+      }),
+    );
+    const kk = got[0].k;
+    const indices = new Int32Array(n * kk);
+    const distances = new Float32Array(n * kk);
+    got.forEach((g, p) => {
+      indices.set(g.indices, bounds[p] * kk);
+      distances.set(g.distances, bounds[p] * kk);
+    });
+    return { n, k: kk, indices, distances };
   }
 
   /** {@link umapFromKnn} on the next free worker. */

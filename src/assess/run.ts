@@ -315,10 +315,11 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         });
       }
       rep.time("knn");
-      const umapJobs = reps.flatMap((_, ri) => [
-        { ri, dim: 5, knn: graphs[ri].g, seed: umapSeedBase + ri },
-        { ri, dim: 2, knn: graphs[ri].g2, seed: umapSeedBase + 100 + ri },
-      ]);
+      // the long 5-D layouts first (the workers take jobs in order), then the 2-D figure layouts
+      const umapJobs = [
+        ...reps.map((_, ri) => ({ ri, dim: 5, knn: graphs[ri].g, seed: umapSeedBase + ri })),
+        ...reps.map((_, ri) => ({ ri, dim: 2, knn: graphs[ri].g2, seed: umapSeedBase + 100 + ri })),
+      ];
       const layout = (j: (typeof umapJobs)[number]) => ({ nComponents: j.dim, nNeighbors: k, seed: j.seed, nEpochs: opts.umapEpochs });
       let umapResults: Promise<Float32Array[]>;
       if (pool) {
@@ -358,8 +359,8 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       rep.time("umap");
       for (let ri = 0; ri < reps.length; ri++) {
         const R = reps[ri];
-        umap5.push(layouts[2 * ri]);
-        const u2 = layouts[2 * ri + 1];
+        umap5.push(layouts[ri]);
+        const u2 = layouts[reps.length + ri];
         const pts = subsample.map((i, t) => ({ x: u2[t * 2], y: u2[t * 2 + 1], c: labels[i] }));
         figures.push({ name: `umap_${R.id}_celltype`, title: `UMAP of ${R.name}, by cell type`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — cell type`, pts, labelKey), path.join(tmp, "figures"), `umap_${R.id}_celltype`) });
         if (batches) {

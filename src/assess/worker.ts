@@ -11,7 +11,7 @@ import type { UmapOptions } from "./umap.js";
 
 /** Messages from the main thread (each answered with `{ id, ... }` or `{ id, error }`). */
 export type AssessJob =
-  | { id: number; type: "knn"; x: Float32Array; n: number; d: number; k: number }
+  | { id: number; type: "knn"; x: Float32Array; n: number; d: number; k: number; r0: number; r1: number }
   | { id: number; type: "umap"; knn: KnnGraph; opts: Omit<UmapOptions, "onEpoch"> }
   | { id: number; type: "pairs-setup"; blocks: TypeBlock[]; specs: MeasureSpec[]; joints: [string, string][]; bins1d?: number; bins2d?: number; batchCodes?: Int32Array }
   | { id: number; type: "pairs-row"; bi: number }
@@ -20,7 +20,7 @@ export type AssessJob =
 async function serve(): Promise<void> {
   const { initBackend } = await import("../backend.js");
   const { umapFromKnn } = await import("./umap.js");
-  const { exactKnn } = await import("./knn.js");
+  const { exactKnnRows } = await import("./knn.js");
   const pairs = await import("./pairs.js");
   await initBackend((workerData as { backend: BackendChoice }).backend);
   let scanner: PairScanner | undefined;
@@ -33,8 +33,8 @@ async function serve(): Promise<void> {
     }
     try {
       if (job.type === "knn") {
-        const g = exactKnn(job.x, job.n, job.d, { k: job.k });
-        parentPort!.postMessage({ id: job.id, knn: g }, [g.indices.buffer as ArrayBuffer, g.distances.buffer as ArrayBuffer]);
+        const g = exactKnnRows(job.x, job.n, job.d, job.r0, job.r1, { k: job.k });
+        parentPort!.postMessage({ id: job.id, part: g }, [g.indices.buffer as ArrayBuffer, g.distances.buffer as ArrayBuffer]);
       } else if (job.type === "umap") {
         const coords = umapFromKnn(job.knn, job.opts);
         parentPort!.postMessage({ id: job.id, coords }, [coords.buffer as ArrayBuffer]);

@@ -119,12 +119,14 @@ describe("UMAP (umap-learn's algorithm on typed arrays)", () => {
     expect(w.get(`0,${g.indices[0]}`)).toBe(1);
   });
 
-  it("same seed → identical coordinates, on the main thread or a worker; another seed differs", async () => {
+  it("same seed → identical coordinates, on the main thread or a worker; another seed differs; kNN on workers", async () => {
     const a = umapFromKnn(g, { nComponents: 5, seed: 3, nEpochs: 30 });
     const b = umapFromKnn(g, { nComponents: 5, seed: 3, nEpochs: 30 });
     const [w1, w2] = await Promise.all([pool.umap(g, { nComponents: 5, seed: 3, nEpochs: 30 }), pool.umap(g, { nComponents: 5, seed: 4, nEpochs: 30 })]);
     expect(b).toEqual(a);
     expect(w1).toEqual(a);
+    // the kNN graph split by rows over the 2 workers equals the single-thread graph
+    expect(await pool.knn(x, n, 50, 15)).toEqual(g);
     expect(w2).not.toEqual(a);
     expect(a.length).toBe(n * 5);
     expect(a.every(Number.isFinite)).toBe(true);
