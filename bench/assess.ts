@@ -5,7 +5,7 @@
  * cells per type × genes × embedding dim) for another size, e.g. to profile at 10,000 cells. Reports wall
  * time, per-stage times (stages overlap: UMAP layouts run in worker threads while the main thread
  * computes the metrics, so "umap" is the wait after the metrics) and peak RSS (the process, workers
- * included). Goal (issue 4, §5): < 20 min and < 8 GB on 2 cores at full size; measured ~7 min, 3.8 GiB
+ * included). Goal (issue 4, §5): < 20 min and < 8 GB on 2 cores at full size; measured 6.1 min, 3.4 GiB
  * (docs/assess.md, "Scale").
  *
  * The dataset is generated on the fly (an in-memory CountMatrixSource that regenerates each chunk

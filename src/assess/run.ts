@@ -286,8 +286,9 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         const step = nSel / maxPts;
         return Array.from({ length: maxPts }, (_, i) => Math.floor(i * step));
       })();
-      // 1. kNN graphs (main thread, tf matmuls); 2. UMAP layouts in the worker pool (or here with
-      // threads = 1) while the main thread computes the metrics; 3. figures; 4. all pairs.
+      // 1. exact kNN graphs (rows split over the worker pool, or here with threads = 1); 2. UMAP
+      // layouts in the pool while the main thread computes the metrics; 3. figures; 4. all pairs
+      // (row types over the pool). Every job is deterministic, so results do not depend on threads.
       const subRows = (R: (typeof reps)[number]) => {
         const xs = new Float32Array(subsample.length * R.d);
         subsample.forEach((r, i) => xs.set(R.x.subarray(r * R.d, r * R.d + R.d), i * R.d));
