@@ -6,3 +6,11 @@ describe("cli", () => {
     await expect(main(["no-such-command"])).rejects.toThrow(/Unknown argument|command/);
   });
 });
+
+describe("cellfm assess flags", () => {
+  it("refuses --threads 0 before reading anything, naming the flag", async () => {
+    await expect(
+      main(["assess", "--input", "data/tiny.h5ad", "--output", "/tmp/cellfm-never-written", "--threads", "0", "--quiet"]),
+    ).rejects.toThrow(/--threads must be a positive integer/);
+  });
+});

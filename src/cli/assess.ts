@@ -32,6 +32,7 @@ interface AssessArgs {
   "use-raw"?: boolean;
   k: number;
   backend: BackendChoice;
+  threads?: number;
   force?: boolean;
   quiet?: boolean;
 }
@@ -57,11 +58,15 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       .option("use-raw", { type: "boolean", describe: "read counts from raw/X" })
       .option("k", { type: "number", default: 15, describe: "neighbours for kNN accuracy, UMAP and graph connectivity" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend for the matrix products" })
+      .option("threads", { type: "number", describe: "worker threads for the kNN graphs, UMAP layouts and all-pairs scan (default: the machine's cores, at most 2; results do not depend on it)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress output" })
       .check((a) => {
         for (const key of ["min-cells", "n-hvg", "k"] as const) {
           if (!Number.isInteger(a[key]) || a[key] < 1) throw new Error(`--${key} must be a positive integer (got ${a[key]})`);
+        }
+        if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) {
+          throw new Error(`--threads must be a positive integer (got ${a.threads})`);
         }
         if (a["per-type"] !== undefined && (!Number.isInteger(a["per-type"]) || a["per-type"] < 1)) {
           throw new Error(`--per-type must be a positive integer (got ${a["per-type"]})`);
@@ -86,6 +91,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       useRaw: a["use-raw"],
       k: a.k,
       backend: a.backend,
+      threads: a.threads,
       force: a.force,
       quiet: a.quiet,
     });
