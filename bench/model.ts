@@ -100,7 +100,9 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
   const nCells = B * 4;
   const cells = Array.from({ length: nCells }, () => new Int32Array(L).map(() => 3 + Math.floor(rnd() * (V - 3))));
   if (mode === "embedpar") {
-    // worker threads: 2 workers, each its own wasm backend; each timed call starts them (startup included)
+    // worker threads: 2 workers, each its own wasm backend; each timed call starts them (startup
+    // included, ~1-2 s under tsx), so the call embeds 4x the single-thread cells to amortise it as
+    // `cellfm embed --workers 2` does on a real dataset
     const os = await import("node:os");
     const { writeCheckpoint } = await import("../src/model/checkpoint.js");
     const { embedCellsParallel } = await import("../src/embed/parallel.js");
@@ -110,7 +112,7 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
       model,
       cellfm: { encoding: "geneformer-rank-value", objective: "mlm", model_version: "V1", dictionary: { name: "", sha256: "" }, backend: info.name, cellfm_version: "", created: "" },
     });
-    const many = [...cells, ...cells];
+    const many = [...cells, ...cells, ...cells, ...cells];
     const r = await time(() => embedCellsParallel(ck, many, config.hidden_size, { workers: 2, maxTokensPerBatch: B * L }).then(() => undefined), many.length);
     fs.rmSync(dir, { recursive: true, force: true });
     return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
