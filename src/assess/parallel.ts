@@ -6,21 +6,13 @@
  * histogram counts are integer sums, exact in any order.
  */
 import * as os from "node:os";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { startWorker } from "../threads.js";
 import type { BackendChoice } from "../backend.js";
 import type { KnnGraph } from "./knn.js";
 import { assembleScan, batchCodes, measureFromSpec, type JointHistogram, type MeasureSpec, type PairSummary, type RowTypeResult, type ScanCounts, type ScanOptions, type TypeBlock } from "./pairs.js";
 import type { UmapOptions } from "./umap.js";
 import type { AssessJob } from "./worker.js";
-
-// Eval'd bootstrap: under tsx/vitest (sources are .ts) register tsx in the worker first.
-const BOOT = `
-const { parentPort, workerData } = require("node:worker_threads");
-(async () => {
-  if (workerData.__module.endsWith(".ts")) { const api = await import("tsx/esm/api"); api.register(); }
-  await import(workerData.__module);
-})().catch((e) => parentPort.postMessage({ fatal: String(e && e.message || e) }));
-`;
 
 /** Default worker count: the machine's cores, at most 2 (each pair-scan worker holds its own copy of the measures' data in its wasm heap, ~0.5 GB at 44,500 cells). */
 export function defaultThreads(): number {
@@ -55,14 +47,12 @@ export class AssessPool {
    * @throws Error when a worker fails to start (the others are stopped).
    */
   static async start(threads: number, backend: BackendChoice): Promise<AssessPool> {
-    const self = new URL(import.meta.url);
-    const mod = new URL(self.pathname.endsWith(".ts") ? "./worker.ts" : "./worker.js", self).href;
     const workers: Worker[] = [];
     const pool = new AssessPool(workers);
     try {
       await Promise.all(
         Array.from({ length: threads }, () => {
-          const w = new Worker(BOOT, { eval: true, workerData: { __module: mod, backend } });
+          const w = startWorker(import.meta.url, "./worker", { backend });
           workers.push(w);
           return new Promise<void>((resolve, reject) => {
             w.on("error", (e) => {

@@ -5,19 +5,12 @@
  * {@link embedCells} does and hands them out to idle workers, so the result equals the
  * single-thread one (each cell's embedding depends only on the cell).
  */
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { startWorker } from "../threads.js";
 import type { BackendChoice } from "../backend.js";
 import { type EmbedOptions, planBatches } from "./embed.js";
 import type { EmbedWorkerData, EmbedWorkerJob } from "./worker.js";
 
-// Eval'd bootstrap: under tsx/vitest (sources are .ts) register tsx in the worker first.
-const BOOT = `
-const { parentPort, workerData } = require("node:worker_threads");
-(async () => {
-  if (workerData.__module.endsWith(".ts")) { const api = await import("tsx/esm/api"); api.register(); }
-  await import(workerData.__module);
-})().catch((e) => parentPort.postMessage({ fatal: String(e && e.message || e) }));
-`;
 
 /**
  * Embed cells with `workers` worker threads.
@@ -40,10 +33,7 @@ export async function embedCellsParallel(
   const out = new Float32Array(cells.length * hidden);
   if (batches.length === 0) return out;
   const nWorkers = Math.max(1, Math.min(opts.workers, batches.length));
-  const self = new URL(import.meta.url);
-  const mod = new URL(self.pathname.endsWith(".ts") ? "./worker.ts" : "./worker.js", self).href;
-  const data: EmbedWorkerData & { __module: string } = {
-    __module: mod,
+  const data: EmbedWorkerData = {
     checkpoint,
     backend: opts.backend ?? "wasm",
     layer: opts.layer ?? -1,
@@ -62,7 +52,7 @@ export async function embedCellsParallel(
         w.postMessage(job);
       };
       for (let k = 0; k < nWorkers; k++) {
-        const w = new Worker(BOOT, { eval: true, workerData: data });
+        const w = startWorker(import.meta.url, "./worker", data);
         workers.push(w);
         w.on("error", fail);
         w.on("message", (m: { ready?: boolean; fatal?: string; id?: number; data?: Float32Array; error?: string }) => {

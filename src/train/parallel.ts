@@ -23,7 +23,8 @@
  * Workers must be stopped with {@link DataParallel.dispose} (the training loop does so in
  * `finally`); a live worker keeps the process running.
  */
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { startWorker } from "../threads.js";
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendChoice } from "../backend.js";
 import type { BertForMaskedLM } from "../model/bert.js";
@@ -50,14 +51,6 @@ export interface CombinedGrads {
   nMasked: number;
 }
 
-// Eval'd bootstrap: under tsx/vitest (sources are .ts) register tsx in the worker first.
-const BOOT = `
-const { parentPort, workerData } = require("node:worker_threads");
-(async () => {
-  if (workerData.__module.endsWith(".ts")) { const api = await import("tsx/esm/api"); api.register(); }
-  await import(workerData.__module);
-})().catch((e) => parentPort.postMessage({ fatal: String(e && e.message || e) }));
-`;
 
 /**
  * Dropout seed of shard `k` of a micro-batch whose seed is `seed`: shard 0 keeps `seed` (so one
@@ -208,10 +201,7 @@ export class DataParallel {
    */
   static async start(model: BertForMaskedLM, opts: { workers: number; backend: BackendChoice }): Promise<DataParallel> {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`workers must be an integer >= 1, got ${opts.workers}`);
-    const self = new URL(import.meta.url);
-    const mod = new URL(self.pathname.endsWith(".ts") ? "./grad-worker.ts" : "./grad-worker.js", self).href;
-    const data: GradWorkerData & { __module: string } = {
-      __module: mod,
+    const data: GradWorkerData = {
       config: model.config,
       backend: opts.backend,
       names: [...model.weights.keys()],
@@ -220,7 +210,7 @@ export class DataParallel {
     try {
       await Promise.all(
         Array.from({ length: opts.workers - 1 }, () => {
-          const w = new Worker(BOOT, { eval: true, workerData: data });
+          const w = startWorker(import.meta.url, "./grad-worker", data);
           workers.push(w);
           DataParallel.live++;
           w.once("exit", () => DataParallel.live--);
