@@ -6,9 +6,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeTokenizedDataset } from "../../src/data/tokenized.js";
-import { parseTrainConfig, type TrainConfig } from "../../src/train/config.js";
+import type { TrainConfig } from "../../src/train/config.js";
 import { train, type EvalResult } from "../../src/train/loop.js";
+import { tinyTrainConfig, writeGoldenTokens } from "./helpers.js";
 
 let tmp: string;
 let tokens: string;
@@ -16,34 +16,12 @@ let tokens: string;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-train-"));
   tokens = path.join(tmp, "tokens");
-  const lines = fs
-    .readFileSync("test/fixtures/golden/tiny.v1.jsonl", "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as { cell: string; input_ids: number[] });
-  writeTokenizedDataset(tokens, {
-    cellIds: lines.map((l) => l.cell),
-    inputIds: lines.map((l) => Int32Array.from(l.input_ids)),
-    meta: {
-      encoding: "geneformer-rank-value",
-      model_version: "V1",
-      dictionary: { name: "token_dictionary_gc30M.pkl", sha256: "golden-test" },
-    },
-  });
+  writeGoldenTokens(tokens);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 function cfg(out: string, training: Record<string, unknown>, model: Record<string, unknown> = {}): TrainConfig {
-  return parseTrainConfig(
-    {
-      model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64, ...model },
-      data: { tokens, max_length: 64, val_fraction: 0.2 },
-      training: { batch_size: 16, max_tokens_per_batch: 1024, warmup_steps: 2, log_every: 2, seed: 7, ...training },
-      output: { dir: path.join(tmp, out) },
-      backend: "wasm",
-    },
-    "test.yaml",
-  );
+  return tinyTrainConfig(tokens, tmp, out, { ...training }, model);
 }
 
 describe("cellfm train (loop)", () => {

@@ -9,7 +9,6 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "../../src/backend.js";
-import { writeTokenizedDataset } from "../../src/data/tokenized.js";
 import { BertForMaskedLM } from "../../src/model/bert.js";
 import { GENEFORMER_V1_6L } from "../../src/model/config.js";
 import { makeRng } from "../../src/rng.js";
@@ -17,6 +16,7 @@ import { parseTrainConfig, type TrainConfig } from "../../src/train/config.js";
 import { train } from "../../src/train/loop.js";
 import { collateMlm, truncateCell, type MlmBatch } from "../../src/train/masking.js";
 import { DataParallel, shardBatch } from "../../src/train/parallel.js";
+import { tinyTrainConfig, writeGoldenTokens, TINY_MODEL } from "./helpers.js";
 
 let tmp: string;
 let tokens: string;
@@ -25,37 +25,12 @@ let cells: Int32Array[];
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-parallel-"));
   tokens = path.join(tmp, "tokens");
-  const lines = fs
-    .readFileSync("test/fixtures/golden/tiny.v1.jsonl", "utf8")
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l) as { cell: string; input_ids: number[] });
-  cells = lines.map((l) => Int32Array.from(l.input_ids));
-  writeTokenizedDataset(tokens, {
-    cellIds: lines.map((l) => l.cell),
-    inputIds: cells,
-    meta: {
-      encoding: "geneformer-rank-value",
-      model_version: "V1",
-      dictionary: { name: "token_dictionary_gc30M.pkl", sha256: "golden-test" },
-    },
-  });
+  cells = writeGoldenTokens(tokens);
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const tinyModel = { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64 };
-
 function cfg(out: string, training: Record<string, unknown>, model: Record<string, unknown> = {}): TrainConfig {
-  return parseTrainConfig(
-    {
-      model: { ...tinyModel, ...model },
-      data: { tokens, max_length: 64, val_fraction: 0.2 },
-      training: { batch_size: 16, max_tokens_per_batch: 1024, warmup_steps: 2, log_every: 2, seed: 7, lr: 3e-3, ...training },
-      output: { dir: path.join(tmp, out) },
-      backend: "wasm",
-    },
-    "test.yaml",
-  );
+  return tinyTrainConfig(tokens, tmp, out, { lr: 3e-3, ...training }, model);
 }
 
 /** A collated batch of real cells of different lengths (truncated to 12..64 tokens). */
@@ -105,7 +80,7 @@ describe("shardBatch", () => {
 describe("DataParallel", () => {
   it("combined loss and gradients of 2 ranks equal the whole micro-batch's, also with an empty shard", async () => {
     await initBackend("wasm");
-    const model = new BertForMaskedLM({ ...GENEFORMER_V1_6L, ...tinyModel, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, { seed: 3 });
+    const model = new BertForMaskedLM({ ...GENEFORMER_V1_6L, ...TINY_MODEL, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, { seed: 3 });
     const dp = await DataParallel.start(model, { workers: 2, backend: "wasm" });
     try {
       expect(DataParallel.live).toBe(1);
@@ -198,7 +173,7 @@ describe("cellfm train with training.workers: 2", () => {
     const c = (out: string, workers: number) =>
       parseTrainConfig(
         {
-          model: { ...tinyModel, ...noDropout, max_position_embeddings: 16 },
+          model: { ...TINY_MODEL, ...noDropout, max_position_embeddings: 16 },
           data: { tokens, max_length: 16, val_fraction: 0.2 },
           training: { batch_size: 8, max_steps: 3, eval_cells: 8, seed: 7, lr: 3e-3, workers },
           output: { dir: path.join(tmp, out) },
