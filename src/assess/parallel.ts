@@ -9,9 +9,9 @@ import * as os from "node:os";
 import type { Worker } from "node:worker_threads";
 import { startWorker } from "../threads.js";
 import type { BackendChoice } from "../backend.js";
-import type { KnnGraph } from "./knn.js";
-import { assembleScan, batchCodes, measureFromSpec, type JointHistogram, type MeasureSpec, type PairSummary, type RowTypeResult, type ScanCounts, type ScanOptions, type TypeBlock } from "./pairs.js";
-import type { UmapOptions } from "./umap.js";
+import { exactKnn, type KnnGraph } from "./knn.js";
+import { assembleScan, batchCodes, measureFromSpec, scanPairs, type JointHistogram, type MeasureSpec, type PairSummary, type RowTypeResult, type ScanCounts, type ScanOptions, type TypeBlock } from "./pairs.js";
+import { umapFromKnn, type UmapOptions } from "./umap.js";
 import type { AssessJob } from "./worker.js";
 
 /** Default worker count: the machine's cores, at most 2 (each pair-scan worker holds its own copy of the measures' data in its wasm heap, ~0.5 GB at 44,500 cells). */
@@ -26,6 +26,52 @@ export function toShared(x: Float32Array): Float32Array {
   return s;
 }
 
+/**
+ * Where the assessment's heavy jobs run: {@link AssessPool} (worker threads) or {@link InlineRunner}
+ * (the main thread). Both give identical results.
+ */
+export interface AssessRunner {
+  /** Threads the jobs run on (the main thread counts as 1). */
+  readonly size: number;
+  /** {@link exactKnn} of X `[n, d]` with k neighbours. */
+  knn(x: Float32Array, n: number, d: number, k: number): Promise<KnnGraph>;
+  /** {@link umapFromKnn}. */
+  umap(knn: KnnGraph, opts: Omit<UmapOptions, "onEpoch">): Promise<Float32Array>;
+  /** {@link scanPairs} over the measures built from `specs`. */
+  scanPairs(
+    blocks: readonly TypeBlock[],
+    specs: readonly MeasureSpec[],
+    joints: readonly [string, string][],
+    opts?: ScanOptions,
+  ): Promise<{ summaries: PairSummary[]; joints: JointHistogram[] }>;
+  close(): Promise<void>;
+}
+
+/** Runs the jobs on the calling thread (threads = 1), each as soon as it is called. */
+export class InlineRunner implements AssessRunner {
+  readonly size = 1;
+  async knn(x: Float32Array, n: number, d: number, k: number): Promise<KnnGraph> {
+    return exactKnn(x, n, d, { k });
+  }
+  async umap(knn: KnnGraph, opts: Omit<UmapOptions, "onEpoch">): Promise<Float32Array> {
+    return umapFromKnn(knn, opts);
+  }
+  async scanPairs(
+    blocks: readonly TypeBlock[],
+    specs: readonly MeasureSpec[],
+    joints: readonly [string, string][],
+    opts: ScanOptions = {},
+  ): Promise<{ summaries: PairSummary[]; joints: JointHistogram[] }> {
+    const measures = specs.map(measureFromSpec);
+    try {
+      return scanPairs(blocks, measures, joints, opts);
+    } finally {
+      measures.forEach((m) => m.dispose?.());
+    }
+  }
+  async close(): Promise<void> {}
+}
+
 /** A job without its id (distributes over the union). */
 type JobBody = AssessJob extends infer J ? (J extends unknown ? Omit<J, "id"> : never) : never;
 
@@ -34,7 +80,7 @@ type Reply = { id: number; error?: string; part?: { k: number; indices: Int32Arr
 /**
  * A pool of assessment workers. Start with {@link AssessPool.start}, always {@link AssessPool.close}.
  */
-export class AssessPool {
+export class AssessPool implements AssessRunner {
   private nextId = 0;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   private readonly idle: Worker[] = [];

@@ -16,11 +16,10 @@ import { selectCells, type Selection } from "./select.js";
 import { GeneMoments, seuratHvg, TARGET_SUM } from "./hvg.js";
 import { pca } from "./linalg.js";
 import { rankStandardize } from "./spearman.js";
-import { exactKnn, knnAccuracy, type KnnGraph } from "./knn.js";
+import { knnAccuracy, type KnnGraph } from "./knn.js";
 import { silhouetteScore, batchAsw, graphConnectivity, nmi, ari, kmeansClusters } from "./metrics.js";
-import { umapFromKnn } from "./umap.js";
-import { measureFromSpec, scanPairs, type MeasureSpec, type TypeBlock } from "./pairs.js";
-import { AssessPool, defaultThreads } from "./parallel.js";
+import type { MeasureSpec, TypeBlock } from "./pairs.js";
+import { AssessPool, InlineRunner, defaultThreads, type AssessRunner } from "./parallel.js";
 import { aucLess, histogramAuc, Histogram1D, median } from "./stats.js";
 import { renderFigure, withinBetweenSpec, jointSpec, sparsitySpec, scatterSpec } from "./figures.js";
 import { writeReport, type AssessmentResult, type MeasureSummary, type RepresentationMetrics } from "./report.js";
@@ -272,9 +271,11 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
 
     const tmp = tempDirFor(opts.output);
     const threads = Math.max(1, Math.floor(opts.threads ?? defaultThreads()));
-    let pool: AssessPool | undefined;
+    let runner: AssessRunner | undefined;
     try {
-      if (threads > 1) pool = await AssessPool.start(threads, backend.name as BackendChoice);
+      runner = threads > 1 ? await AssessPool.start(threads, backend.name as BackendChoice) : new InlineRunner();
+      const run = runner;
+      const where = run.size > 1 ? ` in ${run.size} worker threads` : "";
       fs.mkdirSync(path.join(tmp, "figures"));
       const figures: { name: string; title: string; svg: string }[] = [];
       const metrics: RepresentationMetrics[] = [];
@@ -286,53 +287,34 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         const step = nSel / maxPts;
         return Array.from({ length: maxPts }, (_, i) => Math.floor(i * step));
       })();
-      // 1. exact kNN graphs (rows split over the worker pool, or here with threads = 1); 2. UMAP
-      // layouts in the pool while the main thread computes the metrics; 3. figures; 4. all pairs
-      // (row types over the pool). Every job is deterministic, so results do not depend on threads.
+      // 1. exact kNN graphs (rows split over the worker threads); 2. UMAP layouts in the workers while
+      // the main thread computes the metrics; 3. figures; 4. all pairs (row types over the workers).
+      // With threads = 1 every job runs here in the same order. Every job is deterministic, so
+      // results do not depend on threads.
       const subRows = (R: (typeof reps)[number]) => {
         const xs = new Float32Array(subsample.length * R.d);
         subsample.forEach((r, i) => xs.set(R.x.subarray(r * R.d, r * R.d + R.d), i * R.d));
         return xs;
       };
       const kSub = Math.min(k, subsample.length - 1);
-      let graphs: { g: KnnGraph; g2: KnnGraph }[];
-      if (pool) {
-        const pl = pool;
-        rep.stage(`exact ${k}-NN graphs of ${reps.length} representation(s) (${nSel} cells) in ${pl.size} worker threads`);
-        graphs = await Promise.all(
-          reps.map(async (R) => {
-            const [g, g2] = await Promise.all([pl.knn(R.x, nSel, R.d, k), subsample.length !== nSel ? pl.knn(subRows(R), subsample.length, R.d, kSub) : undefined]);
-            return { g, g2: g2 ?? g };
-          }),
-        );
-      } else {
-        graphs = reps.map((R) => {
-          rep.stage(`${R.name}: exact ${k}-NN graph (${nSel} cells, ${R.d} dims)`);
-          rep.bar0(nSel, "kNN rows");
-          const g = exactKnn(R.x, nSel, R.d, { k, onProgress: (v) => rep.tick(v) });
-          // the 2-D UMAP is only for the scatter figure: computed on the (≤ 8,000) plotted cells
-          const g2 = subsample.length !== nSel ? exactKnn(subRows(R), subsample.length, R.d, { k: kSub }) : g;
-          return { g, g2 };
-        });
-      }
+      rep.stage(`exact ${k}-NN graphs of ${reps.length} representation(s) (${nSel} cells)${where}`);
+      // the 2-D UMAP is only for the scatter figure: computed on the (≤ 8,000) plotted cells
+      const graphs: { g: KnnGraph; g2: KnnGraph }[] = await Promise.all(
+        reps.map(async (R) => {
+          const [g, g2] = await Promise.all([run.knn(R.x, nSel, R.d, k), subsample.length !== nSel ? run.knn(subRows(R), subsample.length, R.d, kSub) : undefined]);
+          return { g, g2: g2 ?? g };
+        }),
+      );
       rep.time("knn");
       // the long 5-D layouts first (the workers take jobs in order), then the 2-D figure layouts
       const umapJobs = [
-        ...reps.map((_, ri) => ({ ri, dim: 5, knn: graphs[ri].g, seed: umapSeedBase + ri })),
-        ...reps.map((_, ri) => ({ ri, dim: 2, knn: graphs[ri].g2, seed: umapSeedBase + 100 + ri })),
+        ...reps.map((_, ri) => ({ dim: 5, knn: graphs[ri].g, seed: umapSeedBase + ri })),
+        ...reps.map((_, ri) => ({ dim: 2, knn: graphs[ri].g2, seed: umapSeedBase + 100 + ri })),
       ];
-      const layout = (j: (typeof umapJobs)[number]) => ({ nComponents: j.dim, nNeighbors: k, seed: j.seed, nEpochs: opts.umapEpochs });
-      let umapResults: Promise<Float32Array[]>;
-      if (pool) {
-        const pl = pool;
-        rep.stage(`UMAP 5-D and 2-D (figure) of ${reps.length} representation(s) in ${pl.size} worker threads`);
-        umapResults = Promise.all(umapJobs.map((j) => pl.umap(j.knn, layout(j))));
-        umapResults.catch(() => {}); // awaited below
-      } else {
-        rep.stage(`UMAP 5-D and 2-D (figure) of ${reps.length} representation(s)`);
-        umapResults = Promise.resolve(umapJobs.map((j) => umapFromKnn(j.knn, layout(j))));
-        rep.time("umap");
-      }
+      rep.stage(`UMAP 5-D and 2-D (figure) of ${reps.length} representation(s)${where}`);
+      const umapResults = Promise.all(umapJobs.map((j) => run.umap(j.knn, { nComponents: j.dim, nNeighbors: k, seed: j.seed, nEpochs: opts.umapEpochs })));
+      umapResults.catch(() => {}); // awaited below
+      rep.time("umap");
       for (let ri = 0; ri < reps.length; ri++) {
         const R = reps[ri];
         const g = graphs[ri].g;
@@ -384,15 +366,9 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       const joints: [string, string][] = [["umap_hvg", "spearman"]];
       for (let ri = 1; ri < reps.length; ri++) joints.push(["umap_hvg", `umap_${reps[ri].id}`]);
       const blocks: TypeBlock[] = sel.kept.map((t) => ({ type: t.type, offset: t.offset, size: t.nSelected }));
-      rep.stage(`all ${((nSel * (nSel - 1)) / 2).toExponential(2)} cell pairs × ${specs.length} measures${pool ? ` in ${pool.size} worker threads` : ""}`);
+      rep.stage(`all ${((nSel * (nSel - 1)) / 2).toExponential(2)} cell pairs × ${specs.length} measures${where}`);
       rep.bar0((blocks.length * (blocks.length + 1)) / 2, "type pairs");
-      let scan: ReturnType<typeof scanPairs>;
-      if (pool) scan = await pool.scanPairs(blocks, specs, joints, { batches, onBlock: (d) => rep.tick(d) });
-      else {
-        const measures = specs.map(measureFromSpec);
-        scan = scanPairs(blocks, measures, joints, { batches, onBlock: (d) => rep.tick(d) });
-        measures.forEach((m) => m.dispose?.());
-      }
+      const scan = await run.scanPairs(blocks, specs, joints, { batches, onBlock: (d) => rep.tick(d) });
       const measures = scan.summaries;
       rep.time("pairs");
 
@@ -500,7 +476,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       fs.rmSync(tmp, { recursive: true, force: true });
       throw err;
     } finally {
-      await pool?.close();
+      await runner?.close();
     }
   } finally {
     rep.stop();
