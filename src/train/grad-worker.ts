@@ -37,8 +37,8 @@ async function serve(): Promise<void> {
   const tf = await import("@tensorflow/tfjs-core");
   const { initBackend } = await import("../backend.js");
   const { BertForMaskedLM } = await import("../model/bert.js");
+  const { tensorFromReusedBuffer } = await import("./parallel.js");
   await initBackend(d.backend);
-  const onWasm = tf.getBackend() === "wasm";
   const model = new BertForMaskedLM(d.config, { seed: 0 });
   const vars = [...model.weights.entries()];
   const names = vars.map(([n]) => n);
@@ -49,10 +49,8 @@ async function serve(): Promise<void> {
     if (m.type === "weights") {
       let off = 0;
       for (const [, v] of vars) {
-        // wasm copies into its heap; other backends keep the array, so give them their own copy
         // (m.flat goes back to the main thread below)
-        const view = m.flat.subarray(off, off + v.size);
-        tf.tidy(() => v.assign(tf.tensor(onWasm ? view : view.slice(), v.shape, "float32")));
+        tf.tidy(() => v.assign(tensorFromReusedBuffer(m.flat.subarray(off, off + v.size), v.shape)));
         off += v.size;
       }
       // hand the buffer back for the next sync (a fresh 40 MB buffer costs more than the copy)

@@ -53,6 +53,15 @@ export interface CombinedGrads {
 
 
 /**
+ * A float32 tensor from a view of a buffer that is handed between threads and reused: the wasm
+ * backend copies the values into its heap, but cpu and tfjs-node keep the array they are given, so
+ * those get their own copy.
+ */
+export function tensorFromReusedBuffer(view: Float32Array, shape: number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === "wasm" ? view : view.slice(), shape, "float32");
+}
+
+/**
  * Dropout seed of shard `k` of a micro-batch whose seed is `seed`: shard 0 keeps `seed` (so one
  * shard is exactly the single-thread run), the others get a distinct, deterministic seed.
  * @returns an unsigned 32-bit integer
@@ -308,7 +317,6 @@ export class DataParallel {
       const grads = new Map<string, tf.Tensor>();
       if (local) loss += (counts[0] / nMasked) * local.loss;
       for (let k = 1; k < shards.length; k++) if (results[k]) loss += (counts[k] / nMasked) * results[k]!.loss;
-      const onWasm = tf.getBackend() === "wasm";
       let off = 0;
       for (const [name, v] of this.model.weights) {
         const g = tf.tidy(() => {
@@ -319,9 +327,7 @@ export class DataParallel {
           for (let k = 1; k < shards.length; k++) {
             const r = results[k];
             if (!r) continue;
-            // wasm copies into its heap; other backends keep the array, which is reused next step
-            const view = r.grads.subarray(off, off + v.size);
-            const gk = tf.tensor(onWasm ? view : view.slice(), v.shape, "float32");
+            const gk = tensorFromReusedBuffer(r.grads.subarray(off, off + v.size), v.shape);
             const wk = counts[k] / nMasked;
             terms.push(wk === 1 ? gk : tf.mul(gk, wk));
           }
