@@ -14,7 +14,7 @@ import { TokenizedDatasetWriter, type TokenizedManifest } from "../data/tokenize
 import { openH5ad } from "../data/h5ad.js";
 import { assertWritable, writeFileAtomic } from "../io.js";
 import { readMediansTsv } from "./dictionaries.js";
-import { GeneformerTokenizer, type TokenizeSummary } from "./geneformer.js";
+import { ENCODING_NAMES, GeneformerTokenizer, type TokenEncoding, type TokenizeSummary } from "./geneformer.js";
 import { computeNonzeroMedians, formatMediansTsv, type MediansResult } from "./medians.js";
 import { TokenizeWorkers } from "./parallel.js";
 import { selectedBlocks } from "../data/types.js";
@@ -114,6 +114,12 @@ export interface TokenizeRunOptions {
    * more than it saves) and for 10x folders (parsed whole by each thread). Never changes the output.
    */
   threads?: number;
+  /** token encoding: rank (Geneformer, default), binned (scGPT), counts (scPRINT). */
+  encoding?: TokenEncoding;
+  /** binned: total bins including bin 0 (default 51). */
+  nBins?: number;
+  /** binned: seed of the per-cell tie spreading (default 0). */
+  seed?: number;
 }
 
 /** Most tokenizer threads by default: each opens the input and its dictionaries (~60 MB each). */
@@ -146,6 +152,9 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
       carry: o.carry,
       idColumn: o.idColumn,
       medians: userMedians?.medians,
+      encoding: o.encoding,
+      nBins: o.nBins,
+      seed: o.seed,
     });
     const srcFile = sourceFileFor(o.input);
     const hash = o.hashSource === false ? { result: Promise.resolve(""), cancel: () => undefined } : sha256FileInWorker(srcFile);
@@ -153,11 +162,13 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
     const writer = new TokenizedDatasetWriter(
       o.output,
       {
-        encoding: "geneformer-rank-value",
+        encoding: ENCODING_NAMES[tk.encoding],
         model_version: o.modelVersion,
         dictionary: tk.dict.files.tokens,
         medians: o.medians ? { name: path.basename(o.medians), sha256: userMedians!.sha256 } : tk.dict.files.medians,
         source: source_,
+        values_kind: tk.encoding === "binned" ? "bin" : "count",
+        ...(tk.encoding === "binned" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
         ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
       },
       { force: o.force },
@@ -173,7 +184,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
         ? new TokenizeWorkers(threads, {
             input: o.input,
             open: { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger, obsTsv: o.obsTsv },
-            tokenizer: { modelVersion: o.modelVersion, idColumn: o.idColumn, medians: userMedians?.medians },
+            tokenizer: { modelVersion: o.modelVersion, idColumn: o.idColumn, medians: userMedians?.medians, encoding: o.encoding, nBins: o.nBins, seed: o.seed },
             chunkSize,
             select: { start, end },
           })
@@ -185,7 +196,13 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
       for (let b = 0; b < nBlocks; b++) {
         const phase = b % threads;
         const f = phase === 0 ? tk.tokenizeChunkFlat(own.next().value!) : tk.record(await pool!.next(phase));
-        writer.append({ cellIds: f.cellIds, flat: { offsets: f.offsets, values: f.ids }, obs: tk.carriedObsRows(f.obsRows) });
+        writer.append({
+          cellIds: f.cellIds,
+          flat: { offsets: f.offsets, values: f.ids },
+          flatValues: f.values,
+          nCounts: f.nCounts,
+          obs: tk.carriedObsRows(f.obsRows),
+        });
         done = Math.min(end - start, done + chunkSize);
         bar.update(done);
       }
@@ -231,8 +248,9 @@ function tokenizeThreads(asked: number | undefined, source: { nCells: number; st
 
 /** Human-readable summary lines printed by `cellfm tokenize`. */
 export function formatTokenizeSummary(s: TokenizeSummary, output: string, seconds?: number): string {
+  const how = s.encoding === "rank" || s.encoding === undefined ? `Geneformer ${s.model_version}` : `${s.encoding} encoding (Geneformer ${s.model_version} vocabulary)`;
   const lines = [
-    `tokenized ${s.input} (${s.n_cells} cells x ${s.n_vars} genes) with Geneformer ${s.model_version} -> ${output}`,
+    `tokenized ${s.input} (${s.n_cells} cells x ${s.n_vars} genes) with ${how} -> ${output}`,
     `  genes: ${s.genes_matched} matched (${s.var_genes_matched} var genes, ${s.genes_from_symbols} via symbols), ${s.genes_unknown} unknown; IDs from ${s.gene_id_source}` +
       (s.summed_groups ? `; ${s.summed_groups} genes summed from ${s.columns_in_summed_groups} var genes` : ""),
     `  cells: ${s.cells_written} kept, ${s.cells_dropped_empty.length} dropped (no known expressed gene` +
@@ -240,7 +258,9 @@ export function formatTokenizeSummary(s: TokenizeSummary, output: string, second
       ")" +
       (s.filter_pass_present ? `, ${s.cells_failing_filter_pass} failing filter_pass` : ""),
     `  n_counts: ${s.n_counts_source}`,
-    `  length: min ${s.length_min}, median ${s.length_median}, max ${s.length_max}; ${s.cells_truncated} cells truncated; ${s.cells_with_exact_value_ties} with exact value ties`,
+    s.encoding === "rank" || s.encoding === undefined
+      ? `  length: min ${s.length_min}, median ${s.length_median}, max ${s.length_max}; ${s.cells_truncated} cells truncated; ${s.cells_with_exact_value_ties} with exact value ties`
+      : `  genes per cell: min ${s.length_min}, median ${s.length_median}, max ${s.length_max} (all expressed vocabulary genes, no truncation)`,
   ];
   if (seconds !== undefined) lines.push(`  time: ${seconds.toFixed(2)} s (${Math.round(s.n_cells / Math.max(seconds, 1e-9))} cells/s)`);
   return lines.join("\n");

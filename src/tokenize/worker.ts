@@ -13,7 +13,7 @@ import type { GeneformerTokenizeOptions } from "./geneformer.js";
 export interface TokenizeWorkerData {
   input: string;
   open: OpenCountsOptions & { obsTsv?: string };
-  tokenizer: Pick<GeneformerTokenizeOptions, "modelVersion" | "idColumn" | "medians">;
+  tokenizer: Pick<GeneformerTokenizeOptions, "modelVersion" | "idColumn" | "medians" | "encoding" | "nBins" | "seed">;
   chunkSize: number;
   select: ChunkSelection;
   /** blocks posted ahead of the main thread's credits. */
@@ -38,7 +38,8 @@ async function serve(): Promise<void> {
       const f = tk.encodeChunk(chunk);
       while (credits === 0) await new Promise<void>((r) => (wake = r));
       credits--;
-      port.postMessage({ chunk: f }, [f.ids.buffer as ArrayBuffer, f.offsets.buffer as ArrayBuffer, f.obsRows.buffer as ArrayBuffer]);
+      const buffers = [f.ids, f.offsets, f.obsRows, f.values, f.nCounts].map((a) => a.buffer as ArrayBuffer);
+      port.postMessage({ chunk: f }, [...new Set(buffers)]);
     }
     port.postMessage({ done: true });
   } finally {

@@ -51,6 +51,12 @@ describe("cellfm tokenize --threads / --shard and cellfm merge", () => {
     sameDataset(one, two);
     const shardFile = (dir: string) => fs.readFileSync(path.join(dir, "shard-00000.arrow"));
     expect(shardFile(two).equals(shardFile(one))).toBe(true);
+    // scGPT binning (seeded per cell) too
+    const b1 = path.join(d, "b1");
+    const b2 = path.join(d, "b2");
+    await tokenizeToDataset({ input: tiny, output: b1, modelVersion: "V1", encoding: "binned", chunkSize: 16, threads: 1, quiet: true });
+    await tokenizeToDataset({ input: tiny, output: b2, modelVersion: "V1", encoding: "binned", chunkSize: 16, threads: 2, quiet: true });
+    expect(shardFile(b2).equals(shardFile(b1))).toBe(true);
   });
 
   it("the N shard outputs merge (given in any order) to exactly the unsharded dataset; incomplete sets are refused", async () => {
