@@ -49,6 +49,10 @@ for (const name of modules) {
   console.error(`\n== ${name} ...`);
   try {
     const mod = await import(path.join(here, `${name}.ts`));
+    if (typeof mod.run !== "function") {
+      console.error(`== ${name}: a script of its own (no run()), skipped`);
+      continue;
+    }
     const got: BenchRow[] = await mod.run({ quick, args });
     rows.push(...got);
     console.error(`== ${name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

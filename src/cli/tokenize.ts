@@ -61,7 +61,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("chunk-size", { type: "number", default: 512, describe: "cells per block read (does not change the output)" })
       .option("allow-non-integer", { type: "boolean", describe: "accept non-integer counts" })
       .option("shard", { type: "string", describe: "k/N: tokenize only slice k (0-based) of N of the cells; `cellfm merge` joins the N outputs" })
-      .option("threads", { type: "number", describe: "threads (default: the machine's cores, at most 8; 1 for inputs under 1M stored values and 10x folders); does not change the output" })
+      .option("threads", { type: "number", describe: "threads (default: the machine's cores, at most 8; 1 for inputs under 20M stored values and 10x folders); does not change the output" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" })
       .check((a) => {

@@ -125,7 +125,7 @@ export interface TokenizeRunOptions {
 /** Most tokenizer threads by default: each opens the input and its dictionaries (~60 MB each). */
 export const MAX_TOKENIZE_THREADS = 8;
 /** Stored values (nonzeros) from which the tokenizer uses worker threads. */
-export const PARALLEL_MIN_VALUES = 1_000_000;
+export const PARALLEL_MIN_VALUES = 20_000_000;
 
 /**
  * Tokenize `input` (`.h5ad` or 10x folder) into the tokenized dataset folder `output`
