@@ -63,7 +63,7 @@ function show(v: unknown): string {
 }
 
 /** A number with a described constraint and an error message that quotes the bad value. */
-function num(desc: string, check: (x: number) => boolean, integer = false) {
+export function num(desc: string, check: (x: number) => boolean, integer = false) {
   return z.custom<number>(
     (x) => typeof x === "number" && Number.isFinite(x) && (!integer || Number.isInteger(x)) && check(x),
     { error: (iss) => expected(desc, iss.input) },
@@ -71,16 +71,16 @@ function num(desc: string, check: (x: number) => boolean, integer = false) {
 }
 const posNum = () => num("a positive number", (x) => x > 0);
 const nonNegNum = () => num("a number >= 0", (x) => x >= 0);
-const posInt = () => num("a positive integer", (x) => x > 0, true);
-const nonNegInt = () => num("an integer >= 0", (x) => x >= 0, true);
-const prob = () => num("a probability in [0, 1)", (x) => x >= 0 && x < 1);
-const openProb = () => num("a number in (0, 1)", (x) => x > 0 && x < 1);
-const anyInt = () => num("an integer", () => true, true);
-const str = () =>
+export const posInt = () => num("a positive integer", (x) => x > 0, true);
+export const nonNegInt = () => num("an integer >= 0", (x) => x >= 0, true);
+export const prob = () => num("a probability in [0, 1)", (x) => x >= 0 && x < 1);
+export const openProb = () => num("a number in (0, 1)", (x) => x > 0 && x < 1);
+export const anyInt = () => num("an integer", () => true, true);
+export const str = () =>
   z.custom<string>((x) => typeof x === "string" && x.length > 0, {
     error: (iss) => expected("a non-empty string", iss.input),
   });
-function oneOf<T extends string>(values: readonly T[]) {
+export function oneOf<T extends string>(values: readonly T[]) {
   return z.custom<T>((x) => typeof x === "string" && (values as readonly string[]).includes(x), {
     error: (iss) => expected(`one of ${values.join(" | ")}`, iss.input),
   });
@@ -181,7 +181,7 @@ export interface TrainConfig {
   backend: "auto" | "tensorflow" | "wasm" | "cpu";
 }
 
-function formatIssue(source: string, iss: z.core.$ZodIssue): string {
+export function formatIssue(source: string, iss: z.core.$ZodIssue): string {
   const p = iss.path.map(String).join(".");
   if (iss.code === "unrecognized_keys") {
     const keys = iss.keys.map((k) => (p ? `${p}.${k}` : k));
