@@ -54,7 +54,7 @@ const armSchema = z.strictObject({
   name: armName(),
   encoding: str(),
   objective: str(),
-  tokenize: record().optional(),
+  tokenize: z.strictObject({ n_bins: posInt().optional(), seed: anyInt().optional() }).optional(),
   model: record().optional(),
   training: record().optional(),
 });
@@ -105,8 +105,8 @@ export interface ArmConfig {
   name: string;
   encoding: string;
   objective: string;
-  /** extra tokenizer options of the encoding (e.g. bins). */
-  tokenize: Record<string, unknown>;
+  /** tokenizer options of the encoding: binned: `n_bins` (default 51) and the tie-spreading `seed`. */
+  tokenize: { n_bins?: number; seed?: number };
   /** shared `model:` with the arm's overrides. */
   model: Record<string, unknown>;
   /** shared `training:` with the arm's overrides (no seed: one run per `seeds` entry). */

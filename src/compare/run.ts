@@ -33,6 +33,7 @@ import type { AssessmentResult } from "../assess/report.js";
 import { BertForMaskedLM } from "../model/bert.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import { writeFileAtomic } from "../io.js";
+import { ENCODING_NAMES, type TokenEncoding } from "../tokenize/geneformer.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
 import { listCheckpoints } from "../train/checkpoints.js";
 import type { TrainConfig } from "../train/config.js";
@@ -56,9 +57,6 @@ export interface CompareRunOptions {
   /** where progress lines go (default stderr). */
   log?: (line: string) => void;
 }
-
-/** Tokenizer encoding names of `cellfm tokenize` by arm encoding. */
-const TOKENIZER_ENCODING: Record<string, string> = { rank: "geneformer-rank-value" };
 
 function readJson<T>(file: string): T | undefined {
   return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as T) : undefined;
@@ -168,10 +166,12 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       useRaw: c.data.use_raw,
       force: true,
       quiet: true,
-      ...(arm.tokenize as object),
+      encoding: arm.encoding as TokenEncoding,
+      nBins: arm.tokenize.n_bins,
+      seed: arm.tokenize.seed,
     });
     const m = readTokenizedManifest(tokens);
-    const want = TOKENIZER_ENCODING[arm.encoding];
+    const want = ENCODING_NAMES[arm.encoding as TokenEncoding];
     if (want && m.encoding !== want) throw new Error(`arm "${arm.name}": ${tokens} holds encoding ${m.encoding}, expected ${want}`);
   }
   const jobs: Job[] = [];
