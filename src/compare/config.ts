@@ -22,11 +22,9 @@
  * every error names the file, the arm and the key, e.g.
  * `configs/x.yaml: arm "binned-mlm": training.lr: expected a positive number, got "abc"`.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { anyInt, formatIssue, num, oneOf, parseTrainConfig, posInt, prob, str, type TrainConfig } from "../train/config.js";
+import { anyInt, formatIssue, num, oneOf, parseTrainConfig, posInt, prob, readYamlMapping, str, type TrainConfig } from "../train/config.js";
 
 /**
  * The encoding × objective pairs `cellfm compare` can train today, by tokenizer encoding name.
@@ -250,15 +248,5 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
  * @throws Error when the file is missing, not valid YAML (duplicate keys included), or invalid.
  */
 export function loadCompareConfig(file: string, opts: { arms?: string[]; batch?: string; cwd?: string } = {}): CompareConfig {
-  if (!fs.existsSync(file)) throw new Error(`config ${file} not found`);
-  let obj: unknown;
-  try {
-    obj = parseYaml(fs.readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new Error(`${file}: not valid YAML: ${(e as Error).message}`);
-  }
-  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
-    throw new Error(`${file}: expected a mapping with sections data, model, training, arms`);
-  }
-  return parseCompareConfig(obj, file, opts);
+  return parseCompareConfig(readYamlMapping(file, "data, model, training, arms"), file, opts);
 }
