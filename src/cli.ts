@@ -7,6 +7,7 @@ import { tokenizeCommand, mediansCommand } from "./cli/tokenize.js";
 import { trainCommand } from "./cli/train.js";
 import { embedCommand } from "./cli/embed.js";
 import { assessCommand } from "./cli/assess.js";
+import { grnCommand } from "./cli/grn.js";
 
 /** Run the CLI on `argv` (without `node` and the script path). Rejects on a usage or run error. */
 export async function main(argv: string[]): Promise<void> {
@@ -18,7 +19,8 @@ export async function main(argv: string[]): Promise<void> {
     .command(trainCommand)
     .command(embedCommand)
     .command(assessCommand)
-    .demandCommand(1, "name a command: tokenize, medians, train, embed or assess")
+    .command(grnCommand)
+    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess or grn")
     .strict()
     .help()
     .fail((msg, err, y) => {
