@@ -18,7 +18,6 @@
  * genes × genes matrix per head (or one in all for mean/subset aggregation).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { planBatches } from "../embed/embed.js";
 import type { BertForMaskedLM, ModelBatch } from "../model/bert.js";
 
 /** What extraction needs of a model. */
@@ -127,6 +126,27 @@ function projections(am: AttentionModel, x: tf.Tensor3D, l: number): { q: Float3
   return out;
 }
 
+/** Attention scores one forward pass may hold per layer (batch × heads × L²), 2^24 floats = 64 MiB. */
+export const ATTENTION_BUDGET = 2 ** 24;
+
+/**
+ * Padded batches, cells sorted by length (longest first): each batch holds at most `maxTokens`
+ * padded tokens and at most {@link ATTENTION_BUDGET} attention scores per layer (the forward pass
+ * keeps every layer's scores until it returns, so long cells get small batches).
+ */
+export function planAttentionBatches(lengths: readonly number[], maxTokens: number, numHeads: number): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b] - lengths[a] || a - b);
+  const batches: number[][] = [];
+  let i = 0;
+  while (i < order.length) {
+    const L = Math.max(1, lengths[order[i]]); // longest of the batch: cells are sorted
+    const cap = Math.max(1, Math.min(Math.floor(maxTokens / L), Math.floor(ATTENTION_BUDGET / (numHeads * L * L))));
+    batches.push(order.slice(i, i + cap));
+    i += cap;
+  }
+  return batches;
+}
+
 /** Run the cells through the model in padded batches; `visit(batchCells, L, layerInputs)` per batch. */
 function forEachBatch(
   am: AttentionModel,
@@ -139,7 +159,7 @@ function forEachBatch(
     if (c.length > am.maxLength) throw new Error(`cell ${i} has ${c.length} tokens, more than max_position_embeddings (${am.maxLength})`);
     if (c.geneAt.length < c.length) throw new Error(`cell ${i}: geneAt shorter than the input`);
   }
-  const batches = planBatches(cells.map((c) => c.length), opts.maxTokensPerBatch ?? 8192);
+  const batches = planAttentionBatches(cells.map((c) => c.length), opts.maxTokensPerBatch ?? 8192, am.numHeads);
   let done = 0;
   for (const idx of batches) {
     const L = Math.max(1, ...idx.map((i) => cells[i].length));
