@@ -168,6 +168,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
         medians: o.medians ? { name: path.basename(o.medians), sha256: userMedians!.sha256 } : tk.dict.files.medians,
         source: source_,
         values_kind: tk.encoding === "binned" ? "bin" : "count",
+        measured_tokens: Array.from(new Set(Array.from(tk.plan.colToken).filter((t) => t >= 0))).sort((a, b) => a - b),
         ...(tk.encoding === "binned" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
         ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
       },
