@@ -8,7 +8,7 @@
  * tokens/
  *   manifest.json       encoding, model version, dictionary name + sha256, source file + sha256, n_cells, columns, shards
  *   shard-00000.arrow   columns: cell_id utf8, input_ids list<int32>, length int32, [values list<float32>],
- *                       [n_counts float64], carried obs columns
+ *                       [n_counts float64], [counts list<float32> (binned: raw count per token)], carried obs columns
  *   shard-00001.arrow   ...
  * ```
  * Cells are stored in input order across shards. Folders are written atomically (temporary sibling
@@ -97,6 +97,8 @@ export interface TokenizedDataset {
   values?: Float32Array[];
   /** library size (total count over all genes) of each cell, `[nCells]` float64, when present. */
   nCounts?: Float64Array;
+  /** raw count per token, `[length_i]` float32, when stored (binned datasets, whose `values` are bins). */
+  counts?: Float32Array[];
   /** carried obs columns; `index` equals `cellIds`. */
   obs: ObsTable;
 }
@@ -112,6 +114,8 @@ export interface TokenizedBatch {
   values?: Float32Array[];
   /** the same, concatenated and aligned with `flat` (same offsets). */
   flatValues?: Float32Array;
+  /** optional raw counts aligned with `flat` (same offsets), stored as the list<float32> column `counts`. */
+  flatCounts?: Float32Array;
   /** optional library size per cell (`[n]`), stored as the float64 column `n_counts`. */
   nCounts?: Float64Array;
   /**
@@ -201,6 +205,7 @@ export class TokenizedDatasetWriter {
   private obsColumns: string[] | undefined;
   private hasValues: boolean | undefined;
   private hasNCounts: boolean | undefined;
+  private hasCounts: boolean | undefined;
   private nCells = 0;
   private done = false;
   private shard: { fd: number; writer: RecordBatchFileWriter; cells: number; tokens: number } | undefined;
@@ -230,6 +235,9 @@ export class TokenizedDatasetWriter {
     else if (this.hasValues !== hasValues) throw new Error("TokenizedDatasetWriter: values present in some batches only");
     if (this.hasNCounts === undefined) this.hasNCounts = batch.nCounts !== undefined;
     else if (this.hasNCounts !== (batch.nCounts !== undefined)) throw new Error("TokenizedDatasetWriter: n_counts present in some batches only");
+    if (this.hasCounts === undefined) this.hasCounts = batch.flatCounts !== undefined;
+    else if (this.hasCounts !== (batch.flatCounts !== undefined)) throw new Error("TokenizedDatasetWriter: counts present in some batches only");
+    if (batch.flatCounts && (!batch.flat || batch.flatCounts.length < flat.offsets[n])) throw new Error("TokenizedDatasetWriter: flatCounts needs flat input ids of the same length");
     if (batch.nCounts && batch.nCounts.length !== n) throw new Error(`TokenizedDatasetWriter: ${batch.nCounts.length} n_counts for ${n} cells`);
     if (batch.flatValues && batch.flatValues.length < flat.offsets[n]) throw new Error("TokenizedDatasetWriter: flatValues shorter than the input ids");
     if (n === 0) return;
@@ -251,6 +259,10 @@ export class TokenizedDatasetWriter {
       if (fv.offsets[n] - fv.offsets[0] !== flat.offsets[n] - flat.offsets[0]) throw new Error("TokenizedDatasetWriter: values and input ids differ in length");
       cols.values = listVector(fv.offsets, fv.values);
       types.push({ name: "values", type: "list<float32>" });
+    }
+    if (batch.flatCounts) {
+      cols.counts = listVector(flat.offsets, batch.flatCounts);
+      types.push({ name: "counts", type: "list<float32>" });
     }
     if (batch.nCounts) {
       cols.n_counts = makeVector(Float64Array.from(batch.nCounts));
@@ -397,6 +409,7 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
   const inputIds: Int32Array[] = [];
   const values: Float32Array[] = [];
   const nCountsParts: Float64Array[] = [];
+  const countsAll: Float32Array[] = [];
   const lengthsAll: number[] = [];
   const obsParts: Record<string, ObsValues[]> = {};
   for (const name of manifest.obs_columns) obsParts[name] = [];
@@ -431,6 +444,15 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
         const child = d.children[0];
         const flat = (child.values as Float32Array).subarray(child.offset);
         for (let i = 0; i < d.length; i++) values.push(flat.subarray(offs[d.offset + i], offs[d.offset + i + 1]));
+      }
+    }
+    const ccol = manifest.columns.some((c) => c.name === "counts" && c.type === "list<float32>") ? table.getChild("counts") : null;
+    if (ccol) {
+      for (const d of ccol.data) {
+        const offs = d.valueOffsets as Int32Array;
+        const child = d.children[0];
+        const flat = (child.values as Float32Array).subarray(child.offset);
+        for (let i = 0; i < d.length; i++) countsAll.push(flat.subarray(offs[d.offset + i], offs[d.offset + i + 1]));
       }
     }
     const ncol = table.getChild("n_counts");
@@ -480,6 +502,7 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
     lengths: Int32Array.from(lengthsAll),
     values: hasValues ? values : undefined,
     nCounts,
+    counts: countsAll.length === cellIds.length && countsAll.length > 0 ? countsAll : undefined,
     obs,
   };
 }

@@ -92,6 +92,8 @@ export interface TokenizedCell {
   values: Float32Array;
   /** the cell's library size. */
   nCounts: number;
+  /** `binned` only: raw count per token, aligned with `inputIds`. */
+  counts?: Float32Array;
 }
 
 /** A tokenized block in flat form: kept cell i has tokens `ids[offsets[i] .. offsets[i+1])`. */
@@ -110,6 +112,8 @@ export interface FlatTokenizedChunk {
   values: Float32Array;
   /** library size of each kept cell (obs `n_counts` or the row sum over all var columns), `[nKept]` float64. */
   nCounts: Float64Array;
+  /** `binned` only: the raw count of each token, aligned with `ids` (so denoising can downsample and re-bin). */
+  counts?: Float32Array;
   /** what happened to the block's cells (counted into the summary by {@link GeneformerTokenizer.record}). */
   stats: ChunkStats;
 }
@@ -483,6 +487,7 @@ export class GeneformerTokenizer {
     for (let r = 0; r < chunk.nCells; r++) cap += Math.min(indptr[r + 1] - indptr[r], maxGenes) + (isV2 ? 2 : 0);
     const ids = new Int32Array(cap);
     const values = new Float32Array(cap);
+    const rawCounts = this.encoding === "binned" ? new Float32Array(cap) : undefined;
     const offsets = new Int32Array(chunk.nCells + 1);
     const obsRows = new Int32Array(chunk.nCells);
     const nCounts = new Float64Array(chunk.nCells);
@@ -572,6 +577,7 @@ export class GeneformerTokenizer {
         if (this.encoding === "binned") {
           const c64 = new Float64Array(m);
           for (let q = 0; q < m; q++) c64[q] = countOf[out[q]];
+          rawCounts!.set(c64, pos);
           vals.set(binCounts(c64, n, cellBinningRng(this.seed, cellId), this.nBins));
         } else for (let q = 0; q < m; q++) vals[q] = countOf[out[q]];
         pos += m;
@@ -589,6 +595,7 @@ export class GeneformerTokenizer {
       ids: ids.subarray(0, pos),
       values: values.subarray(0, pos),
       nCounts: nCounts.subarray(0, nOut),
+      ...(rawCounts ? { counts: rawCounts.subarray(0, pos) } : {}),
       stats,
     };
   }
@@ -601,6 +608,7 @@ export class GeneformerTokenizer {
       const inputIds = f.ids.subarray(f.offsets[i], f.offsets[i + 1]);
       const values = f.values.subarray(f.offsets[i], f.offsets[i + 1]);
       cells[i] = { cellId: f.cellIds[i], inputIds, length: inputIds.length, obsRow: f.obsRows[i], values, nCounts: f.nCounts[i] };
+      if (f.counts) cells[i].counts = f.counts.subarray(f.offsets[i], f.offsets[i + 1]);
     }
     return cells;
   }

@@ -202,6 +202,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
           flat: { offsets: f.offsets, values: f.ids },
           flatValues: f.values,
           nCounts: f.nCounts,
+          flatCounts: f.counts,
           obs: tk.carriedObsRows(f.obsRows),
         });
         done = Math.min(end - start, done + chunkSize);

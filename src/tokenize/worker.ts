@@ -38,7 +38,7 @@ async function serve(): Promise<void> {
       const f = tk.encodeChunk(chunk);
       while (credits === 0) await new Promise<void>((r) => (wake = r));
       credits--;
-      const buffers = [f.ids, f.offsets, f.obsRows, f.values, f.nCounts].map((a) => a.buffer as ArrayBuffer);
+      const buffers = [f.ids, f.offsets, f.obsRows, f.values, f.nCounts, ...(f.counts ? [f.counts] : [])].map((a) => a.buffer as ArrayBuffer);
       port.postMessage({ chunk: f }, [...new Set(buffers)]);
     }
     port.postMessage({ done: true });

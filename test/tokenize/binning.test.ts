@@ -193,9 +193,14 @@ describe("tokenize --encoding binned / counts on the bundled tiny.h5ad", () => {
     const src = await openCounts("data/tiny.h5ad");
     const mem = tokenizeCounts(src, { modelVersion: "V1", encoding: "binned", seed: 5 });
     src.close();
+    const src2 = await openCounts("data/tiny.h5ad");
+    const cnt = tokenizeCounts(src2, { modelVersion: "V1", encoding: "counts" });
+    src2.close();
     mem.cells.forEach((c, i) => {
       expect(Array.from(ds.values![i])).toEqual(Array.from(c.values));
       expect(ds.nCounts![i]).toBe(c.nCounts);
+      // binned datasets keep the raw counts too (denoising downsamples and re-bins them)
+      expect(Array.from(ds.counts![i])).toEqual(Array.from(cnt.cells[i].values));
     });
     const rankOut = path.join(dir, "rank");
     await tokenizeToDataset({ input: "data/tiny.h5ad", output: rankOut, modelVersion: "V1", quiet: true, hashSource: false });
@@ -204,6 +209,8 @@ describe("tokenize --encoding binned / counts on the bundled tiny.h5ad", () => {
     expect(rk.manifest.values_kind).toBe("count");
     expect(rk.manifest.n_bins).toBeUndefined();
     expect(rk.manifest.columns.map((c) => c.name)).toEqual(["cell_id", "input_ids", "length", "values", "n_counts"]);
+    expect(rk.counts).toBeUndefined();
+    expect(ds.manifest.columns.map((c) => c.name)).toEqual(["cell_id", "input_ids", "length", "values", "counts", "n_counts", "cell_type"]);
   });
 });
 
