@@ -86,13 +86,14 @@ const rootSchema = z.strictObject({
   denoise: z
     .strictObject({
       fraction: num("a number in (0, 1)", (x) => x > 0 && x < 1).default(0.7),
+      method: oneOf(["binomial", "scprint"] as const).default("binomial"),
       cells: posInt().default(500),
       knn_k: posInt().default(10),
       n_pcs: posInt().default(50),
       n_hvg: posInt().default(2000),
       seed: anyInt().default(0),
     })
-    .default({ fraction: 0.7, cells: 500, knn_k: 10, n_pcs: 50, n_hvg: 2000, seed: 0 }),
+    .default({ fraction: 0.7, method: "binomial", cells: 500, knn_k: 10, n_pcs: 50, n_hvg: 2000, seed: 0 }),
   embed: z.strictObject({ layer: anyInt().default(-1) }).default({ layer: -1 }),
   arms: z.array(z.unknown()).min(1),
   backend: oneOf(["auto", "tensorflow", "wasm", "cpu"] as const).default("auto"),
