@@ -163,10 +163,10 @@ export function armTrainConfig(c: CompareConfig, arm: ArmConfig, seed: number, o
  * Validate a parsed comparison configuration (everything that can be checked without the data).
  * @param obj the parsed YAML. @param source the file name for messages.
  * @param opts.arms run only these arms (`--arms a,b`); unknown names are an error.
- * @param opts.batch override `data.batch` (`--batch`).
+ * @param opts.batch override `data.batch` (`--batch`); `opts.input` overrides `data.input` (`--input`).
  * @throws Error listing every problem, one per line, each naming the file, the arm and the key.
  */
-export function parseCompareConfig(obj: unknown, source = "<config>", opts: { arms?: string[]; batch?: string; cwd?: string } = {}): CompareConfig {
+export function parseCompareConfig(obj: unknown, source = "<config>", opts: { arms?: string[]; batch?: string; input?: string; cwd?: string } = {}): CompareConfig {
   const cwd = opts.cwd ?? process.cwd();
   const r = rootSchema.safeParse(obj ?? {}, { reportInput: true });
   if (!r.success) throw new Error(r.error.issues.map((i) => formatIssue(source, i)).join("\n"));
@@ -222,7 +222,7 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
   }
   const cfg: CompareConfig = {
     source,
-    data: { ...c.data, input: path.resolve(cwd, c.data.input), ...(opts.batch ? { batch: opts.batch } : {}) },
+    data: { ...c.data, input: path.resolve(cwd, opts.input ?? c.data.input), ...(opts.batch ? { batch: opts.batch } : {}) },
     seeds: c.seeds,
     assess: c.assess,
     denoise: c.denoise,
@@ -248,6 +248,6 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
  * Read and validate a YAML comparison configuration.
  * @throws Error when the file is missing, not valid YAML (duplicate keys included), or invalid.
  */
-export function loadCompareConfig(file: string, opts: { arms?: string[]; batch?: string; cwd?: string } = {}): CompareConfig {
+export function loadCompareConfig(file: string, opts: { arms?: string[]; batch?: string; input?: string; cwd?: string } = {}): CompareConfig {
   return parseCompareConfig(readYamlMapping(file, "data, model, training, arms"), file, opts);
 }
