@@ -3,6 +3,7 @@
  * (`src/tokenize/run.ts`), print the summary.
  */
 import type { Argv, CommandModule } from "yargs";
+import { checkThreadCount } from "../threads.js";
 import { parseShard } from "../shard.js";
 
 // The stage is imported when the command runs, not when the CLI starts, so other commands do not pay
@@ -65,7 +66,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" })
       .check((a) => {
-        if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) throw new Error(`--threads must be a positive integer (got ${a.threads})`);
+        if (a.threads !== undefined) checkThreadCount(a.threads, "--threads");
         if (a.shard !== undefined) parseShard(String(a.shard));
         return true;
       }) as unknown as Argv<TokenizeArgs>,
