@@ -13,6 +13,8 @@ import { trainCommand } from "./cli/train.js";
 import { embedCommand } from "./cli/embed.js";
 import { assessCommand } from "./cli/assess.js";
 import { mergeCommand } from "./cli/merge.js";
+import { grnCommand } from "./cli/grn.js";
+import { compareCommand } from "./cli/compare.js";
 
 /** What a file-system error code means, for a user. */
 const FS_ERRORS: Record<string, string> = {
@@ -57,7 +59,9 @@ async function parse(argv: string[]): Promise<void> {
     .command(embedCommand)
     .command(assessCommand)
     .command(mergeCommand)
-    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess or merge")
+    .command(grnCommand)
+    .command(compareCommand)
+    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess, merge, grn or compare")
     .option("verbose", { type: "boolean", global: true, describe: "show library diagnostics (e.g. HDF5's traces of a corrupt file)" })
     .middleware((a) => {
       if (a.verbose) process.env.CELLFM_VERBOSE = "1";

@@ -64,6 +64,7 @@ export function outputWrittenBy(dir: string): string | undefined {
   if (has("run.json") && has("metrics.jsonl")) return "train";
   if (has("metrics.json") && has("report.md")) return "assess";
   if (readJsonOr(path.join(dir, "config.json"))?.cellfm) return "checkpoint";
+  if (has("compare-config.json")) return "compare";
   return undefined;
 }
 

@@ -10,13 +10,19 @@
 import * as os from "node:os";
 import { Worker } from "node:worker_threads";
 
-// Eval'd bootstrap: under tsx/vitest (sources are .ts) register tsx in the worker first.
+// Eval'd bootstrap: under tsx/vitest (sources are .ts) register tsx in the worker first. Written to
+// run whether the eval'd code is CommonJS or an ES module (a parent started with
+// `--input-type=module` passes that to its workers), so no `require`.
 const BOOT = `
-const { parentPort, workerData } = require("node:worker_threads");
 (async () => {
-  if (workerData.__module.endsWith(".ts")) { const api = await import("tsx/esm/api"); api.register(); }
-  await import(workerData.__module);
-})().catch((e) => parentPort.postMessage({ fatal: String(e && e.message || e) }));
+  const { parentPort, workerData } = await import("node:worker_threads");
+  try {
+    if (workerData.__module.endsWith(".ts")) { const api = await import("tsx/esm/api"); api.register(); }
+    await import(workerData.__module);
+  } catch (e) {
+    parentPort.postMessage({ fatal: String((e && e.message) || e) });
+  }
+})();
 `;
 
 /**

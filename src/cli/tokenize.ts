@@ -3,8 +3,8 @@
  * (`src/tokenize/run.ts`), print the summary.
  */
 import type { Argv, CommandModule } from "yargs";
-import { checkThreadCount } from "../threads.js";
 import { parseShard } from "../shard.js";
+import { checkThreadCount } from "../threads.js";
 
 // The stage is imported when the command runs, not when the CLI starts, so other commands do not pay
 // for loading h5wasm and apache-arrow (and `cellfm tokenize` does not pay for the model stack).
