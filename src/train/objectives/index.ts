@@ -1,0 +1,69 @@
+/**
+ * The registry of pretraining objectives: which encoding × objective pairs cellfm trains, and the
+ * one function that makes the {@link Objective} for a pair. `cellfm train` and `cellfm compare`
+ * validate their configs against {@link SUPPORTED_PAIRS}.
+ */
+import { RANK_ENCODING } from "../../model/bert.js";
+import { buildableModels } from "../../model/factory.js";
+import type { Vocabulary } from "../../tokenize/dictionaries.js";
+import type { TrainingSection } from "../config.js";
+import { RankMlmObjective } from "./mlm.js";
+import type { Objective } from "./types.js";
+
+export type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
+
+/** One supported pair: the tokenized dataset's `encoding` and `training.objective`. */
+export interface ObjectivePair {
+  encoding: string;
+  objective: string;
+}
+
+/** Every encoding × objective pair cellfm can train (and build a model for). */
+export const SUPPORTED_PAIRS: readonly ObjectivePair[] = [{ encoding: RANK_ENCODING, objective: "mlm" }];
+
+/** True when `encoding` × `objective` is in {@link SUPPORTED_PAIRS}. */
+export function isSupportedPair(encoding: string, objective: string): boolean {
+  return SUPPORTED_PAIRS.some((p) => p.encoding === encoding && p.objective === objective);
+}
+
+/**
+ * @throws Error naming both when the pair is not supported, listing the supported pairs.
+ * @param where prefix of the message (e.g. the config file)
+ */
+export function assertSupportedPair(encoding: string, objective: string, where = "config"): void {
+  if (isSupportedPair(encoding, objective)) return;
+  const list = SUPPORTED_PAIRS.map((p) => `${p.encoding} + ${p.objective}`).join(", ");
+  throw new Error(`${where}: training.objective "${objective}" is not supported with encoding "${encoding}" (supported: ${list})`);
+}
+
+/** What an objective needs to know about the data and the run. */
+export interface ObjectiveContext {
+  /** Vocabulary of the tokenized dataset (size, special ids). */
+  vocabulary: Vocabulary;
+  /** The `training:` section. */
+  training: TrainingSection;
+}
+
+/**
+ * The objective for a pair.
+ * @throws Error naming both when the pair is not supported.
+ */
+export function makeObjective(encoding: string, objective: string, ctx: ObjectiveContext, where = "config"): Objective {
+  assertSupportedPair(encoding, objective, where);
+  if (encoding === RANK_ENCODING && objective === "mlm") {
+    return new RankMlmObjective({
+      vocabSize: ctx.vocabulary.size,
+      mlmProbability: ctx.training.mask_probability,
+      padTokenId: ctx.vocabulary.pad,
+      maskTokenId: ctx.vocabulary.mask,
+    });
+  }
+  throw new Error(`${where}: no objective implementation for ${encoding} + ${objective}`);
+}
+
+// every trainable pair must have a model
+for (const p of SUPPORTED_PAIRS) {
+  if (!buildableModels().some((m) => m.encoding === p.encoding && m.objective === p.objective)) {
+    throw new Error(`internal: ${p.encoding} + ${p.objective} is trainable but src/model/factory.ts cannot build it`);
+  }
+}
