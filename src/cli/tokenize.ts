@@ -22,6 +22,9 @@ interface TokenizeArgs {
   "allow-non-integer"?: boolean;
   force?: boolean;
   quiet?: boolean;
+  encoding: "rank" | "binned" | "counts";
+  "n-bins": number;
+  seed: number;
 }
 
 function splitList(v: unknown): string[] | undefined {
@@ -30,14 +33,21 @@ function splitList(v: unknown): string[] | undefined {
   return arr.flatMap((x) => String(x).split(",")).map((s) => s.trim()).filter((s) => s !== "");
 }
 
-/** `cellfm tokenize` — Geneformer rank-value encoding of an `.h5ad` file or 10x folder into a tokenized dataset. */
+/** `cellfm tokenize` — rank-value (Geneformer), binned (scGPT) or raw-count (scPRINT) encoding of an `.h5ad` file or 10x folder into a tokenized dataset. */
 export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
   command: "tokenize",
-  describe: "Tokenize raw counts (.h5ad or 10x folder) with Geneformer's rank-value encoding into a tokenized dataset (Arrow shards)",
+  describe: "Tokenize raw counts (.h5ad or 10x folder) into a tokenized dataset (Arrow shards): Geneformer rank-value (default), scGPT bins or raw counts",
   builder: (y: Argv) =>
     y
       .option("input", { alias: "i", type: "string", demandOption: true, describe: ".h5ad file or 10x Matrix Market folder (raw counts, cells x genes)" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (Arrow IPC shards + manifest.json + summary.json)" })
+      .option("encoding", {
+        choices: ["rank", "binned", "counts"] as const,
+        default: "rank" as const,
+        describe: "rank: Geneformer rank-value; binned: scGPT per-cell bins of log1p(count / n_counts x 1e4); counts: raw counts (scPRINT). binned/counts keep every expressed gene",
+      })
+      .option("n-bins", { type: "number", default: 51, describe: "binned: number of bins including bin 0 (scGPT: 51)" })
+      .option("seed", { type: "number", default: 0, describe: "binned: seed of the per-cell tie spreading (combined with each cell id)" })
       .option("model-version", { choices: ["V1", "V2"] as const, default: "V1" as const, describe: "Geneformer dictionaries: V1 (gc30M, 2,048 tokens) or V2 (gc104M, <cls> + 4,094 + <eos>)" })
       .option("carry", { type: "string", array: true, describe: "obs columns to carry into the dataset (comma-separated or repeated)" })
       .option("id-column", { type: "string", describe: 'var column with gene IDs (default "ensembl_id", else the var index; "index" forces the index)' })
@@ -65,6 +75,9 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       allowNonInteger: a["allow-non-integer"],
       force: a.force,
       quiet: a.quiet,
+      encoding: a.encoding,
+      nBins: a["n-bins"],
+      seed: a.seed,
     });
     if (!a.quiet) console.log(formatTokenizeSummary(summary, a.output, seconds));
   },

@@ -7,7 +7,8 @@
  * ```
  * tokens/
  *   manifest.json       encoding, model version, dictionary name + sha256, source file + sha256, n_cells, columns, shards
- *   shard-00000.arrow   columns: cell_id utf8, input_ids list<int32>, length int32, [values list<float32>], carried obs columns
+ *   shard-00000.arrow   columns: cell_id utf8, input_ids list<int32>, length int32, [values list<float32>],
+ *                       [n_counts float64], carried obs columns
  *   shard-00001.arrow   ...
  * ```
  * Cells are stored in input order across shards. Folders are written atomically (temporary sibling
@@ -71,6 +72,12 @@ export interface TokenizedManifest {
   cellfm_version: string;
   /** ISO-8601 creation time. */
   created: string;
+  /** what the `values` column holds: "count" (raw count per token) or "bin" (scGPT bin index). */
+  values_kind?: "count" | "bin";
+  /** `binned`: total number of bins including bin 0 (scGPT: 51). */
+  n_bins?: number;
+  /** `binned`: seed of the per-cell tie-spreading generator (combined with the cell id). */
+  binning_seed?: number;
   /** free-form extra metadata (e.g. the tokenizer summary). */
   extra?: Record<string, unknown>;
 }
@@ -84,8 +91,10 @@ export interface TokenizedDataset {
   inputIds: Int32Array[];
   /** number of tokens per cell, `[nCells]`. */
   lengths: Int32Array;
-  /** per-token values (count encodings), `[length_i]` float32, when present. */
+  /** per-token values, `[length_i]` float32 (raw count or bin index, see `manifest.values_kind`), when present. */
   values?: Float32Array[];
+  /** library size (total count over all genes) of each cell, `[nCells]` float64, when present. */
+  nCounts?: Float64Array;
   /** carried obs columns; `index` equals `cellIds`. */
   obs: ObsTable;
 }
@@ -97,9 +106,16 @@ export interface TokenizedBatch {
   inputIds?: Int32Array[];
   /** the same, concatenated: cell i is `values[offsets[i] .. offsets[i+1])` (no per-cell arrays, no copy). */
   flat?: { offsets: Int32Array; values: Int32Array };
-  /** optional per-token values (`[length_i]`, float32). */
+  /** optional per-token values (`[length_i]`, float32). Give either this or `flatValues`. */
   values?: Float32Array[];
-  /** carried obs columns for exactly these cells. */
+  /** the same, concatenated and aligned with `flat` (same offsets). */
+  flatValues?: Float32Array;
+  /** optional library size per cell (`[n]`), stored as the float64 column `n_counts`. */
+  nCounts?: Float64Array;
+  /**
+   * carried obs columns for exactly these cells. An obs column named `n_counts` next to `nCounts` must
+   * hold the same numbers; it is stored once and listed as carried.
+   */
   obs?: Record<string, ObsValues>;
 }
 
@@ -182,6 +198,7 @@ export class TokenizedDatasetWriter {
   private columns: { name: string; type: TokenizedColumnType }[] | undefined;
   private obsColumns: string[] | undefined;
   private hasValues: boolean | undefined;
+  private hasNCounts: boolean | undefined;
   private nCells = 0;
   private done = false;
   private shard: { fd: number; writer: RecordBatchFileWriter; cells: number; tokens: number } | undefined;
@@ -206,8 +223,13 @@ export class TokenizedDatasetWriter {
     else if (obsNames.join("\u0000") !== this.obsColumns.join("\u0000")) {
       throw new Error("TokenizedDatasetWriter: obs columns changed between batches");
     }
-    if (this.hasValues === undefined) this.hasValues = batch.values !== undefined;
-    else if (this.hasValues !== (batch.values !== undefined)) throw new Error("TokenizedDatasetWriter: values present in some batches only");
+    const hasValues = batch.values !== undefined || batch.flatValues !== undefined;
+    if (this.hasValues === undefined) this.hasValues = hasValues;
+    else if (this.hasValues !== hasValues) throw new Error("TokenizedDatasetWriter: values present in some batches only");
+    if (this.hasNCounts === undefined) this.hasNCounts = batch.nCounts !== undefined;
+    else if (this.hasNCounts !== (batch.nCounts !== undefined)) throw new Error("TokenizedDatasetWriter: n_counts present in some batches only");
+    if (batch.nCounts && batch.nCounts.length !== n) throw new Error(`TokenizedDatasetWriter: ${batch.nCounts.length} n_counts for ${n} cells`);
+    if (batch.flatValues && batch.flatValues.length < flat.offsets[n]) throw new Error("TokenizedDatasetWriter: flatValues shorter than the input ids");
     if (n === 0) return;
 
     const lengths = new Int32Array(n);
@@ -222,12 +244,26 @@ export class TokenizedDatasetWriter {
       { name: "input_ids", type: "list<int32>" },
       { name: "length", type: "int32" },
     ];
-    if (batch.values) {
-      const fv = flatten(batch.values, (k) => new Float32Array(k));
+    if (batch.values || batch.flatValues) {
+      const fv = batch.flatValues ? { offsets: flat.offsets, values: batch.flatValues } : flatten(batch.values!, (k) => new Float32Array(k));
+      if (fv.offsets[n] - fv.offsets[0] !== flat.offsets[n] - flat.offsets[0]) throw new Error("TokenizedDatasetWriter: values and input ids differ in length");
       cols.values = listVector(fv.offsets, fv.values);
       types.push({ name: "values", type: "list<float32>" });
     }
+    if (batch.nCounts) {
+      cols.n_counts = makeVector(Float64Array.from(batch.nCounts));
+      types.push({ name: "n_counts", type: "float64" });
+    }
     for (const name of this.obsColumns) {
+      if (name === "n_counts" && batch.nCounts) {
+        const col = batch.obs![name];
+        for (let i = 0; i < n; i++) {
+          if (Number(col[i]) !== batch.nCounts[i]) {
+            throw new Error(`TokenizedDatasetWriter: carried obs column n_counts differs from the library sizes at cell ${batch.cellIds[i]}`);
+          }
+        }
+        continue; // stored once, as the n_counts column
+      }
       if (name in cols) throw new Error(`obs column "${name}" clashes with a dataset column name`);
       const col = batch.obs![name];
       if (col.length !== n) throw new Error(`TokenizedDatasetWriter: obs column "${name}" has ${col.length} values for ${n} cells`);
@@ -358,6 +394,7 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
   const cellIds: string[] = [];
   const inputIds: Int32Array[] = [];
   const values: Float32Array[] = [];
+  const nCountsParts: Float64Array[] = [];
   const lengthsAll: number[] = [];
   const obsParts: Record<string, ObsValues[]> = {};
   for (const name of manifest.obs_columns) obsParts[name] = [];
@@ -394,6 +431,12 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
         for (let i = 0; i < d.length; i++) values.push(flat.subarray(offs[d.offset + i], offs[d.offset + i + 1]));
       }
     }
+    const ncol = table.getChild("n_counts");
+    if (ncol && manifest.columns.some((c) => c.name === "n_counts" && c.type === "float64")) {
+      const arr = Float64Array.from(ncol.toArray() as Float64Array);
+      if (arr.length !== table.numRows) throw new Error(`${file}: n_counts column has ${arr.length} values for ${table.numRows} cells`);
+      nCountsParts.push(arr);
+    }
     for (const name of manifest.obs_columns) {
       const col = table.getChild(name);
       if (!col) throw new Error(`${file}: carried obs column "${name}" is missing`);
@@ -418,12 +461,23 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
     } else if (t === "bool") obs.columns[name] = parts.flatMap((p) => p as boolean[]);
     else obs.columns[name] = parts.flatMap((p) => p as string[]);
   }
+  let nCounts: Float64Array | undefined;
+  if (nCountsParts.length > 0) {
+    if (nCountsParts.reduce((k, p) => k + p.length, 0) !== cellIds.length) throw new Error(`${dir}: the n_counts column is missing from some shards`);
+    nCounts = new Float64Array(cellIds.length);
+    let o = 0;
+    for (const p of nCountsParts) {
+      nCounts.set(p, o);
+      o += p.length;
+    }
+  }
   return {
     manifest,
     cellIds,
     inputIds,
     lengths: Int32Array.from(lengthsAll),
     values: hasValues ? values : undefined,
+    nCounts,
     obs,
   };
 }

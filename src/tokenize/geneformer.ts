@@ -13,6 +13,10 @@
  * - genes ranked by value descending, exact ties by ascending token id;
  * - V1: first 2,048 tokens; V2: `<cls>` + first 4,094 + `<eos>`; cells with no kept gene are dropped.
  *
+ * The same gene mapping, count summing, `n_counts` and `filter_pass` rules feed the `binned` (scGPT)
+ * and `counts` (scPRINT) encodings ({@link TokenEncoding}); every encoding also returns a per-token
+ * value and each cell's library size.
+ *
  * The hot path uses typed arrays only (no per-gene objects): per cell, a 32-bit key per expressed gene
  * (the inverted high word of its float64 value) is LSD-radix-sorted with the token id as payload, then
  * the rare runs of equal keys (values within ~1e-6 relative) are re-sorted exactly, so the order equals
@@ -22,6 +26,33 @@
 import type { CountMatrixSource, CsrChunk, ObsValues } from "../data/types.js";
 import { resolveGeneIds } from "../data/genes.js";
 import { loadGeneformerDictionaries, type GeneformerDictionaries, type GeneformerVersion } from "./dictionaries.js";
+import { binCounts, cellBinningRng, DEFAULT_N_BINS } from "./binning.js";
+
+/**
+ * Token encodings of `cellfm tokenize --encoding`:
+ * - `rank`: Geneformer rank-value encoding (this module), `values` = raw count of each token (0 for `<cls>`/`<eos>`);
+ * - `binned`: scGPT value binning (`./binning.ts`), `values` = bin index (1 … n_bins − 1);
+ * - `counts`: scPRINT-style raw counts, `values` = raw count.
+ *
+ * For `binned` and `counts` a cell is all its nonzero genes that are in the vocabulary, in
+ * ascending token id order (gene order carries no meaning for these encodings; token-id order does not
+ * depend on the input's column order), no special tokens and no truncation (the `max_length` gene
+ * sampling happens when training or embedding).
+ */
+export type TokenEncoding = "rank" | "binned" | "counts";
+
+/** `manifest.json` `encoding` string of each {@link TokenEncoding}. */
+export const ENCODING_NAMES: Record<TokenEncoding, string> = {
+  rank: "geneformer-rank-value",
+  binned: "scgpt-binned",
+  counts: "scprint-counts",
+};
+
+/** The {@link TokenEncoding} of a manifest `encoding` string, or undefined when it is none of them. */
+export function encodingFromManifest(name: string): TokenEncoding | undefined {
+  for (const [k, v] of Object.entries(ENCODING_NAMES)) if (v === name) return k as TokenEncoding;
+  return undefined;
+}
 
 /** Options of {@link GeneformerTokenizer} / {@link tokenizeCounts}. */
 export interface GeneformerTokenizeOptions {
@@ -39,6 +70,12 @@ export interface GeneformerTokenizeOptions {
   medians?: Map<string, number>;
   /** minimum fraction of var genes that must be known to the token dictionary (default 0.5). */
   minKnownFraction?: number;
+  /** token encoding (default `rank`, Geneformer's). */
+  encoding?: TokenEncoding;
+  /** `binned`: total bins including bin 0 (default 51). */
+  nBins?: number;
+  /** `binned`: seed of the per-cell tie-spreading generator (with the cell id; default 0). */
+  seed?: number;
 }
 
 /** One tokenized cell. */
@@ -51,6 +88,10 @@ export interface TokenizedCell {
   length: number;
   /** row of the cell in the source matrix. */
   obsRow: number;
+  /** per-token values aligned with `inputIds` (see {@link FlatTokenizedChunk.values}), float32. */
+  values: Float32Array;
+  /** the cell's library size. */
+  nCounts: number;
 }
 
 /** A tokenized block in flat form: kept cell i has tokens `ids[offsets[i] .. offsets[i+1])`. */
@@ -62,11 +103,20 @@ export interface FlatTokenizedChunk {
   offsets: Int32Array;
   /** all token ids of the block, int32. */
   ids: Int32Array;
+  /**
+   * per-token value, aligned with `ids`, float32: the raw count (summed over var columns mapping to
+   * the gene) for `rank` and `counts` (0 for `<cls>`/`<eos>`), the bin index for `binned`.
+   */
+  values: Float32Array;
+  /** library size of each kept cell (obs `n_counts` or the row sum over all var columns), `[nKept]` float64. */
+  nCounts: Float64Array;
 }
 
 /** What happened while tokenizing (printed by `cellfm tokenize`, saved as `summary.json`). */
 export interface TokenizeSummary {
   input: string;
+  /** `--encoding` (rank, binned, counts). */
+  encoding: TokenEncoding;
   model_version: GeneformerVersion;
   n_cells: number;
   n_vars: number;
@@ -90,7 +140,7 @@ export interface TokenizeSummary {
   cells_written: number;
   /** obs names of cells dropped because no nonzero gene is in the dictionary. */
   cells_dropped_empty: string[];
-  /** cells with more genes than fit (V1 2,048; V2 4,094). */
+  /** rank: cells with more genes than fit (V1 2,048; V2 4,094); always 0 for binned/counts (no truncation). */
   cells_truncated: number;
   /** cells with at least one exact tie between expressed genes' values (broken by token id). */
   cells_with_exact_value_ties: number;
@@ -331,6 +381,10 @@ export class GeneformerTokenizer {
   private readonly scratch: RankScratch;
   private readonly acc: Float64Array;
   private readonly touched: Int32Array;
+  private readonly countOfToken: Float64Array;
+  readonly encoding: TokenEncoding;
+  readonly nBins: number;
+  readonly seed: number;
   private tokScratch = new Int32Array(1024);
   private valScratch = new Float64Array(1024);
   private readonly lengths: number[] = [];
@@ -344,6 +398,12 @@ export class GeneformerTokenizer {
     private readonly source: CountMatrixSource,
     private readonly opts: GeneformerTokenizeOptions,
   ) {
+    this.encoding = opts.encoding ?? "rank";
+    if (!(this.encoding in ENCODING_NAMES)) throw new Error(`unknown encoding "${String(this.encoding)}" (expected rank, binned or counts)`);
+    this.nBins = opts.nBins ?? DEFAULT_N_BINS;
+    if (!Number.isInteger(this.nBins) || this.nBins < 3) throw new Error(`--n-bins must be an integer >= 3, got ${this.nBins}`);
+    this.seed = opts.seed ?? 0;
+    if (!Number.isSafeInteger(this.seed)) throw new Error(`--seed must be an integer, got ${this.seed}`);
     this.dict = opts.dictionaries ?? loadGeneformerDictionaries(opts.modelVersion);
     if (this.dict.version !== opts.modelVersion) {
       throw new Error(`dictionaries are for ${this.dict.version}, but model version ${opts.modelVersion} was asked for`);
@@ -368,6 +428,7 @@ export class GeneformerTokenizer {
     this.scratch = new RankScratch(this.dict.vocabSize);
     this.acc = new Float64Array(this.dict.vocabSize);
     this.touched = new Int32Array(this.dict.vocabSize);
+    this.countOfToken = new Float64Array(this.dict.vocabSize);
   }
 
   /**
@@ -378,16 +439,20 @@ export class GeneformerTokenizer {
     const { indptr, indices, data } = chunk;
     const { colToken, tokenMedian, needsSum } = this.plan;
     const s = this.scratch;
-    const isV2 = this.dict.version === "V2";
-    const maxGenes = this.dict.maxGenes;
+    const rank = this.encoding === "rank";
+    const isV2 = rank && this.dict.version === "V2";
+    const maxGenes = rank ? this.dict.maxGenes : Infinity;
     const cls = this.dict.special.cls ?? 2;
     const eos = this.dict.special.eos ?? 3;
+    const countOf = this.countOfToken;
     // upper bound of the output size: every stored value kept, plus the special tokens
     let cap = 0;
     for (let r = 0; r < chunk.nCells; r++) cap += Math.min(indptr[r + 1] - indptr[r], maxGenes) + (isV2 ? 2 : 0);
     const ids = new Int32Array(cap);
+    const values = new Float32Array(cap);
     const offsets = new Int32Array(chunk.nCells + 1);
     const obsRows = new Int32Array(chunk.nCells);
+    const nCounts = new Float64Array(chunk.nCells);
     const cellIds: string[] = [];
     let nOut = 0;
     let pos = 0;
@@ -449,24 +514,50 @@ export class GeneformerTokenizer {
       if (!(n > 0) || !Number.isFinite(n)) {
         throw new Error(`${this.source.path}: cell ${row} ("${cellId}") has n_counts = ${n}; expected a positive total count`);
       }
-      s.ensure(m);
-      for (let i = 0; i < m; i++) {
-        const t = toks[i];
-        s.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[t], t);
+      for (let i = 0; i < m; i++) countOf[toks[i]] = cnts[i];
+      if (rank) {
+        s.ensure(m);
+        for (let i = 0; i < m; i++) {
+          const t = toks[i];
+          s.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[t], t);
+        }
+        const kept = Math.min(m, maxGenes);
+        if (m > maxGenes) this.truncated++;
+        if (isV2) values[pos] = 0; // <cls>
+        if (isV2) ids[pos++] = cls;
+        if (rankKeyed(s, m, ids.subarray(pos, pos + kept))) this.withTies++;
+        for (let q = pos; q < pos + kept; q++) values[q] = countOf[ids[q]];
+        pos += kept;
+        if (isV2) values[pos] = 0; // <eos>
+        if (isV2) ids[pos++] = eos;
+      } else {
+        // all expressed vocabulary genes, ascending token id
+        const out = ids.subarray(pos, pos + m);
+        out.set(toks.subarray(0, m));
+        out.sort();
+        const vals = values.subarray(pos, pos + m);
+        if (this.encoding === "binned") {
+          const c64 = new Float64Array(m);
+          for (let q = 0; q < m; q++) c64[q] = countOf[out[q]];
+          vals.set(binCounts(c64, n, cellBinningRng(this.seed, cellId), this.nBins));
+        } else for (let q = 0; q < m; q++) vals[q] = countOf[out[q]];
+        pos += m;
       }
-      const kept = Math.min(m, maxGenes);
-      if (m > maxGenes) this.truncated++;
-      if (isV2) ids[pos++] = cls;
-      if (rankKeyed(s, m, ids.subarray(pos, pos + kept))) this.withTies++;
-      pos += kept;
-      if (isV2) ids[pos++] = eos;
       offsets[nOut + 1] = pos;
       obsRows[nOut] = row;
+      nCounts[nOut] = n;
       cellIds.push(cellId);
       this.lengths.push(pos - offsets[nOut]);
       nOut++;
     }
-    return { cellIds, obsRows: obsRows.subarray(0, nOut), offsets: offsets.subarray(0, nOut + 1), ids: ids.subarray(0, pos) };
+    return {
+      cellIds,
+      obsRows: obsRows.subarray(0, nOut),
+      offsets: offsets.subarray(0, nOut + 1),
+      ids: ids.subarray(0, pos),
+      values: values.subarray(0, pos),
+      nCounts: nCounts.subarray(0, nOut),
+    };
   }
 
   /** Tokenize one CSR block into per-cell arrays (views into one buffer); see {@link tokenizeChunkFlat}. */
@@ -475,7 +566,8 @@ export class GeneformerTokenizer {
     const cells: TokenizedCell[] = new Array(f.cellIds.length);
     for (let i = 0; i < f.cellIds.length; i++) {
       const inputIds = f.ids.subarray(f.offsets[i], f.offsets[i + 1]);
-      cells[i] = { cellId: f.cellIds[i], inputIds, length: inputIds.length, obsRow: f.obsRows[i] };
+      const values = f.values.subarray(f.offsets[i], f.offsets[i + 1]);
+      cells[i] = { cellId: f.cellIds[i], inputIds, length: inputIds.length, obsRow: f.obsRows[i], values, nCounts: f.nCounts[i] };
     }
     return cells;
   }
@@ -509,6 +601,7 @@ export class GeneformerTokenizer {
     const median = n === 0 ? 0 : n % 2 ? L[(n - 1) / 2] : (L[n / 2 - 1] + L[n / 2]) / 2;
     return {
       input: this.source.path,
+      encoding: this.encoding,
       model_version: this.dict.version,
       n_cells: this.source.nCells,
       n_vars: this.source.nGenes,

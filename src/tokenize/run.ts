@@ -13,7 +13,7 @@ import { TokenizedDatasetWriter, type TokenizedManifest } from "../data/tokenize
 import { openH5ad } from "../data/h5ad.js";
 import { assertWritable, writeFileAtomic } from "../io.js";
 import { readMediansTsv } from "./dictionaries.js";
-import { GeneformerTokenizer, type TokenizeSummary } from "./geneformer.js";
+import { ENCODING_NAMES, GeneformerTokenizer, type TokenEncoding, type TokenizeSummary } from "./geneformer.js";
 import { computeNonzeroMedians, formatMediansTsv, type MediansResult } from "./medians.js";
 
 /** sha256 (hex) of a file, streamed. */
@@ -102,6 +102,12 @@ export interface TokenizeRunOptions {
   quiet?: boolean;
   /** compute the input's sha256 for the manifest (default true). */
   hashSource?: boolean;
+  /** token encoding: rank (Geneformer, default), binned (scGPT), counts (scPRINT). */
+  encoding?: TokenEncoding;
+  /** binned: total bins including bin 0 (default 51). */
+  nBins?: number;
+  /** binned: seed of the per-cell tie spreading (default 0). */
+  seed?: number;
 }
 
 /**
@@ -129,6 +135,9 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
       carry: o.carry,
       idColumn: o.idColumn,
       medians: userMedians?.medians,
+      encoding: o.encoding,
+      nBins: o.nBins,
+      seed: o.seed,
     });
     const srcFile = sourceFileFor(o.input);
     const hash = o.hashSource === false ? { result: Promise.resolve(""), cancel: () => undefined } : sha256FileInWorker(srcFile);
@@ -136,11 +145,13 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
     const writer = new TokenizedDatasetWriter(
       o.output,
       {
-        encoding: "geneformer-rank-value",
+        encoding: ENCODING_NAMES[tk.encoding],
         model_version: o.modelVersion,
         dictionary: tk.dict.files.tokens,
         medians: o.medians ? { name: path.basename(o.medians), sha256: userMedians!.sha256 } : tk.dict.files.medians,
         source: source_,
+        values_kind: tk.encoding === "binned" ? "bin" : "count",
+        ...(tk.encoding === "binned" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
       },
       { force: o.force },
     );
@@ -149,7 +160,13 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
     try {
       for (const chunk of source.chunks(o.chunkSize ?? 512)) {
         const f = tk.tokenizeChunkFlat(chunk);
-        writer.append({ cellIds: f.cellIds, flat: { offsets: f.offsets, values: f.ids }, obs: tk.carriedObsRows(f.obsRows) });
+        writer.append({
+          cellIds: f.cellIds,
+          flat: { offsets: f.offsets, values: f.ids },
+          flatValues: f.values,
+          nCounts: f.nCounts,
+          obs: tk.carriedObsRows(f.obsRows),
+        });
         bar.update(chunk.start + chunk.nCells);
       }
       summary = tk.summary();
@@ -178,8 +195,9 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
 
 /** Human-readable summary lines printed by `cellfm tokenize`. */
 export function formatTokenizeSummary(s: TokenizeSummary, output: string, seconds?: number): string {
+  const how = s.encoding === "rank" || s.encoding === undefined ? `Geneformer ${s.model_version}` : `${s.encoding} encoding (Geneformer ${s.model_version} vocabulary)`;
   const lines = [
-    `tokenized ${s.input} (${s.n_cells} cells x ${s.n_vars} genes) with Geneformer ${s.model_version} -> ${output}`,
+    `tokenized ${s.input} (${s.n_cells} cells x ${s.n_vars} genes) with ${how} -> ${output}`,
     `  genes: ${s.genes_matched} matched (${s.var_genes_matched} var genes, ${s.genes_from_symbols} via symbols), ${s.genes_unknown} unknown; IDs from ${s.gene_id_source}` +
       (s.summed_groups ? `; ${s.summed_groups} genes summed from ${s.columns_in_summed_groups} var genes` : ""),
     `  cells: ${s.cells_written} kept, ${s.cells_dropped_empty.length} dropped (no known expressed gene` +
@@ -187,7 +205,9 @@ export function formatTokenizeSummary(s: TokenizeSummary, output: string, second
       ")" +
       (s.filter_pass_present ? `, ${s.cells_failing_filter_pass} failing filter_pass` : ""),
     `  n_counts: ${s.n_counts_source}`,
-    `  length: min ${s.length_min}, median ${s.length_median}, max ${s.length_max}; ${s.cells_truncated} cells truncated; ${s.cells_with_exact_value_ties} with exact value ties`,
+    s.encoding === "rank" || s.encoding === undefined
+      ? `  length: min ${s.length_min}, median ${s.length_median}, max ${s.length_max}; ${s.cells_truncated} cells truncated; ${s.cells_with_exact_value_ties} with exact value ties`
+      : `  genes per cell: min ${s.length_min}, median ${s.length_median}, max ${s.length_max} (all expressed vocabulary genes, no truncation)`,
   ];
   if (seconds !== undefined) lines.push(`  time: ${seconds.toFixed(2)} s (${Math.round(s.n_cells / Math.max(seconds, 1e-9))} cells/s)`);
   return lines.join("\n");

@@ -20,6 +20,8 @@ export interface TrainerState {
   total_steps: number;
   /** Fractional epoch reached. */
   epoch: number;
+  /** Real (non-pad) training tokens seen up to `step` (absent in older checkpoints). */
+  tokens_seen?: number;
   /** Next batch to draw: epoch number and batch index in that epoch's length-grouped plan. */
   data_position: { epoch: number; batch: number };
   /** Seed and saved state of the masking/dropout generator (seedrandom Alea). */

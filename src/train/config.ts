@@ -118,6 +118,7 @@ const trainingSchema = z.strictObject({
   grad_accumulation: posInt().default(1),
   max_steps: posInt().optional(),
   epochs: posInt().optional(),
+  max_tokens: posInt().optional(),
   lr: posNum().default(1e-3),
   warmup_steps: nonNegInt().default(0),
   schedule: oneOf(["linear", "cosine"] as const).default("linear"),
@@ -162,7 +163,10 @@ export type DataSection = z.infer<typeof dataSchema>;
  * spends no steps learning gene frequencies and starts at the unigram baseline), `workers` 1
  * (data-parallel ranks: each micro-batch is split by cells over the main thread and `workers − 1`
  * worker threads, see `parallel.ts`; a speed knob for the wasm/cpu backends, not a batch-size
- * multiplier). Exactly one of `max_steps` and `epochs` is required.
+ * multiplier). Exactly one of `max_steps`, `epochs` and `max_tokens` is required: `max_tokens` is a
+ * budget in real (non-pad) training tokens, the schedule ends at the first optimizer step whose
+ * cumulative tokens reach it (the steps are known in advance: the batch plan is deterministic), so
+ * models whose encodings put different numbers of tokens in a cell get the same data budget.
  */
 export type TrainingSection = z.infer<typeof trainingSchema>;
 
@@ -205,11 +209,12 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
   const c = r.data;
   const errors: string[] = [];
   const t = c.training;
-  if (t.max_steps === undefined && t.epochs === undefined) {
-    errors.push(`${source}: training.max_steps: give training.max_steps or training.epochs`);
+  const lengthKeys = (["max_steps", "epochs", "max_tokens"] as const).filter((k) => t[k] !== undefined);
+  if (lengthKeys.length === 0) {
+    errors.push(`${source}: training.max_steps: give training.max_steps, training.epochs or training.max_tokens`);
   }
-  if (t.max_steps !== undefined && t.epochs !== undefined) {
-    errors.push(`${source}: training.epochs: give only one of training.max_steps and training.epochs`);
+  if (lengthKeys.length > 1) {
+    errors.push(`${source}: training.${lengthKeys[1]}: give only one of training.max_steps, training.epochs and training.max_tokens`);
   }
   if (!c.model.preset) {
     for (const k of ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"] as const) {

@@ -9,7 +9,7 @@
  * ```
  * <output.dir>/
  *   run.json              config, backend, data split, MFU peak used, model size
- *   metrics.jsonl         one JSON object per logged step: step, epoch, loss, lr, grad_norm,
+ *   metrics.jsonl         one JSON object per logged step: step, epoch, tokens (seen so far), loss, lr, grad_norm,
  *                         tokens_per_s, mfu (+ val_loss on evaluation steps)
  *   checkpoint-<step>/    periodic checkpoints (last `keep_last` kept), written atomically
  *   final/                the checkpoint at the end of training (embed this one)
@@ -83,6 +83,8 @@ export interface StepMetrics {
   step: number;
   /** Fractional epoch reached (training cells seen / training cells). */
   epoch: number;
+  /** Real (non-pad) training tokens seen up to and including this step. */
+  tokens: number;
   /** Mean training loss (MLM: nats per masked token) over the micro-batches of this step (or the log interval). */
   loss: number;
   /** Learning rate used by this step. */
@@ -279,10 +281,45 @@ function prepareOutputDir(dir: string, opts: TrainOptions): void {
   fs.mkdirSync(dir, { recursive: true });
 }
 
+/**
+ * Optimizer steps needed to train on `maxTokens` real (non-pad) tokens: the first step whose
+ * cumulative tokens reach the budget, replaying the deterministic length-grouped batch plan
+ * (`grad_accumulation` micro-batches per step) from the start of training.
+ *
+ * @param lengths tokens per training cell (after truncation), in training-cell order.
+ * @returns the steps and the tokens those steps see (>= maxTokens), and the tokens of the first step.
+ */
+export function stepsForTokenBudget(
+  lengths: Int32Array,
+  t: Pick<TrainConfig["training"], "batch_size" | "max_tokens_per_batch" | "seed" | "grad_accumulation">,
+  maxTokens: number,
+): { steps: number; tokens: number; firstStepTokens: number } {
+  const stream = new BatchStream(lengths, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed });
+  let steps = 0;
+  let tokens = 0;
+  let firstStepTokens = 0;
+  while (tokens < maxTokens) {
+    for (let k = 0; k < t.grad_accumulation; k++) for (const i of stream.next()) tokens += lengths[i];
+    steps++;
+    if (steps === 1) firstStepTokens = tokens;
+  }
+  return { steps, tokens, firstStepTokens };
+}
+
 function totalStepsFor(config: TrainConfig, p: PreparedData, opts: TrainOptions): number {
   const t = config.training;
   if (opts.maxSteps !== undefined) return opts.maxSteps;
   if (t.max_steps !== undefined) return t.max_steps;
+  if (t.max_tokens !== undefined) {
+    const b = stepsForTokenBudget(p.trainLengths, t, t.max_tokens);
+    if (b.steps === 1 && b.firstStepTokens > t.max_tokens) {
+      throw new Error(
+        `${config.source}: training.max_tokens: ${t.max_tokens} is smaller than one optimizer step (${b.firstStepTokens} tokens: ` +
+          `batch_size ${t.batch_size} × grad_accumulation ${t.grad_accumulation} cells)`,
+      );
+    }
+    return b.steps;
+  }
   let micro = 0;
   for (let e = 0; e < (t.epochs ?? 1); e++) {
     micro += epochBatches(p.trainLengths, e, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }).length;
@@ -355,6 +392,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const trainCells = (): TrainCell[] => Array.from(p.trainIdx, (i) => p.cells[i]);
   if (t.init_output_bias !== "zeros" && !resumeFrom) objective.initOutputBias(model, trainCells(), t.init_output_bias);
   let step = 0;
+  /** real (non-pad) training tokens seen so far (the x axis of token-budget comparisons) */
+  let tokensSeen = 0;
   let position = { epoch: 0, batch: 0 };
   let rng: Rng = makeRng(`${t.seed}:mask`);
 
@@ -386,6 +425,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       );
     }
     step = st.step;
+    tokensSeen = st.tokens_seen ?? 0;
     position = st.data_position;
     rng = makeRng(`${t.seed}:mask`, st.rng_state);
     // drop metrics logged after the checkpoint (they will be produced again)
@@ -442,6 +482,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     step,
     total_steps: totalSteps,
     epoch: stream.fractionalEpoch(),
+    tokens_seen: tokensSeen,
     data_position: stream.position(),
     rng_seed: `${t.seed}:mask`,
     rng_state: rng.state(),
@@ -510,7 +551,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   try {
     if (!resumeFrom && valBatches.length > 0) {
       initialLoss = evaluateLoss(model, valBatches).loss;
-      fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, val_loss: initialLoss }) + "\n");
+      fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss }) + "\n");
       say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
     } else if (fs.existsSync(metricsFile)) {
       for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
@@ -553,6 +594,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         stepLoss += loss;
         micro++;
         intTokens += mb.realTokens;
+        tokensSeen += mb.realTokens;
         intFlops += trainingFlops(bertConfig, cells.map((c) => c.inputIds.length), objective.headFlops(bertConfig, mb));
       }
       const lr = lrAt(step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps, schedule: t.schedule });
@@ -577,6 +619,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       const m: StepMetrics = {
         step,
         epoch: Number(stream.fractionalEpoch().toFixed(4)),
+        tokens: tokensSeen,
         loss,
         lr,
         grad_norm: norm,
@@ -654,7 +697,10 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       baseline: base.description,
     };
     writeFileAtomic(path.join(outDir, "eval.json"), JSON.stringify(evalResult, null, 2) + "\n");
-    fs.appendFileSync(metricsFile, JSON.stringify({ step, epoch: stream.fractionalEpoch(), val_loss: ev.loss, [`${base.name}_val_loss`]: base.loss }) + "\n");
+    fs.appendFileSync(
+      metricsFile,
+      JSON.stringify({ step, epoch: stream.fractionalEpoch(), tokens: tokensSeen, val_loss: ev.loss, [`${base.name}_val_loss`]: base.loss }) + "\n",
+    );
     return { outputDir: outDir, checkpoint: finalDir, step, totalSteps, interrupted: false, backend, eval: evalResult, losses };
   } finally {
     optimizer.dispose();

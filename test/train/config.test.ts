@@ -77,7 +77,7 @@ describe("training config", () => {
     delete o.training.max_steps;
     const m = err(o);
     expect(m).toContain("model.hidden_size: 130 is not divisible by model.num_attention_heads 4");
-    expect(m).toContain("training.max_steps: give training.max_steps or training.epochs");
+    expect(m).toContain("training.max_steps: give training.max_steps, training.epochs or training.max_tokens");
     expect(m).toContain("data.max_length: 512 exceeds model.max_position_embeddings 256");
     const o2 = base() as Record<string, any>;
     o2.model = { num_hidden_layers: 2 };

@@ -7,7 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TrainConfig } from "../../src/train/config.js";
-import { train, type EvalResult } from "../../src/train/loop.js";
+import { stepsForTokenBudget, train, type EvalResult } from "../../src/train/loop.js";
 import { tinyTrainConfig, writeGoldenTokens } from "./helpers.js";
 
 let tmp: string;
@@ -106,5 +106,22 @@ describe("cellfm train (loop)", () => {
     } finally {
       for (const l of others) process.on("SIGINT", l as () => void);
     }
+  });
+
+  it("training.max_tokens: stops at the first step whose cumulative real tokens reach the budget, logs tokens seen", async () => {
+    const c = cfg("budget", { max_tokens: 2500, log_every: 1 });
+    // 10 cells of 5 tokens, 2 cells a step: 10 tokens per step, a budget of 25 needs 3 steps (30 tokens)
+    const plan = stepsForTokenBudget(new Int32Array(10).fill(5), { batch_size: 2, seed: 1, grad_accumulation: 1 }, 25);
+    expect(plan).toEqual({ steps: 3, tokens: 30, firstStepTokens: 10 });
+    const r = await train(c, { quiet: true });
+    const rows = fs.readFileSync(path.join(c.output.dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const stepRows = rows.filter((x) => x.loss !== undefined);
+    expect(stepRows.length).toBe(r.step);
+    const last = stepRows[stepRows.length - 1];
+    expect(last.tokens).toBeGreaterThanOrEqual(2500);
+    expect(stepRows[stepRows.length - 2].tokens).toBeLessThan(2500);
+    for (let i = 1; i < stepRows.length; i++) expect(stepRows[i].tokens).toBeGreaterThan(stepRows[i - 1].tokens);
+    const tooSmall = cfg("budget-small", { max_tokens: 10 });
+    await expect(train(tooSmall, { quiet: true })).rejects.toThrow(/test.yaml: training.max_tokens: 10 is smaller than one optimizer step/);
   });
 });
