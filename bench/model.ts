@@ -12,6 +12,7 @@
  *   npx tsx bench/model.ts                      all cases (parent)
  *   npx tsx bench/model.ts --case train:v1:512:4 [--backend wasm] [--seconds 20]
  *   npx tsx bench/model.ts --case train:v1:512:4:2          (5th field: training workers)
+ *   npx tsx bench/model.ts --case embedpar:v1:512:4 --workers 2 --layer 0   (all layers, 2 worker threads)
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -28,7 +29,7 @@ interface CaseResult {
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 
-async function runCase(spec: string, backend: string, seconds: number): Promise<CaseResult> {
+async function runCase(spec: string, backend: string, seconds: number, embedLayer = -1, embedWorkers = 2): Promise<CaseResult> {
   const tf = await import("@tensorflow/tfjs-core");
   const { initBackend } = await import("../src/backend.js");
   const { BertForMaskedLM } = await import("../src/model/bert.js");
@@ -113,11 +114,11 @@ async function runCase(spec: string, backend: string, seconds: number): Promise<
       cellfm: { encoding: "geneformer-rank-value", objective: "mlm", model_version: "V1", dictionary: { name: "", sha256: "" }, backend: info.name, cellfm_version: "", created: "" },
     });
     const many = [...cells, ...cells, ...cells, ...cells];
-    const r = await time(() => embedCellsParallel(ck, many, config.hidden_size, { workers: 2, maxTokensPerBatch: B * L }).then(() => undefined), many.length);
+    const r = await time(() => embedCellsParallel(ck, many, config.hidden_size, { workers: embedWorkers, maxTokensPerBatch: B * L, layer: embedLayer }).then(() => undefined), many.length);
     fs.rmSync(dir, { recursive: true, force: true });
     return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
   }
-  const r = await time(() => void embedCells(model, cells, { maxTokensPerBatch: B * L }), nCells);
+  const r = await time(() => void embedCells(model, cells, { maxTokensPerBatch: B * L, layer: embedLayer }), nCells);
   return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
 }
 
@@ -173,7 +174,8 @@ const argv = process.argv.slice(2);
 const ci = argv.indexOf("--case");
 if (ci >= 0) {
   const get = (k: string, d: string) => (argv.indexOf(k) >= 0 ? argv[argv.indexOf(k) + 1] : d);
-  const r = await runCase(argv[ci + 1], get("--backend", "wasm"), +get("--seconds", "20"));
+  // --layer: embedding layer (-1 = second-to-last, as `cellfm embed`; 0 = all layers); --workers: embedpar threads
+  const r = await runCase(argv[ci + 1], get("--backend", "wasm"), +get("--seconds", "20"), +get("--layer", "-1"), +get("--workers", "2"));
   console.log("RESULT " + JSON.stringify(r));
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   for (const r of await run({ quick: argv.includes("--quick") })) console.log(JSON.stringify(r));

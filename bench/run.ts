@@ -5,6 +5,8 @@
  *   npm run bench               full sizes (tens of minutes on 2 cores)
  *   npm run bench -- --quick    small sizes (a few minutes), to check the benchmarks run
  *   npm run bench -- --only tokenize,model
+ *   npm run bench -- --compare  cellfm next to its peers (Geneformer's tokenizer, PyTorch) in the same
+ *                               run, printed as a ratio table (bench/compare.ts says how to give the peers)
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -22,14 +24,16 @@ export interface BenchRow {
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const onlyIdx = args.indexOf("--only");
-const only = onlyIdx >= 0 ? new Set(args[onlyIdx + 1].split(",")) : undefined;
+const compare = args.includes("--compare");
+// --compare runs the peer comparison alone; the comparison is not part of the plain benchmark
+const only = onlyIdx >= 0 ? new Set(args[onlyIdx + 1].split(",")) : compare ? new Set(["compare"]) : undefined;
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const modules = fs
   .readdirSync(here)
   .filter((f) => f.endsWith(".ts") && f !== "run.ts")
   .map((f) => f.replace(/\.ts$/, ""))
-  .filter((name) => !only || only.has(name))
+  .filter((name) => (only ? only.has(name) : name !== "compare"))
   .sort();
 
 function fmt(v: number): string {
@@ -45,7 +49,11 @@ for (const name of modules) {
   console.error(`\n== ${name} ...`);
   try {
     const mod = await import(path.join(here, `${name}.ts`));
-    const got: BenchRow[] = await mod.run({ quick });
+    if (typeof mod.run !== "function") {
+      console.error(`== ${name}: a script of its own (no run()), skipped`);
+      continue;
+    }
+    const got: BenchRow[] = await mod.run({ quick, args });
     rows.push(...got);
     console.error(`== ${name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   } catch (err) {

@@ -26,7 +26,7 @@ const PYTHON_CELLS_PER_S = 2350;
  * seconds, CPU seconds of the whole process (user + system, all threads; less sensitive than wall time
  * to other load on a shared machine) and peak RSS.
  */
-function runCli(args: string[]): { wall: number; inner: number; cpu: number; maxRssMb: number } {
+export function runCli(args: string[]): { wall: number; inner: number; cpu: number; maxRssMb: number } {
   const distCli = path.join(root, "dist", "cli.js");
   const useDist = fs.existsSync(distCli);
   const entry = useDist ? distCli : path.join(root, "src", "cli.ts");
@@ -90,7 +90,8 @@ export async function writeSyntheticH5ad(file: string, nCells: number, nGenes: n
     nGenes,
     nnz: nCells * k,
     rows: rows(),
-    obs: { index: Array.from({ length: nCells }, (_, i) => `c${i}`), columns: { cell_type: { categories: ["A", "B", "C"], codes: Int8Array.from({ length: nCells }, (_, i) => i % 3) } } },
+    // a plain string column (not categorical), so Python anndata reads the file too (Geneformer's peer)
+    obs: { index: Array.from({ length: nCells }, (_, i) => `c${i}`), columns: { cell_type: Array.from({ length: nCells }, (_, i) => "ABC"[i % 3]) } },
     var: { index: genes, columns: { ensembl_id: genes } },
     dtype: "<f",
   });

@@ -11,7 +11,8 @@
  * `npm install @tensorflow/tfjs-node-gpu@4.22.0`. They are loaded with a dynamic import only when
  * present. The same model code runs on every backend.
  */
-import * as tf from "@tensorflow/tfjs-core";
+// tfjs-core is imported inside the functions, not at the top: the CLI imports BACKEND_CHOICES from here
+// for every command's flags, and loading TensorFlow.js costs ~0.2 s of start-up (`cellfm --help`).
 
 /** Backend names accepted by `--backend`. */
 export type BackendChoice = "auto" | "tensorflow" | "wasm" | "cpu";
@@ -38,6 +39,7 @@ async function tryImport(pkg: string): Promise<boolean> {
 }
 
 async function activate(name: string): Promise<boolean> {
+  const tf = await import("@tensorflow/tfjs-core");
   try {
     const ok = await tf.setBackend(name);
     await tf.ready();

@@ -14,9 +14,13 @@ import { assembleScan, batchCodes, measureFromSpec, scanPairs, type JointHistogr
 import { umapFromKnn, type UmapOptions } from "./umap.js";
 import type { AssessJob } from "./worker.js";
 
-/** Default worker count: the machine's cores, at most 2 (each pair-scan worker holds its own copy of the measures' data in its wasm heap, ~0.5 GB at 44,500 cells). */
+/**
+ * Default worker count: the machine's cores, bounded so that the workers' memory stays within a
+ * quarter of the machine's (each pair-scan worker holds its own copy of the measures' data in its
+ * wasm heap, ~0.5 GB at 44,500 cells): at most one worker per 2 GiB of RAM.
+ */
 export function defaultThreads(): number {
-  return Math.max(1, Math.min(2, os.availableParallelism()));
+  return Math.max(1, Math.min(os.availableParallelism(), Math.floor(os.totalmem() / 2 ** 31)));
 }
 
 /** Copy a Float32Array into shared memory (so workers read it without a per-worker copy in JS). */

@@ -58,7 +58,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       .option("use-raw", { type: "boolean", describe: "read counts from raw/X" })
       .option("k", { type: "number", default: 15, describe: "neighbours for kNN accuracy, UMAP and graph connectivity" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend for the matrix products" })
-      .option("threads", { type: "number", describe: "worker threads for the kNN graphs, UMAP layouts and all-pairs scan (default: the machine's cores, at most 2; results do not depend on it)" })
+      .option("threads", { type: "number", describe: "worker threads for the kNN graphs, UMAP layouts and all-pairs scan (default: the machine's cores, at most one per 2 GiB of RAM; results do not depend on it)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress output" })
       .check((a) => {

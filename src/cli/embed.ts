@@ -1,6 +1,7 @@
 /** `cellfm embed`: parse and validate arguments, call the embedding stage (`src/embed/run.ts`). */
 import type { Argv, CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
+import { parseShard } from "../shard.js";
 
 interface EmbedArgs {
   checkpoint: string;
@@ -13,6 +14,7 @@ interface EmbedArgs {
   "max-tokens": number;
   "id-column"?: string;
   workers: number;
+  shard?: string;
   force?: boolean;
   quiet?: boolean;
 }
@@ -32,13 +34,15 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
       .option("max-tokens", { type: "number", default: 16384, describe: "padded tokens per forward pass (memory bound; does not change the result)" })
       .option("id-column", { type: "string", describe: "raw-count input: var column with gene IDs" })
-      .option("workers", { type: "number", default: 0, describe: "worker threads (0 = auto: one per core, up to 4, on wasm for inputs of >= 262,144 tokens); does not change the result" })
+      .option("workers", { type: "number", default: 0, describe: "worker threads (0 = auto: one per core on wasm/cpu for inputs of >= 262,144 tokens, 1 on tfjs-node); does not change the result" })
+      .option("shard", { type: "string", describe: "k/N: embed only slice k (0-based) of N of the input's cells; `cellfm merge` joins the N files" })
       .option("force", { type: "boolean", describe: "replace existing outputs" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or messages" })
       .check((a) => {
         if (!Number.isInteger(a.layer)) throw new Error(`--layer must be an integer (got ${a.layer})`);
         if (!Number.isInteger(a.workers) || a.workers < 0) throw new Error(`--workers must be an integer >= 0 (got ${a.workers})`);
         if (!(a["max-tokens"] >= 1)) throw new Error(`--max-tokens must be >= 1 (got ${a["max-tokens"]})`);
+        if (a.shard !== undefined) parseShard(String(a.shard));
         return true;
       }) as unknown as Argv<EmbedArgs>,
   handler: async (a) => {
@@ -54,6 +58,7 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       maxTokensPerBatch: a["max-tokens"],
       idColumn: a["id-column"],
       workers: a.workers,
+      shard: a.shard === undefined ? undefined : parseShard(String(a.shard)),
       force: a.force,
       quiet: a.quiet,
     });

@@ -3,6 +3,7 @@
  * (`src/tokenize/run.ts`), print the summary.
  */
 import type { Argv, CommandModule } from "yargs";
+import { parseShard } from "../shard.js";
 
 // The stage is imported when the command runs, not when the CLI starts, so other commands do not pay
 // for loading h5wasm and apache-arrow (and `cellfm tokenize` does not pay for the model stack).
@@ -20,6 +21,8 @@ interface TokenizeArgs {
   obs?: string;
   "chunk-size": number;
   "allow-non-integer"?: boolean;
+  shard?: string;
+  threads?: number;
   force?: boolean;
   quiet?: boolean;
   encoding: "rank" | "binned" | "counts";
@@ -57,8 +60,15 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("obs", { type: "string", describe: "10x folders: TSV of per-cell annotations, first column = barcode" })
       .option("chunk-size", { type: "number", default: 512, describe: "cells per block read (does not change the output)" })
       .option("allow-non-integer", { type: "boolean", describe: "accept non-integer counts" })
+      .option("shard", { type: "string", describe: "k/N: tokenize only slice k (0-based) of N of the cells; `cellfm merge` joins the N outputs" })
+      .option("threads", { type: "number", describe: "threads (default: the machine's cores, at most 8; 1 for inputs under 20M stored values and 10x folders); does not change the output" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
-      .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" }) as unknown as Argv<TokenizeArgs>,
+      .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" })
+      .check((a) => {
+        if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) throw new Error(`--threads must be a positive integer (got ${a.threads})`);
+        if (a.shard !== undefined) parseShard(String(a.shard));
+        return true;
+      }) as unknown as Argv<TokenizeArgs>,
   handler: async (a) => {
     const { tokenizeToDataset, formatTokenizeSummary } = await stage();
     const { summary, seconds } = await tokenizeToDataset({
@@ -73,6 +83,8 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       obsTsv: a.obs,
       chunkSize: a["chunk-size"],
       allowNonInteger: a["allow-non-integer"],
+      shard: a.shard === undefined ? undefined : parseShard(String(a.shard)),
+      threads: a.threads,
       force: a.force,
       quiet: a.quiet,
       encoding: a.encoding,

@@ -16,7 +16,7 @@
 import * as fs from "node:fs";
 import h5wasm from "h5wasm/node";
 import type { Dataset as H5Dataset, File as H5File, Group as H5Group, BrokenSoftLink, ExternalLink, Datatype } from "h5wasm/node";
-import type { CountMatrixSource, CsrChunk, ObsTable, ObsValues, VarTable } from "./types.js";
+import { selectedBlocks, type ChunkSelection, type CountMatrixSource, type CsrChunk, type ObsTable, type ObsValues, type VarTable } from "./types.js";
 
 /** Options shared by the count-matrix readers. */
 export interface OpenCountsOptions {
@@ -286,15 +286,14 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
     const where = `${file} (${key})`;
 
     let csrFromCsc: { indptr: Float64Array; indices: Int32Array; data: Float64Array } | undefined;
-    const chunks = function* (chunkSize = 512): Iterable<CsrChunk> {
-      if (!(chunkSize >= 1)) throw new Error(`chunk size must be >= 1 (got ${chunkSize})`);
+    const chunks = function* (chunkSize = 512, select?: ChunkSelection): Iterable<CsrChunk> {
+      const blocks = selectedBlocks(nCells, chunkSize, select);
       if (encoding === "csr") {
         const g = X as H5Group;
         const indptrAll = toFloat64((g.get("indptr") as H5Dataset).value);
         const dDs = g.get("data") as H5Dataset;
         const iDs = g.get("indices") as H5Dataset;
-        for (let a = 0; a < nCells; a += chunkSize) {
-          const b = Math.min(nCells, a + chunkSize);
+        for (const [a, b] of blocks) {
           const lo = indptrAll[a];
           const hi = indptrAll[b];
           const data = hi > lo ? toFloat64(dDs.slice([[lo, hi]])) : new Float64Array(0);
@@ -307,8 +306,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
         }
       } else if (encoding === "dense") {
         const ds = X as H5Dataset;
-        for (let a = 0; a < nCells; a += chunkSize) {
-          const b = Math.min(nCells, a + chunkSize);
+        for (const [a, b] of blocks) {
           const block = toFloat64(ds.slice([[a, b], [0, nGenes]]));
           let nnz = 0;
           for (let k = 0; k < block.length; k++) if (block[k] !== 0) nnz++;
@@ -355,8 +353,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
           csrFromCsc = { indptr: counts, indices, data };
         }
         const m = csrFromCsc;
-        for (let a = 0; a < nCells; a += chunkSize) {
-          const b = Math.min(nCells, a + chunkSize);
+        for (const [a, b] of blocks) {
           const lo = m.indptr[a];
           const hi = m.indptr[b];
           const indptr = new Float64Array(b - a + 1);

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { validateCounts, type OpenCountsOptions } from "./h5ad.js";
-import type { CountMatrixSource, CsrChunk, ObsTable, VarTable } from "./types.js";
+import { selectedBlocks, type ChunkSelection, type CountMatrixSource, type CsrChunk, type ObsTable, type VarTable } from "./types.js";
 
 function findFile(dir: string, names: string[]): string | undefined {
   for (const n of names) {
@@ -169,10 +169,8 @@ export function openMtx(dir: string, opts: OpenCountsOptions & { obsTsv?: string
     obs,
     var: varTable,
     matrixFile: mtxFile,
-    *chunks(chunkSize = 512): Iterable<CsrChunk> {
-      if (!(chunkSize >= 1)) throw new Error(`chunk size must be >= 1 (got ${chunkSize})`);
-      for (let a = 0; a < nCols; a += chunkSize) {
-        const b = Math.min(nCols, a + chunkSize);
+    *chunks(chunkSize = 512, select?: ChunkSelection): Iterable<CsrChunk> {
+      for (const [a, b] of selectedBlocks(nCols, chunkSize, select)) {
         const lo = indptr[a];
         const hi = indptr[b];
         const ip = new Float64Array(b - a + 1);

@@ -60,6 +60,8 @@ export interface TokenizedManifest {
   medians?: { name: string; sha256: string };
   /** input file or folder and its sha256 (of the file; of matrix.mtx for a 10x folder). */
   source?: { path: string; sha256: string };
+  /** `cellfm tokenize --shard k/N`: this dataset holds slice k of N of the source's cells (`cellfm merge` joins them). */
+  shard?: { index: number; count: number };
   /** number of cells over all shards. */
   n_cells: number;
   /** shard files in cell order, with their cell counts. */

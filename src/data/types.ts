@@ -40,6 +40,37 @@ export interface CsrChunk {
 }
 
 /**
+ * Which chunks {@link CountMatrixSource.chunks} yields: cells `[start, end)` (default all) cut into
+ * blocks of `chunkSize` starting at `start`; of those, only block numbers `b` with
+ * `b % stride === phase` (default every block). Used by `--shard` (a cell range) and by the
+ * tokenizer's worker threads (every W-th block each).
+ */
+export interface ChunkSelection {
+  start?: number;
+  end?: number;
+  stride?: number;
+  phase?: number;
+}
+
+/** The blocks `[a, b)` of cells a {@link ChunkSelection} picks (validated). */
+export function selectedBlocks(nCells: number, chunkSize: number, sel: ChunkSelection = {}): [number, number][] {
+  if (!(chunkSize >= 1)) throw new Error(`chunk size must be >= 1 (got ${chunkSize})`);
+  const start = sel.start ?? 0;
+  const end = sel.end ?? nCells;
+  const stride = sel.stride ?? 1;
+  const phase = sel.phase ?? 0;
+  if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= nCells)) {
+    throw new Error(`cell range [${start}, ${end}) is not within [0, ${nCells}]`);
+  }
+  if (!(Number.isInteger(stride) && stride >= 1 && Number.isInteger(phase) && phase >= 0 && phase < stride)) {
+    throw new Error(`chunk stride ${stride} / phase ${phase} invalid`);
+  }
+  const out: [number, number][] = [];
+  for (let a = start, b = 0; a < end; a += chunkSize, b++) if (b % stride === phase) out.push([a, Math.min(end, a + chunkSize)]);
+  return out;
+}
+
+/**
  * An opened single-cell count matrix (cells × genes) that yields cells in chunks,
  * so memory stays bounded whatever the file size.
  */
@@ -50,8 +81,8 @@ export interface CountMatrixSource {
   readonly nGenes: number;
   readonly obs: ObsTable;
   readonly var: VarTable;
-  /** Yields consecutive CSR blocks of at most `chunkSize` cells, in cell order. */
-  chunks(chunkSize?: number): Iterable<CsrChunk>;
+  /** Yields consecutive CSR blocks of at most `chunkSize` cells, in cell order (optionally a selection of them). */
+  chunks(chunkSize?: number, select?: ChunkSelection): Iterable<CsrChunk>;
   /** Releases file handles. */
   close(): void;
 }

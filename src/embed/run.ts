@@ -17,6 +17,7 @@ import { assertWritable } from "../io.js";
 import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
+import { shardRange, type Shard } from "../shard.js";
 import { embedCells } from "./embed.js";
 import { embedCellsParallel } from "./parallel.js";
 import { writeEmbeddingH5ad } from "./h5ad-writer.js";
@@ -41,13 +42,18 @@ export interface EmbedRunOptions {
   /** token budget per forward pass (default 16,384). */
   maxTokensPerBatch?: number;
   /**
-   * worker threads (each its own backend and model copy); 0 or undefined = auto: one per core (at
-   * most 4) on wasm when the input has ≥ 262,144 tokens (starting a worker costs seconds), else 1
-   * (in-process). Results do not depend on it.
+   * worker threads (each its own backend and model copy); 0 or undefined = auto: one per core on
+   * wasm/cpu when the input has ≥ 262,144 tokens (starting a worker costs seconds), else 1 (in-process;
+   * tfjs-node threads internally). Results do not depend on it.
    */
   workers?: number;
   /** raw-count inputs: var column with gene IDs (as `cellfm tokenize --id-column`). */
   idColumn?: string;
+  /**
+   * embed only slice k of N of the input's cells (`src/shard.ts`: of the tokenized dataset's cells, or
+   * of the raw-count file's cells); `cellfm merge` joins the N files into the unsharded result.
+   */
+  shard?: Shard;
   force?: boolean;
   quiet?: boolean;
   /** Called with progress/info lines (default: stderr unless quiet). */
@@ -131,9 +137,11 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         throw new Error(`${o.input} has encoding ${ds.manifest.encoding} but checkpoint ${o.checkpoint} expects ${ck.cellfm.encoding}`);
       }
       checkDictionary(ck.cellfm, ds.manifest.dictionary, o.input, o.checkpoint);
-      cellIds = ds.cellIds;
-      cells = ds.inputIds;
-      obs = ds.obs;
+      const { start, end } = shardRange(ds.cellIds.length, o.shard);
+      cellIds = ds.cellIds.slice(start, end);
+      cells = ds.inputIds.slice(start, end);
+      obs = { index: cellIds, columns: {} };
+      for (const [k, v] of Object.entries(ds.obs.columns)) obs.columns[k] = v.slice(start, end) as ObsValues;
     } else {
       if (ck.cellfm.dictionary?.sha256 && ck.cellfm.dictionary.sha256 !== dict.files.tokens.sha256) {
         throw new Error(
@@ -144,7 +152,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       const src = await openCounts(o.input);
       try {
         const carry = Object.keys(src.obs.columns);
-        const t = tokenizeCounts(src, { modelVersion: version, dictionaries: dict, carry, idColumn: o.idColumn });
+        const t = tokenizeCounts(src, { modelVersion: version, dictionaries: dict, carry, idColumn: o.idColumn }, shardRange(src.nCells, o.shard));
         genesKnown = t.summary.var_genes_matched;
         genesUnknown = t.summary.genes_unknown;
         log(
@@ -175,7 +183,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     const t0 = performance.now();
     const totalTokens = cells.reduce((a, c) => a + c.length, 0);
     const nWorkers =
-      o.workers && o.workers > 0 ? o.workers : backend.name === "wasm" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? Math.min(4, os.availableParallelism()) : 1;
+      o.workers && o.workers > 0 ? o.workers : backend.name !== "tensorflow" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? os.availableParallelism() : 1;
     const eopts = { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d: number) => bar.update(d) };
     const data =
       nWorkers > 1
@@ -196,6 +204,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       dictionary: JSON.stringify(ck.cellfm.dictionary ?? null),
       cellfm_version: cellfmVersion(),
       created: new Date().toISOString(),
+      ...(o.shard ? { shard: JSON.stringify({ index: o.shard.index, count: o.shard.count }) } : {}),
     };
     writeEmbeddings(o.output, { cellIds, dim, data, obs, meta }, { force: o.force });
     if (o.h5ad) await writeEmbeddingH5ad(o.h5ad, { obs, embedding: data, dim, uns: meta }, { force: o.force });

@@ -110,6 +110,17 @@ export interface FlatTokenizedChunk {
   values: Float32Array;
   /** library size of each kept cell (obs `n_counts` or the row sum over all var columns), `[nKept]` float64. */
   nCounts: Float64Array;
+  /** what happened to the block's cells (counted into the summary by {@link GeneformerTokenizer.record}). */
+  stats: ChunkStats;
+}
+
+/** Per-block counts of a {@link FlatTokenizedChunk}; adding them up over blocks gives the summary. */
+export interface ChunkStats {
+  /** obs names of cells dropped because no nonzero gene is in the dictionary, in order. */
+  droppedEmpty: string[];
+  failingFilter: number;
+  truncated: number;
+  withTies: number;
 }
 
 /** What happened while tokenizing (printed by `cellfm tokenize`, saved as `summary.json`). */
@@ -150,6 +161,8 @@ export interface TokenizeSummary {
   dictionaries: GeneformerDictionaries["files"];
   /** source of the medians: the bundled dictionary or a user file. */
   medians_source: string;
+  /** `--shard k/N`: which slice of the input's cells (`n_cells` counts the slice). */
+  shard?: { index: number; count: number; cell_start: number; cell_end: number; n_cells_input: number };
 }
 
 /** Per-column gene plan: token id (or -1) and whether any token is shared by several columns. */
@@ -434,8 +447,28 @@ export class GeneformerTokenizer {
   /**
    * Tokenize one CSR block (cells `chunk.start ..`), in order; dropped/filtered cells are omitted.
    * Output is flat (one int32 buffer for the block): kept cell i has tokens `ids[offsets[i] .. offsets[i+1])`.
+   * The block is counted into {@link summary}.
    */
   tokenizeChunkFlat(chunk: CsrChunk): FlatTokenizedChunk {
+    return this.record(this.encodeChunk(chunk));
+  }
+
+  /**
+   * Count a block tokenized by {@link encodeChunk} (here or by another tokenizer of the same source, e.g.
+   * in a worker thread) into {@link summary}. Blocks must be recorded in cell order.
+   */
+  record(f: FlatTokenizedChunk): FlatTokenizedChunk {
+    for (let i = 0; i + 1 < f.offsets.length; i++) this.lengths.push(f.offsets[i + 1] - f.offsets[i]);
+    for (const c of f.stats.droppedEmpty) this.droppedEmpty.push(c);
+    this.failingFilter += f.stats.failingFilter;
+    this.truncated += f.stats.truncated;
+    this.withTies += f.stats.withTies;
+    return f;
+  }
+
+  /** {@link tokenizeChunkFlat} without counting the block into the summary. */
+  encodeChunk(chunk: CsrChunk): FlatTokenizedChunk {
+    const stats: ChunkStats = { droppedEmpty: [], failingFilter: 0, truncated: 0, withTies: 0 };
     const { indptr, indices, data } = chunk;
     const { colToken, tokenMedian, needsSum } = this.plan;
     const s = this.scratch;
@@ -460,7 +493,7 @@ export class GeneformerTokenizer {
     for (let r = 0; r < chunk.nCells; r++) {
       const row = chunk.start + r;
       if (this.filterPass && this.filterPass[row] !== 1) {
-        this.failingFilter++;
+        stats.failingFilter++;
         continue;
       }
       const a = indptr[r];
@@ -508,7 +541,7 @@ export class GeneformerTokenizer {
       }
       const cellId = obsIndex[row];
       if (m === 0) {
-        this.droppedEmpty.push(cellId);
+        stats.droppedEmpty.push(cellId);
         continue;
       }
       if (!(n > 0) || !Number.isFinite(n)) {
@@ -522,10 +555,10 @@ export class GeneformerTokenizer {
           s.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[t], t);
         }
         const kept = Math.min(m, maxGenes);
-        if (m > maxGenes) this.truncated++;
+        if (m > maxGenes) stats.truncated++;
         if (isV2) values[pos] = 0; // <cls>
         if (isV2) ids[pos++] = cls;
-        if (rankKeyed(s, m, ids.subarray(pos, pos + kept))) this.withTies++;
+        if (rankKeyed(s, m, ids.subarray(pos, pos + kept))) stats.withTies++;
         for (let q = pos; q < pos + kept; q++) values[q] = countOf[ids[q]];
         pos += kept;
         if (isV2) values[pos] = 0; // <eos>
@@ -547,7 +580,6 @@ export class GeneformerTokenizer {
       obsRows[nOut] = row;
       nCounts[nOut] = n;
       cellIds.push(cellId);
-      this.lengths.push(pos - offsets[nOut]);
       nOut++;
     }
     return {
@@ -557,6 +589,7 @@ export class GeneformerTokenizer {
       ids: ids.subarray(0, pos),
       values: values.subarray(0, pos),
       nCounts: nCounts.subarray(0, nOut),
+      stats,
     };
   }
 
@@ -594,8 +627,11 @@ export class GeneformerTokenizer {
     return out;
   }
 
-  /** Summary so far (complete after the last chunk). */
-  summary(): TokenizeSummary {
+  /**
+   * Summary so far (complete after the last chunk).
+   * @param nCells cells of the input in scope (default all of the source's; a `--shard` gives its slice).
+   */
+  summary(nCells = this.source.nCells): TokenizeSummary {
     const L = Int32Array.from(this.lengths).sort();
     const n = L.length;
     const median = n === 0 ? 0 : n % 2 ? L[(n - 1) / 2] : (L[n / 2 - 1] + L[n / 2]) / 2;
@@ -603,7 +639,7 @@ export class GeneformerTokenizer {
       input: this.source.path,
       encoding: this.encoding,
       model_version: this.dict.version,
-      n_cells: this.source.nCells,
+      n_cells: nCells,
       n_vars: this.source.nGenes,
       gene_id_source: this.plan.source,
       genes_matched: this.plan.genesMatched,
@@ -631,17 +667,19 @@ export class GeneformerTokenizer {
 /**
  * Tokenize a whole source in memory (cells in input order). For large inputs stream with
  * {@link GeneformerTokenizer} and a dataset writer instead (what `cellfm tokenize` does).
+ * @param range only cells `[start, end)` (default all).
  * @returns the kept cells, their carried obs columns and the summary.
  * @throws Error on a missing `--carry` column, < 50% known genes, or a non-positive n_counts.
  */
 export function tokenizeCounts(
   source: CountMatrixSource,
   opts: GeneformerTokenizeOptions,
+  range: { start: number; end: number } = { start: 0, end: source.nCells },
 ): { cells: TokenizedCell[]; obs: Record<string, ObsValues>; summary: TokenizeSummary } {
   const tk = new GeneformerTokenizer(source, opts);
   const cells: TokenizedCell[] = [];
-  for (const chunk of source.chunks(opts.chunkSize ?? 512)) {
+  for (const chunk of source.chunks(opts.chunkSize ?? 512, range)) {
     for (const c of tk.tokenizeChunk(chunk)) cells.push(c);
   }
-  return { cells, obs: tk.carriedObs(cells), summary: tk.summary() };
+  return { cells, obs: tk.carriedObs(cells), summary: tk.summary(range.end - range.start) };
 }

@@ -5,6 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import cliProgress from "cli-progress";
@@ -15,6 +16,9 @@ import { assertWritable, writeFileAtomic } from "../io.js";
 import { readMediansTsv } from "./dictionaries.js";
 import { ENCODING_NAMES, GeneformerTokenizer, type TokenEncoding, type TokenizeSummary } from "./geneformer.js";
 import { computeNonzeroMedians, formatMediansTsv, type MediansResult } from "./medians.js";
+import { TokenizeWorkers } from "./parallel.js";
+import { selectedBlocks } from "../data/types.js";
+import { shardRange, type Shard } from "../shard.js";
 
 /** sha256 (hex) of a file, streamed. */
 export async function sha256File(file: string): Promise<string> {
@@ -102,6 +106,14 @@ export interface TokenizeRunOptions {
   quiet?: boolean;
   /** compute the input's sha256 for the manifest (default true). */
   hashSource?: boolean;
+  /** tokenize only this slice of the cells (see `src/shard.ts`); the manifest records it. */
+  shard?: Shard;
+  /**
+   * threads (1 = no worker threads). Default: the machine's cores (at most {@link MAX_TOKENIZE_THREADS}),
+   * or 1 for inputs with fewer than {@link PARALLEL_MIN_VALUES} stored values (starting a worker costs
+   * more than it saves) and for 10x folders (parsed whole by each thread). Never changes the output.
+   */
+  threads?: number;
   /** token encoding: rank (Geneformer, default), binned (scGPT), counts (scPRINT). */
   encoding?: TokenEncoding;
   /** binned: total bins including bin 0 (default 51). */
@@ -109,6 +121,11 @@ export interface TokenizeRunOptions {
   /** binned: seed of the per-cell tie spreading (default 0). */
   seed?: number;
 }
+
+/** Most tokenizer threads by default: each opens the input and its dictionaries (~60 MB each). */
+export const MAX_TOKENIZE_THREADS = 8;
+/** Stored values (nonzeros) from which the tokenizer uses worker threads. */
+export const PARALLEL_MIN_VALUES = 20_000_000;
 
 /**
  * Tokenize `input` (`.h5ad` or 10x folder) into the tokenized dataset folder `output`
@@ -152,14 +169,33 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
         source: source_,
         values_kind: tk.encoding === "binned" ? "bin" : "count",
         ...(tk.encoding === "binned" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
+        ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
       },
       { force: o.force },
     );
-    const bar = progressBar(source.nCells, `tokenize ${o.modelVersion}`, o.quiet ?? false);
+    const { start, end } = shardRange(source.nCells, o.shard);
+    const chunkSize = o.chunkSize ?? 512;
+    const nBlocks = selectedBlocks(source.nCells, chunkSize, { start, end }).length;
+    const threads = Math.max(1, Math.min(nBlocks, tokenizeThreads(o.threads, source, start, end)));
+    const bar = progressBar(end - start, `tokenize ${o.modelVersion}`, o.quiet ?? false);
     let summary: TokenizeSummary;
+    const pool =
+      threads > 1
+        ? new TokenizeWorkers(threads, {
+            input: o.input,
+            open: { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger, obsTsv: o.obsTsv },
+            tokenizer: { modelVersion: o.modelVersion, idColumn: o.idColumn, medians: userMedians?.medians, encoding: o.encoding, nBins: o.nBins, seed: o.seed },
+            chunkSize,
+            select: { start, end },
+          })
+        : undefined;
     try {
-      for (const chunk of source.chunks(o.chunkSize ?? 512)) {
-        const f = tk.tokenizeChunkFlat(chunk);
+      // block b is tokenized by thread b % threads (0 = this one); blocks are written in order
+      const own = source.chunks(chunkSize, { start, end, stride: threads, phase: 0 })[Symbol.iterator]();
+      let done = 0;
+      for (let b = 0; b < nBlocks; b++) {
+        const phase = b % threads;
+        const f = phase === 0 ? tk.tokenizeChunkFlat(own.next().value!) : tk.record(await pool!.next(phase));
         writer.append({
           cellIds: f.cellIds,
           flat: { offsets: f.offsets, values: f.ids },
@@ -167,15 +203,19 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
           nCounts: f.nCounts,
           obs: tk.carriedObsRows(f.obsRows),
         });
-        bar.update(chunk.start + chunk.nCells);
+        done = Math.min(end - start, done + chunkSize);
+        bar.update(done);
       }
-      summary = tk.summary();
-      if (summary.cells_written === 0) throw new Error(`${o.input}: no cell has a nonzero count in a known gene; nothing to write`);
+      summary = tk.summary(end - start);
+      if (o.shard) summary = { ...summary, shard: { index: o.shard.index, count: o.shard.count, cell_start: start, cell_end: end, n_cells_input: source.nCells } };
+      if (summary.cells_written === 0 && !o.shard) throw new Error(`${o.input}: no cell has a nonzero count in a known gene; nothing to write`);
     } catch (e) {
       bar.stop();
       hash.cancel();
       writer.abort();
       throw e;
+    } finally {
+      await pool?.close();
     }
     bar.stop();
     try {
@@ -191,6 +231,19 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
   } finally {
     source.close();
   }
+}
+
+/** Threads for tokenizing cells `[start, end)` of `source` (see {@link TokenizeRunOptions.threads}). */
+function tokenizeThreads(asked: number | undefined, source: { nCells: number; storedValues?: number }, start: number, end: number): number {
+  if (asked !== undefined) {
+    if (!(Number.isInteger(asked) && asked >= 1)) throw new Error(`--threads must be a positive integer (got ${asked})`);
+    return asked;
+  }
+  const n = Math.min(os.availableParallelism(), MAX_TOKENIZE_THREADS);
+  // stored values in the range, estimated from the whole matrix (an h5ad knows its count without reading;
+  // a 10x folder is parsed whole in memory, which each worker would repeat)
+  const values = source.storedValues === undefined ? 0 : (source.storedValues * (end - start)) / Math.max(1, source.nCells);
+  return values >= PARALLEL_MIN_VALUES ? n : 1;
 }
 
 /** Human-readable summary lines printed by `cellfm tokenize`. */

@@ -154,4 +154,22 @@ describe("cellfm embed", () => {
     await expect(embedToFile({ checkpoint: ckpt, input: tokens, output: out, backend: "cpu", quiet: true, pool: "cls" })).rejects.toThrow(/V2/);
     expect(fs.existsSync(out)).toBe(false);
   });
+
+  it("--shard k/N: the N embedding files merge (any order) to exactly the unsharded file", async () => {
+    const whole = path.join(dir, "whole.arrow");
+    await main(["embed", "-c", ckpt, "-i", tokens, "-o", whole, "--backend", "wasm", "-q", "--workers", "1"]);
+    const parts = [0, 1, 2].map((k) => path.join(dir, `part-${k}.arrow`));
+    for (const [k, f] of parts.entries()) await main(["embed", "-c", ckpt, "-i", tokens, "-o", f, "--backend", "wasm", "-q", "--workers", "1", "--shard", `${k}/3`]);
+    expect(JSON.parse(readEmbeddings(parts[1]).meta.shard)).toEqual({ index: 1, count: 3 });
+    const merged = path.join(dir, "merged.arrow");
+    await main(["merge", "-i", parts[2], parts[0], parts[1], "-o", merged, "-q"]);
+    const a = readEmbeddings(whole);
+    const b = readEmbeddings(merged);
+    expect(b.cellIds).toEqual(a.cellIds);
+    expect(b.data).toEqual(a.data);
+    expect(b.obs.columns).toEqual(a.obs.columns);
+    expect(b.meta.shard).toBeUndefined();
+    await expect(main(["merge", "-i", parts[0], parts[1], "-o", path.join(dir, "m2.arrow"), "-q"])).rejects.toThrow(/shards 2\/3 are missing/);
+    await expect(main(["embed", "-c", ckpt, "-i", tokens, "-o", path.join(dir, "x.arrow"), "--shard", "3/3"])).rejects.toThrow(/--shard must be k\/N/);
+  });
 });

@@ -1,0 +1,241 @@
+/**
+ * `npm run bench -- --compare`: cellfm next to the tools a user would otherwise pick, measured in the
+ * same run on the same machine, as ratios (issue "Speed", §2):
+ *
+ * - `cellfm tokenize` (whole command: process start to exit) vs Geneformer's own
+ *   `TranscriptomeTokenizer.tokenize_anndata` (`bench/peers/geneformer_tokenizer.py`) on pbmc3k, on
+ *   kang2018 when given, and on a generated 200,000-cell file;
+ * - training tokens/s (forward + backward + update, `workers` = cores) vs plain PyTorch
+ *   (`bench/peers/pytorch_bert.py`, same Geneformer V1 6-layer shape, threads = cores) at 512 x 4,
+ *   256 x 8 and 2,048 x 1;
+ * - embedding tokens/s at equal work (all 6 layers, no MLM head) vs PyTorch `no_grad` inference;
+ * - peak RSS of each side, and MFU of each side against the matmul peak measured in this run
+ *   (`bench/peers/peak.py`: PyTorch / numpy 2,048³ FP32 matmul with every core).
+ *
+ * Nothing is downloaded. A peer that is not available is skipped with a note:
+ * - Python with torch (Debian `python3-torch`): `CELLFM_BENCH_PYTHON` (default `/usr/bin/python3`, else `python3`);
+ * - Geneformer's tokenizer needs `anndata` (Debian `python3-anndata`) and upstream's `geneformer/tokenizer.py`,
+ *   given with `--geneformer-tokenizer FILE` or `CELLFM_GENEFORMER_TOKENIZER=FILE`, e.g.
+ *   `git clone https://huggingface.co/ctheodoris/Geneformer && git -C Geneformer show HEAD:geneformer/tokenizer.py > gf_tokenizer.py`;
+ * - kang2018 (Kang et al. 2018 PBMC control cells, any raw-count `.h5ad`): `--kang FILE` or `CELLFM_BENCH_KANG=FILE`.
+ *
+ *   npm run bench -- --compare [--quick] [--geneformer-tokenizer gf_tokenizer.py] [--kang kang2018.h5ad]
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import type { BenchRow } from "./run.js";
+import { runCli, writeSyntheticH5ad } from "./tokenize.js";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const root = path.resolve(here, "..");
+const cores = os.availableParallelism();
+
+/** One line of the ratio table. */
+interface Ratio {
+  work: string;
+  cellfm: string;
+  peer: string;
+  /** cellfm speed / peer speed (> 1: cellfm faster); NaN when the peer was skipped. */
+  ratio: number;
+  target?: number;
+  note: string;
+}
+
+function arg(args: string[], flag: string, env: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : process.env[env] || undefined;
+}
+
+/** A Python that imports every module in `mods`, or why there is none. */
+function python(mods: string[]): { exe?: string; why?: string } {
+  const cands = process.env.CELLFM_BENCH_PYTHON ? [process.env.CELLFM_BENCH_PYTHON] : ["/usr/bin/python3", "python3"];
+  for (const exe of cands) {
+    const r = spawnSync(exe, ["-c", mods.map((m) => `import ${m}`).join("; ")], { encoding: "utf8" });
+    if (r.status === 0) return { exe };
+    if (r.error === undefined) return { why: `${exe} cannot import ${mods.join(", ")} (${(r.stderr ?? "").trim().split("\n").pop()})` };
+  }
+  return { why: "no python3 found (set CELLFM_BENCH_PYTHON)" };
+}
+
+/** Run a command and parse its `RESULT {...}` line. */
+function result<T>(cmd: string, args: string[], what: string): T {
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 26, cwd: root });
+  const line = (r.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
+  if (r.status !== 0 || !line) throw new Error(`${what} failed: ${(r.stderr ?? "").trim().split("\n").slice(-5).join(" | ")}`);
+  return JSON.parse(line.slice(7)) as T;
+}
+
+const f0 = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "-");
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
+const mb = (x: number) => (Number.isFinite(x) ? `${f0(x)} MB` : "-");
+
+/** Matmul FLOPs per token of the 6-layer V1 shape (as src/train/flops.ts: training = 3 x forward). */
+function flopsPerToken(L: number, mode: "train" | "infer"): number {
+  const H = 256, F = 512, NL = 6, V = 25426;
+  const enc = NL * (8 * H * H + 4 * H * F + 4 * L * H);
+  return mode === "infer" ? enc : 3 * (enc + 0.15 * (2 * H * H + 2 * H * V));
+}
+
+/** Entry point for bench/run.ts (`--compare`). */
+export async function run(opts: { quick: boolean; args?: string[] }): Promise<BenchRow[]> {
+  const args = opts.args ?? [];
+  const rows: BenchRow[] = [];
+  const ratios: Ratio[] = [];
+  const torchPy = python(["torch"]);
+  const adPy = python(["anndata", "numpy"]);
+  const gfFile = arg(args, "--geneformer-tokenizer", "CELLFM_GENEFORMER_TOKENIZER");
+  const kang = arg(args, "--kang", "CELLFM_BENCH_KANG");
+  const gfWhy = !gfFile
+    ? "skipped: give upstream geneformer/tokenizer.py with --geneformer-tokenizer FILE (or CELLFM_GENEFORMER_TOKENIZER)"
+    : !fs.existsSync(gfFile)
+      ? `skipped: ${gfFile} not found`
+      : adPy.why
+        ? `skipped: ${adPy.why}`
+        : undefined;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-bench-compare-"));
+  let peak = NaN;
+  let peakNote = "";
+  try {
+    // ---- the machine's matmul peak (MFU denominator), measured now
+    if (torchPy.exe) {
+      const r = spawnSync(torchPy.exe, [path.join(here, "peers", "peak.py")], { encoding: "utf8" });
+      const got = [...(r.stdout ?? "").matchAll(/PEAK (\w+): ([\d.]+) GFLOP\/s/g)].map((m) => ({ k: m[1], v: Number(m[2]) * 1e9 }));
+      const best = got.filter((g) => g.k !== "torch_1thread").sort((a, b) => b.v - a.v)[0];
+      if (best) {
+        peak = best.v;
+        peakNote = `${best.k} 2048^3 FP32 matmul, ${cores} threads`;
+        rows.push({ area: "compare", case: "machine matmul peak", metric: "GFLOP/s", value: peak / 1e9, unit: "GFLOP/s", note: peakNote });
+      }
+    }
+    if (!Number.isFinite(peak)) peakNote = `peak not measured (${torchPy.why ?? "peak.py printed nothing"}); MFU not shown`;
+
+    // ---- tokenizer
+    const inputs: { name: string; file?: string; cells?: number; reps: number; why?: string }[] = [
+      { name: "pbmc3k (2,638 cells)", file: path.join(root, "data", "pbmc3k_seurat.h5ad"), reps: 3 },
+      kang && fs.existsSync(kang)
+        ? { name: `kang2018 (${path.basename(kang)})`, file: kang, reps: 3 }
+        : { name: "kang2018", reps: 0, why: kang ? `${kang} not found` : "not given (--kang FILE or CELLFM_BENCH_KANG)" },
+    ];
+    const [nBig, kBig] = opts.quick ? [20_000, 500] : [200_000, 1_000];
+    const big = path.join(work, "generated.h5ad");
+    const tg = performance.now();
+    await writeSyntheticH5ad(big, nBig, 20_000, kBig, 7);
+    const genLabel = `generated ${nBig.toLocaleString("en-US")} cells x 20,000 genes, ${kBig.toLocaleString("en-US")} nonzeros/cell (${(fs.statSync(big).size / 1e9).toFixed(2)} GB)`;
+    console.error(`   ${genLabel} written in ${((performance.now() - tg) / 1000).toFixed(0)} s`);
+    inputs.push({ name: genLabel, file: big, cells: nBig, reps: 1 });
+    const targets = [3, 5, 10];
+    inputs.forEach((inp, i) => {
+      const target = targets[i];
+      if (!inp.file) {
+        ratios.push({ work: `tokenize V1, ${inp.name}`, cellfm: "-", peer: "-", ratio: NaN, target, note: `skipped: ${inp.why}` });
+        return;
+      }
+      let best = { wall: Infinity, maxRssMb: 0 };
+      for (let r = 0; r < inp.reps; r++) {
+        const out = path.join(work, `tok-${i}-${r}`);
+        const c = runCli(["tokenize", "-i", inp.file, "-o", out, "--model-version", "V1", "--quiet"]);
+        if (c.wall < best.wall) best = { wall: c.wall, maxRssMb: Math.max(best.maxRssMb, c.maxRssMb) };
+        fs.rmSync(out, { recursive: true, force: true });
+      }
+      rows.push({ area: "compare", case: `cellfm tokenize V1, ${inp.name}`, metric: "whole command", value: best.wall, unit: "s", note: `peak RSS ${mb(best.maxRssMb)}` });
+      let peer = "-";
+      let ratio = NaN;
+      let note = gfWhy ?? "";
+      if (!gfWhy) {
+        try {
+          const g = result<{ tokenize_s_best: number; cells: number; peak_rss_mb: number }>(
+            adPy.exe!,
+            [path.join(here, "peers", "geneformer_tokenizer.py"), gfFile!, path.join(root, "data", "geneformer"), inp.file, "V1", String(inp.reps)],
+            "Geneformer tokenizer",
+          );
+          peer = `${f2(g.tokenize_s_best)} s, ${mb(g.peak_rss_mb)}`;
+          ratio = g.tokenize_s_best / best.wall;
+          note = `Geneformer tokenize_anndata only (imports and dataset save not counted); memory ${f2(g.peak_rss_mb / best.maxRssMb)}x cellfm's`;
+          rows.push({ area: "compare", case: `Geneformer tokenize_anndata, ${inp.name}`, metric: "time", value: g.tokenize_s_best, unit: "s", note: `peak RSS ${mb(g.peak_rss_mb)}` });
+        } catch (e) {
+          note = `peer failed: ${(e as Error).message.slice(0, 200)}`;
+        }
+      }
+      ratios.push({ work: `tokenize V1, ${inp.name}`, cellfm: `${f2(best.wall)} s, ${mb(best.maxRssMb)}`, peer, ratio, target, note });
+    });
+    fs.rmSync(big, { force: true });
+
+    // ---- training and embedding (Geneformer V1 6L shape)
+    const seconds = opts.quick ? 3 : 12;
+    type Cellfm = { tokensPerS: number; peakRssMb: number; backend: string };
+    type Torch = { tokens_per_s: number; peak_rss_mb: number; version: string; threads: number };
+    const cases: { work: string; cellfm: string; torch: string[]; flops: number; target: number; note: string }[] = [];
+    for (const [L, B] of [[512, 4], [256, 8], [2048, 1]] as const) {
+      const w = Math.min(cores, B);
+      cases.push({
+        work: `train ${L} x ${B}, workers ${w}`,
+        cellfm: `train:v1:${L}:${B}:${w}`,
+        torch: ["--seq", String(L), "--batch", String(B), "--mode", "train", "--head", "masked", "--threads", String(cores)],
+        flops: flopsPerToken(L, "train"),
+        target: L === 2048 ? NaN : 1,
+        note: `cellfm: fwd + bwd + SGD; PyTorch: fwd + bwd + AdamW (${cores} threads); MLM logits at the 15 % masked positions`,
+      });
+    }
+    cases.push({
+      work: "embed 512 x 4, 1 thread, 6 layers",
+      cellfm: "embed:v1:512:4",
+      torch: ["--seq", "512", "--batch", "4", "--mode", "infer", "--threads", "1"],
+      flops: flopsPerToken(512, "infer"),
+      target: 1,
+      note: "equal work: all 6 layers, no MLM head",
+    });
+    cases.push({
+      work: `embed 512 x 4, ${cores} workers, 6 layers`,
+      cellfm: "embedpar:v1:512:4",
+      torch: ["--seq", "512", "--batch", "4", "--mode", "infer", "--threads", String(cores)],
+      flops: flopsPerToken(512, "infer"),
+      target: 1,
+      note: `cellfm: ${cores} worker threads, start-up included; PyTorch ${cores} threads`,
+    });
+    for (const c of cases) {
+      let cf: Cellfm | undefined;
+      let cfErr = "";
+      try {
+        cf = result<Cellfm>(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", c.cellfm, "--seconds", String(seconds), "--layer", "0", "--workers", String(cores)], `cellfm ${c.cellfm}`);
+      } catch (e) {
+        cfErr = (e as Error).message.slice(0, 200);
+      }
+      let pt: Torch | undefined;
+      let ptWhy = torchPy.why ? `skipped: ${torchPy.why}` : "";
+      if (torchPy.exe) {
+        try {
+          pt = result<Torch>(torchPy.exe, [path.join(here, "peers", "pytorch_bert.py"), ...c.torch, "--reps", opts.quick ? "1" : "3", "--min-sec", opts.quick ? "1" : "3"], "PyTorch peer");
+        } catch (e) {
+          ptWhy = `peer failed: ${(e as Error).message.slice(0, 200)}`;
+        }
+      }
+      const mfu = (tps: number) => (Number.isFinite(peak) ? ` (MFU ${((100 * tps * c.flops) / peak).toFixed(1)} %)` : "");
+      const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErr}`;
+      const ptText = pt ? `${f0(pt.tokens_per_s)} tok/s${mfu(pt.tokens_per_s)}, ${mb(pt.peak_rss_mb)}` : "-";
+      if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; peak RSS ${mb(cf.peakRssMb)}` });
+      if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
+      ratios.push({ work: c.work, cellfm: cfText, peer: ptText, ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN, target: Number.isFinite(c.target) ? c.target : undefined, note: pt ? c.note : ptWhy || c.note });
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+
+  // ---- the ratio table (stdout, markdown)
+  const head = ["work", "cellfm", "peer", "ratio", "target", "note"];
+  const body = ratios.map((r) => [r.work, r.cellfm, r.peer, Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}x` : "-", r.target ? `>= ${r.target}x${Number.isFinite(r.ratio) ? (r.ratio >= r.target ? " met" : " NOT met") : ""}` : "", r.note]);
+  const out = [
+    `\nRatios measured in this run (${cores} cores, node ${process.version}; MFU against ${peakNote || "-"}; ratio > 1: cellfm faster)\n`,
+    "| " + head.join(" | ") + " |",
+    "|" + head.map(() => "---").join("|") + "|",
+    ...body.map((r) => "| " + r.join(" | ") + " |"),
+    "",
+  ];
+  console.log(out.join("\n"));
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await run({ quick: process.argv.includes("--quick"), args: process.argv.slice(2) });
+}
