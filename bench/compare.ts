@@ -215,7 +215,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
       const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErr}`;
       const ptText = pt ? `${f0(pt.tokens_per_s)} tok/s${mfu(pt.tokens_per_s)}, ${mb(pt.peak_rss_mb)}` : "-";
       if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; peak RSS ${mb(cf.peakRssMb)}` });
-      if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
+      if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work.replace(/, (workers|\d+ workers|1 thread)/, "")}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
       ratios.push({ work: c.work, cellfm: cfText, peer: ptText, ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN, target: Number.isFinite(c.target) ? c.target : undefined, note: pt ? c.note : ptWhy || c.note });
     }
   } finally {

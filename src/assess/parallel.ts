@@ -7,7 +7,7 @@
  */
 import * as os from "node:os";
 import type { Worker } from "node:worker_threads";
-import { startWorker } from "../threads.js";
+import { availableCores, startWorker } from "../threads.js";
 import type { BackendChoice } from "../backend.js";
 import { exactKnn, type KnnGraph } from "./knn.js";
 import { assembleScan, batchCodes, measureFromSpec, scanPairs, type JointHistogram, type MeasureSpec, type PairSummary, type RowTypeResult, type ScanCounts, type ScanOptions, type TypeBlock } from "./pairs.js";
@@ -20,7 +20,7 @@ import type { AssessJob } from "./worker.js";
  * wasm heap, ~0.5 GB at 44,500 cells): at most one worker per 2 GiB of RAM.
  */
 export function defaultThreads(): number {
-  return Math.max(1, Math.min(os.availableParallelism(), Math.floor(os.totalmem() / 2 ** 31)));
+  return Math.max(1, Math.min(availableCores(), Math.floor(os.totalmem() / 2 ** 31)));
 }
 
 /** Copy a Float32Array into shared memory (so workers read it without a per-worker copy in JS). */

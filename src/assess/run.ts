@@ -23,6 +23,7 @@ import { AssessPool, InlineRunner, defaultThreads, type AssessRunner } from "./p
 import { aucLess, histogramAuc, Histogram1D, median } from "./stats.js";
 import { renderFigure, withinBetweenSpec, jointSpec, sparsitySpec, scatterSpec } from "./figures.js";
 import { writeReport, type AssessmentResult, type MeasureSummary, type RepresentationMetrics } from "./report.js";
+import { checkThreadCount } from "../threads.js";
 
 /** Options of {@link runAssessment} (CLI flags in brackets). */
 export interface AssessOptions {
@@ -270,7 +271,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     }
 
     const tmp = tempDirFor(opts.output);
-    const threads = Math.max(1, Math.floor(opts.threads ?? defaultThreads()));
+    const threads = opts.threads !== undefined ? checkThreadCount(opts.threads, "--threads") : defaultThreads();
     let runner: AssessRunner | undefined;
     try {
       runner = threads > 1 ? await AssessPool.start(threads, backend.name as BackendChoice) : new InlineRunner();

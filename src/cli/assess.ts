@@ -15,6 +15,7 @@
  */
 import type { Argv, CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
+import { checkThreadCount } from "../threads.js";
 
 interface AssessArgs {
   input: string;
@@ -65,9 +66,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
         for (const key of ["min-cells", "n-hvg", "k"] as const) {
           if (!Number.isInteger(a[key]) || a[key] < 1) throw new Error(`--${key} must be a positive integer (got ${a[key]})`);
         }
-        if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) {
-          throw new Error(`--threads must be a positive integer (got ${a.threads})`);
-        }
+        if (a.threads !== undefined) checkThreadCount(a.threads, "--threads");
         if (a["per-type"] !== undefined && (!Number.isInteger(a["per-type"]) || a["per-type"] < 1)) {
           throw new Error(`--per-type must be a positive integer (got ${a["per-type"]})`);
         }

@@ -1,6 +1,7 @@
 /** `cellfm embed`: parse and validate arguments, call the embedding stage (`src/embed/run.ts`). */
 import type { Argv, CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
+import { checkThreadCount } from "../threads.js";
 import { parseShard } from "../shard.js";
 
 interface EmbedArgs {
@@ -40,7 +41,7 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or messages" })
       .check((a) => {
         if (!Number.isInteger(a.layer)) throw new Error(`--layer must be an integer (got ${a.layer})`);
-        if (!Number.isInteger(a.workers) || a.workers < 0) throw new Error(`--workers must be an integer >= 0 (got ${a.workers})`);
+        checkThreadCount(a.workers, "--workers", 0);
         if (!(a["max-tokens"] >= 1)) throw new Error(`--max-tokens must be >= 1 (got ${a["max-tokens"]})`);
         if (a.shard !== undefined) parseShard(String(a.shard));
         return true;

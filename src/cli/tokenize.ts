@@ -4,6 +4,7 @@
  */
 import type { Argv, CommandModule } from "yargs";
 import { parseShard } from "../shard.js";
+import { checkThreadCount } from "../threads.js";
 
 // The stage is imported when the command runs, not when the CLI starts, so other commands do not pay
 // for loading h5wasm and apache-arrow (and `cellfm tokenize` does not pay for the model stack).
@@ -65,7 +66,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" })
       .check((a) => {
-        if (a.threads !== undefined && (!Number.isInteger(a.threads) || a.threads < 1)) throw new Error(`--threads must be a positive integer (got ${a.threads})`);
+        if (a.threads !== undefined) checkThreadCount(a.threads, "--threads");
         if (a.shard !== undefined) parseShard(String(a.shard));
         return true;
       }) as unknown as Argv<TokenizeArgs>,

@@ -2,6 +2,7 @@
  * `cellfm train --config configs/X.yaml [--resume] [--force] [--backend ...] [--max-steps N] [--workers N] [--quiet]`:
  * parse, validate, call {@link train}, print where the final checkpoint and the evaluation are.
  */
+import * as os from "node:os";
 import type { CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 
@@ -44,7 +45,8 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     if (r.interrupted) {
       console.log(`interrupted at step ${r.step}/${r.totalSteps}; checkpoint: ${r.checkpoint}`);
       console.log(`continue with: cellfm train --config ${a.config} --resume`);
-      process.exitCode = 130;
+      // 128 + the signal's number, as a shell reports a job stopped by it (SIGINT 130, SIGTERM 143, SIGHUP 129)
+      process.exitCode = 128 + (r.signal ? os.constants.signals[r.signal] : os.constants.signals.SIGINT);
       return;
     }
     const e = r.eval!;

@@ -32,6 +32,7 @@ import {
   vectorFromArray,
   type Vector,
 } from "apache-arrow";
+import { firstNonFinite } from "../finite.js";
 import { assertWritable, writeFileAtomic } from "../io.js";
 import type { ObsTable, ObsValues } from "./types.js";
 
@@ -72,6 +73,16 @@ function obsVector(name: string, values: ObsValues, n: number, file: string): Ve
   return vectorFromArray((values as unknown[]).map((v) => (v == null ? null : String(v))), new Utf8());
 }
 
+/** @throws Error naming the first cell whose embedding has a NaN/±Inf (and how many values are). */
+function checkFiniteRows(data: Float32Array, dim: number, cellIds: string[], what: string, hint: string): void {
+  const i = firstNonFinite(data);
+  if (i < 0) return;
+  let n = 0;
+  for (let j = i; j < data.length; j++) if (data[j] - data[j] !== 0) n++;
+  const row = Math.floor(i / dim);
+  throw new Error(`${what}: ${n} non-finite value${n === 1 ? "" : "s"} (first: ${data[i]} in row ${row}, cell "${cellIds[row]}"); ${hint}`);
+}
+
 /**
  * Write cell embeddings to an Arrow IPC file (see the module comment for the layout), atomically
  * (temporary file then rename, via `src/io.ts`).
@@ -80,7 +91,8 @@ function obsVector(name: string, values: ObsValues, n: number, file: string): Ve
  * @param e cell ids, `dim`, row-major float32 `data` of length `nCells * dim`, optional obs and metadata.
  * @param opts.force replace an existing file.
  * @throws Error when `path` exists without `force`, when `data.length !== cellIds.length * dim`, when an
- *   obs column has the wrong length or is named `cell_id`/`embedding`, or when cell ids repeat.
+ *   obs column has the wrong length or is named `cell_id`/`embedding`, when cell ids repeat, or when
+ *   an embedding has a NaN/±Inf (naming the cell; nothing is written).
  */
 export function writeEmbeddings(path: string, e: CellEmbeddings, opts: { force?: boolean } = {}): void {
   const n = e.cellIds.length;
@@ -89,6 +101,7 @@ export function writeEmbeddings(path: string, e: CellEmbeddings, opts: { force?:
   if (e.data.length !== n * dim) {
     throw new Error(`embeddings ${path}: data has ${e.data.length} values, expected nCells * dim = ${n} * ${dim} = ${n * dim}`);
   }
+  checkFiniteRows(e.data, dim, e.cellIds, `embeddings ${path}`, "the model produced them from a corrupt or diverged checkpoint; nothing was written");
   const seen = new Set<string>();
   for (const id of e.cellIds) {
     if (seen.has(id)) throw new Error(`embeddings ${path}: cell id "${id}" appears more than once`);
@@ -190,6 +203,7 @@ export function readEmbeddings(path: string): LoadedEmbeddings {
     }
   }
 
+  checkFiniteRows(data, dim, cellIds, `embeddings file ${path}`, "a non-finite embedding cannot be scored");
   const columns: Record<string, ObsValues> = {};
   for (const f of table.schema.fields) {
     if (f.name === CELL_ID_COLUMN || f.name === EMBEDDING_COLUMN) continue;

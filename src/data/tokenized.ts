@@ -80,6 +80,11 @@ export interface TokenizedManifest {
   n_bins?: number;
   /** `binned`: seed of the per-cell tie-spreading generator (combined with the cell id). */
   binning_seed?: number;
+  /**
+   * token ids (ascending) of the vocabulary genes the input measured (its var genes that map to a token),
+   * e.g. the pool of unexpressed genes that `pad_with_unexpressed` draws from.
+   */
+  measured_tokens?: number[];
   /** free-form extra metadata (e.g. the tokenizer summary). */
   extra?: Record<string, unknown>;
 }

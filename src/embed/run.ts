@@ -5,7 +5,6 @@
  * the data's.
  */
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import cliProgress from "cli-progress";
 import { type BackendChoice, initBackend } from "../backend.js";
@@ -17,6 +16,7 @@ import { assertWritable } from "../io.js";
 import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
+import { availableCores, checkThreadCount } from "../threads.js";
 import { shardRange, type Shard } from "../shard.js";
 import { embedCells } from "./embed.js";
 import { embedCellsParallel } from "./parallel.js";
@@ -183,7 +183,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     const t0 = performance.now();
     const totalTokens = cells.reduce((a, c) => a + c.length, 0);
     const nWorkers =
-      o.workers && o.workers > 0 ? o.workers : backend.name !== "tensorflow" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? os.availableParallelism() : 1;
+      o.workers && checkThreadCount(o.workers, "--workers", 0) > 0 ? o.workers : backend.name !== "tensorflow" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? availableCores() : 1;
     const eopts = { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d: number) => bar.update(d) };
     const data =
       nWorkers > 1

@@ -17,6 +17,7 @@ import { assertWritable, commitDir, packagePath, tempDirFor, writeFileAtomic } f
 import { type CellModel, type HFTensor } from "./bert.js";
 import { type BertConfig, validateBertConfig } from "./config.js";
 import { buildModel, modelSpecFrom } from "./factory.js";
+import { assertFinite } from "../finite.js";
 import { readSafetensors, type SafeTensor, toFloat32, writeSafetensors } from "./safetensors.js";
 
 /** The data registry and provenance that travel inside a checkpoint (`config.json` → `cellfm`). */
@@ -142,6 +143,8 @@ function importedMeta(config: BertConfig): CellfmMeta {
   };
 }
 
+const CORRUPT_HINT = "the file is corrupt (e.g. bit rot) or was written by a diverged run; use another checkpoint";
+
 /**
  * Read a checkpoint folder (cellfm's or a HuggingFace `BertForMaskedLM` folder with
  * `model.safetensors`). Ignores `cls.predictions.decoder.*` (tied) and `bert.embeddings.position_ids`.
@@ -149,7 +152,8 @@ function importedMeta(config: BertConfig): CellfmMeta {
  * @throws Error naming the file for: a missing folder (mentioning a leftover half-written
  *   `<dir>.tmp-*` folder if there is one), a folder that is itself an interrupted write, a missing or
  *   corrupt `config.json`, an invalid config or `cellfm` block (naming the key), a missing/truncated/corrupt
- *   `model.safetensors`, a missing weight or a weight whose shape does not match the config.
+ *   `model.safetensors`, a missing weight or a weight whose shape does not match the config, or a
+ *   weight or optimizer moment with a NaN/±Inf (naming the tensor).
  */
 export function readCheckpoint(dir: string): LoadedCheckpoint {
   const abs = path.resolve(dir);
@@ -186,6 +190,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
   for (const [name, t] of Object.entries(st.tensors)) {
     if (name === "bert.embeddings.position_ids") continue; // int64 buffer in older HF files
     hf[name] = { shape: t.shape, data: toFloat32(t, `${modelFile}: ${name}`) };
+    assertFinite(hf[name].data, `${modelFile}: tensor ${name}`, CORRUPT_HINT);
   }
   const model = buildModel(config, spec);
   try {
@@ -200,6 +205,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
     const o = readSafetensors(optFile);
     out.optimizerState = {};
     for (const [name, t] of Object.entries(o.tensors)) {
+      if (t.dtype !== "I32") assertFinite(toFloat32(t, `${optFile}: ${name}`), `${optFile}: tensor ${name}`, CORRUPT_HINT);
       out.optimizerState[name] =
         t.dtype === "I32" ? tf.tensor(t.data as Int32Array, t.shape, "int32") : tf.tensor(toFloat32(t, `${optFile}: ${name}`), t.shape, "float32");
     }

@@ -5,7 +5,6 @@
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import cliProgress from "cli-progress";
@@ -19,6 +18,7 @@ import { computeNonzeroMedians, formatMediansTsv, type MediansResult } from "./m
 import { TokenizeWorkers } from "./parallel.js";
 import { selectedBlocks } from "../data/types.js";
 import { shardRange, type Shard } from "../shard.js";
+import { availableCores, checkThreadCount } from "../threads.js";
 
 /** sha256 (hex) of a file, streamed. */
 export async function sha256File(file: string): Promise<string> {
@@ -168,6 +168,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
         medians: o.medians ? { name: path.basename(o.medians), sha256: userMedians!.sha256 } : tk.dict.files.medians,
         source: source_,
         values_kind: tk.encoding === "binned" ? "bin" : "count",
+        measured_tokens: Array.from(new Set(Array.from(tk.plan.colToken).filter((t) => t >= 0))).sort((a, b) => a - b),
         ...(tk.encoding === "binned" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
         ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
       },
@@ -235,11 +236,8 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
 
 /** Threads for tokenizing cells `[start, end)` of `source` (see {@link TokenizeRunOptions.threads}). */
 function tokenizeThreads(asked: number | undefined, source: { nCells: number; storedValues?: number }, start: number, end: number): number {
-  if (asked !== undefined) {
-    if (!(Number.isInteger(asked) && asked >= 1)) throw new Error(`--threads must be a positive integer (got ${asked})`);
-    return asked;
-  }
-  const n = Math.min(os.availableParallelism(), MAX_TOKENIZE_THREADS);
+  if (asked !== undefined) return checkThreadCount(asked, "--threads");
+  const n = Math.min(availableCores(), MAX_TOKENIZE_THREADS);
   // stored values in the range, estimated from the whole matrix (an h5ad knows its count without reading;
   // a 10x folder is parsed whole in memory, which each worker would repeat)
   const values = source.storedValues === undefined ? 0 : (source.storedValues * (end - start)) / Math.max(1, source.nCells);

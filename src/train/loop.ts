@@ -32,6 +32,7 @@
  * exact. `workers` is recorded in run.json and trainer_state.json.
  */
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
@@ -41,7 +42,9 @@ import type { CellModel } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
+import { firstNonFinite } from "../finite.js";
 import { writeFileAtomic } from "../io.js";
+import { checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
 import { resolveModelSection, type TrainConfig } from "./config.js";
@@ -69,7 +72,11 @@ export interface TrainOptions {
   workers?: number;
   /** Stop (saving a checkpoint, as on Ctrl-C) after this many optimizer steps in this call (tests). */
   stopAfter?: number;
-  /** Install a SIGINT handler that saves a checkpoint and returns (default true). */
+  /**
+   * Install SIGINT, SIGTERM and SIGHUP handlers that finish the step, save a checkpoint and return
+   * (default true). SIGTERM is how Slurm and Kubernetes stop a job (SIGKILL follows after a grace
+   * period, 30 s by default on both), SIGHUP a closed terminal or ssh session.
+   */
   handleSigint?: boolean;
   /** Called after every optimizer step. */
   onStep?: (m: StepMetrics) => void;
@@ -133,8 +140,10 @@ export interface TrainResult {
   /** Optimizer steps done in total. */
   step: number;
   totalSteps: number;
-  /** True when stopped early by Ctrl-C or `stopAfter`. */
+  /** True when stopped early by a signal or `stopAfter`. */
   interrupted: boolean;
+  /** The signal that stopped the run (`SIGINT`, `SIGTERM` or `SIGHUP`), when one did. */
+  signal?: NodeJS.Signals;
   backend: BackendInfo;
   /** Held-out evaluation (only when training completed). */
   eval?: EvalResult;
@@ -265,7 +274,28 @@ export function architectureDiff(a: BertConfig, b: BertConfig): string[] {
   return out;
 }
 
-function prepareOutputDir(dir: string, opts: TrainOptions): void {
+/** What a run writes before its first checkpoint (with temporary folders of checkpoint writes). */
+const RUN_START_FILES = new Set(["run.json", "metrics.jsonl"]);
+
+/**
+ * Remove what a run that stopped before its first checkpoint left in `dir` (crash, kill -9, a
+ * diverged loss): `run.json`, `metrics.jsonl` and half-written `*.tmp-*` folders, only when that is
+ * all there is. Such a folder holds no result, so it must not block running the same command again.
+ * @returns true when `dir` held such leftovers (now removed)
+ */
+export function removeAbortedStart(dir: string): boolean {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return false;
+  const names = fs.readdirSync(dir);
+  if (names.length === 0 || !names.includes("run.json")) return false;
+  if (!names.every((n) => RUN_START_FILES.has(n) || /\.tmp-\d+-\d+$/.test(n))) return false;
+  for (const n of names) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+  return true;
+}
+
+function prepareOutputDir(dir: string, opts: TrainOptions, say: (s: string) => void): void {
+  if (!opts.resume && removeAbortedStart(dir)) {
+    say(`note: ${dir} held only the leftovers of a run that stopped before its first checkpoint (run.json, metrics.jsonl); removed them`);
+  }
   const exists = fs.existsSync(dir);
   const nonEmpty = exists && fs.readdirSync(dir).length > 0;
   if (opts.resume) {
@@ -279,6 +309,21 @@ function prepareOutputDir(dir: string, opts: TrainOptions): void {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   fs.mkdirSync(dir, { recursive: true });
+}
+
+/** Signals that stop training with a checkpoint. */
+const STOP_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** The error of a non-finite loss or gradient: the step, and the last good checkpoint to go back to. */
+function divergedMessage(outDir: string, what: string, step: number): string {
+  const cks = listCheckpoints(outDir);
+  const last = cks.length ? cks[cks.length - 1].dir : undefined;
+  return (
+    `training diverged: ${what} at step ${step}; stopped without saving it. ` +
+    (last
+      ? `The last good checkpoint is ${last} (continue from it with --resume, after lowering training.lr)`
+      : `No checkpoint was saved before it; lower training.lr (or raise training.warmup_steps) and run again`)
+  );
 }
 
 /**
@@ -357,7 +402,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   // Validate everything that can fail before touching the output folder.
   if (opts.resume && opts.force) throw new Error("pass either --resume or --force, not both");
   const workers = opts.workers ?? t.workers;
-  if (!(Number.isInteger(workers) && workers >= 1)) throw new Error(`--workers must be an integer >= 1, got ${workers}`);
+  checkThreadCount(workers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
   const p = prepareData(config, bertNoVocab);
   const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabulary.size });
   const encoding = p.dataset.manifest.encoding;
@@ -372,7 +417,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
   const backend = await initBackend(opts.backend ?? config.backend);
-  prepareOutputDir(outDir, opts);
+  prepareOutputDir(outDir, opts, say);
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(","));
@@ -494,6 +539,10 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     saved: new Date().toISOString(),
   });
   const save = (dir: string): void => {
+    // never save a diverged model: a finite loss and gradient can still overflow a weight
+    for (const [name, v] of model.weights) {
+      if (firstNonFinite(v.dataSync()) >= 0) throw new Error(divergedMessage(outDir, `weight ${name} non-finite after the update`, step));
+    }
     const optState = optimizer.exportState();
     try {
       saveTrainingCheckpoint(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() });
@@ -506,15 +555,18 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     for (const c of cks.slice(0, Math.max(0, cks.length - t.keep_last))) fs.rmSync(c.dir, { recursive: true, force: true });
   };
 
-  // Ctrl-C: finish the current step, save a checkpoint, return. A second Ctrl-C exits at once.
+  // Ctrl-C, SIGTERM (Slurm, Kubernetes), SIGHUP: finish the current step, save a checkpoint,
+  // return. A second signal exits at once (128 + its number, the shell's convention).
   let interruptRequested = false;
-  const onSigint = () => {
-    if (interruptRequested) process.exit(130);
+  let stopSignal: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interruptRequested) process.exit(128 + (os.constants.signals[sig] ?? 2));
     interruptRequested = true;
-    log("\ncellfm train: interrupt received; saving a checkpoint after this step (Ctrl-C again to abort without saving)");
+    stopSignal = sig;
+    log(`\ncellfm train: ${sig} received; saving a checkpoint after this step (a second signal aborts without saving)`);
   };
   const handle = opts.handleSigint ?? true;
-  if (handle) process.on("SIGINT", onSigint);
+  if (handle) for (const s of STOP_SIGNALS) process.on(s, onSignal);
 
   const useBar = !opts.quiet && process.stderr.isTTY === true;
   const bar = useBar
@@ -589,7 +641,10 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
             disposeBatch(tens);
           }
         }
-        if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at step ${step + 1}; try a lower training.lr`);
+        if (!Number.isFinite(loss)) {
+          for (const g of grads.values()) g.dispose();
+          throw new Error(divergedMessage(outDir, `loss ${loss}`, step + 1));
+        }
         acc.add(grads, 1 / t.grad_accumulation);
         stepLoss += loss;
         micro++;
@@ -599,6 +654,11 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       }
       const lr = lrAt(step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps, schedule: t.schedule });
       const { grads, norm } = clipByGlobalNorm(acc.take(), t.max_grad_norm);
+      if (!Number.isFinite(norm)) {
+        // stop before the update: the weights (and the checkpoints) stay finite
+        for (const g of grads.values()) g.dispose();
+        throw new Error(divergedMessage(outDir, `gradient norm ${norm}`, step + 1));
+      }
       optimizer.applyGradients(grads, lr);
       for (const g of grads.values()) g.dispose();
       dp?.syncWeights(); // replicas take the updated weights before their next shard
@@ -665,7 +725,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   } finally {
     acc.dispose();
     bar?.stop();
-    if (handle) process.off("SIGINT", onSigint);
+    if (handle) for (const s of STOP_SIGNALS) process.off(s, onSignal);
     // stop the worker threads on every exit path (a live worker keeps the process running)
     await dpStart?.then((d) => d.dispose(), () => undefined);
   }
@@ -675,7 +735,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       const dir = path.join(outDir, `checkpoint-${step}`);
       if (!fs.existsSync(dir)) save(dir);
       say(`cellfm train: stopped at step ${step}/${totalSteps}; checkpoint ${dir}; continue with --resume`);
-      return { outputDir: outDir, checkpoint: dir, step, totalSteps, interrupted: true, backend, losses };
+      return { outputDir: outDir, checkpoint: dir, step, totalSteps, interrupted: true, signal: stopSignal, backend, losses };
     }
 
     const finalDir = path.join(outDir, "final");

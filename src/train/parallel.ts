@@ -264,8 +264,9 @@ export class DataParallel {
       bufs[0].set(v.dataSync() as Float32Array, off);
       off += v.size;
     }
+    // fill every copy before posting any: a posted buffer is transferred (detached here)
+    for (let i = 1; i < bufs.length; i++) bufs[i].set(bufs[0]);
     this.workers.forEach((w, i) => {
-      if (i > 0) bufs[i].set(bufs[0]);
       const msg: GradWorkerMessage = { type: "weights", flat: bufs[i] };
       w.postMessage(msg, [bufs[i].buffer as ArrayBuffer]);
     });

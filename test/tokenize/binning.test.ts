@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { openCounts } from "../../src/data/open.js";
 import { readTokenizedDataset } from "../../src/data/tokenized.js";
@@ -184,6 +185,11 @@ describe("tokenize --encoding binned / counts on the bundled tiny.h5ad", () => {
     expect([ds.manifest.values_kind, ds.manifest.n_bins, ds.manifest.binning_seed]).toEqual(["bin", 51, 5]);
     expect(ds.values).toHaveLength(ds.cellIds.length);
     expect(ds.nCounts).toHaveLength(ds.cellIds.length);
+    const measured = ds.manifest.measured_tokens!;
+    expect(measured.length).toBe(JSON.parse(fs.readFileSync(path.join(out, "summary.json"), "utf8")).genes_matched);
+    for (let i = 1; i < measured.length; i++) expect(measured[i]).toBeGreaterThan(measured[i - 1]);
+    const measuredSet = new Set(measured);
+    for (const ids of ds.inputIds) for (const t of ids) expect(measuredSet.has(t)).toBe(true);
     const src = await openCounts("data/tiny.h5ad");
     const mem = tokenizeCounts(src, { modelVersion: "V1", encoding: "binned", seed: 5 });
     src.close();
