@@ -13,6 +13,7 @@ import { trainCommand } from "./cli/train.js";
 import { embedCommand } from "./cli/embed.js";
 import { assessCommand } from "./cli/assess.js";
 import { mergeCommand } from "./cli/merge.js";
+import { grnCommand } from "./cli/grn.js";
 
 /** Run the CLI on `argv` (without `node` and the script path). Rejects on a usage or run error. */
 export async function main(argv: string[]): Promise<void> {
@@ -25,7 +26,8 @@ export async function main(argv: string[]): Promise<void> {
     .command(embedCommand)
     .command(assessCommand)
     .command(mergeCommand)
-    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess or merge")
+    .command(grnCommand)
+    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess, merge or grn")
     .strict()
     .help()
     .fail((msg, err, y) => {

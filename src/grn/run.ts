@@ -1,0 +1,466 @@
+/**
+ * The `cellfm grn` stage: cell-type-specific gene networks from a checkpoint's attention (scPRINT,
+ * `scprint/tasks/grn.py: GNInfer`; reference-spec §1d), scored against a ground truth (BEELINE EPR
+ * and AUPRC, BenGRN EPR) next to baselines computed on the same cells and genes (random,
+ * co-expression, optionally the same architecture untrained).
+ *
+ * Output folder (written under a temporary name, renamed when complete):
+ *   grn.json                 settings, gene mapping, scores of every network and baseline
+ *   scores.tsv               one row per cell type and method
+ *   <cell type>/edges.tsv    regulator, target, weight (nonzero, sorted by weight descending)
+ *   <cell type>/edges.arrow  the same with Ensembl IDs
+ *   <cell type>/genes.tsv    the gene list (index, Ensembl ID, symbol, token, cells whose input held it)
+ *   <cell type>/matrix.tsv   the dense matrix, for gene lists up to `denseMax` genes
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import cliProgress from "cli-progress";
+import { type BackendChoice, initBackend } from "../backend.js";
+import { openCounts } from "../data/open.js";
+import type { CountMatrixSource } from "../data/types.js";
+import { assertWritable, commitDir, tempDirFor, writeFileAtomic } from "../io.js";
+import { BertForMaskedLM, type ModelBatch } from "../model/bert.js";
+import { cellfmVersion, type LoadedCheckpoint, readCheckpoint } from "../model/checkpoint.js";
+import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
+import { GeneformerTokenizer, planGenes } from "../tokenize/geneformer.js";
+import { attentionMeans, type AttentionModel, attentionModelOf, type CellInput, qkHeadNetwork, qkMeans } from "./attention.js";
+import { coexpressionNetwork, randomNetwork } from "./baselines.js";
+import { chooseCells, chooseGenes, expressionMatrix, type GeneList, obsStrings, parseGeneSpec, readCells, varGenes } from "./data.js";
+import { headWeights, parseHeads, type HeadSelection, type HeadSpec, scoreOnUniverse, selectHeads } from "./heads.js";
+import { assertFinite, filterNetwork, type NetworkFilter, parseFilter, scoreNetwork, type ScoringPlan, scoringPlan, summarizeScores, writeDenseMatrix, writeEdgeFiles } from "./network.js";
+import { indexTruth, readTruth, type TruthNetwork } from "./truth.js";
+
+/** Extraction method: (a) "qk" = mean Q and K per gene then softmax; (b) "attention" = mean of per-cell attention. */
+export type GrnMethod = "qk" | "attention";
+
+/** Options of {@link runGrn} (mirrors `cellfm grn`). */
+export interface GrnRunOptions {
+  /** `.h5ad` file or 10x folder of raw counts. */
+  input: string;
+  /** checkpoint folder; without it only the baselines are computed. */
+  checkpoint?: string;
+  /** output folder. */
+  output: string;
+  /** obs column with cell types (default "cell_type"). */
+  label?: string;
+  /** cell types, or "all" (one network per type). */
+  cellTypes: string[] | "all";
+  /** cap on cells per network, seeded choice (default 1,000). */
+  maxCells?: number;
+  /** fewest cells a network may use (default 20). */
+  minCells?: number;
+  /** gene list: `hvg:N`, `file:genes.txt`, `expressed:F` (default `hvg:2000`). */
+  genes?: string;
+  /** default "qk". */
+  method?: GrnMethod;
+  /** `mean` (default), `max`, `select`, or `layer:head,...`. */
+  heads?: string;
+  /** `none` (default), `thresh`, `top-k:K`. */
+  filter?: string;
+  /** keep only rows of regulators named in the truth file. */
+  tfOnly?: boolean;
+  /** ground-truth TSV (regulator, target). */
+  truth?: string;
+  /** also score the same architecture with untrained weights (seed of the checkpoint's training). */
+  untrained?: boolean;
+  /** random and co-expression baselines (default true). */
+  baselines?: boolean;
+  /** seed of cell choice, random baseline and head-selection split (default 0). */
+  seed?: number;
+  /** edges written to edges.tsv/.arrow: the largest this many (default 100,000; 0 = all). */
+  maxEdges?: number;
+  /** write matrix.tsv for gene lists of at most this many genes (default 500). */
+  denseMax?: number;
+  /** raw-count input: var column with gene IDs. */
+  idColumn?: string;
+  backend?: BackendChoice;
+  maxTokensPerBatch?: number;
+  force?: boolean;
+  quiet?: boolean;
+  log?: (line: string) => void;
+}
+
+/** One row of the scores table. */
+export interface ScoreRow {
+  cell_type: string;
+  method: string;
+  [metric: string]: string | number | null;
+}
+
+/** What {@link runGrn} returns. */
+export interface GrnRunSummary {
+  output: string;
+  rows: ScoreRow[];
+  networks: Record<string, unknown>[];
+  seconds: number;
+}
+
+function sanitize(name: string): string {
+  return name.replace(/[^A-Za-z0-9_.+-]+/g, "_");
+}
+
+/** Progress of a long step: a bar with ETA on a TTY, else a line with ETA at every ~10 %. */
+function progress(title: string, total: number, quiet: boolean, log: (l: string) => void): { update(n: number): void; stop(): void } {
+  if (quiet) return { update() {}, stop() {} };
+  const t0 = Date.now();
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      { format: `${title} [{bar}] {percentage}% | {value}/{total} cells | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(total, 0);
+    return { update: (n) => bar.update(n), stop: () => bar.stop() };
+  }
+  let next = 0.1;
+  return {
+    update: (n) => {
+      if (n / total + 1e-9 < next && n < total) return;
+      next = Math.floor((n / total) * 10) / 10 + 0.1;
+      const el = (Date.now() - t0) / 1000;
+      log(`${title}: ${n}/${total} cells, ${el.toFixed(1)} s, ETA ${((el / n) * (total - n)).toFixed(1)} s`);
+    },
+    stop() {},
+  };
+}
+
+/** A model prepared for extraction on one gene list. */
+interface ModelForGrn {
+  name: string;
+  am: AttentionModel;
+  dispose(): void;
+}
+
+/** Token ids of the chosen source rows with the checkpoint's dictionary (rank-value encoding). */
+function tokenizeRows(src: CountMatrixSource, rows: Int32Array, ck: LoadedCheckpoint, idColumn: string | undefined): Map<number, Int32Array> {
+  const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
+  const dict = loadGeneformerDictionaries(version);
+  const tk = new GeneformerTokenizer(src, { modelVersion: version, dictionaries: dict, idColumn, minKnownFraction: 0 });
+  const want = new Set(rows);
+  const out = new Map<number, Int32Array>();
+  const maxLen = ck.config.max_position_embeddings;
+  for (const ch of src.chunks(512)) {
+    const f = tk.tokenizeChunkFlat(ch);
+    f.obsRows.forEach((r, i) => {
+      if (!want.has(r)) return;
+      let ids = f.ids.slice(f.offsets[i], f.offsets[i + 1]);
+      if (ids.length > maxLen) {
+        const eos = dict.special.eos;
+        const last = ids[ids.length - 1];
+        ids = ids.slice(0, maxLen);
+        if (eos !== undefined && last === eos) ids[maxLen - 1] = eos;
+      }
+      out.set(r, ids);
+    });
+  }
+  return out;
+}
+
+/** Cells as extraction inputs (cells whose tokenization is empty are left out) and the batch builder. */
+function cellInputs(tokens: Map<number, Int32Array>, rows: Int32Array, genes: GeneList, vocabSize: number, padId: number) {
+  const tokToGene = new Int32Array(vocabSize).fill(-1);
+  genes.tokens.forEach((t, j) => {
+    if (t >= 0 && t < vocabSize) tokToGene[t] = j;
+  });
+  const ids: Int32Array[] = [];
+  const cells: CellInput[] = [];
+  for (const r of rows) {
+    const x = tokens.get(r);
+    if (!x || x.length === 0) continue;
+    ids.push(x);
+    cells.push({ length: x.length, geneAt: Int32Array.from(x, (t) => tokToGene[t]) });
+  }
+  const makeBatch = (idx: number[], L: number): ModelBatch => {
+    const B = idx.length;
+    const a = new Int32Array(B * L).fill(padId), m = new Float32Array(B * L);
+    idx.forEach((ci, b) => {
+      a.set(ids[ci], b * L);
+      m.fill(1, b * L, b * L + ids[ci].length);
+    });
+    return { inputIds: tf.tensor2d(a, [B, L], "int32"), attentionMask: tf.tensor2d(m, [B, L], "float32") };
+  };
+  return { cells, makeBatch };
+}
+
+interface NetworkResult {
+  network: Float32Array;
+  selection?: HeadSelection;
+  /** cells whose input held each gene (method a) or null. */
+  geneCells?: Int32Array;
+}
+
+/** Extract and aggregate one model's network. */
+function extractNetwork(
+  m: ModelForGrn,
+  cells: CellInput[],
+  n: number,
+  makeBatch: (idx: number[], L: number) => ModelBatch,
+  method: GrnMethod,
+  heads: HeadSpec,
+  plan: ScoringPlan | null,
+  seed: number,
+  opts: { maxTokensPerBatch?: number; onProgress?: (d: number, t: number) => void },
+): NetworkResult {
+  const NL = m.am.numLayers, NH = m.am.numHeads;
+  let head: (l: number, h: number) => Float32Array;
+  let aggregate: Float32Array | undefined;
+  let geneCells: Int32Array | undefined;
+  if (method === "qk") {
+    const qk = qkMeans(m.am, cells, n, makeBatch, opts);
+    geneCells = qk.count;
+    head = (l, h) => qkHeadNetwork(qk, l, h);
+  } else {
+    const perHead = heads.kind === "max" || heads.kind === "select";
+    if (perHead && NL * NH * n * n * 4 > 3 * 2 ** 30) {
+      throw new Error(`--method attention with --heads ${heads.kind} keeps ${NL * NH} matrices of ${n} x ${n} (${((NL * NH * n * n * 4) / 2 ** 30).toFixed(1)} GiB); use --method qk or fewer genes`);
+    }
+    const res = attentionMeans(m.am, cells, n, makeBatch, { ...opts, perHead, headWeights: perHead ? undefined : headWeights(heads, NL, NH) });
+    if (perHead) head = (l, h) => res.networks[l * NH + h];
+    else {
+      aggregate = res.networks[0];
+      head = () => {
+        throw new Error("per-head networks were not kept");
+      };
+    }
+  }
+  if (aggregate) return { network: aggregate, geneCells };
+  if (heads.kind === "select") {
+    if (!plan) throw new Error("--heads select needs --truth");
+    const sel = selectHeads(head, NL, NH, plan.all, seed);
+    const g = new Float32Array(n * n);
+    for (let l = 0; l < NL; l++) {
+      for (let h = 0; h < NH; h++) {
+        const w = sel.weights[l * NH + h];
+        if (w === 0) continue;
+        const a = head(l, h);
+        for (let i = 0; i < g.length; i++) g[i] += w * a[i];
+      }
+    }
+    return { network: g, selection: sel, geneCells };
+  }
+  const g = new Float32Array(n * n);
+  if (heads.kind === "max") {
+    for (let l = 0; l < NL; l++) for (let h = 0; h < NH; h++) {
+      const a = head(l, h);
+      for (let i = 0; i < g.length; i++) if (a[i] > g[i]) g[i] = a[i];
+    }
+  } else {
+    const w = headWeights(heads, NL, NH);
+    for (let l = 0; l < NL; l++) for (let h = 0; h < NH; h++) {
+      if (w[l * NH + h] === 0) continue;
+      const a = head(l, h);
+      for (let i = 0; i < g.length; i++) g[i] += w[l * NH + h] * a[i];
+    }
+  }
+  return { network: g, geneCells };
+}
+
+/**
+ * Build, score and write the gene networks.
+ * @throws Error (nothing written) when the output exists without `force`; the input, checkpoint or
+ *   truth file is missing; the label column is absent; a requested cell type is absent or has fewer
+ *   than `minCells` cells; under half of a gene list is in the vocabulary; the truth has no edge
+ *   among the chosen genes; the checkpoint has no attention weights; or an option is invalid.
+ */
+export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
+  const t0 = Date.now();
+  const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
+  const label = o.label ?? "cell_type";
+  const seed = o.seed ?? 0;
+  const method: GrnMethod = o.method ?? "qk";
+  if (method !== "qk" && method !== "attention") throw new Error(`--method must be qk or attention (got ${method})`);
+  const geneSpec = parseGeneSpec(o.genes ?? "hvg:2000");
+  const filter: NetworkFilter = parseFilter(o.filter ?? "none");
+  const minCells = o.minCells ?? 20;
+  const maxCells = o.maxCells ?? 1000;
+  if (!Number.isInteger(minCells) || minCells < 2) throw new Error(`--min-cells must be an integer >= 2 (got ${minCells})`);
+  if (!Number.isInteger(maxCells) || maxCells < minCells) throw new Error(`--max-cells must be an integer >= --min-cells (got ${maxCells})`);
+  if (o.tfOnly && !o.truth) throw new Error("--tf-only needs --truth (the regulators are those of the truth file)");
+  if (o.untrained && !o.checkpoint) throw new Error("--untrained needs --checkpoint");
+  assertWritable(o.output, o.force ?? false);
+  if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
+  if (o.checkpoint && !fs.existsSync(o.checkpoint)) throw new Error(`checkpoint folder ${o.checkpoint} not found`);
+  const truth: TruthNetwork | null = o.truth ? readTruth(o.truth) : null;
+  const backend = await initBackend(o.backend ?? "auto");
+  log(`backend: ${backend.name}`);
+
+  const ck = o.checkpoint ? readCheckpoint(o.checkpoint) : null;
+  const models: ModelForGrn[] = [];
+  try {
+    if (ck) {
+      if (ck.cellfm.encoding !== "geneformer-rank-value") {
+        throw new Error(`${o.checkpoint}: encoding ${ck.cellfm.encoding} is not supported by cellfm grn yet (rank-value checkpoints only)`);
+      }
+      models.push({ name: "attention", am: attentionModelOf(ck.model), dispose: () => ck.model.dispose() });
+      if (o.untrained) {
+        const ts = ck.trainerState as { training?: { seed?: number } } | undefined;
+        const u = new BertForMaskedLM(ck.config, { seed: Number(ts?.training?.seed ?? 0) });
+        models.push({ name: "untrained", am: attentionModelOf(u), dispose: () => u.dispose() });
+      }
+    }
+    const heads = parseHeads(o.heads ?? "mean", ck?.config.num_hidden_layers, ck?.config.num_attention_heads);
+    if (heads.kind === "select" && !truth) throw new Error("--heads select needs --truth (heads are fitted to known edges)");
+
+    const src = await openCounts(o.input);
+    const tmp = tempDirFor(o.output);
+    try {
+      if (!(label in src.obs.columns)) {
+        throw new Error(`${o.input}: obs has no column "${label}" (--label); obs columns: ${Object.keys(src.obs.columns).join(", ") || "none"}`);
+      }
+      const labels = obsStrings(src.obs.columns[label]);
+      const { groups, skipped } = chooseCells(labels, o.cellTypes, { maxCells, minCells, seed, labelName: label });
+      for (const s of skipped) log(`skipping cell type "${s.type}": ${s.nCells} cells < --min-cells ${minCells}`);
+      const vg = varGenes(src, o.idColumn);
+      let colToken: Int32Array | null = null;
+      let vocabSize = 0;
+      if (ck) {
+        const dict = loadGeneformerDictionaries(ck.cellfm.model_version === "V2" ? "V2" : "V1");
+        colToken = planGenes(src.var, dict, { idColumn: o.idColumn, file: src.path, minKnownFraction: 0 }).colToken;
+        vocabSize = ck.config.vocab_size;
+      }
+      const allRows = Int32Array.from(new Set(groups.flatMap((g) => Array.from(g.rows)))).sort();
+      const tokens = ck ? tokenizeRows(src, allRows, ck, o.idColumn) : new Map<number, Int32Array>();
+      const rows: ScoreRow[] = [];
+      const networks: Record<string, unknown>[] = [];
+      for (const grp of groups) {
+        const tg = Date.now();
+        const what = `cell type "${grp.type}"`;
+        const cellsCsr = readCells(src, grp.rows);
+        const genes = chooseGenes(geneSpec, cellsCsr, vg, colToken, what);
+        const n = genes.cols.length;
+        const names = genes.symbols.map((s, j) => s || genes.ids[j] || `gene${j}`);
+        const unmapped = genes.notInVocabulary.length + genes.notInInput.length;
+        log(
+          `${what}: ${grp.rows.length} of ${grp.nOfType} cells; ${n} of ${genes.requested} genes used` +
+            (unmapped ? `; ${unmapped} not in the ${ck ? "model's vocabulary" : "input"}: ${[...genes.notInInput, ...genes.notInVocabulary].slice(0, 10).join(", ")}${unmapped > 10 ? ", …" : ""}` : "") +
+            (genes.duplicates.length ? `; ${genes.duplicates.length} duplicates of another column's gene dropped` : ""),
+        );
+        const it = truth ? indexTruth(truth, genes.symbols) : null;
+        const plan = it ? scoringPlan(it, truth!.file) : null;
+        const tfRows = o.tfOnly && it ? (() => {
+          const r = new Uint8Array(n);
+          for (const g of it.regulatorsInFile) r[g] = 1;
+          return r;
+        })() : undefined;
+        const out: Record<string, unknown> = {
+          cell_type: grp.type,
+          folder: sanitize(grp.type),
+          n_cells_of_type: grp.nOfType,
+          n_cells: grp.rows.length,
+          genes: {
+            requested: genes.requested,
+            used: n,
+            not_in_vocabulary: genes.notInVocabulary,
+            not_in_input: genes.notInInput,
+            duplicates_dropped: genes.duplicates,
+          },
+          truth: it ? { edges_among_genes: it.edges.length, genes_named: it.genesInFile.length, regulators: it.regulatorsInFile.length } : null,
+          scores: {} as Record<string, unknown>,
+        };
+        const scores = out.scores as Record<string, unknown>;
+        const score = (name: string, g: Float32Array, sel?: HeadSelection) => {
+          assertFinite(g, `${what}, ${name}`);
+          filterNetwork(g, n, filter, tfRows);
+          if (!plan) return;
+          if (sel) {
+            // selected heads: scored only on the half of the pairs the fit never saw
+            const s = scoreOnUniverse(g, n, sel.scoringUniverse);
+            scores[name] = { epr: s.epr, auprc: s.auprc, auprc_ratio: s.auprcRatio, scored_on: "held-out half of the universe", head_weights: Array.from(sel.weights), heads_used: sel.used, fit: sel.fit, score: sel.score };
+            rows.push({ cell_type: grp.type, method: name, epr: s.epr, auprc: s.auprc, auprc_ratio: s.auprcRatio, epr_tf: null, bengrn_epr: null });
+            return;
+          }
+          const s = summarizeScores(scoreNetwork(g, plan));
+          scores[name] = s;
+          rows.push({ cell_type: grp.type, method: name, epr: s.epr, auprc: s.auprc, auprc_ratio: s.auprc_ratio, epr_tf: s.epr_tf, bengrn_epr: s.bengrn_epr });
+        };
+        const dir = path.join(tmp, sanitize(grp.type));
+        fs.mkdirSync(dir, { recursive: true });
+        let geneCells: Int32Array | undefined;
+        let mainNetwork: Float32Array | undefined;
+        if (models.length) {
+          const { cells, makeBatch } = cellInputs(tokens, grp.rows, genes, vocabSize, ck!.config.pad_token_id);
+          out.n_cells_tokenized = cells.length;
+          for (const m of models) {
+            const bar = progress(`${grp.type} ${m.name}`, cells.length, o.quiet ?? false, log);
+            const r = extractNetwork(m, cells, n, makeBatch, method, heads, plan, seed, { maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d) => bar.update(d) });
+            bar.stop();
+            geneCells ??= r.geneCells;
+            score(m.name, r.network, r.selection);
+            if (r.selection && plan) {
+              // the mean over all heads on the same held-out half, for comparison
+              const mean = extractNetwork(m, cells, n, makeBatch, method, { kind: "mean" }, plan, seed, { maxTokensPerBatch: o.maxTokensPerBatch });
+              filterNetwork(mean.network, n, filter, tfRows);
+              const s = scoreOnUniverse(mean.network, n, r.selection.scoringUniverse);
+              scores[`${m.name}_mean_heads_same_half`] = { epr: s.epr, auprc: s.auprc, auprc_ratio: s.auprcRatio };
+              rows.push({ cell_type: grp.type, method: `${m.name} (mean heads, same half)`, epr: s.epr, auprc: s.auprc, auprc_ratio: s.auprcRatio, epr_tf: null, bengrn_epr: null });
+            }
+            if (m.name === "attention") mainNetwork = r.network;
+          }
+        }
+        if (o.baselines ?? true) {
+          const x = expressionMatrix(cellsCsr, genes);
+          const co = coexpressionNetwork(x, grp.rows.length, n);
+          score("coexpression", co.network);
+          if (!mainNetwork) mainNetwork = co.network;
+          score("random", randomNetwork(n, `${seed}:${grp.type}`));
+        }
+        if (mainNetwork) {
+          out.method = models.length ? method : "coexpression";
+          const w = writeEdgeFiles(dir, mainNetwork, names, genes.ids, o.maxEdges ?? 100000);
+          out.n_edges_nonzero = w.nonzero;
+          out.n_edges_written = w.written;
+          if (n <= (o.denseMax ?? 500)) writeDenseMatrix(path.join(dir, "matrix.tsv"), mainNetwork, names);
+        }
+        const gl = ["index\tensembl_id\tsymbol\ttoken\tcells_in_input"];
+        for (let j = 0; j < n; j++) gl.push(`${j}\t${genes.ids[j]}\t${genes.symbols[j]}\t${genes.tokens[j]}\t${geneCells ? geneCells[j] : ""}`);
+        writeFileAtomic(path.join(dir, "genes.tsv"), gl.join("\n") + "\n");
+        if (geneCells) {
+          let never = 0;
+          for (const c of geneCells) if (c === 0) never++;
+          (out.genes as Record<string, unknown>).never_in_input = never;
+        }
+        out.seconds = (Date.now() - tg) / 1000;
+        networks.push(out);
+        const mine = rows.filter((r) => r.cell_type === grp.type);
+        for (const r of mine) {
+          const f = (v: unknown) => (typeof v === "number" ? v.toFixed(3) : "-");
+          log(`  ${r.method}: EPR ${f(r.epr)}, AUPRC ${f(r.auprc)} (x${f(r.auprc_ratio)} random), EPR TF rows ${f(r.epr_tf)}, BenGRN EPR ${f(r.bengrn_epr)}`);
+        }
+      }
+      const settings = {
+        input: path.resolve(o.input),
+        checkpoint: o.checkpoint ? path.resolve(o.checkpoint) : null,
+        label,
+        cell_types: o.cellTypes,
+        max_cells: maxCells,
+        min_cells: minCells,
+        genes: o.genes ?? "hvg:2000",
+        method,
+        heads: o.heads ?? "mean",
+        filter: o.filter ?? "none",
+        tf_only: !!o.tfOnly,
+        truth: o.truth ? path.resolve(o.truth) : null,
+        untrained: !!o.untrained,
+        seed,
+        backend: backend.name,
+        input_context: "each cell's own input (its ranked genes, truncated to max_position_embeddings); list genes absent from a cell's input do not enter its contribution",
+        scoring:
+          "BEELINE EPR/AUPRC on the network restricted to the truth's genes (universe: ordered pairs without self-loops; _tf: rows of regulators); BenGRN EPR on the list genes named in the truth file",
+      };
+      const json = { settings, cellfm_version: cellfmVersion(), created: new Date().toISOString(), skipped_cell_types: skipped, networks };
+      writeFileAtomic(path.join(tmp, "grn.json"), JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n");
+      const cols = ["cell_type", "method", "epr", "auprc", "auprc_ratio", "epr_tf", "bengrn_epr"];
+      writeFileAtomic(path.join(tmp, "scores.tsv"), [cols.join("\t"), ...rows.map((r) => cols.map((c) => r[c] ?? "").join("\t"))].join("\n") + "\n");
+      commitDir(tmp, o.output, o.force ?? false);
+      return { output: o.output, rows, networks, seconds: (Date.now() - t0) / 1000 };
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    } finally {
+      src.close();
+    }
+  } finally {
+    for (const m of models) m.dispose();
+    if (ck && !models.length) ck.model.dispose();
+  }
+}
