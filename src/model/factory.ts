@@ -9,8 +9,46 @@
  * versions, ...) pass through unchanged.
  */
 import { z } from "zod";
-import { BertForMaskedLM, type CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
+import { BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
 import type { BertConfig } from "./config.js";
+import type { Likelihood } from "./likelihoods.js";
+import { BinHead, DenoiseHead, GeneValueEmbeddings } from "./value-model.js";
+
+/** Encoding names of the value-keeping encodings (tokenized dataset manifest `encoding`). */
+export const BINNED_ENCODING = "scgpt-binned";
+export const COUNTS_ENCODING = "scprint-counts";
+
+/** scGPT's number of bins (bin 0 = zero). */
+const DEFAULT_BINS = 51;
+
+function nBinsOf(spec: ModelSpec): number {
+  const n = spec.head?.n_bins ?? DEFAULT_BINS;
+  if (!Number.isInteger(n) || (n as number) < 2) throw new Error(`cellfm.head.n_bins: expected an integer >= 2, got ${JSON.stringify(n)}`);
+  return n as number;
+}
+
+function likelihoodOf(spec: ModelSpec): Likelihood {
+  const l = spec.head?.likelihood ?? "zinb";
+  if (l !== "zinb" && l !== "nb" && l !== "poisson") throw new Error(`cellfm.head.likelihood: expected one of zinb | nb | poisson, got ${JSON.stringify(l)}`);
+  return l;
+}
+
+function denoiseBuilder(encoding: string): Builder {
+  return {
+    encoding,
+    objective: "denoise",
+    architecture: "CellfmForDenoising",
+    build: (config, spec, seed) =>
+      new CellModel(
+        config,
+        { seed },
+        spec,
+        (c, p) =>
+          new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }),
+        (c, p) => new DenoiseHead(c, p, likelihoodOf(spec)),
+      ),
+  };
+}
 
 /** A model the factory can build: encoding × objective, and the HF architecture name it is saved under. */
 interface Builder {
@@ -27,6 +65,20 @@ const BUILDERS: Builder[] = [
     architecture: "BertForMaskedLM",
     build: (config, _spec, seed) => new BertForMaskedLM(config, { seed }),
   },
+  {
+    encoding: BINNED_ENCODING,
+    objective: "mlm",
+    architecture: "CellfmForMaskedBins",
+    build: (config, spec, seed) =>
+      new CellModel(
+        config,
+        { seed },
+        spec,
+        (c, p) => new GeneValueEmbeddings(c, p, { kind: "bins", nBins: nBinsOf(spec) }),
+        (c, p) => new BinHead(c, p, nBinsOf(spec)),
+      ),
+  },
+  denoiseBuilder(COUNTS_ENCODING),
 ];
 
 /** Encoding × objective pairs the model factory can build, with their HF architecture names. */

@@ -50,7 +50,6 @@ import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type T
 import { resolveModelSection, type TrainConfig } from "./config.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { batchTensors, disposeBatch } from "./grad-protocol.js";
-import { truncateCell } from "./masking.js";
 import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
 import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
 import { DataParallel, shardBatch } from "./parallel.js";
@@ -156,6 +155,7 @@ interface PreparedData {
   dataset: TokenizedDataset;
   modelVersion: string | undefined;
   vocabulary: Vocabulary;
+  objective: Objective;
   cells: TrainCell[];
   trainIdx: Int32Array;
   valIdx: Int32Array;
@@ -187,12 +187,18 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const vocabSize = vocabulary.size;
   if (dataset.inputIds.length < 2) throw new Error(`${config.data.tokens}: needs at least 2 cells to train, has ${dataset.inputIds.length}`);
   const maxLength = Math.min(config.data.max_length ?? bert.max_position_embeddings, bert.max_position_embeddings);
+  const objective = makeObjective(
+    dataset.manifest.encoding,
+    config.training.objective,
+    { vocabulary, training: config.training, maxLength, manifest: dataset.manifest, tokens: config.data.tokens },
+    config.source,
+  );
   const cells: TrainCell[] = [];
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
-    const c = truncateCell(dataset.inputIds[i], maxLength, vocabulary.eos);
-    for (const t of c) if (t > maxId) maxId = t;
-    cells.push({ inputIds: c });
+    const c = objective.cellFromDataset(dataset.inputIds[i], dataset.values?.[i], dataset.nCounts?.[i]);
+    for (const t of c.inputIds) if (t > maxId) maxId = t;
+    cells.push(c);
   }
   if (maxId >= vocabSize) {
     throw new Error(`${config.source}: model.vocab_size: ${vocabSize} is too small for token id ${maxId} in ${config.data.tokens}`);
@@ -204,10 +210,11 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
     dataset,
     modelVersion: mv,
     vocabulary,
+    objective,
     cells,
     trainIdx: train,
     valIdx: val,
-    trainLengths: Int32Array.from(train, (i) => cells[i].inputIds.length),
+    trainLengths: Int32Array.from(train, (i) => objective.contextLength(cells[i])),
   };
 }
 
@@ -215,7 +222,7 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
 function validationBatches(p: PreparedData, config: TrainConfig, objective: Objective): CollatedBatch[] {
   const t = config.training;
   const idx = p.valIdx.slice(0, Math.min(p.valIdx.length, t.eval_cells));
-  const lengths = Int32Array.from(idx, (i) => p.cells[i].inputIds.length);
+  const lengths = Int32Array.from(idx, (i) => p.objective.contextLength(p.cells[i]));
   // a length-grouped plan over the validation cells (deterministic), then a fixed mask
   const plan = epochBatches(lengths, 0, {
     batchSize: t.batch_size,
@@ -406,7 +413,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const p = prepareData(config, bertNoVocab);
   const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabulary.size });
   const encoding = p.dataset.manifest.encoding;
-  const objective = makeObjective(encoding, t.objective, { vocabulary: p.vocabulary, training: t }, config.source);
+  const objective = p.objective;
   let resumeFrom: string | undefined;
   if (opts.resume) {
     const cks = listCheckpoints(outDir);
@@ -427,7 +434,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };
   }
 
-  const model = buildModel(bertConfig, { encoding, objective: objective.name }, { seed: t.seed });
+  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}) }, { seed: t.seed });
   const optimizer = new AdamW(model.weights, {
     beta1: t.adam_beta1,
     beta2: t.adam_beta2,
@@ -519,6 +526,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const cellfmMeta = {
     encoding,
     objective: objective.name,
+    ...(objective.head ? { head: objective.head } : {}),
     model_version: p.modelVersion,
     dictionary: p.dataset.manifest.dictionary,
     backend: backend.name,
@@ -650,7 +658,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         micro++;
         intTokens += mb.realTokens;
         tokensSeen += mb.realTokens;
-        intFlops += trainingFlops(bertConfig, cells.map((c) => c.inputIds.length), objective.headFlops(bertConfig, mb));
+        intFlops += trainingFlops(bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(bertConfig, mb));
       }
       const lr = lrAt(step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps, schedule: t.schedule });
       const { grads, norm } = clipByGlobalNorm(acc.take(), t.max_grad_norm);

@@ -4,10 +4,12 @@
  * validate their configs against {@link SUPPORTED_PAIRS}.
  */
 import { RANK_ENCODING } from "../../model/bert.js";
-import { buildableModels } from "../../model/factory.js";
+import { BINNED_ENCODING, buildableModels, COUNTS_ENCODING } from "../../model/factory.js";
+import type { TokenizedManifest } from "../../data/tokenized.js";
 import type { Vocabulary } from "../../tokenize/dictionaries.js";
 import type { TrainingSection } from "../config.js";
 import { RankMlmObjective } from "./mlm.js";
+import { BinnedMlmObjective, DenoiseObjective } from "./values.js";
 import type { Objective } from "./types.js";
 
 export type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
@@ -19,7 +21,11 @@ export interface ObjectivePair {
 }
 
 /** Every encoding × objective pair cellfm can train (and build a model for). */
-export const SUPPORTED_PAIRS: readonly ObjectivePair[] = [{ encoding: RANK_ENCODING, objective: "mlm" }];
+export const SUPPORTED_PAIRS: readonly ObjectivePair[] = [
+  { encoding: RANK_ENCODING, objective: "mlm" },
+  { encoding: BINNED_ENCODING, objective: "mlm" },
+  { encoding: COUNTS_ENCODING, objective: "denoise" },
+];
 
 /** True when `encoding` × `objective` is in {@link SUPPORTED_PAIRS}. */
 export function isSupportedPair(encoding: string, objective: string): boolean {
@@ -42,6 +48,12 @@ export interface ObjectiveContext {
   vocabulary: Vocabulary;
   /** The `training:` section. */
   training: TrainingSection;
+  /** Tokens per cell (`data.max_length`, at most the model's position table for rank tokens). */
+  maxLength: number;
+  /** The tokenized dataset's manifest (values kind, bins, measured genes). */
+  manifest: TokenizedManifest;
+  /** The tokenized dataset folder (for messages). */
+  tokens: string;
 }
 
 /**
@@ -50,13 +62,35 @@ export interface ObjectiveContext {
  */
 export function makeObjective(encoding: string, objective: string, ctx: ObjectiveContext, where = "config"): Objective {
   assertSupportedPair(encoding, objective, where);
+  const t = ctx.training, m = ctx.manifest;
   if (encoding === RANK_ENCODING && objective === "mlm") {
-    return new RankMlmObjective({
-      vocabSize: ctx.vocabulary.size,
-      mlmProbability: ctx.training.mask_probability,
-      padTokenId: ctx.vocabulary.pad,
-      maskTokenId: ctx.vocabulary.mask,
-    });
+    return new RankMlmObjective(
+      {
+        vocabSize: ctx.vocabulary.size,
+        mlmProbability: t.mask_probability,
+        padTokenId: ctx.vocabulary.pad,
+        maskTokenId: ctx.vocabulary.mask,
+      },
+      { maxLength: ctx.maxLength, eosId: ctx.vocabulary.eos },
+    );
+  }
+  const sampling = {
+    maxLength: ctx.maxLength,
+    padWithUnexpressed: t.pad_with_unexpressed,
+    pool: m.measured_tokens ? Int32Array.from(m.measured_tokens) : undefined,
+  };
+  if (t.pad_with_unexpressed && !sampling.pool) {
+    throw new Error(`${where}: training.pad_with_unexpressed needs ${ctx.tokens}/manifest.json measured_tokens; re-tokenize with this cellfm version`);
+  }
+  if (encoding === BINNED_ENCODING && objective === "mlm") {
+    if (m.values_kind !== "bin") throw new Error(`${ctx.tokens}: binned MLM needs bin values; run cellfm tokenize --encoding binned`);
+    return new BinnedMlmObjective(sampling, ctx.vocabulary.pad, m.n_bins ?? 51, t.mask_probability);
+  }
+  if (objective === "denoise") {
+    if (m.values_kind !== "count") {
+      throw new Error(`${ctx.tokens}: training.objective denoise needs raw counts and library sizes (values column of counts); run cellfm tokenize --encoding counts`);
+    }
+    return new DenoiseObjective(sampling, ctx.vocabulary.pad, t.likelihood, t.noise, t.downsample);
   }
   throw new Error(`${where}: no objective implementation for ${encoding} + ${objective}`);
 }

@@ -9,7 +9,7 @@ import type { CellModel } from "../../model/bert.js";
 import type { BertConfig } from "../../model/config.js";
 import type { Rng } from "../../rng.js";
 import { mlmHeadFlops } from "../flops.js";
-import { collateMlm, type MaskingOptions } from "../masking.js";
+import { collateMlm, truncateCell, type MaskingOptions } from "../masking.js";
 import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
 
 /**
@@ -62,8 +62,22 @@ export class RankMlmObjective implements Objective {
   readonly name = "mlm";
   readonly lossDescription = "masked-token cross-entropy (nats per masked gene)";
 
-  /** @param masking vocabulary size, mask probability and the `<pad>`/`<mask>` ids (from the dataset's dictionary) */
-  constructor(private readonly masking: MaskingOptions) {}
+  /**
+   * @param masking vocabulary size, mask probability and the `<pad>`/`<mask>` ids (from the dataset's dictionary)
+   * @param context longest cell (tokens kept: the highest-ranked) and the `<eos>` id kept last (V2)
+   */
+  constructor(
+    private readonly masking: MaskingOptions,
+    private readonly context: { maxLength: number; eosId?: number },
+  ) {}
+
+  cellFromDataset(inputIds: Int32Array): TrainCell {
+    return { inputIds: truncateCell(inputIds, this.context.maxLength, this.context.eosId) };
+  }
+
+  contextLength(cell: TrainCell): number {
+    return cell.inputIds.length;
+  }
 
   collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
     return collateMlm(

@@ -57,6 +57,15 @@ export interface Objective {
   readonly name: string;
   /** What the loss measures, for logs (e.g. "masked-token cross-entropy"). */
   readonly lossDescription: string;
+  /** Head options recorded in config.json `cellfm.head` (e.g. `{ likelihood: "zinb" }`). */
+  readonly head?: Record<string, unknown>;
+  /**
+   * One training cell from the dataset's columns (rank: truncated to the context; value encodings:
+   * kept whole, the context is sampled at collate time).
+   */
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined): TrainCell;
+  /** Tokens the cell has in a batch (for length-grouped batch planning). */
+  contextLength(cell: TrainCell): number;
   /**
    * Collate cells into one batch, drawing masks / noise from `rng` (advanced by the draws).
    * @throws Error for an empty batch or an empty cell
