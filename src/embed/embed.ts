@@ -25,6 +25,11 @@ export interface EmbedOptions {
   excludeSpecial?: number[];
   /** Upper bound on batch × padded length per forward pass (default 16,384 tokens). */
   maxTokensPerBatch?: number;
+  /**
+   * Per-token values aligned with `cells` (bin index or raw count), for models whose input encoding
+   * keeps values (`scgpt-binned`, `scprint-counts`); padded with 0 like the ids.
+   */
+  values?: Float32Array[];
   /** Called after each batch with the number of cells done and the total. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -90,16 +95,22 @@ export function embedCells(model: BertModel | CellModel, cells: Int32Array[], op
     const ids = new Int32Array(B * L).fill(c.pad_token_id);
     const mask = new Float32Array(B * L);
     const poolW = new Float32Array(B * L);
+    const vals = opts.values ? new Float32Array(B * L) : undefined;
     idx.forEach((ci, b) => {
       const cell = cells[ci];
       ids.set(cell, b * L);
+      vals?.set(opts.values![ci], b * L);
       for (let t = 0; t < cell.length; t++) {
         mask[b * L + t] = 1;
         if (pool === "mean" ? !exclude.has(cell[t]) : t === 0) poolW[b * L + t] = 1;
       }
     });
     const pooled = tf.tidy(() => {
-      const batch = { inputIds: tf.tensor2d(ids, [B, L], "int32"), attentionMask: tf.tensor2d(mask, [B, L], "float32") };
+      const batch = {
+        inputIds: tf.tensor2d(ids, [B, L], "int32"),
+        attentionMask: tf.tensor2d(mask, [B, L], "float32"),
+        ...(vals ? { values: tf.tensor2d(vals, [B, L], "float32") } : {}),
+      };
       const h = encoder.forward(batch, { training: false, numLayers }).lastHiddenState; // [B, L, H]
       const w = tf.tensor2d(poolW, [B, L]);
       const s = tf.sum(tf.mul(h, tf.expandDims(w, 2)), 1); // [B, H]

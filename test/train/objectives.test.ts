@@ -11,6 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "../../src/backend.js";
 import { readTokenizedDataset } from "../../src/data/tokenized.js";
 import { buildModel } from "../../src/model/factory.js";
+import { readCheckpoint } from "../../src/model/checkpoint.js";
+import { embedCells } from "../../src/embed/embed.js";
+import { embedToFile } from "../../src/embed/run.js";
 import { makeRng } from "../../src/rng.js";
 import { tokenizeToDataset } from "../../src/tokenize/run.js";
 import { batchTensors, disposeBatch } from "../../src/train/grad-protocol.js";
@@ -62,6 +65,38 @@ describe("value objectives on real cells", () => {
     const r = await train(cfg(tokens.binned, "bin", { objective: "mlm", max_steps: 60, init_output_bias: "unigram" }), { quiet: true, handleSigint: false });
     expect(r.eval!.baseline_name).toBe("bin_frequency");
     expect(r.eval!.model_loss).toBeLessThan(r.eval!.baseline_loss);
+  }, 120_000);
+
+  it("--resume is exact for denoise (the context sampling and downsampling draws come from the saved generator)", async () => {
+    const c = cfg(tokens.counts, "res", { objective: "denoise", max_steps: 4, save_every: 2 });
+    const straight = await train(cfg(tokens.counts, "res0", { objective: "denoise", max_steps: 4 }), { quiet: true, handleSigint: false });
+    const a = await train(c, { quiet: true, handleSigint: false, stopAfter: 2 });
+    const b = await train(c, { quiet: true, handleSigint: false, resume: true });
+    expect([...a.losses, ...b.losses]).toEqual(straight.losses);
+  }, 120_000);
+
+  it("embeddings of binned and counts models do not depend on batch composition or padding (< 1e-5), and embed writes them", async () => {
+    for (const enc of ["binned", "counts"] as const) {
+      const objective = enc === "counts" ? "denoise" : "mlm";
+      const r = await train(cfg(tokens[enc], `emb-${enc}`, { objective, max_steps: 2 }), { quiet: true, handleSigint: false });
+      const ck = readCheckpoint(r.checkpoint);
+      const ds = readTokenizedDataset(tokens[enc]);
+      const cells = ds.inputIds.slice(0, 5).map((c) => c.slice(0, 40));
+      const values = ds.values!.slice(0, 5).map((v) => v.slice(0, 40));
+      const all = embedCells(ck.model, cells, { values, layer: 0 });
+      const H = ck.config.hidden_size;
+      for (const i of [0, 3]) {
+        const one = embedCells(ck.model, [cells[i]], { values: [values[i]], layer: 0 });
+        for (let k = 0; k < H; k++) expect(Math.abs(one[k] - all[i * H + k])).toBeLessThan(1e-5);
+      }
+      ck.model.dispose();
+      const out = path.join(root, `emb-${enc}.arrow`);
+      const sum = await embedToFile({ checkpoint: r.checkpoint, input: tokens[enc], output: out, quiet: true, backend: "wasm" });
+      expect(sum.nCells).toBe(ds.cellIds.length);
+      await expect(embedToFile({ checkpoint: r.checkpoint, input: "data/tiny.h5ad", output: out + "2", quiet: true, backend: "wasm" })).rejects.toThrow(
+        new RegExp(`tokenize data/tiny.h5ad with cellfm tokenize --encoding ${enc}`),
+      );
+    }
   }, 120_000);
 
   it("the data-parallel gradient of value models equals the whole micro-batch's (denoise nb, binned mlm)", async () => {
