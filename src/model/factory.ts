@@ -9,7 +9,7 @@
  * versions, ...) pass through unchanged.
  */
 import { z } from "zod";
-import { BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
+import { BertEmbeddings, BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
 import type { BertConfig } from "./config.js";
 import type { Likelihood } from "./likelihoods.js";
 import { BinHead, DenoiseHead, GeneValueEmbeddings } from "./value-model.js";
@@ -37,14 +37,16 @@ function denoiseBuilder(encoding: string): Builder {
   return {
     encoding,
     objective: "denoise",
-    architecture: "CellfmForDenoising",
+    architecture: encoding === RANK_ENCODING ? "CellfmRankForDenoising" : "CellfmForDenoising",
     build: (config, spec, seed) =>
       new CellModel(
         config,
         { seed },
         spec,
         (c, p) =>
-          new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }),
+          encoding === RANK_ENCODING
+            ? new BertEmbeddings(c, p)
+            : new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }),
         (c, p) => new DenoiseHead(c, p, likelihoodOf(spec)),
       ),
   };
@@ -79,6 +81,7 @@ const BUILDERS: Builder[] = [
       ),
   },
   denoiseBuilder(COUNTS_ENCODING),
+  denoiseBuilder(RANK_ENCODING),
 ];
 
 /** Encoding × objective pairs the model factory can build, with their HF architecture names. */

@@ -28,7 +28,7 @@ let root: string;
 const tokens: Record<string, string> = {};
 beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-obj-"));
-  for (const e of ["binned", "counts"] as const) {
+  for (const e of ["binned", "counts", "rank"] as const) {
     tokens[e] = path.join(root, e);
     await tokenizeToDataset({ input: "data/tiny.h5ad", output: tokens[e], modelVersion: "V1", encoding: e, quiet: true, hashSource: false });
   }
@@ -59,6 +59,12 @@ describe("value objectives on real cells", () => {
     expect(cj.cellfm.head).toEqual({ likelihood: "zinb" });
     const r2 = await train(cfg(tokens.counts, "den2", { objective: "denoise", max_steps: 4, workers: 2 }), { quiet: true, handleSigint: false });
     r2.losses.forEach((l, i) => expect(Math.abs(l - r.losses[i])).toBeLessThan(1e-4));
+  }, 120_000);
+
+  it("rank + denoise: ranks from the downsampled counts, beats the per-gene NB baseline", async () => {
+    const r = await train(cfg(tokens.rank, "rankden", { objective: "denoise", max_steps: 80 }), { quiet: true, handleSigint: false });
+    expect(r.eval!.encoding).toBe("geneformer-rank-value");
+    expect(r.eval!.model_loss).toBeLessThan(r.eval!.baseline_loss);
   }, 120_000);
 
   it("binned + mlm beats the bin-frequency baseline (output bias at bin frequencies)", async () => {
@@ -104,6 +110,7 @@ describe("value objectives on real cells", () => {
     for (const [enc, objective, training] of [
       ["counts", "denoise", { likelihood: "nb" }],
       ["binned", "mlm", {}],
+      ["rank", "denoise", { likelihood: "poisson" }],
     ] as const) {
       const ds = readTokenizedDataset(tokens[enc]);
       const c = cfg(tokens[enc], "dp", { objective, max_steps: 1, ...training });
@@ -142,11 +149,11 @@ describe("value objectives on real cells", () => {
   }, 120_000);
 
   it("refuses an unsupported pair naming both, and denoise on rank tokens without counts says which tokenize to run", async () => {
-    const rank = path.join(root, "rank");
+    const rank = path.join(root, "golden");
     writeGoldenTokens(rank);
     await expect(train(cfg(tokens.binned, "bad1", { objective: "denoise", max_steps: 1 }), { quiet: true })).rejects.toThrow(
       /training\.objective "denoise" is not supported with encoding "scgpt-binned"/,
     );
-    await expect(train(cfg(rank, "bad2", { objective: "denoise", max_steps: 1 }), { quiet: true })).rejects.toThrow(/not supported with encoding "geneformer-rank-value"/);
+    await expect(train(cfg(rank, "bad2", { objective: "denoise", max_steps: 1 }), { quiet: true })).rejects.toThrow(/rank tokens without their raw counts; re-run cellfm tokenize --encoding rank/);
   });
 });

@@ -9,7 +9,8 @@ import type { TokenizedManifest } from "../../data/tokenized.js";
 import type { Vocabulary } from "../../tokenize/dictionaries.js";
 import type { TrainingSection } from "../config.js";
 import { RankMlmObjective } from "./mlm.js";
-import { BinnedMlmObjective, DenoiseObjective } from "./values.js";
+import { BinnedMlmObjective, DenoiseObjective, RankDenoiseObjective } from "./values.js";
+import { loadGeneformerDictionaries } from "../../tokenize/dictionaries.js";
 import type { Objective } from "./types.js";
 
 export type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
@@ -25,6 +26,7 @@ export const SUPPORTED_PAIRS: readonly ObjectivePair[] = [
   { encoding: RANK_ENCODING, objective: "mlm" },
   { encoding: BINNED_ENCODING, objective: "mlm" },
   { encoding: COUNTS_ENCODING, objective: "denoise" },
+  { encoding: RANK_ENCODING, objective: "denoise" },
 ];
 
 /** True when `encoding` × `objective` is in {@link SUPPORTED_PAIRS}. */
@@ -73,6 +75,18 @@ export function makeObjective(encoding: string, objective: string, ctx: Objectiv
       },
       { maxLength: ctx.maxLength, eosId: ctx.vocabulary.eos },
     );
+  }
+  if (encoding === RANK_ENCODING && objective === "denoise") {
+    if (m.values_kind !== "count" || (m.model_version !== "V1" && m.model_version !== "V2")) {
+      throw new Error(`${ctx.tokens}: rank tokens without their raw counts; re-run cellfm tokenize --encoding rank with this cellfm version (it stores the counts)`);
+    }
+    const d = loadGeneformerDictionaries(m.model_version);
+    const med = new Float64Array(ctx.vocabulary.size).fill(1);
+    for (const [gene, id] of d.tokens) {
+      const v = d.medians.get(gene);
+      if (v !== undefined && v > 0 && id < med.length) med[id] = v;
+    }
+    return new RankDenoiseObjective(ctx.maxLength, ctx.vocabulary.pad, t.likelihood, t.noise, t.downsample, med);
   }
   const sampling = {
     maxLength: ctx.maxLength,

@@ -21,6 +21,7 @@ import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import type { Rng } from "../../rng.js";
 import { downsampleCounts, type DownsampleMethod } from "../downsample.js";
 import { sampleGenes, type GeneSampleOptions } from "../gene-sampling.js";
+import { rankValueOrder } from "../../tokenize/geneformer.js";
 import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
 
 /** Pad per-cell (ids, values) into a collated batch; `values` after masking/noise. */
@@ -51,7 +52,7 @@ abstract class ValueObjective implements Objective {
   abstract readonly head: Record<string, unknown>;
 
   constructor(
-    protected readonly sampling: GeneSampleOptions,
+    readonly sampling: GeneSampleOptions,
     protected readonly padId: number,
     private readonly needs: string,
   ) {}
@@ -159,25 +160,30 @@ export class DenoiseObjective extends ValueObjective {
     sampling: GeneSampleOptions,
     padId: number,
     likelihood: Likelihood,
-    private readonly noise: number,
-    private readonly method: DownsampleMethod,
+    protected readonly noise: number,
+    protected readonly method: DownsampleMethod,
+    needs = "cellfm tokenize --encoding counts",
   ) {
-    super(sampling, padId, "cellfm tokenize --encoding counts");
+    super(sampling, padId, needs);
     this.head = { likelihood };
   }
 
   collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
     const ctx = cells.map((c) => this.context(c, rng));
-    const noisy = ctx.map((c) => ({ ids: c.ids, values: downsampleCounts(c.values, this.noise, this.method, rng) }));
-    const b = pad(noisy, this.padId);
+    return this.scored(ctx.map((c) => ({ ids: c.ids, values: downsampleCounts(c.values, this.noise, this.method, rng), orig: c.values })));
+  }
+
+  /** The batch of noisy inputs scored against the original counts at every context position. */
+  protected scored(ctx: { ids: Int32Array; values: Float32Array; orig: Float32Array }[]): CollatedBatch {
+    const b = pad(ctx, this.padId);
     const pos: number[] = [], tgt: number[] = [];
     const lib = new Float32Array(ctx.length);
     ctx.forEach((c, k) => {
       let s = 0;
       for (let i = 0; i < c.ids.length; i++) {
         pos.push(k * b.seqLen + i);
-        tgt.push(c.values[i]);
-        s += c.values[i];
+        tgt.push(c.orig[i]);
+        s += c.orig[i];
       }
       // library size of the context: the original counts of the genes the model sees
       lib[k] = s;
@@ -244,5 +250,51 @@ export class DenoiseObjective extends ValueObjective {
   headFlops(config: BertConfig, batch: CollatedBatch): number {
     const H = config.hidden_size;
     return batch.positions.length * (2 * H * H + 6 * H);
+  }
+}
+
+/**
+ * Denoising on rank-value tokens (issue 9 §3: "for rank, the ranks come from the downsampled
+ * counts"): the cell's stored genes are downsampled, genes left at 0 drop out, the rest are
+ * re-ranked by downsampled count / gene median (Geneformer's order; the per-cell n_counts scaling
+ * does not change it) and cut to `max_length`; the head predicts the original counts of the genes
+ * in the input (mean = softmax over them × their original total).
+ */
+export class RankDenoiseObjective extends DenoiseObjective {
+  /** @param medians nonzero median per token id (Geneformer's gene_median file; 1 where unknown) */
+  constructor(
+    maxLength: number,
+    padId: number,
+    likelihood: Likelihood,
+    noise: number,
+    method: DownsampleMethod,
+    private readonly medians: Float64Array,
+  ) {
+    super({ maxLength }, padId, likelihood, noise, method, "cellfm tokenize --encoding rank (this cellfm version stores the counts)");
+  }
+
+  override collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
+    const ctx: { ids: Int32Array; values: Float32Array; orig: Float32Array }[] = [];
+    for (const c of cells) {
+      const ds = downsampleCounts(c.values!, this.noise, this.method, rng);
+      const keep: number[] = [];
+      for (let i = 0; i < ds.length; i++) if (ds[i] > 0) keep.push(i);
+      if (keep.length === 0) keep.push(0); // every gene dropped: keep the top one (its input value is 0)
+      const toks = Int32Array.from(keep, (i) => c.inputIds[i]);
+      const key = Float64Array.from(keep, (i) => ds[i] / (this.medians[c.inputIds[i]] || 1));
+      const order = rankValueOrder(toks, key, this.sampling.maxLength);
+      const where = new Map<number, number>();
+      keep.forEach((i) => where.set(c.inputIds[i], i));
+      ctx.push({
+        ids: order,
+        values: Float32Array.from(order, (t) => ds[where.get(t)!]),
+        orig: Float32Array.from(order, (t) => c.values![where.get(t)!]),
+      });
+    }
+    return this.scored(ctx);
+  }
+
+  override contextLength(cell: TrainCell): number {
+    return Math.min(cell.inputIds.length, this.sampling.maxLength);
   }
 }
