@@ -286,7 +286,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       tokens_per_s: tokens / Math.max(timing.train_s, 1e-9),
     };
     writeFileAtomic(path.join(j.dir, "done.json"), JSON.stringify(done, null, 2) + "\n");
-    say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.unigram_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
+    say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.baseline_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
   }
   if (interrupted) {
     return { ...buildEmpty(c, out), interrupted: true };
