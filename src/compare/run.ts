@@ -32,7 +32,7 @@ import { runAssessment } from "../assess/run.js";
 import type { AssessmentResult } from "../assess/report.js";
 import { BertForMaskedLM } from "../model/bert.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
-import { writeFileAtomic } from "../io.js";
+import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
 import { ENCODING_NAMES, type TokenEncoding } from "../tokenize/geneformer.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
 import { listCheckpoints } from "../train/checkpoints.js";
@@ -83,7 +83,11 @@ function sharedFingerprint(c: CompareConfig): Record<string, unknown> {
  * @throws Error naming the differing section or arm, or a foreign non-empty folder without --force.
  */
 function prepareOutput(c: CompareConfig, out: string, force: boolean): void {
-  if (force && fs.existsSync(out)) fs.rmSync(out, { recursive: true, force: true });
+  assertNoOverlap(out, [{ path: c.data.input, label: `${c.source}: data.input` }], "--output");
+  if (force && fs.existsSync(out)) {
+    assertWritable(out, true, { command: "compare", kind: "dir" }); // --force replaces only a compare folder
+    fs.rmSync(out, { recursive: true, force: true });
+  }
   const marker = path.join(out, "compare-config.json");
   if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
     const prev = readJson<{ shared: Record<string, unknown> }>(marker);
@@ -101,6 +105,7 @@ function prepareOutput(c: CompareConfig, out: string, force: boolean): void {
     }
   }
   fs.mkdirSync(out, { recursive: true });
+  writeOutputMarker(out, "compare");
   writeFileAtomic(marker, JSON.stringify({ source: c.source, shared: sharedFingerprint(c), seeds: c.seeds, arms: c.arms.map((a) => a.name) }, null, 2) + "\n");
 }
 
