@@ -30,7 +30,7 @@ import { readTokenizedManifest } from "../data/tokenized.js";
 import { embedToFile } from "../embed/run.js";
 import { runAssessment } from "../assess/run.js";
 import type { AssessmentResult } from "../assess/report.js";
-import { BertForMaskedLM } from "../model/bert.js";
+import { buildModel } from "../model/factory.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
 import { ENCODING_NAMES, type TokenEncoding } from "../tokenize/geneformer.js";
@@ -264,8 +264,9 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
     const untrained = path.join(j.dir, "untrained");
     if (!fs.existsSync(path.join(untrained, "config.json"))) {
       const trained = readCheckpoint(path.join(trainDir, "final"));
-      const model = new BertForMaskedLM(trained.config, { seed: j.seed });
-      writeCheckpoint(untrained, { model, cellfm: { ...trained.cellfm, objective: "none (untrained floor)" } }, { force: true });
+      // the same model class as the trained arm (any encoding x objective), fresh weights from the run's seed
+      const model = buildModel(trained.config, trained.model.spec, { seed: j.seed });
+      writeCheckpoint(untrained, { model, cellfm: { ...trained.cellfm, untrained_floor: true } }, { force: true });
       model.dispose();
       trained.model.dispose();
     }
