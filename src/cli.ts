@@ -14,6 +14,7 @@ import { embedCommand } from "./cli/embed.js";
 import { assessCommand } from "./cli/assess.js";
 import { mergeCommand } from "./cli/merge.js";
 import { grnCommand } from "./cli/grn.js";
+import { compareCommand } from "./cli/compare.js";
 
 /** Run the CLI on `argv` (without `node` and the script path). Rejects on a usage or run error. */
 export async function main(argv: string[]): Promise<void> {
@@ -27,7 +28,8 @@ export async function main(argv: string[]): Promise<void> {
     .command(assessCommand)
     .command(mergeCommand)
     .command(grnCommand)
-    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess, merge or grn")
+    .command(compareCommand)
+    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess, merge, grn or compare")
     .strict()
     .help()
     .fail((msg, err, y) => {

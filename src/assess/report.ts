@@ -131,11 +131,13 @@ export function readResults(r: AssessmentResult): string[] {
   return out;
 }
 
-function mdTable(head: string[], rows: (string | number)[][]): string {
+/** A Markdown table. */
+export function mdTable(head: string[], rows: (string | number)[][]): string {
   return [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }
 
-function htmlTable(head: string[], rows: (string | number)[][]): string {
+/** An HTML table (cells escaped). */
+export function htmlTable(head: string[], rows: (string | number)[][]): string {
   const esc = (s: string | number) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;");
   return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
 }

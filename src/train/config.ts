@@ -63,7 +63,7 @@ function show(v: unknown): string {
 }
 
 /** A number with a described constraint and an error message that quotes the bad value. */
-function num(desc: string, check: (x: number) => boolean, integer = false) {
+export function num(desc: string, check: (x: number) => boolean, integer = false) {
   return z.custom<number>(
     (x) => typeof x === "number" && Number.isFinite(x) && (!integer || Number.isInteger(x)) && check(x),
     { error: (iss) => expected(desc, iss.input) },
@@ -71,16 +71,18 @@ function num(desc: string, check: (x: number) => boolean, integer = false) {
 }
 const posNum = () => num("a positive number", (x) => x > 0);
 const nonNegNum = () => num("a number >= 0", (x) => x >= 0);
-const posInt = () => num("a positive integer", (x) => x > 0, true);
-const nonNegInt = () => num("an integer >= 0", (x) => x >= 0, true);
-const prob = () => num("a probability in [0, 1)", (x) => x >= 0 && x < 1);
-const openProb = () => num("a number in (0, 1)", (x) => x > 0 && x < 1);
-const anyInt = () => num("an integer", () => true, true);
-const str = () =>
+/** zod validators with messages that quote the bad value (shared by the comparison config). */
+export const posInt = () => num("a positive integer", (x) => x > 0, true);
+export const nonNegInt = () => num("an integer >= 0", (x) => x >= 0, true);
+export const prob = () => num("a probability in [0, 1)", (x) => x >= 0 && x < 1);
+export const openProb = () => num("a number in (0, 1)", (x) => x > 0 && x < 1);
+export const anyInt = () => num("an integer", () => true, true);
+export const str = () =>
   z.custom<string>((x) => typeof x === "string" && x.length > 0, {
     error: (iss) => expected("a non-empty string", iss.input),
   });
-function oneOf<T extends string>(values: readonly T[]) {
+/** A string from a fixed list (the message lists them). */
+export function oneOf<T extends string>(values: readonly T[]) {
   return z.custom<T>((x) => typeof x === "string" && (values as readonly string[]).includes(x), {
     error: (iss) => expected(`one of ${values.join(" | ")}`, iss.input),
   });
@@ -181,7 +183,8 @@ export interface TrainConfig {
   backend: "auto" | "tensorflow" | "wasm" | "cpu";
 }
 
-function formatIssue(source: string, iss: z.core.$ZodIssue): string {
+/** One zod issue as `<source>: <key.path>: <problem>`. */
+export function formatIssue(source: string, iss: z.core.$ZodIssue): string {
   const p = iss.path.map(String).join(".");
   if (iss.code === "unrecognized_keys") {
     const keys = iss.keys.map((k) => (p ? `${p}.${k}` : k));
@@ -249,10 +252,11 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
 }
 
 /**
- * Read and validate a YAML training configuration.
- * @throws Error when the file is missing, is not valid YAML (with line/column), or fails validation.
+ * Read a YAML configuration file that must hold a mapping (the config's sections).
+ * @param sections what the mapping should hold, for the error message (e.g. "model, data, training, output").
+ * @throws Error when the file is missing, is not valid YAML (with line/column), or is not a mapping.
  */
-export function loadTrainConfig(file: string, cwd = process.cwd()): TrainConfig {
+export function readYamlMapping(file: string, sections: string): Record<string, unknown> {
   if (!fs.existsSync(file)) throw new Error(`config ${file} not found`);
   let obj: unknown;
   try {
@@ -261,9 +265,17 @@ export function loadTrainConfig(file: string, cwd = process.cwd()): TrainConfig 
     throw new Error(`${file}: not valid YAML: ${(e as Error).message}`);
   }
   if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
-    throw new Error(`${file}: expected a mapping with sections model, data, training, output`);
+    throw new Error(`${file}: expected a mapping with sections ${sections}`);
   }
-  return parseTrainConfig(obj, file, cwd);
+  return obj as Record<string, unknown>;
+}
+
+/**
+ * Read and validate a YAML training configuration.
+ * @throws Error when the file is missing, is not valid YAML (with line/column), or fails validation.
+ */
+export function loadTrainConfig(file: string, cwd = process.cwd()): TrainConfig {
+  return parseTrainConfig(readYamlMapping(file, "model, data, training, output"), file, cwd);
 }
 
 /**

@@ -421,6 +421,30 @@ function totalStepsFor(config: TrainConfig, p: PreparedData, opts: TrainOptions)
   return Math.ceil(micro / t.grad_accumulation);
 }
 
+/** What a training configuration will do, without training: see {@link trainingPlan}. */
+export interface TrainingPlan {
+  /** Optimizer steps of the run (from max_steps, epochs or the max_tokens budget). */
+  totalSteps: number;
+  nTrainCells: number;
+  nValCells: number;
+  /** Real training tokens per epoch (after truncation to data.max_length). */
+  tokensPerEpoch: number;
+}
+
+/**
+ * Read the tokens of `config` and work out the run's length, as {@link train} will, without
+ * touching the output folder (for comparisons that check every configuration before training).
+ * @throws Error as {@link train} does for bad data (token ids ≥ vocab_size, empty cells) or a
+ *   `training.max_tokens` budget smaller than one optimizer step.
+ */
+export function trainingPlan(config: TrainConfig): TrainingPlan {
+  const bertNoVocab = resolveModelSection(config.model) as Omit<BertConfig, "vocab_size">;
+  const p = prepareData(config, bertNoVocab);
+  let tokensPerEpoch = 0;
+  for (const l of p.trainLengths) tokensPerEpoch += l;
+  return { totalSteps: totalStepsFor(config, p, {}), nTrainCells: p.trainIdx.length, nValCells: p.valIdx.length, tokensPerEpoch };
+}
+
 function sha(s: string): string {
   // small, dependency-free FNV-1a (for the split fingerprint only)
   let h = 0x811c9dc5;

@@ -1,0 +1,252 @@
+/**
+ * The comparison configuration (`cellfm compare --config X.yaml`): which arms (encoding × objective ×
+ * options) to train on the same cells with the same architecture, seeds and token budget.
+ *
+ * ```yaml
+ * data:     { input: data/pbmc3k_seurat.h5ad, label: cell_type, batch: batch, model_version: V1,
+ *             max_length: 64, val_fraction: 0.1, split_seed: 42 }
+ * seeds:    [1, 2, 3]
+ * model:    { num_hidden_layers: 4, hidden_size: 128, ... }        # shared by every arm
+ * training: { max_tokens: 400000, batch_size: 32, lr: 1.0e-3, ... } # shared; budget in TOKENS
+ * assess:   { min_cells: 150, per_type: 150, n_hvg: 2000, k: 15 }
+ * denoise:  { fraction: 0.7, cells: 264, knn_k: 10, n_pcs: 50 }
+ * arms:
+ *   - { name: rank-mlm, encoding: rank, objective: mlm }
+ *   - { name: binned-mlm, encoding: binned, objective: mlm, training: { lr: 5.0e-4 } }
+ * ```
+ *
+ * An arm's own `model:` / `training:` / `tokenize:` keys override the shared sections. The token
+ * budget (`training.max_tokens`) is required and `max_steps`/`epochs` are refused, so every arm sees
+ * the same number of real training tokens whatever its tokens per cell. Each arm × seed becomes one
+ * `cellfm train` configuration, validated here (all of them before anything is tokenized or trained);
+ * every error names the file, the arm and the key, e.g.
+ * `configs/x.yaml: arm "binned-mlm": training.lr: expected a positive number, got "abc"`.
+ */
+import * as path from "node:path";
+import { z } from "zod";
+import { anyInt, formatIssue, num, oneOf, parseTrainConfig, posInt, prob, readYamlMapping, str, type TrainConfig } from "../train/config.js";
+
+/**
+ * The encoding × objective pairs `cellfm compare` can train today, by tokenizer encoding name.
+ * `rank` is Geneformer's rank-value encoding (`cellfm tokenize`), trained with masked-gene modelling.
+ */
+export const SUPPORTED_PAIRS: Readonly<Record<string, readonly string[]>> = {
+  rank: ["mlm"],
+};
+
+/** Whether an arm's encoding × objective pair can be trained (see {@link SUPPORTED_PAIRS}). */
+export function pairSupported(encoding: string, objective: string): boolean {
+  return SUPPORTED_PAIRS[encoding]?.includes(objective) ?? false;
+}
+
+/** Objectives whose model predicts counts (scored by the denoising benchmark). */
+export const COUNT_PREDICTING_OBJECTIVES: readonly string[] = ["denoise"];
+
+const record = () => z.record(z.string(), z.unknown());
+const armName = () =>
+  z.custom<string>((x) => typeof x === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(x), {
+    error: (iss) => `expected a name of letters, digits, ".", "_" or "-" (it names a folder), got ${JSON.stringify(iss.input)}`,
+  });
+
+const armSchema = z.strictObject({
+  name: armName(),
+  encoding: str(),
+  objective: str(),
+  tokenize: z.strictObject({ n_bins: posInt().optional(), seed: anyInt().optional() }).optional(),
+  model: record().optional(),
+  training: record().optional(),
+});
+
+const rootSchema = z.strictObject({
+  data: z.strictObject({
+    input: str(),
+    label: str().default("cell_type"),
+    batch: str().optional(),
+    model_version: oneOf(["V1", "V2"] as const).default("V1"),
+    layer: str().optional(),
+    use_raw: z.boolean().optional(),
+    max_length: posInt().optional(),
+    val_fraction: prob().default(0.1),
+    split_seed: anyInt().default(42),
+  }),
+  seeds: z.array(anyInt()).min(1).default([42]),
+  model: record(),
+  training: record(),
+  assess: z
+    .strictObject({
+      min_cells: posInt().default(150),
+      per_type: posInt().optional(),
+      n_hvg: posInt().default(2000),
+      k: posInt().default(15),
+      seed: anyInt().default(0),
+      threads: posInt().optional(),
+      umap_epochs: posInt().optional(),
+    })
+    .default({ min_cells: 150, n_hvg: 2000, k: 15, seed: 0 }),
+  denoise: z
+    .strictObject({
+      fraction: num("a number in (0, 1)", (x) => x > 0 && x < 1).default(0.7),
+      cells: posInt().default(500),
+      knn_k: posInt().default(10),
+      n_pcs: posInt().default(50),
+      n_hvg: posInt().default(2000),
+      seed: anyInt().default(0),
+    })
+    .default({ fraction: 0.7, cells: 500, knn_k: 10, n_pcs: 50, n_hvg: 2000, seed: 0 }),
+  embed: z.strictObject({ layer: anyInt().default(-1) }).default({ layer: -1 }),
+  arms: z.array(z.unknown()).min(1),
+  backend: oneOf(["auto", "tensorflow", "wasm", "cpu"] as const).default("auto"),
+});
+
+/** One arm as configured, with its sections merged over the shared ones. */
+export interface ArmConfig {
+  name: string;
+  encoding: string;
+  objective: string;
+  /** tokenizer options of the encoding: binned: `n_bins` (default 51) and the tie-spreading `seed`. */
+  tokenize: { n_bins?: number; seed?: number };
+  /** shared `model:` with the arm's overrides. */
+  model: Record<string, unknown>;
+  /** shared `training:` with the arm's overrides (no seed: one run per `seeds` entry). */
+  training: Record<string, unknown>;
+  /** whether its model predicts counts (denoising benchmark). */
+  predictsCounts: boolean;
+}
+
+/** A validated comparison configuration; paths are absolute. */
+export interface CompareConfig {
+  source: string;
+  data: z.infer<typeof rootSchema>["data"];
+  seeds: number[];
+  assess: z.infer<typeof rootSchema>["assess"];
+  denoise: z.infer<typeof rootSchema>["denoise"];
+  embed: { layer: number };
+  arms: ArmConfig[];
+  backend: "auto" | "tensorflow" | "wasm" | "cpu";
+}
+
+/** Folder of one arm inside the comparison's output folder. */
+export function armDir(outDir: string, arm: string): string {
+  return path.join(outDir, arm);
+}
+
+/** Folder of one arm × seed (its training run, untrained floor, embeddings, denoising scores). */
+export function seedDir(outDir: string, arm: string, seed: number): string {
+  return path.join(outDir, arm, `seed-${seed}`);
+}
+
+/**
+ * The `cellfm train` configuration of one arm × seed: shared sections, the arm's overrides, the seed
+ * as `training.seed`, tokens from the arm's folder, output in the seed's folder.
+ * @throws Error `<file>: arm "<name>": <key>: <problem>` when the merged configuration is invalid.
+ */
+export function armTrainConfig(c: CompareConfig, arm: ArmConfig, seed: number, outDir: string): TrainConfig {
+  return parseTrainConfig(
+    {
+      model: arm.model,
+      data: {
+        tokens: path.join(armDir(outDir, arm.name), "tokens"),
+        ...(c.data.max_length !== undefined ? { max_length: c.data.max_length } : {}),
+        val_fraction: c.data.val_fraction,
+        split_seed: c.data.split_seed,
+      },
+      training: { ...arm.training, seed },
+      output: { dir: path.join(seedDir(outDir, arm.name, seed), "train") },
+      backend: c.backend,
+    },
+    `${c.source}: arm "${arm.name}"`,
+  );
+}
+
+/**
+ * Validate a parsed comparison configuration (everything that can be checked without the data).
+ * @param obj the parsed YAML. @param source the file name for messages.
+ * @param opts.arms run only these arms (`--arms a,b`); unknown names are an error.
+ * @param opts.batch override `data.batch` (`--batch`).
+ * @throws Error listing every problem, one per line, each naming the file, the arm and the key.
+ */
+export function parseCompareConfig(obj: unknown, source = "<config>", opts: { arms?: string[]; batch?: string; cwd?: string } = {}): CompareConfig {
+  const cwd = opts.cwd ?? process.cwd();
+  const r = rootSchema.safeParse(obj ?? {}, { reportInput: true });
+  if (!r.success) throw new Error(r.error.issues.map((i) => formatIssue(source, i)).join("\n"));
+  const c = r.data;
+  const errors: string[] = [];
+  for (const k of ["max_steps", "epochs"]) {
+    if (k in c.training) errors.push(`${source}: training.${k}: not allowed in a comparison; give the budget in tokens (training.max_tokens) so arms with different tokens per cell see the same data`);
+  }
+  if (!("max_tokens" in c.training)) errors.push(`${source}: training.max_tokens: required key is missing (the training budget of every arm, in real tokens)`);
+  if ("seed" in c.training) errors.push(`${source}: training.seed: set the seeds with the top-level seeds: [..] list`);
+  if (new Set(c.seeds).size !== c.seeds.length) errors.push(`${source}: seeds: a seed is listed twice (${c.seeds.join(", ")})`);
+  const arms: ArmConfig[] = [];
+  const seen = new Set<string>();
+  c.arms.forEach((raw, i) => {
+    const a = armSchema.safeParse(raw, { reportInput: true });
+    const label = `arms[${i}]${raw && typeof raw === "object" && typeof (raw as { name?: unknown }).name === "string" ? ` ("${(raw as { name: string }).name}")` : ""}`;
+    if (!a.success) {
+      for (const iss of a.error.issues) errors.push(formatIssue(`${source}: ${label}`, iss));
+      return;
+    }
+    const arm = a.data;
+    const where = `${source}: arm "${arm.name}"`;
+    if (seen.has(arm.name)) {
+      errors.push(`${where}: name: two arms are called "${arm.name}" (each arm is a folder; give them different names)`);
+      return;
+    }
+    seen.add(arm.name);
+    if (!pairSupported(arm.encoding, arm.objective)) {
+      const pairs = Object.entries(SUPPORTED_PAIRS).flatMap(([e, os]) => os.map((o) => `${e} × ${o}`));
+      errors.push(
+        `${where}: ${SUPPORTED_PAIRS[arm.encoding] ? "objective" : "encoding"}: no model for encoding "${arm.encoding}" × objective "${arm.objective}"; supported: ${pairs.join(", ")}`,
+      );
+      return;
+    }
+    for (const k of ["max_steps", "epochs", "seed"]) {
+      if (arm.training && k in arm.training) errors.push(`${where}: training.${k}: not allowed in an arm (the budget is training.max_tokens; seeds come from seeds:)`);
+    }
+    arms.push({
+      name: arm.name,
+      encoding: arm.encoding,
+      objective: arm.objective,
+      tokenize: arm.tokenize ?? {},
+      model: { ...c.model, ...(arm.model ?? {}) },
+      training: { ...c.training, ...(arm.training ?? {}), objective: arm.objective },
+      predictsCounts: COUNT_PREDICTING_OBJECTIVES.includes(arm.objective),
+    });
+  });
+  let chosen = arms;
+  if (opts.arms && opts.arms.length) {
+    const unknown = opts.arms.filter((n) => !seen.has(n));
+    if (unknown.length) errors.push(`--arms: no arm called ${unknown.map((u) => `"${u}"`).join(", ")} in ${source} (arms: ${[...seen].join(", ")})`);
+    chosen = arms.filter((a) => opts.arms!.includes(a.name));
+  }
+  const cfg: CompareConfig = {
+    source,
+    data: { ...c.data, input: path.resolve(cwd, c.data.input), ...(opts.batch ? { batch: opts.batch } : {}) },
+    seeds: c.seeds,
+    assess: c.assess,
+    denoise: c.denoise,
+    embed: c.embed,
+    arms: chosen,
+    backend: c.backend,
+  };
+  // every arm × seed must be a valid training configuration (errors name the arm and the key)
+  if (errors.length === 0) {
+    for (const arm of chosen) {
+      try {
+        armTrainConfig(cfg, arm, c.seeds[0], path.join(cwd, "<output>"));
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
+    }
+  }
+  if (errors.length) throw new Error(errors.join("\n"));
+  return cfg;
+}
+
+/**
+ * Read and validate a YAML comparison configuration.
+ * @throws Error when the file is missing, not valid YAML (duplicate keys included), or invalid.
+ */
+export function loadCompareConfig(file: string, opts: { arms?: string[]; batch?: string; cwd?: string } = {}): CompareConfig {
+  return parseCompareConfig(readYamlMapping(file, "data, model, training, arms"), file, opts);
+}

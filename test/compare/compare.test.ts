@@ -1,0 +1,126 @@
+/**
+ * `cellfm compare` end to end on the bundled tiny real data (300 PBMCs, 6 types): two arms, a tiny
+ * model and a budget of a few steps; resume after an interruption; config errors before training.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseCompareConfig } from "../../src/compare/config.js";
+import { runCompare } from "../../src/compare/run.js";
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-compare-"));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** A two-arm comparison on data/tiny.h5ad: rank × mlm at two learning rates. */
+function raw(over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    data: { input: "data/tiny.h5ad", label: "cell_type", max_length: 32, val_fraction: 0.2 },
+    seeds: [1],
+    model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32 },
+    training: { max_tokens: 2500, batch_size: 16, lr: 3.0e-3, warmup_steps: 1, log_every: 1, eval_every: 2, eval_cells: 32, save_every: 2 },
+    assess: { min_cells: 40, per_type: 40, n_hvg: 200, threads: 1, umap_epochs: 20 },
+    arms: [
+      { name: "rank-mlm", encoding: "rank", objective: "mlm" },
+      { name: "rank-mlm-lr1e-3", encoding: "rank", objective: "mlm", training: { lr: 1.0e-3 } },
+    ],
+    backend: "wasm",
+    ...over,
+  };
+}
+
+const metricsRows = (out: string, arm: string, seed = 1) =>
+  fs
+    .readFileSync(path.join(out, arm, `seed-${seed}`, "train", "metrics.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { step: number; tokens?: number; loss?: number; val_loss?: number });
+
+describe("cellfm compare", () => {
+  let straight: string;
+  let lines: string[];
+  it("runs two arms end to end with an equal token budget and writes the report", async () => {
+    straight = path.join(tmp, "straight");
+    lines = [];
+    const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => lines.push(l) });
+    expect(r.interrupted).toBe(false);
+    for (const f of ["report.md", "report.html", "compare.json", "figures/curves.svg", "figures/curves.png"]) expect(fs.existsSync(path.join(straight, f))).toBe(true);
+    for (const arm of ["rank-mlm", "rank-mlm-lr1e-3"]) {
+      for (const f of ["tokens/manifest.json", "seed-1/train/final/model.safetensors", "seed-1/untrained/config.json", "seed-1/emb_trained.arrow", "seed-1/emb_untrained.arrow", "assess/metrics.json"]) {
+        expect(fs.existsSync(path.join(straight, arm, f)), `${arm}/${f}`).toBe(true);
+      }
+    }
+    // the same budget in tokens: both arms stop at the first step reaching 2,500 tokens
+    const last = (arm: string) => metricsRows(straight, arm).filter((x) => x.loss !== undefined).pop()!;
+    expect(last("rank-mlm").tokens).toBeGreaterThanOrEqual(2500);
+    expect(last("rank-mlm").tokens).toBe(last("rank-mlm-lr1e-3").tokens);
+    const cj = JSON.parse(fs.readFileSync(path.join(straight, "compare.json"), "utf8"));
+    expect(cj.rows.map((x: { name: string }) => x.name)).toEqual(["rank-mlm", "rank-mlm (untrained)", "rank-mlm-lr1e-3", "rank-mlm-lr1e-3 (untrained)"]);
+    expect(cj.baseline.name).toMatch(/HVG/);
+    expect(cj.baseline.values.knn.mean).toBeGreaterThan(0.5);
+    expect(cj.reading.join("\n")).toMatch(/1\. Does every encoding keep within < between\?/);
+    const md = fs.readFileSync(path.join(straight, "report.md"), "utf8");
+    expect(md).toMatch(/\| HVG \+ PCA\d+ \| \*\*/); // the best kNN accuracy is marked
+    expect(lines.some((l) => /\[arm 2\/2 rank-mlm-lr1e-3 · seed 1\] step \d+\/\d+ .*whole comparison ETA/.test(l))).toBe(true);
+  });
+
+  it("re-running skips finished arms; an interrupted run resumed gives the same final metrics", async () => {
+    const again: string[] = [];
+    const before = fs.statSync(path.join(straight, "rank-mlm", "seed-1", "emb_trained.arrow")).mtimeMs;
+    await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => again.push(l) });
+    expect(again.some((l) => /2 finished, 0 to run/.test(l))).toBe(true);
+    expect(again.some((l) => /training|assessing/.test(l))).toBe(false);
+    expect(fs.statSync(path.join(straight, "rank-mlm", "seed-1", "emb_trained.arrow")).mtimeMs).toBe(before);
+
+    const halves = path.join(tmp, "halves");
+    const first = await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: halves, stopAfterSteps: 3, quiet: true });
+    expect(first.interrupted).toBe(true);
+    expect(fs.existsSync(path.join(halves, "rank-mlm", "seed-1", "done.json"))).toBe(false);
+    const second = await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: halves, quiet: true });
+    expect(second.interrupted).toBe(false);
+    for (const arm of ["rank-mlm", "rank-mlm-lr1e-3"]) {
+      const a = metricsRows(straight, arm).map(({ step, tokens, loss, val_loss }) => ({ step, tokens, loss, val_loss }));
+      const b = metricsRows(halves, arm).map(({ step, tokens, loss, val_loss }) => ({ step, tokens, loss, val_loss }));
+      expect(b).toEqual(a);
+    }
+    const ra = JSON.parse(fs.readFileSync(path.join(straight, "compare.json"), "utf8")).rows;
+    const rb = JSON.parse(fs.readFileSync(path.join(halves, "compare.json"), "utf8")).rows;
+    expect(rb).toEqual(ra);
+  });
+
+  it("reports config errors naming the arm and the key before anything trains", async () => {
+    const arms = (raw().arms as Record<string, unknown>[]).slice();
+    expect(() => parseCompareConfig(raw({ arms: [arms[0], { ...arms[1], name: "rank-mlm" }] }), "c.yaml")).toThrow(
+      /c\.yaml: arm "rank-mlm": name: two arms are called "rank-mlm"/,
+    );
+    expect(() => parseCompareConfig(raw({ arms: [arms[0], { name: "rank-zinb", encoding: "rank", objective: "zinb-nope" }] }), "c.yaml")).toThrow(
+      /c\.yaml: arm "rank-zinb": objective: no model for encoding "rank" × objective "zinb-nope"; supported: rank × mlm/,
+    );
+    expect(() => parseCompareConfig(raw({ arms: [{ name: "x", encoding: "spline", objective: "mlm" }] }), "c.yaml")).toThrow(/arm "x": encoding: no model for encoding "spline"/);
+    expect(() => parseCompareConfig(raw({ arms: [{ ...arms[0], training: { lr: "fast" } }] }), "c.yaml")).toThrow(/c\.yaml: arm "rank-mlm": training\.lr: expected a positive number, got "fast"/);
+    expect(() => parseCompareConfig(raw({ training: { max_steps: 3 } }), "c.yaml")).toThrow(/training\.max_steps: not allowed in a comparison/);
+    expect(() => parseCompareConfig(raw(), "c.yaml", { arms: ["nope"] })).toThrow(/--arms: no arm called "nope"/);
+
+    // budget smaller than one batch: found after tokenizing, before any training
+    const small = path.join(tmp, "small");
+    const cfg = parseCompareConfig(raw({ training: { ...(raw().training as object), max_tokens: 20 } }), "c.yaml");
+    await expect(runCompare({ config: cfg, output: small, quiet: true })).rejects.toThrow(/c\.yaml: arm "rank-mlm": training\.max_tokens: 20 is smaller than one optimizer step/);
+    expect(fs.existsSync(path.join(small, "rank-mlm", "seed-1", "train"))).toBe(false);
+
+    // a data file without the label column: before anything is written
+    const nolabel = path.join(tmp, "nolabel");
+    const cfg2 = parseCompareConfig(raw({ data: { ...(raw().data as object), label: "celltype_typo" } }), "c.yaml");
+    await expect(runCompare({ config: cfg2, output: nolabel, quiet: true })).rejects.toThrow(/c\.yaml: data\.label: column "celltype_typo" is not in .*tiny\.h5ad \(obs columns: /);
+    expect(fs.existsSync(nolabel)).toBe(false);
+  });
+
+  it("--arms runs a subset", async () => {
+    const sub = path.join(tmp, "subset");
+    const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml", { arms: ["rank-mlm-lr1e-3"] }), output: sub, quiet: true });
+    expect(r.rows!.map((x) => x.name)).toEqual(["rank-mlm-lr1e-3", "rank-mlm-lr1e-3 (untrained)"]);
+    expect(fs.existsSync(path.join(sub, "rank-mlm"))).toBe(false);
+  });
+});
