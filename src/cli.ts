@@ -16,8 +16,40 @@ import { mergeCommand } from "./cli/merge.js";
 import { grnCommand } from "./cli/grn.js";
 import { compareCommand } from "./cli/compare.js";
 
+/** What a file-system error code means, for a user. */
+const FS_ERRORS: Record<string, string> = {
+  EACCES: "permission denied (EACCES): this user may not read or write it; check its permissions or choose another path",
+  EPERM: "operation not permitted (EPERM); check its permissions or choose another path",
+  ENOTDIR: "a part of this path is a file, not a folder (ENOTDIR)",
+  EISDIR: "is a folder where a file was expected (EISDIR)",
+  ENOENT: "no such file or folder (ENOENT)",
+  ENOSPC: "no space left on the device (ENOSPC); free some space and run again (nothing was replaced)",
+  EROFS: "the file system is read-only (EROFS); choose another path",
+  EMFILE: "too many open files (EMFILE)",
+};
+
+/**
+ * A Node file-system error (`EACCES: permission denied, mkdir '/x/y'`) as one line naming the path
+ * and the problem; other errors unchanged.
+ */
+export function explainFsError(e: unknown): unknown {
+  const err = e as NodeJS.ErrnoException;
+  if (!(err instanceof Error) || typeof err.code !== "string" || !(err.code in FS_ERRORS) || !err.path) return e;
+  const out = new Error(`${err.path}: ${FS_ERRORS[err.code]}`);
+  (out as NodeJS.ErrnoException).code = err.code;
+  return out;
+}
+
 /** Run the CLI on `argv` (without `node` and the script path). Rejects on a usage or run error. */
 export async function main(argv: string[]): Promise<void> {
+  try {
+    await parse(argv);
+  } catch (e) {
+    throw explainFsError(e);
+  }
+}
+
+async function parse(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName("cellfm")
     .usage("$0 <command> [options]\n\nTrain and run single-cell transformer foundation models.")
@@ -30,6 +62,10 @@ export async function main(argv: string[]): Promise<void> {
     .command(grnCommand)
     .command(compareCommand)
     .demandCommand(1, "name a command: tokenize, medians, train, embed, assess, merge, grn or compare")
+    .option("verbose", { type: "boolean", global: true, describe: "show library diagnostics (e.g. HDF5's traces of a corrupt file)" })
+    .middleware((a) => {
+      if (a.verbose) process.env.CELLFM_VERBOSE = "1";
+    })
     .strict()
     .help()
     .fail((msg, err, y) => {

@@ -10,14 +10,14 @@ describe("io", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-io-"));
     const target = path.join(dir, "out");
     assertWritable(target);
-    const tmp = tempDirFor(target);
+    const tmp = tempDirFor(target, "test");
     fs.writeFileSync(path.join(tmp, "a.txt"), "one");
     commitDir(tmp, target);
     expect(() => assertWritable(target)).toThrow(/--force/);
-    const tmp2 = tempDirFor(target);
+    const tmp2 = tempDirFor(target, "test");
     fs.writeFileSync(path.join(tmp2, "a.txt"), "two");
     expect(() => commitDir(tmp2, target)).toThrow(/already exists/);
-    commitDir(tmp2, target, true);
+    commitDir(tmp2, target, true, { command: "test" });
     expect(fs.readFileSync(path.join(target, "a.txt"), "utf8")).toBe("two");
     expect(fs.readdirSync(dir)).toEqual(["out"]);
     writeFileAtomic(path.join(dir, "f.json"), "{}");

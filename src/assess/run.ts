@@ -8,8 +8,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice } from "../backend.js";
-import { assertWritable, commitDir, tempDirFor } from "../io.js";
-import { openCounts } from "../data/open.js";
+import { assertWritable, commitDir, sha256File, tempDirFor } from "../io.js";
+import { openCounts, sourceFileFor } from "../data/open.js";
 import { readEmbeddings, type LoadedEmbeddings } from "../data/embeddings.js";
 import type { CountMatrixSource, ObsValues } from "../data/types.js";
 import { selectCells, type Selection } from "./select.js";
@@ -61,6 +61,11 @@ export interface AssessOptions {
    * 2; 1 = everything on the main thread). Results do not depend on it.
    */
   threads?: number;
+  /**
+   * Score embeddings whose recorded source (`source_sha256`, written by `cellfm embed`) is not the
+   * `input` file [--allow-input-mismatch]; by default that is an error.
+   */
+  allowInputMismatch?: boolean;
   /** an already opened count matrix to use instead of opening `input` (benchmarks, in-memory data). */
   source?: CountMatrixSource;
 }
@@ -126,8 +131,12 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
   const seed = opts.seed ?? 0;
   const k = opts.k ?? 15;
   const rep = new Reporter(opts.quiet ?? false);
-  assertWritable(opts.output, opts.force ?? false);
   const embFiles = opts.embeddings ?? [];
+  assertWritable(opts.output, opts.force ?? false, {
+    command: "assess",
+    kind: "dir",
+    inputs: [{ path: opts.input, label: "--input" }, ...embFiles.map((f) => ({ path: f, label: "--embeddings" }))],
+  });
   const embNames = opts.embeddingNames?.length ? opts.embeddingNames : embFiles.map((f) => path.basename(f).replace(/\.[^.]+$/, ""));
   if (embNames.length !== embFiles.length) throw new Error(`--embedding-names has ${embNames.length} names for ${embFiles.length} --embeddings files`);
   if (new Set(embNames).size !== embNames.length) throw new Error(`embedding names must be distinct (got ${embNames.join(", ")}); use --embedding-names`);
@@ -149,8 +158,22 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
 
     // embeddings: every selected cell must be present
     const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; extra: number }[] = [];
+    let inputSha: string | undefined;
     for (let f = 0; f < embFiles.length; f++) {
       const e = readEmbeddings(embFiles[f]);
+      // embeddings written by cellfm embed record the counts they come from: same cell ids are not
+      // enough (a copy with a permuted obs index has them too), the bytes must be the same
+      const recorded = e.meta.source_sha256;
+      if (recorded && !opts.source) {
+        inputSha ??= await sha256File(sourceFileFor(opts.input));
+        if (inputSha !== recorded) {
+          const msg =
+            `embeddings ${embFiles[f]} were computed from ${e.meta.source || "another file"} (sha256 ${recorded.slice(0, 12)}…), ` +
+            `but --input ${opts.input} has sha256 ${inputSha.slice(0, 12)}…: not the same data`;
+          if (!opts.allowInputMismatch) throw new Error(`${msg}; pass --allow-input-mismatch to score them anyway`);
+          process.stderr.write(`cellfm assess: warning: ${msg} (scored anyway: --allow-input-mismatch)\n`);
+        }
+      }
       const pos = new Map<string, number>();
       e.cellIds.forEach((id, i) => pos.set(id, i));
       const rows = new Int32Array(nSel);
@@ -270,7 +293,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       reps.push({ id: sanitize(e.name), name: e.name, x, d });
     }
 
-    const tmp = tempDirFor(opts.output);
+    const tmp = tempDirFor(opts.output, "assess");
     const threads = opts.threads !== undefined ? checkThreadCount(opts.threads, "--threads") : defaultThreads();
     let runner: AssessRunner | undefined;
     try {
@@ -470,7 +493,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         timings: rep.timings,
       };
       writeReport(tmp, result, figures);
-      commitDir(tmp, opts.output, opts.force ?? false);
+      commitDir(tmp, opts.output, opts.force ?? false, { command: "assess" });
       rep.stage(`done: ${opts.output}`);
       return result;
     } catch (err) {

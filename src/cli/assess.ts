@@ -34,6 +34,7 @@ interface AssessArgs {
   k: number;
   backend: BackendChoice;
   threads?: number;
+  "allow-input-mismatch"?: boolean;
   force?: boolean;
   quiet?: boolean;
 }
@@ -61,6 +62,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend for the matrix products" })
       .option("threads", { type: "number", describe: "worker threads for the kNN graphs, UMAP layouts and all-pairs scan (default: the machine's cores, at most one per 2 GiB of RAM; results do not depend on it)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
+      .option("allow-input-mismatch", { type: "boolean", describe: "score embeddings that record another source file than --input (by default an error)" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress output" })
       .check((a) => {
         for (const key of ["min-cells", "n-hvg", "k"] as const) {
@@ -91,6 +93,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       k: a.k,
       backend: a.backend,
       threads: a.threads,
+      allowInputMismatch: a["allow-input-mismatch"],
       force: a.force,
       quiet: a.quiet,
     });

@@ -107,7 +107,7 @@ export function writeEmbeddings(path: string, e: CellEmbeddings, opts: { force?:
     if (seen.has(id)) throw new Error(`embeddings ${path}: cell id "${id}" appears more than once`);
     seen.add(id);
   }
-  assertWritable(path, opts.force ?? false);
+  assertWritable(path, opts.force ?? false, { kind: "file" });
 
   const columns: Record<string, Vector> = {};
   columns[CELL_ID_COLUMN] = vectorFromArray(e.cellIds, new Utf8());

@@ -46,6 +46,51 @@ export function isHdf5File(file: string): boolean {
   }
 }
 
+/**
+ * The end-of-file address an HDF5 file's superblock records (base address + EOF address), or
+ * undefined when the superblock cannot be parsed. A file shorter than this was truncated (an
+ * interrupted download or copy). Layout: HDF5 File Format Specification, "Superblock" (version 0/1:
+ * the EOF address is the third address after 16 (v0) or 20 (v1) bytes of fields; version 2/3: the
+ * second address after the 4 one-byte fields).
+ */
+export function hdf5EndOfFile(file: string): number | undefined {
+  const fd = fs.openSync(file, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.alloc(96);
+    for (let off = 0; off + 8 <= size && off <= 1 << 20; off = off === 0 ? 512 : off * 2) {
+      const got = fs.readSync(fd, buf, 0, 96, off);
+      if (got < 8 || !buf.subarray(0, 8).equals(HDF5_MAGIC)) continue;
+      const version = buf[8];
+      const sizeOfOffsets = version <= 1 ? buf[13] : buf[9];
+      if (sizeOfOffsets !== 8 && sizeOfOffsets !== 4) return undefined;
+      const addr = (at: number) => (sizeOfOffsets === 8 ? Number(buf.readBigUInt64LE(at)) : buf.readUInt32LE(at));
+      const first = version === 0 ? 24 : version === 1 ? 28 : version <= 3 ? 12 : -1;
+      if (first < 0 || first + 4 * sizeOfOffsets > got) return undefined;
+      const base = addr(first);
+      const eof = addr(first + 2 * sizeOfOffsets); // the third address in both layouts
+      return base + eof;
+    }
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * One line for an HDF5 library error: h5wasm's throwing error handler (activated in
+ * {@link h5Ready}, so HDF5 prints no "HDF5-DIAG" trace on the console) puts the whole trace in the
+ * message; this keeps the innermost reason. With `--verbose` (`CELLFM_VERBOSE=1`) the full trace
+ * is printed to stderr.
+ */
+export function hdf5Reason(e: unknown): string {
+  const msg = String((e as Error)?.message ?? e);
+  if (!msg.includes("HDF5-DIAG")) return msg.split("\n")[0];
+  if (process.env.CELLFM_VERBOSE === "1") process.stderr.write(msg.endsWith("\n") ? msg : msg + "\n");
+  const reasons = [...msg.matchAll(/ in ([\w]+)\(\): (.+)$/gm)].map((m) => `${m[1]}: ${m[2].trim()}`);
+  return reasons.length ? reasons[reasons.length - 1] : "HDF5 error";
+}
+
 type H5Obj = H5Group | H5Dataset | BrokenSoftLink | ExternalLink | Datatype | null;
 
 function attr(o: { attrs: Record<string, { value: unknown }> } | null | undefined, name: string): unknown {
@@ -213,7 +258,11 @@ export interface H5adSource extends CountMatrixSource {
 let ready: Promise<unknown> | undefined;
 /** Wait for the h5wasm WebAssembly module (once per process). */
 export async function h5Ready(): Promise<void> {
-  ready ??= h5wasm.ready;
+  ready ??= h5wasm.ready.then((m) => {
+    // HDF5 errors become exceptions instead of traces printed on stderr
+    (m as unknown as { activate_throwing_error_handler(): number }).activate_throwing_error_handler();
+    return m;
+  });
   await ready;
 }
 
@@ -225,12 +274,17 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
   if (!fs.existsSync(file)) throw new Error(`${file}: file not found`);
   if (fs.statSync(file).isDirectory()) throw new Error(`${file}: is a folder, not an .h5ad file`);
   if (!isHdf5File(file)) throw new Error(`${file}: not an HDF5/AnnData (.h5ad) file (no HDF5 signature)`);
+  const size = fs.statSync(file).size;
+  const eof = hdf5EndOfFile(file);
+  if (eof !== undefined && eof > size) {
+    throw new Error(`${file}: truncated HDF5 file: ${size} bytes on disk but the file records ${eof} (an interrupted download or copy?)`);
+  }
   await h5Ready();
   let h5: H5File;
   try {
     h5 = new h5wasm.File(file, "r");
   } catch (e) {
-    throw new Error(`${file}: cannot be opened as HDF5 (${(e as Error).message})`);
+    throw new Error(`${file}: corrupt HDF5 file, cannot be opened (${hdf5Reason(e)}; --verbose shows HDF5's trace)`);
   }
   try {
     if (opts.layer && opts.useRaw) throw new Error("choose either --layer or --use-raw, not both");
@@ -385,6 +439,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
     };
   } catch (e) {
     h5.close();
+    if (String((e as Error)?.message ?? e).includes("HDF5-DIAG")) throw new Error(`${file}: corrupt HDF5 file (${hdf5Reason(e)}; --verbose shows HDF5's trace)`);
     throw e;
   }
 }

@@ -8,7 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { tableFromIPC } from "apache-arrow";
-import { assertWritable, commitDir, tempDirFor } from "../io.js";
+import { assertNoOverlap, assertWritable, commitDir, tempDirFor } from "../io.js";
 import { readEmbeddings, writeEmbeddings } from "./embeddings.js";
 import { cellfmVersion, readTokenizedManifest, type TokenizedManifest } from "./tokenized.js";
 import type { ObsValues } from "./types.js";
@@ -89,8 +89,8 @@ function mergeTokenized(inputs: string[], output: string, force: boolean): Merge
   for (const p of nonEmpty.slice(1)) {
     if (!same(p.m.columns, nonEmpty[0].m.columns)) throw new Error(`${p.dir} has columns ${JSON.stringify(p.m.columns)}, ${nonEmpty[0].dir} has ${JSON.stringify(nonEmpty[0].m.columns)}`);
   }
-  assertWritable(output, force);
-  const tmp = tempDirFor(output);
+  assertWritable(output, force, { command: "tokenize", kind: "dir" });
+  const tmp = tempDirFor(output, "tokenize");
   try {
     const shards: TokenizedManifest["shards"] = [];
     const lengths: number[] = [];
@@ -103,7 +103,7 @@ function mergeTokenized(inputs: string[], output: string, force: boolean): Merge
         const len = tableFromIPC(fs.readFileSync(src)).getChild("length");
         if (!len || len.length !== s.n_cells) throw new Error(`${src}: ${len?.length ?? 0} cells, manifest says ${s.n_cells}`);
         for (const v of len.toArray() as Int32Array) lengths.push(v);
-        shards.push({ file, n_cells: s.n_cells });
+        shards.push({ file, n_cells: s.n_cells, ...(s.bytes !== undefined ? { bytes: s.bytes, sha256: s.sha256 } : {}) });
       }
     }
     const { shard: _shard, ...meta } = first;
@@ -123,7 +123,7 @@ function mergeTokenized(inputs: string[], output: string, force: boolean): Merge
       const merged = mergeSummaries(sums.map((f) => JSON.parse(fs.readFileSync(f, "utf8")) as Summary), Int32Array.from(lengths));
       fs.writeFileSync(path.join(tmp, "summary.json"), JSON.stringify(merged, null, 2) + "\n");
     }
-    commitDir(tmp, output, force);
+    commitDir(tmp, output, force, { command: "tokenize" });
     return { kind: "tokenized", parts: parts.length, nCells: manifest.n_cells };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -186,6 +186,7 @@ function mergeEmbeddings(inputs: string[], output: string, force: boolean): Merg
 export function mergeOutputs(inputs: string[], output: string, opts: { force?: boolean } = {}): MergeSummary {
   if (inputs.length === 0) throw new Error("give the outputs to merge (--input a b c ...)");
   for (const f of inputs) if (!fs.existsSync(f)) throw new Error(`${f}: not found`);
+  assertNoOverlap(output, inputs.map((f) => ({ path: f, label: "--input" })));
   const isDir = inputs.map((f) => fs.statSync(f).isDirectory());
   if (isDir.every(Boolean)) return mergeTokenized(inputs, output, opts.force ?? false);
   if (isDir.some(Boolean)) throw new Error("give either tokenized dataset folders or embedding files, not both");

@@ -14,6 +14,7 @@
  * Cells are stored in input order across shards. Folders are written atomically (temporary sibling
  * folder, then rename through {@link commitDir}), so a failed run never leaves a partial dataset.
  */
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
@@ -60,7 +61,7 @@ export interface TokenizedManifest {
   /** number of cells over all shards. */
   n_cells: number;
   /** shard files in cell order, with their cell counts. */
-  shards: { file: string; n_cells: number }[];
+  shards: TokenizedShard[];
   /** column names and Arrow types, in schema order. */
   columns: { name: string; type: TokenizedColumnType }[];
   /** names of the carried obs columns (a subset of `columns`). */
@@ -179,13 +180,47 @@ function listVector(offsets: Int32Array, values: Int32Array | Float32Array): Vec
 
 /** An apache-arrow byte sink that writes each IPC message straight to a file (no in-memory join). */
 class FileSink extends AsyncByteQueue {
+  /** Bytes written and their running SHA-256. */
+  bytes = 0;
+  readonly hash = crypto.createHash("sha256");
   constructor(private readonly fd: number) {
     super();
   }
   override write(value: ArrayBufferViewInput): void {
     const v = value as Uint8Array;
-    if (v.byteLength > 0) fs.writeSync(this.fd, v);
+    if (v.byteLength > 0) {
+      fs.writeSync(this.fd, v);
+      this.hash.update(v);
+      this.bytes += v.byteLength;
+    }
   }
+}
+
+/** One shard of a tokenized dataset in `manifest.json`. */
+export interface TokenizedShard {
+  /** file name inside the dataset folder. */
+  file: string;
+  n_cells: number;
+  /** file size in bytes and SHA-256 of its content (absent in datasets written before they were recorded). */
+  bytes?: number;
+  sha256?: string;
+}
+
+/**
+ * Read a shard's bytes, checked against its manifest entry.
+ * @throws Error naming the shard when it is missing, shorter/longer than recorded (truncated), or its checksum differs
+ */
+function readShardChecked(dir: string, shard: TokenizedShard): Buffer {
+  const file = path.join(dir, shard.file);
+  if (!fs.existsSync(file)) throw new Error(`${dir}: shard ${shard.file} listed in manifest.json is missing`);
+  const buf = fs.readFileSync(file);
+  if (shard.bytes !== undefined && buf.length !== shard.bytes) {
+    throw new Error(`${file}: ${buf.length < shard.bytes ? "truncated" : "altered"} token shard: ${buf.length} bytes on disk, manifest.json records ${shard.bytes}; re-run cellfm tokenize`);
+  }
+  if (shard.sha256 && crypto.createHash("sha256").update(buf).digest("hex") !== shard.sha256) {
+    throw new Error(`${file}: corrupt token shard: its SHA-256 differs from the one manifest.json records; re-run cellfm tokenize`);
+  }
+  return buf;
 }
 
 /**
@@ -196,22 +231,22 @@ class FileSink extends AsyncByteQueue {
  */
 export class TokenizedDatasetWriter {
   private readonly tmp: string;
-  private readonly shards: { file: string; n_cells: number }[] = [];
+  private readonly shards: TokenizedShard[] = [];
   private columns: { name: string; type: TokenizedColumnType }[] | undefined;
   private obsColumns: string[] | undefined;
   private hasValues: boolean | undefined;
   private hasNCounts: boolean | undefined;
   private nCells = 0;
   private done = false;
-  private shard: { fd: number; writer: RecordBatchFileWriter; cells: number; tokens: number } | undefined;
+  private shard: { fd: number; writer: RecordBatchFileWriter; sink: FileSink; cells: number; tokens: number } | undefined;
 
   constructor(
     private readonly dir: string,
     private readonly meta: TokenizedMeta,
     private readonly opts: TokenizedWriteOptions = {},
   ) {
-    assertWritable(dir, opts.force ?? false);
-    this.tmp = tempDirFor(dir);
+    assertWritable(dir, opts.force ?? false, { command: "tokenize", kind: "dir" });
+    this.tmp = tempDirFor(dir, "tokenize");
   }
 
   /** Append cells (in order). Column sets and types must be the same in every batch. */
@@ -282,8 +317,9 @@ export class TokenizedDatasetWriter {
       const file = `shard-${String(this.shards.length).padStart(5, "0")}.arrow`;
       const fd = fs.openSync(path.join(this.tmp, file), "w");
       const writer = new RecordBatchFileWriter();
-      writer.reset(new FileSink(fd) as unknown as AsyncByteQueue<Uint8Array>);
-      this.shard = { fd, writer, cells: 0, tokens: 0 };
+      const sink = new FileSink(fd);
+      writer.reset(sink as unknown as AsyncByteQueue<Uint8Array>);
+      this.shard = { fd, writer, sink, cells: 0, tokens: 0 };
       this.shards.push({ file, n_cells: 0 });
     }
     // write record batches, not the Table: RecordBatchWriter.write(Table) finishes the file
@@ -298,6 +334,8 @@ export class TokenizedDatasetWriter {
   private closeShard(): void {
     if (!this.shard) return;
     this.shard.writer.finish();
+    // size and checksum of what was written, so a truncated or altered shard is caught when read
+    Object.assign(this.shards[this.shards.length - 1], { bytes: this.shard.sink.bytes, sha256: this.shard.sink.hash.digest("hex") });
     fs.fsyncSync(this.shard.fd);
     fs.closeSync(this.shard.fd);
     this.shard = undefined;
@@ -325,7 +363,7 @@ export class TokenizedDatasetWriter {
       };
       fs.writeFileSync(path.join(this.tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
       for (const [name, text] of Object.entries(extraFiles)) fs.writeFileSync(path.join(this.tmp, name), text);
-      commitDir(this.tmp, this.dir, this.opts.force ?? false);
+      commitDir(this.tmp, this.dir, this.opts.force ?? false, { command: "tokenize" });
       this.done = true;
       return manifest;
     } catch (e) {
@@ -403,8 +441,13 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
   let hasValues = false;
   for (const shard of manifest.shards) {
     const file = path.join(dir, shard.file);
-    if (!fs.existsSync(file)) throw new Error(`${dir}: shard ${shard.file} listed in manifest.json is missing`);
-    const table = tableFromIPC(fs.readFileSync(file));
+    const buf = readShardChecked(dir, shard);
+    let table: ReturnType<typeof tableFromIPC>;
+    try {
+      table = tableFromIPC(buf);
+    } catch (e) {
+      throw new Error(`${file}: unreadable token shard, truncated or corrupt (${(e as Error).message}); re-run cellfm tokenize`);
+    }
     if (table.numRows !== shard.n_cells) {
       throw new Error(`${file}: ${table.numRows} cells, manifest says ${shard.n_cells}`);
     }

@@ -34,7 +34,7 @@ export async function writeEmbeddingH5ad(
 ): Promise<void> {
   const n = e.obs.index.length;
   if (e.embedding.length !== n * e.dim) throw new Error(`${file}: embedding has ${e.embedding.length} values, expected ${n} x ${e.dim}`);
-  assertWritable(file, opts.force ?? false);
+  assertWritable(file, opts.force ?? false, { kind: "file" });
   ready ??= h5wasm.ready;
   await ready;
   const abs = path.resolve(file);
@@ -89,7 +89,7 @@ export async function writeEmbeddingH5ad(
   h5.close();
   if (fs.existsSync(abs) && !opts.force) {
     fs.rmSync(tmp, { force: true });
-    throw new Error(`output ${file} already exists; pass --force to overwrite it`);
+    throw new Error(`output ${file} already exists; pass --force to replace it`);
   }
   fs.renameSync(tmp, abs);
 }

@@ -9,10 +9,10 @@ import * as path from "node:path";
 import cliProgress from "cli-progress";
 import { type BackendChoice, initBackend } from "../backend.js";
 import { writeEmbeddings } from "../data/embeddings.js";
-import { openCounts } from "../data/open.js";
+import { openCounts, sourceFileFor } from "../data/open.js";
 import { readTokenizedDataset } from "../data/tokenized.js";
 import type { ObsTable, ObsValues } from "../data/types.js";
-import { assertWritable } from "../io.js";
+import { assertWritable, sha256File } from "../io.js";
 import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
@@ -110,8 +110,14 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
   const layer = o.layer ?? -1;
   const pool = o.pool ?? "mean";
-  assertWritable(o.output, o.force ?? false);
-  if (o.h5ad) assertWritable(o.h5ad, o.force ?? false);
+  const inputs = [
+    { path: o.checkpoint, label: "--checkpoint" },
+    { path: o.input, label: "--input" },
+  ];
+  assertWritable(o.output, o.force ?? false, { kind: "file", inputs });
+  if (o.h5ad) {
+    assertWritable(o.h5ad, o.force ?? false, { kind: "file", inputs: [...inputs, { path: o.output, label: "--output" }] });
+  }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   const backend = await initBackend(o.backend ?? "auto");
   log(`backend: ${backend.name} (${backend.package})`);
@@ -130,6 +136,8 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     let cells: Int32Array[];
     let obs: ObsTable;
     let genesKnown: number | undefined, genesUnknown: number | undefined;
+    // the counts the embeddings come from, so `assess` can check its --input is the same data
+    let source: { path: string; sha256: string } = { path: "", sha256: "" };
     const isTokenized = fs.statSync(o.input).isDirectory() && fs.existsSync(path.join(o.input, "manifest.json"));
     if (isTokenized) {
       const ds = readTokenizedDataset(o.input);
@@ -142,6 +150,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       cells = ds.inputIds.slice(start, end);
       obs = { index: cellIds, columns: {} };
       for (const [k, v] of Object.entries(ds.obs.columns)) obs.columns[k] = v.slice(start, end) as ObsValues;
+      source = { path: ds.manifest.source?.path ?? "", sha256: ds.manifest.source?.sha256 ?? "" };
     } else {
       if (ck.cellfm.dictionary?.sha256 && ck.cellfm.dictionary.sha256 !== dict.files.tokens.sha256) {
         throw new Error(
@@ -150,6 +159,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         );
       }
       const src = await openCounts(o.input);
+      source = { path: path.resolve(sourceFileFor(o.input)), sha256: await sha256File(sourceFileFor(o.input)) };
       try {
         const carry = Object.keys(src.obs.columns);
         const t = tokenizeCounts(src, { modelVersion: version, dictionaries: dict, carry, idColumn: o.idColumn }, shardRange(src.nCells, o.shard));
@@ -196,6 +206,8 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     const meta: Record<string, string> = {
       checkpoint: path.resolve(o.checkpoint),
       input: path.resolve(o.input),
+      source: source.path,
+      source_sha256: source.sha256,
       layer: String(layer),
       hidden_state_index: String(ck.config.num_hidden_layers + layer),
       pool,

@@ -277,7 +277,15 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
   if (!Number.isInteger(maxCells) || maxCells < minCells) throw new Error(`--max-cells must be an integer >= --min-cells (got ${maxCells})`);
   if (o.tfOnly && !o.truth) throw new Error("--tf-only needs --truth (the regulators are those of the truth file)");
   if (o.untrained && !o.checkpoint) throw new Error("--untrained needs --checkpoint");
-  assertWritable(o.output, o.force ?? false);
+  assertWritable(o.output, o.force ?? false, {
+    command: "grn",
+    kind: "dir",
+    inputs: [
+      { path: o.input, label: "--input" },
+      ...(o.checkpoint ? [{ path: o.checkpoint, label: "--checkpoint" }] : []),
+      ...(o.truth ? [{ path: o.truth, label: "--truth" }] : []),
+    ],
+  });
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   if (o.checkpoint && !fs.existsSync(o.checkpoint)) throw new Error(`checkpoint folder ${o.checkpoint} not found`);
   const truth: TruthNetwork | null = o.truth ? readTruth(o.truth) : null;
@@ -302,7 +310,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
     if (heads.kind === "select" && !truth) throw new Error("--heads select needs --truth (heads are fitted to known edges)");
 
     const src = await openCounts(o.input);
-    const tmp = tempDirFor(o.output);
+    const tmp = tempDirFor(o.output, "grn");
     try {
       if (!(label in src.obs.columns)) {
         throw new Error(`${o.input}: obs has no column "${label}" (--label); obs columns: ${Object.keys(src.obs.columns).join(", ") || "none"}`);
@@ -451,7 +459,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
       writeFileAtomic(path.join(tmp, "grn.json"), JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n");
       const cols = ["cell_type", "method", "epr", "auprc", "auprc_ratio", "epr_tf", "bengrn_epr"];
       writeFileAtomic(path.join(tmp, "scores.tsv"), [cols.join("\t"), ...rows.map((r) => cols.map((c) => r[c] ?? "").join("\t"))].join("\n") + "\n");
-      commitDir(tmp, o.output, o.force ?? false);
+      commitDir(tmp, o.output, o.force ?? false, { command: "grn" });
       return { output: o.output, rows, networks, seconds: (Date.now() - t0) / 1000 };
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });

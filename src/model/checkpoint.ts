@@ -90,8 +90,8 @@ function tensorToSafe(t: tf.Tensor, name: string): SafeTensor {
  * @throws Error if `dir` exists and `force` is not set (nothing is written), or on an unsaveable tensor.
  */
 export function writeCheckpoint(dir: string, ck: CheckpointContents, opts: { force?: boolean } = {}): void {
-  assertWritable(dir, opts.force ?? false);
-  const tmp = tempDirFor(dir);
+  assertWritable(dir, opts.force ?? false, { command: "checkpoint", kind: "dir" });
+  const tmp = tempDirFor(dir, "checkpoint");
   try {
     writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(hfConfigJson(ck.model.config, ck.cellfm), null, 2) + "\n");
     const weights: Record<string, SafeTensor> = {};
@@ -103,7 +103,7 @@ export function writeCheckpoint(dir: string, ck: CheckpointContents, opts: { for
       writeSafetensors(path.join(tmp, "optimizer.safetensors"), opt, { format: "cellfm" });
     }
     if (ck.trainerState) writeFileAtomic(path.join(tmp, "trainer_state.json"), JSON.stringify(ck.trainerState, null, 2) + "\n");
-    commitDir(tmp, dir, opts.force ?? false);
+    commitDir(tmp, dir, opts.force ?? false, { command: "checkpoint" });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -11,7 +11,7 @@ import cliProgress from "cli-progress";
 import { openCounts, sourceFileFor } from "../data/open.js";
 import { TokenizedDatasetWriter, type TokenizedManifest } from "../data/tokenized.js";
 import { openH5ad } from "../data/h5ad.js";
-import { assertWritable, writeFileAtomic } from "../io.js";
+import { assertWritable, sha256File, writeFileAtomic } from "../io.js";
 import { readMediansTsv } from "./dictionaries.js";
 import { ENCODING_NAMES, GeneformerTokenizer, type TokenEncoding, type TokenizeSummary } from "./geneformer.js";
 import { computeNonzeroMedians, formatMediansTsv, type MediansResult } from "./medians.js";
@@ -20,12 +20,6 @@ import { selectedBlocks } from "../data/types.js";
 import { shardRange, type Shard } from "../shard.js";
 import { availableCores, checkThreadCount } from "../threads.js";
 
-/** sha256 (hex) of a file, streamed. */
-export async function sha256File(file: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
 
 // Works whether the eval'd worker is treated as CommonJS or as an ES module (e.g. under --input-type=module).
 const HASH_WORKER = `
@@ -135,7 +129,12 @@ export const PARALLEL_MIN_VALUES = 20_000_000;
  */
 export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summary: TokenizeSummary; manifest: TokenizedManifest; seconds: number }> {
   const t0 = performance.now();
-  assertWritable(o.output, o.force ?? false);
+  const inputs = [
+    { path: o.input, label: "--input" },
+    ...(o.medians ? [{ path: o.medians, label: "--medians" }] : []),
+    ...(o.obsTsv ? [{ path: o.obsTsv, label: "--obs-tsv" }] : []),
+  ];
+  assertWritable(o.output, o.force ?? false, { command: "tokenize", kind: "dir", inputs });
   for (const c of o.carry ?? []) {
     if (RESERVED_COLUMNS.includes(c)) {
       throw new Error(
@@ -283,7 +282,7 @@ export interface MediansRunOptions {
  * All inputs are opened (and checked) before any counting; nothing is written on error.
  */
 export async function mediansToFile(o: MediansRunOptions): Promise<MediansResult> {
-  assertWritable(o.output, o.force ?? false);
+  assertWritable(o.output, o.force ?? false, { kind: "file", inputs: o.inputs.map((f) => ({ path: f, label: "--input" })) });
   if (o.inputs.length === 0) throw new Error("give at least one --input");
   let total = 0;
   let cells = 0;

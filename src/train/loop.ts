@@ -39,7 +39,7 @@ import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.j
 import { BertForMaskedLM } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { firstNonFinite } from "../finite.js";
-import { writeFileAtomic } from "../io.js";
+import { assertNoOverlap, assertWritable, type NamedPath, OUTPUT_MARKER, removeStaleTempsIn, writeFileAtomic, writeOutputMarker } from "../io.js";
 import { checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
@@ -324,7 +324,7 @@ export function architectureDiff(a: BertConfig, b: BertConfig): string[] {
 }
 
 /** What a run writes before its first checkpoint (with temporary folders of checkpoint writes). */
-const RUN_START_FILES = new Set(["run.json", "metrics.jsonl"]);
+const RUN_START_FILES = new Set(["run.json", "metrics.jsonl", OUTPUT_MARKER]);
 
 /**
  * Remove what a run that stopped before its first checkpoint left in `dir` (crash, kill -9, a
@@ -341,7 +341,9 @@ export function removeAbortedStart(dir: string): boolean {
   return true;
 }
 
-function prepareOutputDir(dir: string, opts: TrainOptions, say: (s: string) => void): void {
+function prepareOutputDir(dir: string, opts: TrainOptions, say: (s: string) => void, inputs: NamedPath[]): void {
+  assertNoOverlap(dir, inputs, "output.dir");
+  removeStaleTempsIn(dir); // half-written checkpoints of a killed run
   if (!opts.resume && removeAbortedStart(dir)) {
     say(`note: ${dir} held only the leftovers of a run that stopped before its first checkpoint (run.json, metrics.jsonl); removed them`);
   }
@@ -355,9 +357,11 @@ function prepareOutputDir(dir: string, opts: TrainOptions, say: (s: string) => v
     if (!opts.force) {
       throw new Error(`output folder ${dir} already exists and is not empty; pass --resume to continue or --force to start over`);
     }
+    assertWritable(dir, true, { command: "train", kind: "dir" }); // --force replaces only a training run's folder
     fs.rmSync(dir, { recursive: true, force: true });
   }
   fs.mkdirSync(dir, { recursive: true });
+  writeOutputMarker(dir, "train");
 }
 
 /** Signals that stop training with a checkpoint. */
@@ -488,7 +492,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
   const backend = await initBackend(opts.backend ?? config.backend);
-  prepareOutputDir(outDir, opts, say);
+  prepareOutputDir(outDir, opts, say, [{ path: config.data.tokens, label: `${config.source}: data.tokens` }]);
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(","));

@@ -114,7 +114,7 @@ describe("non-finite numbers", () => {
     const a = await cli(["train", "--config", f, "--quiet"]);
     expect(a.code).toBe(1);
     expect(a.message).toMatch(/training diverged: .* at step 2; .*No checkpoint was saved before it/);
-    expect(fs.readdirSync(path.join(root, "early")).sort()).toEqual(["metrics.jsonl", "run.json"]);
+    expect(fs.readdirSync(path.join(root, "early")).sort()).toEqual([".cellfm.json", "metrics.jsonl", "run.json"]);
     const b = await cli(["train", "--config", f, "--quiet"]); // same command: fails the same way, not "already exists"
     expect(b.message).toBe(a.message);
     // and a fixed config then runs in the same folder without --force
