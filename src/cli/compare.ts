@@ -1,5 +1,5 @@
 /**
- * `cellfm compare --config configs/compare.yaml --output runs/compare [--arms a,b] [--batch col]
+ * `cellfm compare --config configs/compare.yaml --output runs/compare [--arms a,b] [--batch col] [--input x.h5ad]
  * [--force] [--workers N] [--backend ...] [--quiet]`: validate the whole comparison, then call
  * {@link runCompare}; re-running the same command skips finished arms and resumes an interrupted one.
  */
@@ -11,6 +11,7 @@ interface CompareArgs {
   output: string;
   arms?: string;
   batch?: string;
+  input?: string;
   force?: boolean;
   workers?: number;
   backend?: string;
@@ -27,6 +28,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
       .option("output", { type: "string", demandOption: true, describe: "output folder (one subfolder per arm); re-run to continue" })
       .option("arms", { type: "string", describe: "run only these arms (comma-separated names)" })
       .option("batch", { type: "string", describe: "obs column with batches (overrides data.batch): batch ASW, graph connectivity" })
+      .option("input", { type: "string", describe: "data file (overrides data.input): .h5ad or 10x folder of raw counts" })
       .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
       .option("workers", { type: "number", describe: "override training.workers of every arm" })
       .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
@@ -35,7 +37,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
     const { loadCompareConfig } = await import("../compare/config.js");
     const { runCompare } = await import("../compare/run.js");
     const arms = a.arms ? a.arms.split(",").map((s) => s.trim()).filter(Boolean) : undefined;
-    const config = loadCompareConfig(a.config, { arms, batch: a.batch });
+    const config = loadCompareConfig(a.config, { arms, batch: a.batch, input: a.input });
     const r = await runCompare({ config, output: a.output, force: a.force, workers: a.workers, backend: a.backend as BackendChoice | undefined, quiet: a.quiet });
     if (r.interrupted) {
       console.log(`interrupted; continue with the same command: cellfm compare --config ${a.config} --output ${a.output}${a.arms ? ` --arms ${a.arms}` : ""}`);

@@ -8,12 +8,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { CountMatrixSource } from "../data/types.js";
 import { writeFileAtomic } from "../io.js";
+import { makeRng } from "../rng.js";
+import { downsampleCounts, type DownsampleMethod } from "../train/downsample.js";
 import { denoiseScore, knnSmooth, readBenchmarkCells, type DenoiseScore, type DenseCounts } from "./denoise.js";
 
 /** Settings of the benchmark (`denoise:` in the comparison config). */
 export interface DenoiseSettings {
   /** fraction of counts removed (scPRINT's `downsample_expr`, default 0.7). */
   fraction: number;
+  /** binomial (every molecule kept with probability 1 − fraction, default) or scPRINT's downsample_profile. */
+  method: DownsampleMethod;
   /** held-out cells scored (at most). */
   cells: number;
   /** kNN smoothing: cells averaged (the cell and its k − 1 nearest). */
@@ -23,12 +27,23 @@ export interface DenoiseSettings {
   seed: number;
 }
 
-/** Downsample counts: remove about `fraction` of them, seeded (the training data's downsampling). */
-export type Downsampler = (full: DenseCounts, fraction: number, seed: number) => DenseCounts;
+/**
+ * Downsample the benchmark cells with the denoising objective's own sampler (`src/train/downsample.ts`),
+ * one seeded stream over the cells in order.
+ */
+export function downsampleCells(full: DenseCounts, fraction: number, method: DownsampleMethod, seed: number): DenseCounts {
+  const rng = makeRng(`${seed}:denoise-benchmark`);
+  const data = new Float32Array(full.data.length);
+  for (let i = 0; i < full.nCells; i++) {
+    data.set(downsampleCounts(full.data.subarray(i * full.nGenes, (i + 1) * full.nGenes), fraction, method, rng), i * full.nGenes);
+  }
+  return { nCells: full.nCells, nGenes: full.nGenes, data };
+}
 
 /** What `denoise/baselines.json` holds. */
 export interface DenoiseBaselines {
   fraction: number;
+  method: DownsampleMethod;
   nCells: number;
   nGenes: number;
   /** row indices of the scored cells in the input. */
@@ -61,7 +76,6 @@ export function runDenoiseBaselines(
   heldOut: ArrayLike<number>,
   s: DenoiseSettings,
   dir: string,
-  downsample: Downsampler,
   say: (line: string) => void = () => undefined,
 ): DenoiseBaselines {
   const file = path.join(dir, "baselines.json");
@@ -70,7 +84,7 @@ export function runDenoiseBaselines(
   if (rows.length < 2) throw new Error(`denoise: needs at least 2 held-out cells, has ${rows.length} (raise data.val_fraction)`);
   say(`compare: denoising benchmark on ${rows.length} held-out cells (${Math.round(s.fraction * 100)} % of counts removed)`);
   const { counts: full, genes } = readBenchmarkCells(src, rows, s.n_hvg);
-  const noisy = downsample(full, s.fraction, s.seed);
+  const noisy = downsampleCells(full, s.fraction, s.method, s.seed);
   let tf = 0;
   let tn = 0;
   for (let i = 0; i < full.data.length; i++) {
@@ -80,6 +94,7 @@ export function runDenoiseBaselines(
   const knn = knnSmooth(noisy, { k: s.knn_k, nPcs: s.n_pcs, seed: s.seed });
   const res: DenoiseBaselines = {
     fraction: s.fraction,
+    method: s.method,
     nCells: full.nCells,
     nGenes: full.nGenes,
     cells: rows,

@@ -86,13 +86,14 @@ const rootSchema = z.strictObject({
   denoise: z
     .strictObject({
       fraction: num("a number in (0, 1)", (x) => x > 0 && x < 1).default(0.7),
+      method: oneOf(["binomial", "scprint"] as const).default("binomial"),
       cells: posInt().default(500),
       knn_k: posInt().default(10),
       n_pcs: posInt().default(50),
       n_hvg: posInt().default(2000),
       seed: anyInt().default(0),
     })
-    .default({ fraction: 0.7, cells: 500, knn_k: 10, n_pcs: 50, n_hvg: 2000, seed: 0 }),
+    .default({ fraction: 0.7, method: "binomial", cells: 500, knn_k: 10, n_pcs: 50, n_hvg: 2000, seed: 0 }),
   embed: z.strictObject({ layer: anyInt().default(-1) }).default({ layer: -1 }),
   arms: z.array(z.unknown()).min(1),
   backend: oneOf(["auto", "tensorflow", "wasm", "cpu"] as const).default("auto"),
@@ -162,10 +163,10 @@ export function armTrainConfig(c: CompareConfig, arm: ArmConfig, seed: number, o
  * Validate a parsed comparison configuration (everything that can be checked without the data).
  * @param obj the parsed YAML. @param source the file name for messages.
  * @param opts.arms run only these arms (`--arms a,b`); unknown names are an error.
- * @param opts.batch override `data.batch` (`--batch`).
+ * @param opts.batch override `data.batch` (`--batch`); `opts.input` overrides `data.input` (`--input`).
  * @throws Error listing every problem, one per line, each naming the file, the arm and the key.
  */
-export function parseCompareConfig(obj: unknown, source = "<config>", opts: { arms?: string[]; batch?: string; cwd?: string } = {}): CompareConfig {
+export function parseCompareConfig(obj: unknown, source = "<config>", opts: { arms?: string[]; batch?: string; input?: string; cwd?: string } = {}): CompareConfig {
   const cwd = opts.cwd ?? process.cwd();
   const r = rootSchema.safeParse(obj ?? {}, { reportInput: true });
   if (!r.success) throw new Error(r.error.issues.map((i) => formatIssue(source, i)).join("\n"));
@@ -221,7 +222,7 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
   }
   const cfg: CompareConfig = {
     source,
-    data: { ...c.data, input: path.resolve(cwd, c.data.input), ...(opts.batch ? { batch: opts.batch } : {}) },
+    data: { ...c.data, input: path.resolve(cwd, opts.input ?? c.data.input), ...(opts.batch ? { batch: opts.batch } : {}) },
     seeds: c.seeds,
     assess: c.assess,
     denoise: c.denoise,
@@ -247,6 +248,6 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
  * Read and validate a YAML comparison configuration.
  * @throws Error when the file is missing, not valid YAML (duplicate keys included), or invalid.
  */
-export function loadCompareConfig(file: string, opts: { arms?: string[]; batch?: string; cwd?: string } = {}): CompareConfig {
+export function loadCompareConfig(file: string, opts: { arms?: string[]; batch?: string; input?: string; cwd?: string } = {}): CompareConfig {
   return parseCompareConfig(readYamlMapping(file, "data, model, training, arms"), file, opts);
 }

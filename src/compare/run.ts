@@ -26,7 +26,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { initBackend, type BackendChoice } from "../backend.js";
 import { openCounts } from "../data/open.js";
-import { readTokenizedManifest } from "../data/tokenized.js";
+import { readTokenizedDataset, readTokenizedManifest } from "../data/tokenized.js";
 import { embedToFile } from "../embed/run.js";
 import { runAssessment } from "../assess/run.js";
 import type { AssessmentResult } from "../assess/report.js";
@@ -37,9 +37,9 @@ import { ENCODING_NAMES, type TokenEncoding } from "../tokenize/geneformer.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
 import { listCheckpoints } from "../train/checkpoints.js";
 import type { TrainConfig } from "../train/config.js";
-import { train, trainingPlan, type EvalResult } from "../train/loop.js";
+import { splitCells, train, trainingPlan, type EvalResult } from "../train/loop.js";
 import { armDir, armTrainConfig, seedDir, type ArmConfig, type CompareConfig } from "./config.js";
-import type { DenoiseBaselines } from "./bench.js";
+import { runDenoiseBaselines, type DenoiseBaselines } from "./bench.js";
 import { buildReport, type ArmSeedResult, type CompareResult } from "./report.js";
 
 /** Options of {@link runCompare} (mirrors `cellfm compare`). */
@@ -332,8 +332,21 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
     });
   }
 
-  // 4. denoising benchmark on the held-out cells: waits for the training data's downsampling (issue 9)
-  const denoise: DenoiseBaselines | undefined = undefined;
+  // 4. denoising benchmark on the held-out cells (the training runs' validation cells, never trained on)
+  let denoise: DenoiseBaselines;
+  {
+    const src = await openCounts(c.data.input, { layer: c.data.layer, useRaw: c.data.use_raw });
+    try {
+      // the split is over the tokenized cells (a cell without known genes is not tokenized): map its ids to rows
+      const ids = readTokenizedDataset(jobs[0].train.data.tokens).cellIds;
+      const { val } = splitCells(ids.length, c.data.val_fraction, c.data.split_seed);
+      const row = new Map(src.obs.index.map((id, i) => [id, i]));
+      const rows = Array.from(val, (i) => row.get(ids[i])).filter((r): r is number => r !== undefined);
+      denoise = runDenoiseBaselines(src, rows, c.denoise, path.join(out, "denoise"), say);
+    } finally {
+      src.close();
+    }
+  }
 
   // 5. the report
   const results: ArmSeedResult[] = jobs.map((j) => readJson<ArmSeedResult>(path.join(j.dir, "done.json"))!);

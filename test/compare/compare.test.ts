@@ -62,6 +62,12 @@ describe("cellfm compare", () => {
     expect(cj.baseline.name).toMatch(/HVG/);
     expect(cj.baseline.values.knn.mean).toBeGreaterThan(0.5);
     expect(cj.reading.join("\n")).toMatch(/1\. Does every encoding keep within < between\?/);
+    // the denoising benchmark's baselines on the held-out cells: the input scores 0, 70 % of counts removed
+    expect(cj.denoise.nCells).toBe(60);
+    expect(cj.denoise.downsampled.improvement).toBe(0);
+    expect(cj.denoise.removedFraction).toBeGreaterThan(0.65);
+    expect(cj.denoise.removedFraction).toBeLessThan(0.75);
+    expect(Number.isFinite(cj.denoise.knn.improvement)).toBe(true);
     const md = fs.readFileSync(path.join(straight, "report.md"), "utf8");
     expect(md).toMatch(/\| HVG \+ PCA\d+ \| \*\*/); // the best kNN accuracy is marked
     expect(lines.some((l) => /\[arm 2\/2 rank-mlm-lr1e-3 · seed 1\] step \d+\/\d+ .*whole comparison ETA/.test(l))).toBe(true);
