@@ -52,8 +52,8 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     const e = r.eval!;
     console.log(`trained ${r.step} steps on backend ${r.backend.name}`);
     console.log(
-      `held-out masked-token loss (${e.n_cells} cells, ${e.n_masked} masked genes): model ${e.model_loss.toFixed(4)} nats, ` +
-        `unigram baseline ${e.unigram_loss.toFixed(4)} nats (${e.improvement >= 0 ? "model better by" : "model WORSE by"} ${Math.abs(e.improvement).toFixed(4)})`,
+      `held-out ${e.objective} loss (${e.n_cells} cells, ${e.n_masked} scored positions): model ${e.model_loss.toFixed(4)} nats, ` +
+        `${e.baseline_name} baseline ${e.baseline_loss.toFixed(4)} nats (${e.improvement >= 0 ? "model better by" : "model WORSE by"} ${Math.abs(e.improvement).toFixed(4)})`,
     );
     console.log(`evaluation: ${r.outputDir}/eval.json`);
     console.log(`metrics: ${r.outputDir}/metrics.jsonl`);

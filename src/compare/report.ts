@@ -344,7 +344,7 @@ export async function buildReport(inp: ReportInput): Promise<CompareResult> {
       objective: a.objective,
       seeds,
       heldOutLoss: s((r) => r.eval.model_loss),
-      baselineLoss: s((r) => r.eval.unigram_loss),
+      baselineLoss: s((r) => r.eval.baseline_loss),
       tokens: s((r) => r.tokens),
       tokensPerSecond: s((r) => r.tokens_per_s),
       trainSeconds: s((r) => r.train_seconds),
@@ -357,7 +357,7 @@ export async function buildReport(inp: ReportInput): Promise<CompareResult> {
   fs.mkdirSync(figDir, { recursive: true });
   const points: { arm: string; seed: string; tokens: number; relative: number }[] = [];
   for (const cv of inp.curves) {
-    const base = inp.results.find((r) => r.arm === cv.arm && r.seed === cv.seed)?.eval.unigram_loss;
+    const base = inp.results.find((r) => r.arm === cv.arm && r.seed === cv.seed)?.eval.baseline_loss;
     if (!base) continue;
     for (const r of cv.rows) if (r.val_loss !== undefined && r.tokens !== undefined) points.push({ arm: cv.arm, seed: String(cv.seed), tokens: r.tokens, relative: r.val_loss / base });
   }

@@ -30,7 +30,7 @@ import { readTokenizedDataset, readTokenizedManifest } from "../data/tokenized.j
 import { embedToFile } from "../embed/run.js";
 import { runAssessment } from "../assess/run.js";
 import type { AssessmentResult } from "../assess/report.js";
-import { BertForMaskedLM } from "../model/bert.js";
+import { buildModel } from "../model/factory.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
 import { ENCODING_NAMES, type TokenEncoding } from "../tokenize/geneformer.js";
@@ -264,8 +264,9 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
     const untrained = path.join(j.dir, "untrained");
     if (!fs.existsSync(path.join(untrained, "config.json"))) {
       const trained = readCheckpoint(path.join(trainDir, "final"));
-      const model = new BertForMaskedLM(trained.config, { seed: j.seed });
-      writeCheckpoint(untrained, { model, cellfm: { ...trained.cellfm, objective: "none (untrained floor)" } }, { force: true });
+      // the same model class as the trained arm (any encoding x objective), fresh weights from the run's seed
+      const model = buildModel(trained.config, trained.model.spec, { seed: j.seed });
+      writeCheckpoint(untrained, { model, cellfm: { ...trained.cellfm, untrained_floor: true } }, { force: true });
       model.dispose();
       trained.model.dispose();
     }
@@ -291,7 +292,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       tokens_per_s: tokens / Math.max(timing.train_s, 1e-9),
     };
     writeFileAtomic(path.join(j.dir, "done.json"), JSON.stringify(done, null, 2) + "\n");
-    say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.unigram_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
+    say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.baseline_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
   }
   if (interrupted) {
     return { ...buildEmpty(c, out), interrupted: true };

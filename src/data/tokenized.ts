@@ -52,6 +52,11 @@ export interface TokenizedManifest {
   model_version?: string;
   /** token dictionary file name and its sha256 (hex). */
   dictionary?: { name: string; sha256: string };
+  /**
+   * vocabulary size and special-token ids (`<pad>`, `<mask>`, V2 `<cls>`/`<eos>`); when absent, they
+   * come from the Geneformer dictionary of `model_version` (`vocabularyOf` in src/tokenize/dictionaries.ts).
+   */
+  vocabulary?: { size: number; pad: number; mask: number; cls?: number; eos?: number };
   /** medians used (bundled dictionary name or a user TSV) and its sha256. */
   medians?: { name: string; sha256: string };
   /** input file or folder and its sha256 (of the file; of matrix.mtx for a 10x folder). */

@@ -9,7 +9,7 @@
  * attention mask gives padded keys zero weight and pooling ignores padded positions).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { BertForMaskedLM } from "../model/bert.js";
+import { BertModel, type CellModel } from "../model/bert.js";
 
 /** Options of {@link embedCells}. */
 export interface EmbedOptions {
@@ -25,6 +25,11 @@ export interface EmbedOptions {
   excludeSpecial?: number[];
   /** Upper bound on batch × padded length per forward pass (default 16,384 tokens). */
   maxTokensPerBatch?: number;
+  /**
+   * Per-token values aligned with `cells` (bin index or raw count), for models whose input encoding
+   * keeps values (`scgpt-binned`, `scprint-counts`); padded with 0 like the ids.
+   */
+  values?: Float32Array[];
   /** Called after each batch with the number of cells done and the total. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -51,14 +56,17 @@ export function planBatches(lengths: ArrayLike<number>, maxTokensPerBatch: numbe
 }
 
 /**
- * Embed cells given as token ids (no padding).
+ * Embed cells given as token ids (no padding). Runs the encoder only ({@link BertModel}; a whole
+ * model's head is not used).
+ * @param model the encoder, or a model whose `bert` is used
  * @param cells token ids per cell, int32, each of length ≤ `max_position_embeddings`
  * @returns float32 `[nCells * hidden]`, row i = cell i (input order). A cell with no token to pool
  *   (empty, or only excluded special tokens) gets a row of NaN.
  * @throws Error if `layer` is outside `[−num_layers, 0]` or a cell is longer than the position table.
  */
-export function embedCells(model: BertForMaskedLM, cells: Int32Array[], opts: EmbedOptions = {}): Float32Array {
-  const c = model.config;
+export function embedCells(model: BertModel | CellModel, cells: Int32Array[], opts: EmbedOptions = {}): Float32Array {
+  const encoder = model instanceof BertModel ? model : model.bert;
+  const c = encoder.config;
   const layer = opts.layer ?? -1;
   if (!Number.isInteger(layer) || layer > 0 || layer < -c.num_hidden_layers) {
     throw new Error(`layer must be an integer in [${-c.num_hidden_layers}, 0] (Geneformer emb_layer); got ${layer}`);
@@ -87,17 +95,23 @@ export function embedCells(model: BertForMaskedLM, cells: Int32Array[], opts: Em
     const ids = new Int32Array(B * L).fill(c.pad_token_id);
     const mask = new Float32Array(B * L);
     const poolW = new Float32Array(B * L);
+    const vals = opts.values ? new Float32Array(B * L) : undefined;
     idx.forEach((ci, b) => {
       const cell = cells[ci];
       ids.set(cell, b * L);
+      vals?.set(opts.values![ci], b * L);
       for (let t = 0; t < cell.length; t++) {
         mask[b * L + t] = 1;
         if (pool === "mean" ? !exclude.has(cell[t]) : t === 0) poolW[b * L + t] = 1;
       }
     });
     const pooled = tf.tidy(() => {
-      const batch = { inputIds: tf.tensor2d(ids, [B, L], "int32"), attentionMask: tf.tensor2d(mask, [B, L], "float32") };
-      const h = model.forward(batch, { training: false, numLayers }).lastHiddenState; // [B, L, H]
+      const batch = {
+        inputIds: tf.tensor2d(ids, [B, L], "int32"),
+        attentionMask: tf.tensor2d(mask, [B, L], "float32"),
+        ...(vals ? { values: tf.tensor2d(vals, [B, L], "float32") } : {}),
+      };
+      const h = encoder.forward(batch, { training: false, numLayers }).lastHiddenState; // [B, L, H]
       const w = tf.tensor2d(poolW, [B, L]);
       const s = tf.sum(tf.mul(h, tf.expandDims(w, 2)), 1); // [B, H]
       return tf.div(s, tf.expandDims(tf.sum(w, 1), 1));

@@ -19,6 +19,8 @@ import { tokenizeCounts } from "../tokenize/geneformer.js";
 import { availableCores, checkThreadCount } from "../threads.js";
 import { shardRange, type Shard } from "../shard.js";
 import { embedCells } from "./embed.js";
+import { RANK_ENCODING } from "../model/bert.js";
+import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
 import { embedCellsParallel } from "./parallel.js";
 import { writeEmbeddingH5ad } from "./h5ad-writer.js";
 
@@ -134,6 +136,8 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     }
     let cellIds: string[];
     let cells: Int32Array[];
+    let values: Float32Array[] | undefined;
+    const valueEncoding = ck.cellfm.encoding !== RANK_ENCODING;
     let obs: ObsTable;
     let genesKnown: number | undefined, genesUnknown: number | undefined;
     // the counts the embeddings come from, so `assess` can check its --input is the same data
@@ -148,10 +152,24 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       const { start, end } = shardRange(ds.cellIds.length, o.shard);
       cellIds = ds.cellIds.slice(start, end);
       cells = ds.inputIds.slice(start, end);
+      if (valueEncoding) {
+        if (!ds.values) throw new Error(`${o.input} has no values column; checkpoint ${o.checkpoint} (${ck.cellfm.encoding}) needs one`);
+        // a fixed context per cell: all genes up to max_position_embeddings, else a subset seeded by the cell id only
+        values = [];
+        const all = ds.values.slice(start, end);
+        cells = cells.map((c, i) => {
+          const s = sampleGenes(c, all[i], { maxLength: ck.config.max_position_embeddings }, cellSamplingRng(0, cellIds[i]));
+          values!.push(s.values);
+          return s.ids;
+        });
+      }
       obs = { index: cellIds, columns: {} };
       for (const [k, v] of Object.entries(ds.obs.columns)) obs.columns[k] = v.slice(start, end) as ObsValues;
       source = { path: ds.manifest.source?.path ?? "", sha256: ds.manifest.source?.sha256 ?? "" };
     } else {
+      if (valueEncoding) {
+        throw new Error(`checkpoint ${o.checkpoint} uses encoding ${ck.cellfm.encoding}: tokenize ${o.input} with cellfm tokenize --encoding ${ck.cellfm.encoding === "scgpt-binned" ? "binned" : "counts"} and embed the tokenized folder`);
+      }
       if (ck.cellfm.dictionary?.sha256 && ck.cellfm.dictionary.sha256 !== dict.files.tokens.sha256) {
         throw new Error(
           `checkpoint ${o.checkpoint} was trained with dictionary ${ck.cellfm.dictionary.name} (sha256 ${ck.cellfm.dictionary.sha256.slice(0, 12)}…), ` +
@@ -192,9 +210,9 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     const bar = progress(cells.length, o.quiet ?? false);
     const t0 = performance.now();
     const totalTokens = cells.reduce((a, c) => a + c.length, 0);
-    const nWorkers =
+    const nWorkers = valueEncoding ? 1 : // worker threads carry token ids only
       o.workers && checkThreadCount(o.workers, "--workers", 0) > 0 ? o.workers : backend.name !== "tensorflow" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? availableCores() : 1;
-    const eopts = { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d: number) => bar.update(d) };
+    const eopts = { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, values, onProgress: (d: number) => bar.update(d) };
     const data =
       nWorkers > 1
         ? await embedCellsParallel(o.checkpoint, cells, ck.config.hidden_size, { ...eopts, workers: nWorkers, backend: backend.name as BackendChoice })

@@ -18,7 +18,7 @@
  * genes × genes matrix per head (or one in all for mean/subset aggregation).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { BertForMaskedLM, ModelBatch } from "../model/bert.js";
+import type { CellModel, ModelBatch } from "../model/bert.js";
 
 /** What extraction needs of a model. */
 export interface AttentionModel {
@@ -40,7 +40,7 @@ export interface AttentionModel {
  * by their HF names from `exportWeights()` (PyTorch layout `[out, in]`, transposed here).
  * @throws Error when a layer's attention weights are missing ("a checkpoint without attention").
  */
-export function attentionModelOf(model: BertForMaskedLM): AttentionModel {
+export function attentionModelOf(model: CellModel): AttentionModel {
   const c = model.config;
   const hf = model.exportWeights();
   const H = c.hidden_size;

@@ -141,9 +141,11 @@ export function selectHeads(
 }
 
 /** BEELINE EPR and AUPRC of a network on one (half) universe only. */
-export function scoreOnUniverse(g: Float32Array, n: number, u: BeelineUniverse): { epr: number; auprc: number; auprcRatio: number } {
+export function scoreOnUniverse(g: Float32Array, n: number, u: BeelineUniverse): { epr: number; auprc: number | null; auprcRatio: number | null } {
   const e = denseToEdges(g, n);
   const epr = beelineEpr(e, u, { restrictToUniverse: true });
   const a = beelineAuprc(e, u);
+  // no nonzero prediction (e.g. no head got a positive weight): AUPRC undefined, not scikit-learn's (1 + p) / 2
+  if (a.nPredicted === 0) return { epr: epr.epr, auprc: null, auprcRatio: null };
   return { epr: epr.epr, auprc: a.auprc, auprcRatio: a.ratio };
 }

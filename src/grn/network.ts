@@ -121,13 +121,17 @@ export function nodeEdges(g: Float32Array, n: number, nodes: Uint8Array): Edges 
 /** Compact summary of {@link NetworkScores} for tables and grn.json. */
 export function summarizeScores(s: NetworkScores): Record<string, number | null> {
   const f = (x: number) => (Number.isFinite(x) ? x : null);
+  // a network with no nonzero entry in the universe has scikit-learn AUPRC (1 + |T|/|U|) / 2, which
+  // reads as a large ratio: report it as undefined instead
+  const a = (x: number, r: AuprcResult) => (r.nPredicted === 0 ? null : f(x));
   return {
     epr: f(s.beeline.epr.epr),
-    auprc: f(s.beeline.auprc.auprc),
-    auprc_ratio: f(s.beeline.auprc.ratio),
+    auprc: a(s.beeline.auprc.auprc, s.beeline.auprc),
+    auprc_ratio: a(s.beeline.auprc.ratio, s.beeline.auprc),
     epr_tf: f(s.beelineTf.epr.epr),
-    auprc_tf: f(s.beelineTf.auprc.auprc),
-    auprc_tf_ratio: f(s.beelineTf.auprc.ratio),
+    auprc_tf: a(s.beelineTf.auprc.auprc, s.beelineTf.auprc),
+    auprc_tf_ratio: a(s.beelineTf.auprc.ratio, s.beelineTf.auprc),
+    n_predicted: s.beeline.auprc.nPredicted,
     bengrn_epr: s.bengrn ? f(s.bengrn.epr) : null,
     n_true: s.beeline.epr.nTrue,
     n_universe: s.beeline.epr.nUniverse,

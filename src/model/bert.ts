@@ -1,6 +1,7 @@
 /**
- * BERT encoder + MLM head (HuggingFace `BertForMaskedLM`), in TensorFlow.js, driven by one
- * {@link BertConfig}. Post-LayerNorm blocks as in `transformers/models/bert/modeling_bert.py`
+ * BERT encoder ({@link BertModel}) + one pretraining head, in TensorFlow.js, driven by one
+ * {@link BertConfig}; {@link BertForMaskedLM} is HuggingFace's `BertForMaskedLM` (= `self.bert` +
+ * `self.cls`). Post-LayerNorm blocks as in `transformers/models/bert/modeling_bert.py`
  * (the architecture of Geneformer, reference-spec §1b):
  *
  *   embeddings = LayerNorm(word[ids] + position[0..L) + token_type[0]) → dropout
@@ -11,9 +12,10 @@
  * are stored `[in, out]` internally (the layout the fast wasm matmul wants); {@link exportWeights} /
  * {@link importWeights} convert to and from the PyTorch/HF layout `[out, in]` used in safetensors.
  *
- * The input embedding and the output head are small interfaces ({@link InputEmbedding},
- * {@link Head}) so other encodings (value bins, raw counts) and heads (ZINB) plug in without
- * touching the encoder. All math goes through `./ops.ts` (fast on wasm, same code on cpu/tensorflow).
+ * A model ({@link CellModel}) = {@link BertModel} (one {@link InputEmbedding} + the transformer
+ * layers → hidden states) + one {@link Head} (a loss on the hidden states). Other encodings (value
+ * bins, raw counts) and heads (ZINB) plug in without touching the encoder; embedding extraction
+ * uses {@link BertModel} only. Models are built from a checkpoint's config by `./factory.ts`. All math goes through `./ops.ts` (fast on wasm, same code on cpu/tensorflow).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { type BertConfig, validateBertConfig } from "./config.js";
@@ -26,12 +28,31 @@ export interface ModelBatch {
   inputIds: tf.Tensor2D;
   /** 1 = real token, 0 = padding; float32 `[batch, seqLen]`. */
   attentionMask: tf.Tensor2D;
+  /**
+   * Per-token input values, float32 `[batch, seqLen]` (bin index or raw count), for encodings that
+   * carry expression values; absent for rank-value tokens.
+   */
+  values?: tf.Tensor2D;
+}
+
+/**
+ * What a head's loss is computed against, as plain arrays (so it can be posted to a worker):
+ * the flat positions `b * seqLen + i` that carry a loss term and, per position, an integer label
+ * and/or a float target; optionally one float per cell (e.g. library size).
+ */
+export interface LossTargets {
+  /** Flat positions `b * seqLen + i` with a loss term, ascending. */
+  positions: Int32Array;
+  /** Integer target per position (MLM: original token id or value bin). */
+  labels?: Int32Array;
+  /** Float target per position (count regression, original counts). */
+  targets?: Float32Array;
+  /** One float per cell `[batch]` (e.g. the cell's library size). */
+  cellScalars?: Float32Array;
 }
 
 /** Masked-token targets for {@link BertForMaskedLM.mlmLoss}. */
-export interface MaskedTargets {
-  /** Flat positions `b * seqLen + i` of the chosen (masked) tokens. */
-  positions: Int32Array;
+export interface MaskedTargets extends LossTargets {
   /** Original token id at each chosen position (same length as `positions`). */
   labels: Int32Array;
 }
@@ -101,23 +122,31 @@ export interface ForwardContext {
 
 /**
  * Turns a batch into the encoder's input states. Implementations: {@link BertEmbeddings}
- * (Geneformer rank-value tokens); later value-binned or raw-count encoders.
+ * (Geneformer rank-value tokens); value-binned or raw-count encoders.
  */
 export interface InputEmbedding {
   /** @returns `[batch * seqLen, hidden]` (rows in batch-major order), after LayerNorm and dropout. */
   forward(batch: ModelBatch, ctx: ForwardContext): tf.Tensor2D;
+  /** The gene-token embedding table `[vocab_size, hidden]`, when there is one (tied MLM decoders). */
+  readonly word?: tf.Variable;
 }
 
 /**
  * A pretraining head on the encoder output. `TTarget` is what the loss needs (e.g. masked positions
- * and labels for MLM; counts for ZINB).
+ * and labels for MLM; counts and library sizes for ZINB).
  */
-export interface Head<TTarget> {
+export interface Head<TTarget extends LossTargets = LossTargets> {
+  /**
+   * Check a target against a batch of `batch × seqLen` tokens before any tensor is made.
+   * @throws Error naming the bad position or label
+   */
+  check(target: TTarget, batch: number, seqLen: number): void;
   /**
    * @param hidden last hidden state `[batch * seqLen, hidden]`
-   * @returns scalar loss
+   * @param batch the batch the hidden states came from (attention mask, values)
+   * @returns scalar loss (mean over the target's positions)
    */
-  loss(hidden: tf.Tensor2D, target: TTarget, ctx: ForwardContext): tf.Scalar;
+  loss(hidden: tf.Tensor2D, target: TTarget, batch: ModelBatch, ctx: ForwardContext): tf.Scalar;
 }
 
 /** Word + learned position + token-type(0) embeddings → LayerNorm → dropout (HF `BertEmbeddings`). */
@@ -265,11 +294,17 @@ export class MlmHead implements Head<MaskedTargets> {
     return tiedDecoder(h, this.wordEmbeddings as tf.Tensor2D, this.bias as tf.Tensor1D);
   }
 
-  loss(hidden: tf.Tensor2D, target: MaskedTargets, ctx: ForwardContext): tf.Scalar {
-    if (target.positions.length !== target.labels.length) {
-      throw new Error(`masked positions (${target.positions.length}) and labels (${target.labels.length}) differ in length`);
+  check(target: MaskedTargets, batch: number, seqLen: number): void {
+    if (!target.labels || target.positions.length !== target.labels.length) {
+      throw new Error(`masked positions (${target.positions.length}) and labels (${target.labels?.length ?? 0}) differ in length`);
     }
     if (target.positions.length === 0) throw new Error("mlmLoss needs at least one masked position");
+    for (const p of target.positions) if (p < 0 || p >= batch * seqLen) throw new Error(`masked position ${p} outside [0, ${batch * seqLen})`);
+    const V = this.bias.shape[0];
+    for (const t of target.labels) if (t < 0 || t >= V) throw new Error(`label ${t} outside [0, ${V})`);
+  }
+
+  loss(hidden: tf.Tensor2D, target: MaskedTargets, _batch: ModelBatch, ctx: ForwardContext): tf.Scalar {
     const rows = gatherRows(hidden, tf.tensor1d(target.positions, "int32"));
     return sparseSoftmaxCrossEntropy(this.logits(rows, ctx), tf.tensor1d(target.labels, "int32"));
   }
@@ -281,40 +316,27 @@ export interface HFTensor {
   data: Float32Array;
 }
 
+/** Builds the input embedding of a model (its weights are created first, under `bert.embeddings.*`). */
+export type EmbeddingFactory = (config: BertConfig, params: ParamStore) => InputEmbedding;
+/** Builds the head of a model (its weights are created last); gets the input embedding (tied decoders). */
+export type HeadFactory<T extends LossTargets> = (config: BertConfig, params: ParamStore, embedding: InputEmbedding) => Head<T>;
+
 /**
- * HuggingFace `BertForMaskedLM` in TensorFlow.js: {@link BertEmbeddings} → N × {@link BertLayer} →
- * {@link MlmHead}. Source: `transformers/models/bert/modeling_bert.py`; Geneformer uses it unchanged.
+ * The encoder (HF `BertModel` without pooler): one {@link InputEmbedding} → N × {@link BertLayer}
+ * → hidden states. No head: this is what embedding extraction runs.
  */
-export class BertForMaskedLM {
-  /** Validated configuration. */
-  readonly config: BertConfig;
-  /** All trainable weights keyed by HF names (dense weights stored `[in, out]`). */
-  readonly weights: Map<string, tf.Variable>;
-  readonly embeddings: InputEmbedding & BertEmbeddings;
-  readonly layers: BertLayer[];
-  readonly head: MlmHead;
-  private readonly params: ParamStore;
+export class BertModel {
+  readonly embeddings: InputEmbedding;
+  readonly layers: BertLayer[] = [];
 
   /**
-   * @param config model config (validated again here)
-   * @param opts.seed seed of the initial weights: N(0, initializer_range) for matrices and embeddings,
-   *   LayerNorm weight 1 / bias 0, biases 0 (HF `_init_weights`). Default 0.
+   * @param config validated model config
+   * @param params the owning model's weight store (embedding weights are created first, then the layers)
+   * @param embedding builds the input embedding
    */
-  constructor(config: BertConfig, opts: { seed?: number } = {}) {
-    this.config = validateBertConfig(config);
-    this.params = new ParamStore(opts.seed ?? 0, this.config.initializer_range);
-    this.weights = this.params.vars;
-    this.embeddings = new BertEmbeddings(this.config, this.params);
-    this.layers = [];
-    for (let l = 0; l < this.config.num_hidden_layers; l++) this.layers.push(new BertLayer(this.config, this.params, l));
-    this.head = new MlmHead(this.config, this.params, this.embeddings.word);
-  }
-
-  /** Number of scalar parameters (tied decoder counted once). */
-  get numParameters(): number {
-    let n = 0;
-    for (const v of this.weights.values()) n += v.size;
-    return n;
+  constructor(readonly config: BertConfig, params: ParamStore, embedding: EmbeddingFactory) {
+    this.embeddings = embedding(config, params);
+    for (let l = 0; l < config.num_hidden_layers; l++) this.layers.push(new BertLayer(config, params, l));
   }
 
   /** Additive attention bias `[batch, 1, 1, seqLen]`: 0 for real tokens, −1e9 for padding. */
@@ -323,16 +345,26 @@ export class BertForMaskedLM {
     return tf.reshape(tf.mul(tf.sub(1, mask), -1e9), [B, 1, 1, L]);
   }
 
-  private checkBatch(batch: ModelBatch): void {
+  /**
+   * Check the shapes and dtypes of a batch.
+   * @throws Error when ids, mask (and values) are not all `[batch, seqLen]` or ids are not int32.
+   */
+  checkBatch(batch: ModelBatch): void {
     const s = batch.inputIds.shape, m = batch.attentionMask.shape;
     if (s.length !== 2 || m.length !== 2 || s[0] !== m[0] || s[1] !== m[1]) {
       throw new Error(`inputIds ${JSON.stringify(s)} and attentionMask ${JSON.stringify(m)} must both be [batch, seqLen]`);
     }
     if (batch.inputIds.dtype !== "int32") throw new Error(`inputIds must be int32, got ${batch.inputIds.dtype}`);
+    if (batch.values && (batch.values.shape[0] !== s[0] || batch.values.shape[1] !== s[1])) {
+      throw new Error(`values ${JSON.stringify(batch.values.shape)} must have the shape of inputIds ${JSON.stringify(s)}`);
+    }
   }
 
-  /** Encoder output `[batch*seqLen, hidden]` (flat) and optionally all hidden states (flat). */
-  private encode(batch: ModelBatch, ctx: ForwardContext, numLayers: number, keepAll: boolean): tf.Tensor2D[] {
+  /**
+   * Encoder states, flat `[batch*seqLen, hidden]`: the last layer run, or (with `keepAll`) the
+   * embedding output followed by every layer's output. Call inside a `tf.tidy`.
+   */
+  encode(batch: ModelBatch, ctx: ForwardContext, numLayers: number, keepAll: boolean): tf.Tensor2D[] {
     const [B, L] = batch.inputIds.shape;
     const bias = this.maskBias(batch.attentionMask);
     let x = this.embeddings.forward(batch, ctx);
@@ -365,34 +397,102 @@ export class BertForMaskedLM {
       return out as unknown as tf.TensorContainer;
     }) as unknown as ForwardOutput;
   }
+}
+
+/** What a {@link CellModel} is: its HF `architectures` entry and the cellfm task it was built for. */
+export interface ModelSpec {
+  /** HF `architectures[0]` written to config.json (e.g. "BertForMaskedLM"). */
+  architecture: string;
+  /** Input encoding (the tokenized dataset's `encoding`, e.g. "geneformer-rank-value"). */
+  encoding: string;
+  /** Pretraining objective ("mlm", "denoise"). */
+  objective: string;
+  /** Head options (e.g. `{ likelihood: "zinb" }`), as in config.json `cellfm.head`. */
+  head?: Record<string, unknown>;
+}
+
+/**
+ * A pretraining model = {@link BertModel} (`bert`) + one {@link Head} (`head`), as HF
+ * `BertForMaskedLM` = `self.bert` + `self.cls`. All weights live in one store under HF names.
+ * Build one through `./factory.ts` (`buildModel`), which picks the embedding and head from the
+ * config's `cellfm` block.
+ */
+export class CellModel<TTarget extends LossTargets = LossTargets> {
+  /** Validated configuration. */
+  readonly config: BertConfig;
+  /** All trainable weights keyed by HF names (dense weights stored `[in, out]`). */
+  readonly weights: Map<string, tf.Variable>;
+  /** The encoder: input embedding + transformer layers. */
+  readonly bert: BertModel;
+  /** The pretraining head. */
+  readonly head: Head<TTarget>;
+  /** Architecture and task. */
+  readonly spec: ModelSpec;
+  private readonly params: ParamStore;
 
   /**
-   * Masked-language-model loss: mean cross-entropy (nats) over the masked positions; the vocabulary
-   * logits are computed only for the gathered rows at those positions.
-   * @throws Error if a position is outside `[0, batch*seqLen)` or a label outside `[0, vocab_size)`.
+   * @param config model config (validated again here)
+   * @param opts.seed seed of the initial weights: N(0, initializer_range) for matrices and embeddings,
+   *   LayerNorm weight 1 / bias 0, biases 0 (HF `_init_weights`). Default 0.
    */
-  mlmLoss(batch: ModelBatch, masked: MaskedTargets, opts: { training: boolean; dropoutSeed?: number }): tf.Scalar {
-    this.checkBatch(batch);
+  constructor(
+    config: BertConfig,
+    opts: { seed?: number },
+    spec: ModelSpec,
+    embedding: EmbeddingFactory,
+    head: HeadFactory<TTarget>,
+  ) {
+    this.config = validateBertConfig(config);
+    this.spec = spec;
+    this.params = new ParamStore(opts.seed ?? 0, this.config.initializer_range);
+    this.weights = this.params.vars;
+    this.bert = new BertModel(this.config, this.params, embedding);
+    this.head = head(this.config, this.params, this.bert.embeddings);
+  }
+
+  /** The encoder's input embedding. */
+  get embeddings(): InputEmbedding {
+    return this.bert.embeddings;
+  }
+
+  /** The encoder's transformer layers. */
+  get layers(): BertLayer[] {
+    return this.bert.layers;
+  }
+
+  /** Number of scalar parameters (tied decoder counted once). */
+  get numParameters(): number {
+    let n = 0;
+    for (const v of this.weights.values()) n += v.size;
+    return n;
+  }
+
+  /** Encoder forward pass ({@link BertModel.forward}); the head is not run. */
+  forward(batch: ModelBatch, opts: ForwardOptions): ForwardOutput {
+    return this.bert.forward(batch, opts);
+  }
+
+  /**
+   * The head's loss on the encoder output (mean over the target's positions).
+   * @throws Error on a malformed batch or a target the head rejects (position or label out of range).
+   */
+  loss(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): tf.Scalar {
+    this.bert.checkBatch(batch);
     const [B, L] = batch.inputIds.shape;
-    for (const p of masked.positions) if (p < 0 || p >= B * L) throw new Error(`masked position ${p} outside [0, ${B * L})`);
-    for (const t of masked.labels) if (t < 0 || t >= this.config.vocab_size) throw new Error(`label ${t} outside [0, ${this.config.vocab_size})`);
+    this.head.check(target, B, L);
     return tf.tidy(() => {
       const ctx: ForwardContext = { config: this.config, dropout: new DropoutContext(opts.training, opts.dropoutSeed) };
-      const [x] = this.encode(batch, ctx, this.config.num_hidden_layers, false);
-      return this.head.loss(x, masked, ctx);
+      const [x] = this.bert.encode(batch, ctx, this.config.num_hidden_layers, false);
+      return this.head.loss(x, target, batch, ctx);
     });
   }
 
   /**
-   * Loss and gradients of {@link mlmLoss} w.r.t. every trainable weight (via `tf.variableGrads`).
+   * Loss and gradients of {@link loss} w.r.t. every trainable weight (via `tf.variableGrads`).
    * @returns the loss (number) and gradients keyed by HF weight name (internal layout, caller disposes).
    */
-  lossAndGrads(
-    batch: ModelBatch,
-    masked: MaskedTargets,
-    opts: { training: boolean; dropoutSeed?: number },
-  ): { loss: number; grads: Map<string, tf.Tensor> } {
-    const { value, grads } = tf.variableGrads(() => this.mlmLoss(batch, masked, opts), this.trainableVariables());
+  lossAndGrads(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): { loss: number; grads: Map<string, tf.Tensor> } {
+    const { value, grads } = tf.variableGrads(() => this.loss(batch, target, opts), this.trainableVariables());
     const loss = value.dataSync()[0];
     value.dispose();
     const out = new Map<string, tf.Tensor>();
@@ -462,5 +562,44 @@ export class BertForMaskedLM {
   /** Free every weight. The model is unusable afterwards. */
   dispose(): void {
     for (const v of this.weights.values()) v.dispose();
+  }
+}
+
+/** Encoding name of Geneformer's rank-value tokens (tokenized dataset manifest `encoding`). */
+export const RANK_ENCODING = "geneformer-rank-value";
+
+/**
+ * HuggingFace `BertForMaskedLM` in TensorFlow.js: {@link BertEmbeddings} → N × {@link BertLayer} →
+ * {@link MlmHead}. Source: `transformers/models/bert/modeling_bert.py`; Geneformer uses it unchanged.
+ */
+export class BertForMaskedLM extends CellModel<MaskedTargets> {
+  declare readonly head: MlmHead;
+
+  /**
+   * @param config model config (validated again here)
+   * @param opts.seed seed of the initial weights (see {@link CellModel}). Default 0.
+   */
+  constructor(config: BertConfig, opts: { seed?: number } = {}) {
+    super(
+      config,
+      opts,
+      { architecture: "BertForMaskedLM", encoding: RANK_ENCODING, objective: "mlm" },
+      (c, p) => new BertEmbeddings(c, p),
+      (c, p, emb) => new MlmHead(c, p, (emb as BertEmbeddings).word),
+    );
+  }
+
+  /** The word + position + token-type embeddings. */
+  override get embeddings(): BertEmbeddings {
+    return this.bert.embeddings as BertEmbeddings;
+  }
+
+  /**
+   * Masked-language-model loss: mean cross-entropy (nats) over the masked positions; the vocabulary
+   * logits are computed only for the gathered rows at those positions.
+   * @throws Error if a position is outside `[0, batch*seqLen)` or a label outside `[0, vocab_size)`.
+   */
+  mlmLoss(batch: ModelBatch, masked: MaskedTargets, opts: { training: boolean; dropoutSeed?: number }): tf.Scalar {
+    return this.loss(batch, masked, opts);
   }
 }

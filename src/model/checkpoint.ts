@@ -14,8 +14,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { assertWritable, commitDir, packagePath, tempDirFor, writeFileAtomic } from "../io.js";
-import { BertForMaskedLM, type HFTensor } from "./bert.js";
+import { type CellModel, type HFTensor } from "./bert.js";
 import { type BertConfig, validateBertConfig } from "./config.js";
+import { buildModel, modelSpecFrom } from "./factory.js";
 import { assertFinite } from "../finite.js";
 import { readSafetensors, type SafeTensor, toFloat32, writeSafetensors } from "./safetensors.js";
 
@@ -25,6 +26,8 @@ export interface CellfmMeta {
   encoding: string;
   /** Pretraining objective, e.g. "mlm". */
   objective: string;
+  /** Head options of the objective (e.g. `{ likelihood: "zinb" }`), when it has any. */
+  head?: Record<string, unknown>;
   /** Geneformer dictionary generation: "V1" (gc30M, 25,426 tokens) or "V2" (gc104M, 20,275 tokens). */
   model_version: "V1" | "V2";
   /** Token dictionary the model was trained with: name and SHA-256 of its file. */
@@ -41,7 +44,7 @@ export interface CellfmMeta {
 
 /** What {@link writeCheckpoint} stores. */
 export interface CheckpointContents {
-  model: BertForMaskedLM;
+  model: CellModel;
   cellfm: CellfmMeta;
   /** Optimizer tensors by name (e.g. `m/<weight name>`), float32 or int32. */
   optimizerState?: Record<string, tf.Tensor>;
@@ -53,7 +56,8 @@ export interface CheckpointContents {
 export interface LoadedCheckpoint {
   config: BertConfig;
   cellfm: CellfmMeta;
-  model: BertForMaskedLM;
+  /** The model the `architectures` + `cellfm` block describe (built by `./factory.ts`). */
+  model: CellModel;
   optimizerState?: Record<string, tf.Tensor>;
   trainerState?: Record<string, unknown>;
 }
@@ -67,10 +71,13 @@ export function cellfmVersion(): string {
   }
 }
 
-/** HF `config.json` object for a model + cellfm block. */
-export function hfConfigJson(config: BertConfig, cellfm: CellfmMeta): Record<string, unknown> {
+/**
+ * HF `config.json` object for a model + cellfm block.
+ * @param architecture HF class name of the model (`model.spec.architecture`, default "BertForMaskedLM")
+ */
+export function hfConfigJson(config: BertConfig, cellfm: CellfmMeta, architecture = "BertForMaskedLM"): Record<string, unknown> {
   return {
-    architectures: ["BertForMaskedLM"],
+    architectures: [architecture],
     model_type: "bert",
     ...config,
     position_embedding_type: "absolute",
@@ -93,7 +100,7 @@ export function writeCheckpoint(dir: string, ck: CheckpointContents, opts: { for
   assertWritable(dir, opts.force ?? false, { command: "checkpoint", kind: "dir" });
   const tmp = tempDirFor(dir, "checkpoint");
   try {
-    writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(hfConfigJson(ck.model.config, ck.cellfm), null, 2) + "\n");
+    writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(hfConfigJson(ck.model.config, ck.cellfm, ck.model.spec.architecture), null, 2) + "\n");
     const weights: Record<string, SafeTensor> = {};
     for (const [name, t] of Object.entries(ck.model.exportWeights())) weights[name] = { dtype: "F32", shape: t.shape, data: t.data };
     writeSafetensors(path.join(tmp, "model.safetensors"), weights, { format: "pt" });
@@ -144,7 +151,7 @@ const CORRUPT_HINT = "the file is corrupt (e.g. bit rot) or was written by a div
  * F16/BF16/F64 weights are converted to float32.
  * @throws Error naming the file for: a missing folder (mentioning a leftover half-written
  *   `<dir>.tmp-*` folder if there is one), a folder that is itself an interrupted write, a missing or
- *   corrupt `config.json`, an invalid config (naming the field), a missing/truncated/corrupt
+ *   corrupt `config.json`, an invalid config or `cellfm` block (naming the key), a missing/truncated/corrupt
  *   `model.safetensors`, a missing weight or a weight whose shape does not match the config, or a
  *   weight or optimizer moment with a NaN/±Inf (naming the tensor).
  */
@@ -170,6 +177,12 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
     throw new Error(`${cfgFile}: ${(e as Error).message}`);
   }
   const cellfm = (raw.cellfm as CellfmMeta | undefined) ?? importedMeta(config);
+  let spec: ReturnType<typeof modelSpecFrom>;
+  try {
+    spec = modelSpecFrom(cellfm, raw.architectures);
+  } catch (e) {
+    throw new Error(`${cfgFile}: ${(e as Error).message}`);
+  }
   const modelFile = path.join(abs, "model.safetensors");
   if (!fs.existsSync(modelFile)) throw new Error(`${modelFile}: missing (model weights); the checkpoint is incomplete`);
   const st = readSafetensors(modelFile);
@@ -179,7 +192,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
     hf[name] = { shape: t.shape, data: toFloat32(t, `${modelFile}: ${name}`) };
     assertFinite(hf[name].data, `${modelFile}: tensor ${name}`, CORRUPT_HINT);
   }
-  const model = new BertForMaskedLM(config);
+  const model = buildModel(config, spec);
   try {
     model.importWeights(hf, modelFile);
   } catch (e) {

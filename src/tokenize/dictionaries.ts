@@ -144,3 +144,39 @@ export function loadGeneformerDictionaries(version: GeneformerVersion, dir?: str
   cache.set(key, d);
   return d;
 }
+
+/** Vocabulary facts a model needs from a tokenized dataset: size and special-token ids. */
+export interface Vocabulary {
+  /** Number of token ids (rows of the embedding table). */
+  size: number;
+  /** `<pad>` id. */
+  pad: number;
+  /** `<mask>` id. */
+  mask: number;
+  /** `<cls>` id (Geneformer V2), when the dictionary has one. */
+  cls?: number;
+  /** `<eos>` id (Geneformer V2), when the dictionary has one. */
+  eos?: number;
+  /** Where the facts came from (for messages). */
+  source: string;
+}
+
+/**
+ * The vocabulary of a tokenized dataset: the manifest's `vocabulary` block when it records one,
+ * else the bundled Geneformer dictionary of its `model_version` (V1 gc30M: 25,426 tokens, `<pad>` 0,
+ * `<mask>` 1; V2 gc104M: 20,275 tokens, also `<cls>` 2, `<eos>` 3).
+ * @param where the dataset folder, for the error message
+ * @throws Error when the manifest records neither a vocabulary nor a Geneformer model version.
+ */
+export function vocabularyOf(
+  manifest: { model_version?: string; vocabulary?: Omit<Vocabulary, "source"> },
+  where: string,
+): Vocabulary {
+  if (manifest.vocabulary) return { ...manifest.vocabulary, source: `${where}/manifest.json vocabulary` };
+  const mv = manifest.model_version;
+  if (mv === "V1" || mv === "V2") {
+    const d = loadGeneformerDictionaries(mv);
+    return { size: d.vocabSize, ...d.special, source: `the ${mv} dictionary ${d.files.tokens.name}` };
+  }
+  throw new Error(`${where}/manifest.json: records neither a vocabulary nor a Geneformer model_version (V1/V2); re-tokenize with cellfm tokenize`);
+}

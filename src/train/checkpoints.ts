@@ -7,7 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
-import type { BertForMaskedLM } from "../model/bert.js";
+import type { CellModel } from "../model/bert.js";
 import { type CellfmMeta, cellfmVersion, readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import type { BertConfig } from "../model/config.js";
 import type { TrainingSection } from "./config.js";
@@ -78,7 +78,7 @@ export function listCheckpoints(runDir: string): CheckpointEntry[] {
   return out.sort((a, b) => a.step - b.step || (a.name === "final" ? 1 : b.name === "final" ? -1 : 0));
 }
 
-function hfLayout(model: BertForMaskedLM, state: Record<string, tf.Tensor>, toHF: boolean): Record<string, tf.Tensor> {
+function hfLayout(model: CellModel, state: Record<string, tf.Tensor>, toHF: boolean): Record<string, tf.Tensor> {
   const out: Record<string, tf.Tensor> = {};
   for (const [k, t] of Object.entries(state)) {
     const param = k.replace(/\.(exp_avg|exp_avg_sq)$/, "");
@@ -98,7 +98,7 @@ function hfLayout(model: BertForMaskedLM, state: Record<string, tf.Tensor>, toHF
 export function saveTrainingCheckpoint(
   dir: string,
   c: {
-    model: BertForMaskedLM;
+    model: CellModel;
     cellfm: { encoding: string; objective: string; model_version?: string; dictionary?: { name: string; sha256: string }; backend: string } & Record<string, unknown>;
     optimizerState: Record<string, tf.Tensor>;
     trainerState: TrainerState;
@@ -139,7 +139,7 @@ export interface ResumableCheckpoint {
  * @throws Error naming the folder/file when it is missing, half-written or lacks the optimizer or
  *   trainer state (a checkpoint exported for embedding only cannot be resumed).
  */
-export function loadTrainingCheckpoint(dir: string, target: BertForMaskedLM): ResumableCheckpoint {
+export function loadTrainingCheckpoint(dir: string, target: CellModel): ResumableCheckpoint {
   const ck = readCheckpoint(dir);
   const fail = (what: string): never => {
     ck.model.dispose();

@@ -113,7 +113,11 @@ const dataSchema = z.strictObject({
 });
 
 const trainingSchema = z.strictObject({
-  objective: oneOf(["mlm"] as const).default("mlm"),
+  objective: oneOf(["mlm", "denoise"] as const).default("mlm"),
+  likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("zinb"),
+  noise: prob().default(0.6),
+  downsample: oneOf(["scprint", "binomial"] as const).default("scprint"),
+  pad_with_unexpressed: z.boolean({ error: "expected true or false" }).default(false),
   mask_probability: openProb().default(0.15),
   batch_size: posInt().default(12),
   max_tokens_per_batch: posInt().optional(),

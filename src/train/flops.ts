@@ -1,6 +1,7 @@
 /**
- * Model FLOPs of one MLM training step, for the model-FLOPs-utilisation (MFU) figure in the
- * training log (nanoGPT's `estimate_mfu`, adapted to BERT with logits only at masked positions).
+ * Model FLOPs of one training step, for the model-FLOPs-utilisation (MFU) figure in the training
+ * log (nanoGPT's `estimate_mfu`, adapted to BERT; the head's FLOPs come from the objective, e.g.
+ * MLM logits only at masked positions).
  *
  * Counted (multiply-add = 2 FLOPs), forward pass, per real (non-pad) token of a cell of length L:
  * per layer `2·4H²` (Q, K, V, output projections) + `2·2·H·F` (FFN) + `2·2·L·H` (QKᵀ and A·V);
@@ -10,11 +11,10 @@
 import type { BertConfig } from "../model/config.js";
 
 /**
- * Training FLOPs of one micro-batch.
+ * Forward FLOPs of the encoder (transformer layers) on cells of these real lengths.
  * @param lengths real token count of each cell in the batch.
- * @param maskedPositions number of positions with an MLM label.
  */
-export function trainingFlops(c: BertConfig, lengths: ArrayLike<number>, maskedPositions: number): number {
+export function encoderFlops(c: BertConfig, lengths: ArrayLike<number>): number {
   const H = c.hidden_size;
   const F = c.intermediate_size;
   let fwd = 0;
@@ -22,8 +22,22 @@ export function trainingFlops(c: BertConfig, lengths: ArrayLike<number>, maskedP
     const L = lengths[i];
     fwd += c.num_hidden_layers * L * (8 * H * H + 4 * H * F + 4 * L * H);
   }
-  fwd += maskedPositions * (2 * H * H + 2 * H * c.vocab_size);
-  return 3 * fwd;
+  return fwd;
+}
+
+/** Forward FLOPs of the MLM head over the gene vocabulary: per masked position `2·H²` + `2·H·V`. */
+export function mlmHeadFlops(c: BertConfig, maskedPositions: number): number {
+  const H = c.hidden_size;
+  return maskedPositions * (2 * H * H + 2 * H * c.vocab_size);
+}
+
+/**
+ * Training FLOPs of one micro-batch: 3 × (encoder + head) forward FLOPs.
+ * @param lengths real token count of each cell in the batch.
+ * @param headForwardFlops the objective's head FLOPs for this batch (`Objective.headFlops`).
+ */
+export function trainingFlops(c: BertConfig, lengths: ArrayLike<number>, headForwardFlops: number): number {
+  return 3 * (encoderFlops(c, lengths) + headForwardFlops);
 }
 
 /**

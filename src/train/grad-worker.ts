@@ -10,36 +10,27 @@
  *   into `gradBuf` (a buffer the main thread hands back each step)
  * Messages out: `{ ready: true }` once, then `{ id, loss, grads }` (grads flat, same order, in the
  * job's `gradBuf`) or `{ id, error }`, and `{ weightsBack }` (the weights buffer, for reuse);
- * `{ fatal }` if it cannot start. Buffers are transferred both ways, never copied.
+ * `{ fatal }` if it cannot start. Buffers are transferred both ways, never copied. The message types
+ * live in `./grad-protocol.ts` (shared with `./parallel.ts`, so the two never import each other);
+ * the replica is built by `src/model/factory.ts` from the config and spec (any objective's model).
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { BackendChoice } from "../backend.js";
-import type { BertConfig } from "../model/config.js";
-import type { GradShard } from "./parallel.js";
+import type { GradWorkerData, GradWorkerMessage, GradWorkerReply } from "./grad-protocol.js";
 
-/** Data given to each gradient worker. */
-export interface GradWorkerData {
-  /** Architecture of the replica (weights come later with a `weights` message). */
-  config: BertConfig;
-  /** Backend to initialise in the worker (the main thread's). */
-  backend: BackendChoice;
-  /** Weight names in the main model's order (checked against the replica's). */
-  names: string[];
+export type { GradWorkerData, GradWorkerMessage };
+
+function reply(m: GradWorkerReply, transfer: ArrayBuffer[] = []): void {
+  parentPort!.postMessage(m, transfer);
 }
-
-/** Messages the main thread sends to a gradient worker. */
-export type GradWorkerMessage =
-  | { type: "weights"; flat: Float32Array }
-  | { type: "job"; id: number; shard: GradShard; gradBuf: Float32Array };
 
 async function serve(): Promise<void> {
   const d = workerData as GradWorkerData;
   const tf = await import("@tensorflow/tfjs-core");
   const { initBackend } = await import("../backend.js");
-  const { BertForMaskedLM } = await import("../model/bert.js");
-  const { tensorFromReusedBuffer } = await import("./parallel.js");
+  const { buildModel } = await import("../model/factory.js");
+  const { batchTensors, disposeBatch, tensorFromReusedBuffer } = await import("./grad-protocol.js");
   await initBackend(d.backend);
-  const model = new BertForMaskedLM(d.config, { seed: 0 });
+  const model = buildModel(d.config, d.spec, { seed: 0 });
   const vars = [...model.weights.entries()];
   const names = vars.map(([n]) => n);
   if (names.join("\n") !== d.names.join("\n")) throw new Error("the replica's weights differ from the main model's");
@@ -54,20 +45,19 @@ async function serve(): Promise<void> {
         off += v.size;
       }
       // hand the buffer back for the next sync (a fresh 40 MB buffer costs more than the copy)
-      parentPort!.postMessage({ weightsBack: m.flat }, [m.flat.buffer as ArrayBuffer]);
+      reply({ weightsBack: m.flat }, [m.flat.buffer as ArrayBuffer]);
       return;
     }
     const { id, shard } = m;
     try {
-      const b = shard.batch;
-      const inputIds = tf.tensor2d(b.inputIds, [b.batch, b.seqLen], "int32");
-      const attentionMask = tf.tensor2d(b.attentionMask, [b.batch, b.seqLen], "float32");
-      const { loss, grads } = model.lossAndGrads(
-        { inputIds, attentionMask },
-        { positions: b.positions, labels: b.labels },
-        { training: shard.training, dropoutSeed: shard.dropoutSeed },
-      );
-      tf.dispose([inputIds, attentionMask]);
+      const t = batchTensors(shard.batch);
+      let r: { loss: number; grads: Map<string, import("@tensorflow/tfjs-core").Tensor> };
+      try {
+        r = model.lossAndGrads(t, shard.batch, { training: shard.training, dropoutSeed: shard.dropoutSeed });
+      } finally {
+        disposeBatch(t);
+      }
+      const { loss, grads } = r;
       const flat = m.gradBuf.length === total ? m.gradBuf : new Float32Array(total);
       let off = 0;
       for (const [name, v] of vars) {
@@ -77,14 +67,14 @@ async function serve(): Promise<void> {
         off += v.size;
       }
       tf.dispose([...grads.values()]);
-      parentPort!.postMessage({ id, loss, grads: flat }, [flat.buffer as ArrayBuffer]);
+      reply({ id, loss, grads: flat }, [flat.buffer as ArrayBuffer]);
     } catch (e) {
-      parentPort!.postMessage({ id, error: (e as Error).message });
+      reply({ id, error: (e as Error).message });
     }
   });
-  parentPort!.postMessage({ ready: true });
+  reply({ ready: true });
 }
 
 if (!isMainThread && parentPort && (workerData as GradWorkerData | undefined)?.names) {
-  serve().catch((e) => parentPort!.postMessage({ fatal: (e as Error).message }));
+  serve().catch((e) => reply({ fatal: (e as Error).message }));
 }

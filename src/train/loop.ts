@@ -1,7 +1,9 @@
 /**
- * The training loop of `cellfm train`: MLM pretraining of a BERT encoder on a tokenized dataset,
- * as Geneformer pretrained (HF `Trainer` + `DataCollatorForLanguageModeling` + `LengthGroupedSampler`
- * + AdamW, reference-spec §1b), with nanoGPT-style logging (tokens/s, MFU) and exact resume.
+ * The training loop of `cellfm train`: pretraining of a BERT encoder on a tokenized dataset, as
+ * Geneformer pretrained (HF `Trainer` + `LengthGroupedSampler` + AdamW, reference-spec §1b), with
+ * nanoGPT-style logging (tokens/s, MFU) and exact resume. What is predicted comes from the
+ * objective (`./objectives/`: collate, baseline, output-bias init, head FLOPs), chosen by the
+ * tokenized dataset's encoding and `training.objective`; the model from `src/model/factory.ts`.
  *
  * Output folder layout:
  * ```
@@ -11,7 +13,7 @@
  *                         tokens_per_s, mfu (+ val_loss on evaluation steps)
  *   checkpoint-<step>/    periodic checkpoints (last `keep_last` kept), written atomically
  *   final/                the checkpoint at the end of training (embed this one)
- *   eval.json             held-out masked-token loss of the model vs the unigram baseline
+ *   eval.json             held-out loss of the model vs the objective's baseline (rank MLM: unigram)
  * ```
  * Every checkpoint holds `config.json`, `model.safetensors`, `optimizer.safetensors` and
  * `trainer_state.json` (step, data position, RNG state), so `--resume` continues from the newest
@@ -20,9 +22,9 @@
  *
  * **Several cores** (`training.workers` N > 1, `--workers`): tfjs-wasm runs one thread per backend in
  * Node, so the loop trains data-parallel (DDP-style) over the main thread and N − 1 worker threads
- * (`parallel.ts`). Each micro-batch is still collated and masked here from the one RNG stream, then
+ * (`parallel.ts`). Each micro-batch is still collated (masked) here from the one RNG stream, then
  * split by cells into N shards of about equal tokens; the shards' gradients are combined weighted
- * by their masked positions, which is the whole micro-batch's gradient (to float rounding), so
+ * by their loss positions (masked tokens for MLM), which is the whole micro-batch's gradient (to float rounding), so
  * `workers` changes speed, not the batch or the learning curve. Clipping and AdamW run here; the
  * updated weights are then broadcast to the replicas (cheaper than replaying AdamW on each: one
  * copy and no optimizer state per replica). Each shard's dropout seed derives from the micro-batch's
@@ -36,8 +38,10 @@ import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
-import { BertForMaskedLM } from "../model/bert.js";
+import type { CellModel } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
+import { buildModel } from "../model/factory.js";
+import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
 import { firstNonFinite } from "../finite.js";
 import { assertNoOverlap, assertWritable, type NamedPath, OUTPUT_MARKER, removeStaleTempsIn, writeFileAtomic, writeOutputMarker } from "../io.js";
 import { checkThreadCount } from "../threads.js";
@@ -45,18 +49,11 @@ import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
 import { resolveModelSection, type TrainConfig } from "./config.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
-import { collateMlm, truncateCell, type MlmBatch } from "./masking.js";
+import { batchTensors, disposeBatch } from "./grad-protocol.js";
+import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
 import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
 import { DataParallel, shardBatch } from "./parallel.js";
 import { BatchStream, epochBatches } from "./sampler.js";
-
-/** Vocabulary facts of the Geneformer token dictionaries. */
-const DICTIONARIES: Record<string, { vocabSize: number; eosId?: number }> = {
-  V1: { vocabSize: 25426 },
-  V2: { vocabSize: 20275, eosId: 3 },
-};
-const PAD_ID = 0;
-const MASK_ID = 1;
 
 /** Options of {@link train}. */
 export interface TrainOptions {
@@ -94,7 +91,7 @@ export interface StepMetrics {
   epoch: number;
   /** Real (non-pad) training tokens seen up to and including this step. */
   tokens: number;
-  /** Mean MLM loss (nats per masked token) over the micro-batches of this step (or the log interval). */
+  /** Mean training loss (MLM: nats per masked token) over the micro-batches of this step (or the log interval). */
   loss: number;
   /** Learning rate used by this step. */
   lr: number;
@@ -104,7 +101,7 @@ export interface StepMetrics {
   tokens_per_s: number;
   /** Model FLOPs utilisation: achieved model FLOP/s ÷ the peak recorded in run.json. */
   mfu: number;
-  /** Held-out masked-token loss (fixed mask), on evaluation steps. */
+  /** Held-out loss (fixed masks / noise), on evaluation steps. */
   val_loss?: number;
 }
 
@@ -112,15 +109,22 @@ export interface StepMetrics {
 export interface EvalResult {
   /** Optimizer steps of the evaluated model. */
   step: number;
-  /** Mean cross-entropy (nats) of the model at the held-out masked positions (fixed mask). */
+  /** Training objective ("mlm", ...) and the tokenized dataset's encoding. */
+  objective: string;
+  encoding: string;
+  /** Mean loss of the model at the held-out positions (MLM: cross-entropy, nats, fixed mask). */
   model_loss: number;
-  /** Mean cross-entropy (nats) of the unigram baseline at the same positions. */
-  unigram_loss: number;
+  /** Mean loss of the objective's baseline at the same positions. */
+  baseline_loss: number;
+  /** Name of the baseline ("unigram" for rank MLM). */
+  baseline_name: string;
+  /** Rank MLM: the unigram baseline's loss (= `baseline_loss`). */
+  unigram_loss?: number;
   /** Same loss of the untrained model (step 0, initial weights), when known. */
   initial_loss?: number;
-  /** `unigram_loss − model_loss` (positive = the model beats gene frequencies). */
+  /** `baseline_loss − model_loss` (positive = the model beats the baseline). */
   improvement: number;
-  /** Held-out cells evaluated and masked positions scored. */
+  /** Held-out cells evaluated and positions scored (masked positions for MLM). */
   n_cells: number;
   n_masked: number;
   /** How the baseline is defined. */
@@ -150,9 +154,9 @@ export interface TrainResult {
 interface PreparedData {
   dataset: TokenizedDataset;
   modelVersion: string | undefined;
-  vocabSize: number;
-  eosId?: number;
-  cells: Int32Array[];
+  vocabulary: Vocabulary;
+  objective: Objective;
+  cells: TrainCell[];
   trainIdx: Int32Array;
   valIdx: Int32Array;
   trainLengths: Int32Array;
@@ -178,45 +182,47 @@ export function splitCells(n: number, valFraction: number, seed: number): { trai
 function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">): PreparedData {
   const dataset = readTokenizedDataset(config.data.tokens);
   const mv = dataset.manifest.model_version;
-  const dict = mv ? DICTIONARIES[mv] : undefined;
-  const vocabSize = config.model.vocab_size ?? dict?.vocabSize;
-  if (vocabSize === undefined) {
-    throw new Error(
-      `${config.source}: model.vocab_size: the dataset ${config.data.tokens} records no Geneformer model_version; set model.vocab_size`,
-    );
-  }
+  const dictVocab = vocabularyOf(dataset.manifest, config.data.tokens);
+  const vocabulary: Vocabulary = config.model.vocab_size === undefined ? dictVocab : { ...dictVocab, size: config.model.vocab_size };
+  const vocabSize = vocabulary.size;
   if (dataset.inputIds.length < 2) throw new Error(`${config.data.tokens}: needs at least 2 cells to train, has ${dataset.inputIds.length}`);
   const maxLength = Math.min(config.data.max_length ?? bert.max_position_embeddings, bert.max_position_embeddings);
-  const cells: Int32Array[] = [];
+  const objective = makeObjective(
+    dataset.manifest.encoding,
+    config.training.objective,
+    { vocabulary, training: config.training, maxLength, manifest: dataset.manifest, tokens: config.data.tokens },
+    config.source,
+  );
+  const cells: TrainCell[] = [];
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
-    const c = truncateCell(dataset.inputIds[i], maxLength, dict?.eosId);
-    for (const t of c) if (t > maxId) maxId = t;
+    const c = objective.cellFromDataset(dataset.inputIds[i], dataset.values?.[i], dataset.nCounts?.[i]);
+    for (const t of c.inputIds) if (t > maxId) maxId = t;
     cells.push(c);
   }
   if (maxId >= vocabSize) {
     throw new Error(`${config.source}: model.vocab_size: ${vocabSize} is too small for token id ${maxId} in ${config.data.tokens}`);
   }
   const { train, val } = splitCells(cells.length, config.data.val_fraction, config.data.split_seed);
-  const emptyCell = cells.findIndex((c) => c.length === 0);
+  const emptyCell = cells.findIndex((c) => c.inputIds.length === 0);
   if (emptyCell >= 0) throw new Error(`${config.data.tokens}: cell ${dataset.cellIds[emptyCell]} has no tokens`);
   return {
     dataset,
     modelVersion: mv,
-    vocabSize,
-    eosId: dict?.eosId,
+    vocabulary,
+    objective,
     cells,
     trainIdx: train,
     valIdx: val,
-    trainLengths: Int32Array.from(train, (i) => cells[i].length),
+    trainLengths: Int32Array.from(train, (i) => objective.contextLength(cells[i])),
   };
 }
 
 /** Build the fixed-mask validation batches (masks drawn once from a seed, so values are comparable). */
-function validationBatches(p: PreparedData, config: TrainConfig): MlmBatch[] {
+function validationBatches(p: PreparedData, config: TrainConfig, objective: Objective): CollatedBatch[] {
   const t = config.training;
   const idx = p.valIdx.slice(0, Math.min(p.valIdx.length, t.eval_cells));
-  const lengths = Int32Array.from(idx, (i) => p.cells[i].length);
+  const lengths = Int32Array.from(idx, (i) => p.objective.contextLength(p.cells[i]));
   // a length-grouped plan over the validation cells (deterministic), then a fixed mask
   const plan = epochBatches(lengths, 0, {
     batchSize: t.batch_size,
@@ -225,81 +231,33 @@ function validationBatches(p: PreparedData, config: TrainConfig): MlmBatch[] {
   });
   const rng = makeRng(`${t.seed}:val-mask`);
   return plan.map((b) =>
-    collateMlm(
+    objective.collate(
       Array.from(b, (k) => p.cells[idx[k]]),
       rng,
-      { vocabSize: p.vocabSize, mlmProbability: t.mask_probability, padTokenId: PAD_ID, maskTokenId: MASK_ID },
     ),
   );
 }
 
-function toTensors(b: MlmBatch): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D } {
-  return {
-    inputIds: tf.tensor2d(b.inputIds, [b.batch, b.seqLen], "int32"),
-    attentionMask: tf.tensor2d(b.attentionMask, [b.batch, b.seqLen], "float32"),
-  };
-}
-
-/** Mean masked-token cross-entropy of the model over fixed-mask batches (eval mode, no dropout). */
-export function evaluateLoss(model: BertForMaskedLM, batches: MlmBatch[]): { loss: number; n: number } {
+/**
+ * Mean loss of the model over fixed batches (eval mode, no dropout), each batch weighted by its
+ * loss positions (MLM: masked-token cross-entropy per masked gene).
+ */
+export function evaluateLoss(model: CellModel, batches: readonly CollatedBatch[]): { loss: number; n: number } {
   let sum = 0;
   let n = 0;
   for (const b of batches) {
     if (b.positions.length === 0) continue;
-    const t = toTensors(b);
-    const l = model.mlmLoss(t, { positions: b.positions, labels: b.labels }, { training: false });
-    sum += l.dataSync()[0] * b.positions.length;
-    n += b.positions.length;
-    l.dispose();
-    t.inputIds.dispose();
-    t.attentionMask.dispose();
+    const t = batchTensors(b);
+    try {
+      const l = model.loss(t, b, { training: false });
+      sum += l.dataSync()[0] * b.positions.length;
+      n += b.positions.length;
+      l.dispose();
+    } finally {
+      disposeBatch(t);
+    }
   }
   return { loss: n > 0 ? sum / n : NaN, n };
-}
-
-/**
- * Token counts over cells, `[vocabSize]` float64, and their total.
- * @throws Error when a token id is outside [0, vocabSize).
- */
-export function tokenCounts(cells: Iterable<Int32Array>, vocabSize: number): { counts: Float64Array; total: number } {
-  const counts = new Float64Array(vocabSize);
-  let total = 0;
-  for (const c of cells) {
-    for (const t of c) {
-      if (t < 0 || t >= vocabSize) throw new Error(`token id ${t} outside [0, ${vocabSize})`);
-      counts[t]++;
-    }
-    total += c.length;
-  }
-  return { counts, total };
-}
-
-/** Log unigram probabilities with add-one (Laplace) smoothing, `[vocabSize]` float32. */
-export function logUnigram(counts: Float64Array, total: number): Float32Array {
-  const V = counts.length;
-  const out = new Float32Array(V);
-  const denom = total + V;
-  for (let i = 0; i < V; i++) out[i] = Math.log((counts[i] + 1) / denom);
-  return out;
-}
-
-/**
- * Unigram baseline: predict every masked gene from its frequency among the training cells' tokens,
- * with add-one (Laplace) smoothing over the vocabulary; returns the mean cross-entropy (nats) of the
- * labels at the same fixed masked positions.
- */
-export function unigramLoss(trainCells: Iterable<Int32Array>, vocabSize: number, batches: MlmBatch[]): number {
-  const { counts, total } = tokenCounts(trainCells, vocabSize);
-  const logp = logUnigram(counts, total);
-  let sum = 0;
-  let n = 0;
-  for (const b of batches) {
-    for (const lab of b.labels) {
-      sum -= logp[lab];
-      n++;
-    }
-  }
-  return n > 0 ? sum / n : NaN;
 }
 
 /** Fields that define the architecture (a resume with any of them changed is refused). */
@@ -481,7 +439,9 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const workers = opts.workers ?? t.workers;
   checkThreadCount(workers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
   const p = prepareData(config, bertNoVocab);
-  const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabSize });
+  const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabulary.size });
+  const encoding = p.dataset.manifest.encoding;
+  const objective = p.objective;
   let resumeFrom: string | undefined;
   if (opts.resume) {
     const cks = listCheckpoints(outDir);
@@ -502,19 +462,15 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };
   }
 
-  const model = new BertForMaskedLM(bertConfig, { seed: t.seed });
+  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}) }, { seed: t.seed });
   const optimizer = new AdamW(model.weights, {
     beta1: t.adam_beta1,
     beta2: t.adam_beta2,
     epsilon: t.adam_epsilon,
     weightDecay: t.weight_decay,
   });
-  if (t.init_output_bias === "unigram" && !resumeFrom) {
-    const bias = model.weights.get("cls.predictions.bias");
-    if (!bias) throw new Error("init_output_bias: the model has no cls.predictions.bias");
-    const { counts, total } = tokenCounts(Array.from(p.trainIdx, (i) => p.cells[i]), p.vocabSize);
-    tf.tidy(() => bias.assign(tf.tensor1d(logUnigram(counts, total), "float32")));
-  }
+  const trainCells = (): TrainCell[] => Array.from(p.trainIdx, (i) => p.cells[i]);
+  if (t.init_output_bias !== "zeros" && !resumeFrom) objective.initOutputBias(model, trainCells(), t.init_output_bias);
   let step = 0;
   /** real (non-pad) training tokens seen so far (the x axis of token-budget comparisons) */
   let tokensSeen = 0;
@@ -592,13 +548,13 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   }
 
   const stream = new BatchStream(p.trainLengths, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }, position);
-  const valBatches = validationBatches(p, config);
-  const maskOpts = { vocabSize: p.vocabSize, mlmProbability: t.mask_probability, padTokenId: PAD_ID, maskTokenId: MASK_ID };
+  const valBatches = validationBatches(p, config, objective);
   const metricsFile = path.join(outDir, "metrics.jsonl");
 
   const cellfmMeta = {
-    encoding: p.dataset.manifest.encoding,
-    objective: "mlm",
+    encoding,
+    objective: objective.name,
+    ...(objective.head ? { head: objective.head } : {}),
     model_version: p.modelVersion,
     dictionary: p.dataset.manifest.dictionary,
     backend: backend.name,
@@ -707,17 +663,19 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       for (let k = 0; k < t.grad_accumulation; k++) {
         const idx = stream.next();
         const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
-        const mb = collateMlm(cells, rng, maskOpts);
+        const mb = objective.collate(cells, rng);
         const dropoutSeed = Math.floor(rng() * 2147483647);
         let loss: number, grads: Map<string, tf.Tensor>;
         if (dp) {
           // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
           ({ loss, grads } = await dp.lossAndGrads(shardBatch(mb, dp.size, dropoutSeed)));
         } else {
-          const tens = toTensors(mb);
-          ({ loss, grads } = model.lossAndGrads(tens, { positions: mb.positions, labels: mb.labels }, { training: true, dropoutSeed }));
-          tens.inputIds.dispose();
-          tens.attentionMask.dispose();
+          const tens = batchTensors(mb);
+          try {
+            ({ loss, grads } = model.lossAndGrads(tens, mb, { training: true, dropoutSeed }));
+          } finally {
+            disposeBatch(tens);
+          }
         }
         if (!Number.isFinite(loss)) {
           for (const g of grads.values()) g.dispose();
@@ -728,7 +686,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         micro++;
         intTokens += mb.realTokens;
         tokensSeen += mb.realTokens;
-        intFlops += trainingFlops(bertConfig, cells.map((c) => c.length), mb.positions.length);
+        intFlops += trainingFlops(bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(bertConfig, mb));
       }
       const lr = lrAt(step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps, schedule: t.schedule });
       const { grads, norm } = clipByGlobalNorm(acc.take(), t.max_grad_norm);
@@ -819,20 +777,26 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const finalDir = path.join(outDir, "final");
     save(finalDir);
     const ev = evaluateLoss(model, valBatches);
-    const uni = unigramLoss(Array.from(p.trainIdx, (i) => p.cells[i]), p.vocabSize, valBatches);
+    const base = objective.baseline(trainCells(), valBatches);
     const evalResult: EvalResult = {
       step,
+      objective: objective.name,
+      encoding,
       model_loss: ev.loss,
-      unigram_loss: uni,
+      baseline_loss: base.loss,
+      baseline_name: base.name,
+      ...base.extra,
       initial_loss: initialLoss,
-      improvement: uni - ev.loss,
+      improvement: base.loss - ev.loss,
       n_cells: Math.min(p.valIdx.length, t.eval_cells),
       n_masked: ev.n,
-      baseline:
-        "unigram: each masked gene predicted from its frequency among the training cells' tokens (add-one smoothing over the vocabulary), same fixed mask",
+      baseline: base.description,
     };
     writeFileAtomic(path.join(outDir, "eval.json"), JSON.stringify(evalResult, null, 2) + "\n");
-    fs.appendFileSync(metricsFile, JSON.stringify({ step, epoch: stream.fractionalEpoch(), tokens: tokensSeen, val_loss: ev.loss, unigram_val_loss: uni }) + "\n");
+    fs.appendFileSync(
+      metricsFile,
+      JSON.stringify({ step, epoch: stream.fractionalEpoch(), tokens: tokensSeen, val_loss: ev.loss, [`${base.name}_val_loss`]: base.loss }) + "\n",
+    );
     return { outputDir: outDir, checkpoint: finalDir, step, totalSteps, interrupted: false, backend, eval: evalResult, losses };
   } finally {
     optimizer.dispose();

@@ -3,10 +3,10 @@
  * wasm backend runs one thread per backend instance in Node, so a second core needs a second
  * backend, i.e. a worker thread with its own replica of the model.
  *
- * One micro-batch is collated and masked on the main thread (as with one worker), then split by
- * cells into shards of about equal token counts ({@link shardBatch}). Rank 0 (the main thread)
+ * One micro-batch is collated by the objective on the main thread (as with one worker), then split
+ * by cells into shards of about equal token counts ({@link shardBatch}). Rank 0 (the main thread)
  * computes shard 0 while the workers compute the others. Each shard's loss is the mean over its
- * masked positions, so the shards are combined weighted by their share of the masked positions:
+ * loss positions (masked tokens for MLM), so the shards are combined weighted by their share of them:
  *
  *   loss = Σ_k (n_k / n) · loss_k,   grad = Σ_k (n_k / n) · grad_k
  *
@@ -27,38 +27,29 @@ import type { Worker } from "node:worker_threads";
 import { startWorker } from "../threads.js";
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendChoice } from "../backend.js";
-import type { BertForMaskedLM } from "../model/bert.js";
-import type { GradWorkerData, GradWorkerMessage } from "./grad-worker.js";
-import type { MlmBatch } from "./masking.js";
+import type { CellModel } from "../model/bert.js";
+import {
+  batchBuffers,
+  batchTensors,
+  disposeBatch,
+  type GradShard,
+  type GradWorkerData,
+  type GradWorkerMessage,
+  type GradWorkerReply,
+  tensorFromReusedBuffer,
+} from "./grad-protocol.js";
+import type { CollatedBatch } from "./objectives/types.js";
 
-/** One shard of a micro-batch: whole cells with their masked positions, and its dropout seed. */
-export interface GradShard {
-  /** The shard's cells (padded to the shard's own longest cell), masks and labels. */
-  batch: MlmBatch;
-  /** Base seed of the shard's dropout masks (see {@link shardDropoutSeed}). */
-  dropoutSeed: number;
-  /** Training mode (dropout on). */
-  training: boolean;
-}
+export { tensorFromReusedBuffer, type GradShard };
 
 /** Result of {@link DataParallel.lossAndGrads}. */
 export interface CombinedGrads {
-  /** Mean masked-token cross-entropy (nats) over all shards' masked positions. */
+  /** Mean loss over all shards' loss positions (e.g. masked-token cross-entropy, nats). */
   loss: number;
   /** Gradient per weight name (internal layout, as `model.weights`); the caller disposes them. */
   grads: Map<string, tf.Tensor>;
-  /** Masked positions over all shards. */
+  /** Loss positions over all shards (masked positions for MLM). */
   nMasked: number;
-}
-
-
-/**
- * A float32 tensor from a view of a buffer that is handed between threads and reused: the wasm
- * backend copies the values into its heap, but cpu and tfjs-node keep the array they are given, so
- * those get their own copy.
- */
-export function tensorFromReusedBuffer(view: Float32Array, shape: number[]): tf.Tensor {
-  return tf.tensor(tf.getBackend() === "wasm" ? view : view.slice(), shape, "float32");
 }
 
 /**
@@ -71,17 +62,51 @@ export function shardDropoutSeed(seed: number, k: number): number {
 }
 
 /**
- * Split a collated MLM batch by cells into at most `n` shards of consecutive cells with about
- * equal real-token counts (cut points nearest to `k · tokens / n`; every shard has at least one
- * cell). Each shard is re-padded to its own longest cell and its masked positions re-indexed, so a
- * shard is exactly the batch {@link collateMlm} would have built from its cells with the same draws.
+ * Cells `[a, z)` of a collated batch as a batch of their own, re-padded to `seqLen` (≥ their longest
+ * cell) with every per-token, per-position and per-cell array cut and re-indexed: exactly the batch
+ * the objective would have collated from those cells with the same draws.
+ */
+export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: number, realTokens: number): CollatedBatch {
+  const L = mb.seqLen;
+  const inputIds = new Int32Array((z - a) * seqLen);
+  const attentionMask = new Float32Array((z - a) * seqLen);
+  const values = mb.values ? new Float32Array((z - a) * seqLen) : undefined;
+  for (let b = a; b < z; b++) {
+    inputIds.set(mb.inputIds.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
+    attentionMask.set(mb.attentionMask.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
+    values?.set(mb.values!.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
+  }
+  // positions are ascending: the shard's are one contiguous run
+  let p0 = 0;
+  while (p0 < mb.positions.length && mb.positions[p0] < a * L) p0++;
+  let p1 = p0;
+  while (p1 < mb.positions.length && mb.positions[p1] < z * L) p1++;
+  const positions = new Int32Array(p1 - p0);
+  for (let j = p0; j < p1; j++) {
+    const b = Math.floor(mb.positions[j] / L), i = mb.positions[j] % L;
+    positions[j - p0] = (b - a) * seqLen + i;
+  }
+  const out: CollatedBatch = { batch: z - a, seqLen, inputIds, attentionMask, positions, realTokens };
+  if (values) out.values = values;
+  if (mb.labels) out.labels = mb.labels.slice(p0, p1);
+  if (mb.targets) out.targets = mb.targets.slice(p0, p1);
+  if (mb.cellScalars) out.cellScalars = mb.cellScalars.slice(a, z);
+  return out;
+}
+
+/**
+ * Split a collated batch by cells into at most `n` shards of consecutive cells with about equal
+ * real-token counts (cut points nearest to `k · tokens / n`; every shard has at least one cell).
+ * Each shard is re-padded to its own longest cell and its loss positions re-indexed
+ * ({@link sliceCells}), so a shard is exactly the batch the objective would have collated from its
+ * cells with the same draws.
  *
- * @param mb batch from `collateMlm` (right-padded; attention mask 1 on real tokens)
+ * @param mb a collated batch (right-padded; attention mask 1 on real tokens)
  * @param n wanted shards (≥ 1); a batch with fewer cells gives one shard per cell
  * @param dropoutSeed the micro-batch's dropout seed; shard k gets {@link shardDropoutSeed}
  * @returns between 1 and `n` shards, in cell order
  */
-export function shardBatch(mb: MlmBatch, n: number, dropoutSeed: number, training = true): GradShard[] {
+export function shardBatch(mb: CollatedBatch, n: number, dropoutSeed: number, training = true): GradShard[] {
   const B = mb.batch, L = mb.seqLen;
   const lengths = new Int32Array(B);
   for (let b = 0; b < B; b++) {
@@ -104,7 +129,6 @@ export function shardBatch(mb: MlmBatch, n: number, dropoutSeed: number, trainin
   }
   cuts.push(B);
   const shards: GradShard[] = [];
-  let p = 0; // cursor into mb.positions (ascending)
   for (let k = 0; k < parts; k++) {
     const a = cuts[k], z = cuts[k + 1];
     let seqLen = 0, realTokens = 0;
@@ -112,32 +136,7 @@ export function shardBatch(mb: MlmBatch, n: number, dropoutSeed: number, trainin
       seqLen = Math.max(seqLen, lengths[b]);
       realTokens += lengths[b];
     }
-    const inputIds = new Int32Array((z - a) * seqLen);
-    const attentionMask = new Float32Array((z - a) * seqLen);
-    for (let b = a; b < z; b++) {
-      inputIds.set(mb.inputIds.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
-      attentionMask.set(mb.attentionMask.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
-    }
-    const pos: number[] = [], lab: number[] = [];
-    while (p < mb.positions.length && mb.positions[p] < z * L) {
-      const b = Math.floor(mb.positions[p] / L), i = mb.positions[p] % L;
-      pos.push((b - a) * seqLen + i);
-      lab.push(mb.labels[p]);
-      p++;
-    }
-    shards.push({
-      batch: {
-        batch: z - a,
-        seqLen,
-        inputIds,
-        attentionMask,
-        positions: Int32Array.from(pos),
-        labels: Int32Array.from(lab),
-        realTokens,
-      },
-      dropoutSeed: shardDropoutSeed(dropoutSeed, k),
-      training,
-    });
+    shards.push({ batch: sliceCells(mb, a, z, seqLen, realTokens), dropoutSeed: shardDropoutSeed(dropoutSeed, k), training });
   }
   return shards;
 }
@@ -176,23 +175,24 @@ export class DataParallel {
   private readonly spareGrads: (Float32Array | undefined)[];
 
   private constructor(
-    private readonly model: BertForMaskedLM,
+    private readonly model: CellModel,
     private readonly workers: Worker[],
   ) {
     this.total = [...model.weights.values()].reduce((s, v) => s + v.size, 0);
     this.spareWeights = workers.map(() => undefined);
     this.spareGrads = workers.map(() => undefined);
     workers.forEach((w, i) => {
-      w.on("message", (m: { id?: number; loss?: number; grads?: Float32Array; error?: string; weightsBack?: Float32Array }) => {
-        if (m.weightsBack) {
+      w.on("message", (m: GradWorkerReply) => {
+        if ("weightsBack" in m) {
           this.spareWeights[i] = m.weightsBack;
           return;
         }
-        const job = m.id !== undefined ? this.pending.get(m.id) : undefined;
+        if (!("id" in m)) return;
+        const job = this.pending.get(m.id);
         if (!job) return;
-        this.pending.delete(m.id!);
-        if (m.error !== undefined) job.reject(new Error(`gradient worker: ${m.error}`));
-        else job.resolve({ loss: m.loss!, grads: m.grads! });
+        this.pending.delete(m.id);
+        if ("error" in m) job.reject(new Error(`gradient worker: ${m.error}`));
+        else job.resolve({ loss: m.loss, grads: m.grads });
       });
       w.on("error", (e) => this.fail(new Error(`gradient worker failed: ${e.message}`)));
       w.on("exit", (code) => {
@@ -208,10 +208,11 @@ export class DataParallel {
    * @param opts.backend backend each worker initialises (use the main thread's)
    * @throws Error when a worker cannot start (the others are stopped)
    */
-  static async start(model: BertForMaskedLM, opts: { workers: number; backend: BackendChoice }): Promise<DataParallel> {
+  static async start(model: CellModel, opts: { workers: number; backend: BackendChoice }): Promise<DataParallel> {
     if (!Number.isInteger(opts.workers) || opts.workers < 1) throw new Error(`workers must be an integer >= 1, got ${opts.workers}`);
     const data: GradWorkerData = {
       config: model.config,
+      spec: model.spec,
       backend: opts.backend,
       names: [...model.weights.keys()],
     };
@@ -224,9 +225,9 @@ export class DataParallel {
           DataParallel.live++;
           w.once("exit", () => DataParallel.live--);
           return new Promise<void>((resolve, reject) => {
-            const onMsg = (m: { ready?: boolean; fatal?: string }) => {
-              if (m.fatal) reject(new Error(`gradient worker failed to start: ${m.fatal}`));
-              else if (m.ready) {
+            const onMsg = (m: GradWorkerReply) => {
+              if ("fatal" in m) reject(new Error(`gradient worker failed to start: ${m.fatal}`));
+              else if ("ready" in m) {
                 w.off("message", onMsg);
                 resolve();
               }
@@ -280,10 +281,10 @@ export class DataParallel {
 
   /**
    * Loss and gradients of a micro-batch given as shards (from {@link shardBatch}): shard 0 on the
-   * main thread, shard k on worker k − 1, concurrently; shards without masked positions are
-   * skipped (weight 0). The replicas must hold the main model's weights ({@link syncWeights}).
+   * main thread, shard k on worker k − 1, concurrently; each shard's loss is weighted by its share
+   * of the loss positions, and shards without any are skipped (weight 0). The replicas must hold the main model's weights ({@link syncWeights}).
    * @returns the combined loss and gradients (= those of the whole micro-batch)
-   * @throws Error with more shards than {@link size}, when no shard has a masked position, or when a
+   * @throws Error with more shards than {@link size}, when no shard has a loss position, or when a
    *   worker fails
    */
   async lossAndGrads(shards: GradShard[]): Promise<CombinedGrads> {
@@ -292,7 +293,7 @@ export class DataParallel {
     if (shards.length > this.size) throw new Error(`${shards.length} shards for ${this.size} ranks`);
     const counts = shards.map((s) => s.batch.positions.length);
     const nMasked = counts.reduce((a, b) => a + b, 0);
-    if (nMasked === 0) throw new Error("mlmLoss needs at least one masked position");
+    if (nMasked === 0) throw new Error("the micro-batch has no position with a loss term (e.g. no masked token)");
     // send the worker shards first, so they run while the main thread computes shard 0
     const remote = shards.map((s, k) => (k === 0 || counts[k] === 0 ? undefined : this.submit(k - 1, s)));
     // a rejected job must not go unhandled while the main thread computes
@@ -301,16 +302,11 @@ export class DataParallel {
     try {
       if (counts[0] > 0) {
         const b = shards[0].batch;
-        const inputIds = tf.tensor2d(b.inputIds, [b.batch, b.seqLen], "int32");
-        const attentionMask = tf.tensor2d(b.attentionMask, [b.batch, b.seqLen], "float32");
+        const t = batchTensors(b);
         try {
-          local = this.model.lossAndGrads(
-            { inputIds, attentionMask },
-            { positions: b.positions, labels: b.labels },
-            { training: shards[0].training, dropoutSeed: shards[0].dropoutSeed },
-          );
+          local = this.model.lossAndGrads(t, b, { training: shards[0].training, dropoutSeed: shards[0].dropoutSeed });
         } finally {
-          tf.dispose([inputIds, attentionMask]);
+          disposeBatch(t);
         }
       }
       const results = await Promise.all(remote);
@@ -352,9 +348,8 @@ export class DataParallel {
       this.pending.set(id, { resolve, reject });
       const gradBuf = this.takeSpare(this.spareGrads, i);
       const msg: GradWorkerMessage = { type: "job", id, shard, gradBuf };
-      const b = shard.batch;
       // the shard's arrays are built per step by shardBatch: hand them over instead of copying
-      const transfer = [b.inputIds.buffer, b.attentionMask.buffer, b.positions.buffer, b.labels.buffer, gradBuf.buffer] as ArrayBuffer[];
+      const transfer = [...batchBuffers(shard.batch), gradBuf.buffer as ArrayBuffer];
       this.workers[i].postMessage(msg, transfer);
     });
   }

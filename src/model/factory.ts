@@ -1,0 +1,147 @@
+/**
+ * One place that builds a model from a checkpoint's `config.json`: the HF `architectures` entry
+ * plus cellfm's `cellfm` block (encoding, objective, head options) choose the input embedding and
+ * the head; the BERT fields ({@link BertConfig}) size the encoder. `readCheckpoint`, the training
+ * loop and the gradient workers all build models here.
+ *
+ * The `cellfm` block is validated with zod (each problem names its key, e.g.
+ * `cellfm.objective: expected one of mlm, got "mmm"`); provenance fields (dictionary, backend,
+ * versions, ...) pass through unchanged.
+ */
+import { z } from "zod";
+import { BertEmbeddings, BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
+import type { BertConfig } from "./config.js";
+import type { Likelihood } from "./likelihoods.js";
+import { BinHead, DenoiseHead, GeneValueEmbeddings } from "./value-model.js";
+
+/** Encoding names of the value-keeping encodings (tokenized dataset manifest `encoding`). */
+export const BINNED_ENCODING = "scgpt-binned";
+export const COUNTS_ENCODING = "scprint-counts";
+
+/** scGPT's number of bins (bin 0 = zero). */
+const DEFAULT_BINS = 51;
+
+function nBinsOf(spec: ModelSpec): number {
+  const n = spec.head?.n_bins ?? DEFAULT_BINS;
+  if (!Number.isInteger(n) || (n as number) < 2) throw new Error(`cellfm.head.n_bins: expected an integer >= 2, got ${JSON.stringify(n)}`);
+  return n as number;
+}
+
+function likelihoodOf(spec: ModelSpec): Likelihood {
+  const l = spec.head?.likelihood ?? "zinb";
+  if (l !== "zinb" && l !== "nb" && l !== "poisson") throw new Error(`cellfm.head.likelihood: expected one of zinb | nb | poisson, got ${JSON.stringify(l)}`);
+  return l;
+}
+
+function denoiseBuilder(encoding: string): Builder {
+  return {
+    encoding,
+    objective: "denoise",
+    architecture: encoding === RANK_ENCODING ? "CellfmRankForDenoising" : "CellfmForDenoising",
+    build: (config, spec, seed) =>
+      new CellModel(
+        config,
+        { seed },
+        spec,
+        (c, p) =>
+          encoding === RANK_ENCODING
+            ? new BertEmbeddings(c, p)
+            : new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }),
+        (c, p) => new DenoiseHead(c, p, likelihoodOf(spec)),
+      ),
+  };
+}
+
+/** A model the factory can build: encoding × objective, and the HF architecture name it is saved under. */
+interface Builder {
+  encoding: string;
+  objective: string;
+  architecture: string;
+  build(config: BertConfig, spec: ModelSpec, seed: number): CellModel;
+}
+
+const BUILDERS: Builder[] = [
+  {
+    encoding: RANK_ENCODING,
+    objective: "mlm",
+    architecture: "BertForMaskedLM",
+    build: (config, _spec, seed) => new BertForMaskedLM(config, { seed }),
+  },
+  {
+    encoding: BINNED_ENCODING,
+    objective: "mlm",
+    architecture: "CellfmForMaskedBins",
+    build: (config, spec, seed) =>
+      new CellModel(
+        config,
+        { seed },
+        spec,
+        (c, p) => new GeneValueEmbeddings(c, p, { kind: "bins", nBins: nBinsOf(spec) }),
+        (c, p) => new BinHead(c, p, nBinsOf(spec)),
+      ),
+  },
+  denoiseBuilder(COUNTS_ENCODING),
+  denoiseBuilder(RANK_ENCODING),
+];
+
+/** Encoding × objective pairs the model factory can build, with their HF architecture names. */
+export function buildableModels(): readonly { encoding: string; objective: string; architecture: string }[] {
+  return BUILDERS.map(({ encoding, objective, architecture }) => ({ encoding, objective, architecture }));
+}
+
+/** zod schema of the model-defining part of config.json's `cellfm` block; other keys pass through. */
+export const CellfmModelBlockSchema = z
+  .object({
+    encoding: z.string({ error: "cellfm.encoding: expected a string (the tokenized dataset's encoding)" }).min(1),
+    objective: z.string({ error: "cellfm.objective: expected a string" }).min(1),
+    head: z.record(z.string(), z.unknown(), { error: "cellfm.head: expected a mapping of head options" }).optional(),
+  })
+  .passthrough();
+
+/**
+ * Validate a `cellfm` block and return the spec of the model it describes.
+ * @param block the parsed `cellfm` object of config.json
+ * @param architectures the parsed `architectures` of config.json (checked when given)
+ * @throws Error naming the key: a missing/ill-typed `cellfm.encoding`/`objective`/`head`, an
+ *   encoding × objective pair no model exists for (both named), or an `architectures` entry that
+ *   does not match the pair.
+ */
+export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpec {
+  const r = CellfmModelBlockSchema.safeParse(block);
+  if (!r.success) {
+    throw new Error(
+      r.error.issues
+        .map((i) => {
+          const key = ["cellfm", ...i.path.map(String)].join(".");
+          return i.message.startsWith("cellfm.") ? i.message : `${key}: ${i.message}`;
+        })
+        .join("; "),
+    );
+  }
+  const { encoding, objective, head } = r.data;
+  const b = BUILDERS.find((x) => x.encoding === encoding && x.objective === objective);
+  if (!b) {
+    const pairs = BUILDERS.map((x) => `${x.encoding} + ${x.objective}`).join(", ");
+    throw new Error(`cellfm.encoding "${encoding}" with cellfm.objective "${objective}" is not a supported pair (supported: ${pairs})`);
+  }
+  if (architectures !== undefined) {
+    if (!Array.isArray(architectures) || typeof architectures[0] !== "string") {
+      throw new Error(`architectures: expected a list of class names, got ${JSON.stringify(architectures)}`);
+    }
+    if (architectures[0] !== b.architecture) {
+      throw new Error(`architectures: "${architectures[0]}" does not match cellfm ${encoding} + ${objective} (expected "${b.architecture}")`);
+    }
+  }
+  return { architecture: b.architecture, encoding, objective, ...(head ? { head } : {}) };
+}
+
+/**
+ * Build a model (fresh weights) for a config and a spec.
+ * @param opts.seed seed of the initial weights (default 0)
+ * @throws Error when no model exists for the spec's encoding × objective (both named)
+ */
+export function buildModel(config: BertConfig, spec: Omit<ModelSpec, "architecture">, opts: { seed?: number } = {}): CellModel {
+  const full = modelSpecFrom(spec);
+  const b = BUILDERS.find((x) => x.encoding === full.encoding && x.objective === full.objective)!;
+  return b.build(config, full, opts.seed ?? 0);
+}

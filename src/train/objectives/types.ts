@@ -1,0 +1,80 @@
+/**
+ * The interface every pretraining objective implements (`mlm.ts`, ...). The training loop, the
+ * data-parallel code and the gradient workers only talk to this interface: an objective turns
+ * cells into collated batches (inputs + loss targets as plain arrays), knows its baseline, how to
+ * initialise the output bias and the FLOPs of its head. The loss itself is computed by the model's
+ * head (`src/model/bert.ts` `Head`), from the batch's {@link LossTargets}.
+ */
+import type { LossTargets } from "../../model/bert.js";
+import type { BertConfig } from "../../model/config.js";
+import type { CellModel } from "../../model/bert.js";
+import type { Rng } from "../../rng.js";
+
+/** One training cell as the loop holds it (already truncated to the model's length). */
+export interface TrainCell {
+  /** Token ids, int32 `[length]` (special tokens included when the encoding has them). */
+  inputIds: Int32Array;
+  /** Per-token values `[length]` (bin index or raw count), for encodings that carry them. */
+  values?: Float32Array;
+  /** The cell's total count (library size), when the dataset records it. */
+  nCounts?: number;
+}
+
+/**
+ * A collated micro-batch as flat typed arrays (row-major `[batch, seqLen]`), right-padded; plain
+ * data, so it can be split by cells ({@link sliceCells}) and posted to a worker thread.
+ */
+export interface CollatedBatch extends LossTargets {
+  /** Number of cells. */
+  batch: number;
+  /** Padded length = longest cell in the batch. */
+  seqLen: number;
+  /** Input ids (after masking, if any), int32 `[batch * seqLen]`. */
+  inputIds: Int32Array;
+  /** 1 for real tokens, 0 for padding, float32 `[batch * seqLen]`. */
+  attentionMask: Float32Array;
+  /** Input values (after masking/noise), float32 `[batch * seqLen]`, for encodings that carry them. */
+  values?: Float32Array;
+  /** Number of real (non-pad) tokens in the batch. */
+  realTokens: number;
+}
+
+/** A baseline loss on the validation batches, written to eval.json next to the model's loss. */
+export interface BaselineResult {
+  /** Short name, e.g. "unigram". */
+  name: string;
+  /** Mean loss (nats per scored position) of the baseline at the same positions. */
+  loss: number;
+  /** How the baseline is defined (one sentence, for eval.json). */
+  description: string;
+  /** Extra eval.json fields (kept for compatibility, e.g. `unigram_loss`). */
+  extra?: Record<string, number>;
+}
+
+/** A pretraining objective (see the module comment). */
+export interface Objective {
+  /** `training.objective` value ("mlm", "denoise"). */
+  readonly name: string;
+  /** What the loss measures, for logs (e.g. "masked-token cross-entropy"). */
+  readonly lossDescription: string;
+  /** Head options recorded in config.json `cellfm.head` (e.g. `{ likelihood: "zinb" }`). */
+  readonly head?: Record<string, unknown>;
+  /**
+   * One training cell from the dataset's columns (rank: truncated to the context; value encodings:
+   * kept whole, the context is sampled at collate time).
+   */
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined): TrainCell;
+  /** Tokens the cell has in a batch (for length-grouped batch planning). */
+  contextLength(cell: TrainCell): number;
+  /**
+   * Collate cells into one batch, drawing masks / noise from `rng` (advanced by the draws).
+   * @throws Error for an empty batch or an empty cell
+   */
+  collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch;
+  /** Baseline loss at the validation batches' positions, from the training cells. */
+  baseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult;
+  /** Set the head's output bias from the training cells (`training.init_output_bias`), if it has one. */
+  initOutputBias(model: CellModel, trainCells: readonly TrainCell[], mode: string): void;
+  /** Forward FLOPs of the head for one batch (3 × for training is applied by the caller). */
+  headFlops(config: BertConfig, batch: CollatedBatch): number;
+}
