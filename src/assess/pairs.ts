@@ -1,5 +1,5 @@
 /**
- * Within/between cell-type summaries over every pair of selected cells (seed-study.md §1): the median
+ * Within/between cell-type summaries over every pair of selected cells (the 2023 MIT 6.S898 study "Examining assumptions in scRNA-seq foundation model pre-training"; docs/assess.md): the median
  * of each measure within each type and between each pair of types, plus streamed 1-D and 2-D
  * histograms. Cells are grouped by type; the scan goes one type-pair block at a time (one matmul per
  * block and measure), so memory is O(cells per type²) per measure, never all pairs.

@@ -1,7 +1,7 @@
 /**
  * The assessment's outputs: `metrics.json` (everything, for machines), `report.md` and a
  * self-contained `report.html` (SVG figures inlined), including a short automatic reading of the
- * results against the study's findings (seed-study.md §1).
+ * results against the study's findings (the 2023 MIT 6.S898 study "Examining assumptions in scRNA-seq foundation model pre-training"; docs/assess.md).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";

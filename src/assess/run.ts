@@ -1,5 +1,5 @@
 /**
- * `runAssessment`: the whole study of seed-study.md §1 on one dataset and any number of embeddings —
+ * `runAssessment`: the whole 2023 study "Examining assumptions in scRNA-seq foundation model pre-training" (MIT 6.S898; docs/assess.md) on one dataset and any number of embeddings —
  * selection, HVGs, the three kinds of pairwise measures with within/between medians, standard metrics
  * (kNN accuracy, ASW, k-means NMI/ARI, batch ASW, graph connectivity), figures and a report — written
  * atomically to an output folder.

@@ -1,5 +1,5 @@
 /**
- * Cell selection as in the study (seed-study.md §1): keep the cell types with at least `minCells`
+ * Cell selection as in the study (the 2023 MIT 6.S898 study "Examining assumptions in scRNA-seq foundation model pre-training"; docs/assess.md): keep the cell types with at least `minCells`
  * cells and sample `perType` cells from each with a seeded generator.
  */
 import { makeRng, shuffle } from "../rng.js";

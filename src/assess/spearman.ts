@@ -1,5 +1,5 @@
 /**
- * Spearman rank correlation between cells, the study's rank-value measure (seed-study.md §1, measure 2):
+ * Spearman rank correlation between cells, the study's rank-value measure (the 2023 MIT 6.S898 study, measure 2; docs/assess.md):
  * each cell's expression vector over the HVGs is ranked (ties get their average rank, as
  * `scipy.stats.spearmanr`), centred and scaled to unit norm; then ρ(i, j) is the inner product of the
  * two standardised rank vectors, so all pairs come from blocked plain matrix products.

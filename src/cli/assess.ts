@@ -1,5 +1,5 @@
 /**
- * `cellfm assess`: the study of seed-study.md §1 (within/between cell-type distances for UMAP of HVG
+ * `cellfm assess`: the 2023 study "Examining assumptions in scRNA-seq foundation model pre-training" (MIT 6.S898; method in docs/assess.md) (within/between cell-type distances for UMAP of HVG
  * expression, Spearman rank correlation and UMAP of each embedding) plus standard embedding metrics,
  * figures and a report. Parses and validates flags, then calls `runAssessment` (src/assess/run.ts).
  *

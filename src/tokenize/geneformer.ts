@@ -1,8 +1,8 @@
 /**
  * Geneformer rank-value encoding (Theodoris et al., Nature 2023; Chen et al. 2024 for V2).
  * Reference: Geneformer `geneformer/tokenizer.py@05fcbeb` — `rank_genes`, `tokenize_cell`,
- * `sum_ensembl_ids`, `TranscriptomeTokenizer.tokenize_anndata` — with the canonical cellfm rules of
- * `docs/reference-spec.md` §1a:
+ * `sum_ensembl_ids`, `TranscriptomeTokenizer.tokenize_anndata` — with these rules
+ * (made exact where upstream leaves them implicit):
  *
  * - value(cell, gene) = ((count / n_counts) * 10000) / nonzero_median, evaluated left to right in
  *   float64; only nonzero counts take part;
