@@ -74,7 +74,7 @@ await initBackend(backend ?? "auto");
   const trained = readCheckpoint(`${out}/model/final`);
   const seed = Number(trained.trainerState?.training?.seed ?? cfgSeed());
   const untrained = new BertForMaskedLM(trained.config, { seed });
-  writeCheckpoint(`${out}/untrained`, { model: untrained, cellfm: { ...trained.cellfm, objective: "none (untrained baseline)" } }, { force: true });
+  writeCheckpoint(`${out}/untrained`, { model: untrained, cellfm: { ...trained.cellfm, untrained_floor: true } }, { force: true });
   trained.model.dispose();
   untrained.dispose();
   timings.push(["3/5 untrained baseline", (Date.now() - s) / 1000]);
