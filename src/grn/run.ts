@@ -20,13 +20,15 @@ import { type BackendChoice, initBackend } from "../backend.js";
 import { openCounts } from "../data/open.js";
 import type { CountMatrixSource } from "../data/types.js";
 import { assertWritable, commitDir, tempDirFor, writeFileAtomic } from "../io.js";
-import { BertForMaskedLM, type ModelBatch } from "../model/bert.js";
-import { cellfmVersion, type LoadedCheckpoint, readCheckpoint } from "../model/checkpoint.js";
+import type { ModelBatch } from "../model/bert.js";
+import { cellfmVersion, readCheckpoint } from "../model/checkpoint.js";
+import { buildModel } from "../model/factory.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
-import { GeneformerTokenizer, planGenes } from "../tokenize/geneformer.js";
+import { planGenes } from "../tokenize/geneformer.js";
 import { attentionMeans, type AttentionModel, attentionModelOf, type CellInput, qkHeadNetwork, qkMeans } from "./attention.js";
+import { cellInputs, type GrnTokenization, tokenizationOf, tokenizeRows } from "./inputs.js";
 import { coexpressionNetwork, randomNetwork } from "./baselines.js";
-import { chooseCells, chooseGenes, expressionMatrix, type GeneList, obsStrings, parseGeneSpec, readCells, varGenes } from "./data.js";
+import { chooseCells, chooseGenes, expressionMatrix, obsStrings, parseGeneSpec, readCells, varGenes } from "./data.js";
 import { headWeights, parseHeads, type HeadSelection, type HeadSpec, scoreOnUniverse, selectHeads } from "./heads.js";
 import { assertFinite, filterNetwork, type NetworkFilter, parseFilter, scoreNetwork, type ScoringPlan, scoringPlan, summarizeScores, writeDenseMatrix, writeEdgeFiles } from "./network.js";
 import { indexTruth, readTruth, type TruthNetwork } from "./truth.js";
@@ -72,6 +74,8 @@ export interface GrnRunOptions {
   maxEdges?: number;
   /** write matrix.tsv for gene lists of at most this many genes (default 500). */
   denseMax?: number;
+  /** binned checkpoints: seed of the tie spreading the training data was binned with (`cellfm tokenize --seed`, default 0). */
+  binningSeed?: number;
   /** raw-count input: var column with gene IDs. */
   idColumn?: string;
   backend?: BackendChoice;
@@ -129,57 +133,6 @@ interface ModelForGrn {
   name: string;
   am: AttentionModel;
   dispose(): void;
-}
-
-/** Token ids of the chosen source rows with the checkpoint's dictionary (rank-value encoding). */
-function tokenizeRows(src: CountMatrixSource, rows: Int32Array, ck: LoadedCheckpoint, idColumn: string | undefined): Map<number, Int32Array> {
-  const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
-  const dict = loadGeneformerDictionaries(version);
-  const tk = new GeneformerTokenizer(src, { modelVersion: version, dictionaries: dict, idColumn, minKnownFraction: 0 });
-  const want = new Set(rows);
-  const out = new Map<number, Int32Array>();
-  const maxLen = ck.config.max_position_embeddings;
-  for (const ch of src.chunks(512)) {
-    const f = tk.tokenizeChunkFlat(ch);
-    f.obsRows.forEach((r, i) => {
-      if (!want.has(r)) return;
-      let ids = f.ids.slice(f.offsets[i], f.offsets[i + 1]);
-      if (ids.length > maxLen) {
-        const eos = dict.special.eos;
-        const last = ids[ids.length - 1];
-        ids = ids.slice(0, maxLen);
-        if (eos !== undefined && last === eos) ids[maxLen - 1] = eos;
-      }
-      out.set(r, ids);
-    });
-  }
-  return out;
-}
-
-/** Cells as extraction inputs (cells whose tokenization is empty are left out) and the batch builder. */
-function cellInputs(tokens: Map<number, Int32Array>, rows: Int32Array, genes: GeneList, vocabSize: number, padId: number) {
-  const tokToGene = new Int32Array(vocabSize).fill(-1);
-  genes.tokens.forEach((t, j) => {
-    if (t >= 0 && t < vocabSize) tokToGene[t] = j;
-  });
-  const ids: Int32Array[] = [];
-  const cells: CellInput[] = [];
-  for (const r of rows) {
-    const x = tokens.get(r);
-    if (!x || x.length === 0) continue;
-    ids.push(x);
-    cells.push({ length: x.length, geneAt: Int32Array.from(x, (t) => tokToGene[t]) });
-  }
-  const makeBatch = (idx: number[], L: number): ModelBatch => {
-    const B = idx.length;
-    const a = new Int32Array(B * L).fill(padId), m = new Float32Array(B * L);
-    idx.forEach((ci, b) => {
-      a.set(ids[ci], b * L);
-      m.fill(1, b * L, b * L + ids[ci].length);
-    });
-    return { inputIds: tf.tensor2d(a, [B, L], "int32"), attentionMask: tf.tensor2d(m, [B, L], "float32") };
-  };
-  return { cells, makeBatch };
 }
 
 interface NetworkResult {
@@ -294,15 +247,14 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
 
   const ck = o.checkpoint ? readCheckpoint(o.checkpoint) : null;
   const models: ModelForGrn[] = [];
+  let tokenization: GrnTokenization | undefined;
   try {
     if (ck) {
-      if (ck.cellfm.encoding !== "geneformer-rank-value") {
-        throw new Error(`${o.checkpoint}: encoding ${ck.cellfm.encoding} is not supported by cellfm grn yet (rank-value checkpoints only)`);
-      }
+      tokenization = tokenizationOf(ck, o.binningSeed ?? 0);
       models.push({ name: "attention", am: attentionModelOf(ck.model), dispose: () => ck.model.dispose() });
       if (o.untrained) {
         const ts = ck.trainerState as { training?: { seed?: number } } | undefined;
-        const u = new BertForMaskedLM(ck.config, { seed: Number(ts?.training?.seed ?? 0) });
+        const u = buildModel(ck.config, { encoding: ck.cellfm.encoding, objective: ck.cellfm.objective, ...(ck.cellfm.head ? { head: ck.cellfm.head } : {}) }, { seed: Number(ts?.training?.seed ?? 0) });
         models.push({ name: "untrained", am: attentionModelOf(u), dispose: () => u.dispose() });
       }
     }
@@ -327,7 +279,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         vocabSize = ck.config.vocab_size;
       }
       const allRows = Int32Array.from(new Set(groups.flatMap((g) => Array.from(g.rows)))).sort();
-      const tokens = ck ? tokenizeRows(src, allRows, ck, o.idColumn) : new Map<number, Int32Array>();
+      const tokens = ck && tokenization ? tokenizeRows(src, allRows, ck, tokenization, o.idColumn) : new Map();
       const rows: ScoreRow[] = [];
       const networks: Record<string, unknown>[] = [];
       for (const grp of groups) {
@@ -386,7 +338,12 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         let geneCells: Int32Array | undefined;
         let mainNetwork: Float32Array | undefined;
         if (models.length) {
-          const { cells, makeBatch } = cellInputs(tokens, grp.rows, genes, vocabSize, ck!.config.pad_token_id);
+          const { cells, makeBatch } = cellInputs(tokens, grp.rows, genes.tokens, {
+            vocabSize,
+            padId: ck!.config.pad_token_id,
+            encoding: tokenization!.encoding,
+            maxLength: ck!.config.max_position_embeddings,
+          });
           out.n_cells_tokenized = cells.length;
           for (const m of models) {
             const bar = progress(`${grp.type} ${m.name}`, cells.length, o.quiet ?? false, log);
@@ -451,7 +408,13 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         untrained: !!o.untrained,
         seed,
         backend: backend.name,
-        input_context: "each cell's own input (its ranked genes, truncated to max_position_embeddings); list genes absent from a cell's input do not enter its contribution",
+        encoding: ck ? ck.cellfm.encoding : null,
+        ...(tokenization?.encoding === "binned" ? { n_bins: tokenization.nBins, binning_seed: tokenization.binningSeed } : {}),
+        input_context: !tokenization
+          ? null
+          : tokenization.encoding === "rank"
+            ? "each cell's own input (its ranked genes, truncated to max_position_embeddings); list genes absent from a cell's input do not enter its contribution"
+            : "each cell's expressed list genes with their values (a seeded uniform subset when more than max_position_embeddings), filled up to max_position_embeddings with a seeded subset of its other expressed genes; unexpressed genes never enter",
         scoring:
           "BEELINE EPR/AUPRC on the network restricted to the truth's genes (universe: ordered pairs without self-loops; _tf: rows of regulators); BenGRN EPR on the list genes named in the truth file",
       };
