@@ -33,6 +33,7 @@ interface GrnArgs {
   "max-edges": number;
   "id-column"?: string;
   "binning-seed": number;
+  workers?: number;
   backend: BackendChoice;
   "max-tokens": number;
   force?: boolean;
@@ -65,6 +66,7 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
       .option("max-edges", { type: "number", default: 100000, describe: "edges written to edges.tsv/.arrow: the largest this many (0 = all nonzero entries)" })
       .option("id-column", { type: "string", describe: "var column with gene IDs" })
       .option("binning-seed", { type: "number", default: 0, describe: "binned checkpoints: the seed the training data was binned with (cellfm tokenize --seed)" })
+      .option("workers", { type: "number", describe: "threads for extraction, each with its own model copy (default: every core for large runs, else 1)" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
       .option("max-tokens", { type: "number", default: 8192, describe: "padded tokens per forward pass (memory bound; does not change the result)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
@@ -102,6 +104,7 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
       maxEdges: a["max-edges"],
       idColumn: a["id-column"],
       binningSeed: a["binning-seed"],
+      workers: a.workers,
       backend: a.backend,
       maxTokensPerBatch: a["max-tokens"],
       force: a.force,

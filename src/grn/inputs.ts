@@ -178,14 +178,23 @@ export function cellInputs(
     ids.push(id);
     cells.push({ length: id.length, geneAt: Int32Array.from(id, (t) => (t >= 0 && t < opts.vocabSize ? tokToGene[t] : -1)) });
   }
-  const makeBatch = (idx: number[], L: number): ModelBatch => {
+  return { cells, ids, ...(valued ? { values } : {}), makeBatch: batchBuilder(ids, valued ? values : undefined, opts.padId) };
+}
+
+/**
+ * The padded-batch builder over per-cell inputs, as the objectives' collate pads: ids with `padId`,
+ * mask 1 on real tokens, values (when given) with 0.
+ * @returns `(idx, L)` → the batch of cells `idx` padded to length L (the caller disposes it).
+ */
+export function batchBuilder(ids: readonly Int32Array[], values: readonly Float32Array[] | undefined, padId: number): (idx: number[], L: number) => ModelBatch {
+  return (idx, L) => {
     const B = idx.length;
-    const a = new Int32Array(B * L).fill(opts.padId), m = new Float32Array(B * L);
-    const v = valued ? new Float32Array(B * L) : undefined;
+    const a = new Int32Array(B * L).fill(padId), m = new Float32Array(B * L);
+    const v = values ? new Float32Array(B * L) : undefined;
     idx.forEach((ci, b) => {
       a.set(ids[ci], b * L);
       m.fill(1, b * L, b * L + ids[ci].length);
-      v?.set(values[ci], b * L);
+      v?.set(values![ci], b * L);
     });
     return {
       inputIds: tf.tensor2d(a, [B, L], "int32"),
@@ -193,5 +202,4 @@ export function cellInputs(
       ...(v ? { values: tf.tensor2d(v, [B, L], "float32") } : {}),
     };
   };
-  return { cells, ids, ...(valued ? { values } : {}), makeBatch };
 }

@@ -150,6 +150,7 @@ describe("cellfm grn", () => {
     await fails(["--cell-type", "B", "--genes", "hvg:x"], /--genes "hvg:x": N must be an integer/);
     await fails(["--cell-type", "B", "--label", "celltype"], /obs has no column "celltype"/);
     await fails(["--cell-type", "B", "--checkpoint", ckpt, "--heads", "5:0"], /head 5:0 is outside the model/);
+    await fails(["--cell-type", "B", "--checkpoint", ckpt, "--workers", "99"], /--workers 99 is more than the \d+ CPU core/);
     // a checkpoint without attention: its query/key weights are missing
     const noAttn = path.join(dir, "ck-no-attention");
     fs.cpSync(ckpt, noAttn, { recursive: true });
