@@ -308,7 +308,10 @@ export function readComparison(
       out.push(
         `4. Which mixes batches ("${c.data.batch}") best while keeping types apart? Batch ASW (1 = mixed): ${byB.map((r) => `${r.name} ${fmtStat(r.values.batch_asw)}`).join(", ")}` +
           (baseline?.values.batch_asw ? `; HVG + PCA ${f3(baseline.values.batch_asw.mean)}` : "") +
-          `. Best mixing without losing type separation (kNN accuracy within the seed spread of the best arm): ${keepTypes.name} (batch ASW ${fmtStat(keepTypes.values.batch_asw)}, kNN ${fmtStat(keepTypes.values.knn)}, batch gap / type gap ${fmtStat(keepTypes.values.batch_gap)}).`,
+          `. Best mixing without losing type separation (kNN accuracy within the seed spread of the best arm): ${keepTypes.name} (batch ASW ${fmtStat(keepTypes.values.batch_asw)}, kNN ${fmtStat(keepTypes.values.knn)}, batch gap / type gap ${fmtStat(keepTypes.values.batch_gap)}).` +
+          (baseline?.values.batch_asw && baseline.values.knn
+            ? ` Against HVG + PCA it mixes batches ${{ higher: "better", lower: "worse", same: "no differently" }[differ(keepTypes.values.batch_asw!, baseline.values.batch_asw)]} and separates types ${{ higher: "better", lower: "worse", same: "no differently" }[differ(keepTypes.values.knn!, baseline.values.knn)]} (kNN ${f3(baseline.values.knn.mean)}); mixing batches at the price of mixing types is not integration.`
+            : ""),
       );
     }
   }

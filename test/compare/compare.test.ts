@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseCompareConfig } from "../../src/compare/config.js";
+import { parseCompareConfig, tokensKey } from "../../src/compare/config.js";
 import { runCompare } from "../../src/compare/run.js";
 
 let tmp: string;
@@ -126,6 +126,20 @@ describe("cellfm compare", () => {
     expect(() => parseCompareConfig(raw({ arms: [{ ...arms[0], training: { lr: "fast" } }] }), "c.yaml")).toThrow(/c\.yaml: arm "rank-mlm": training\.lr: expected a positive number, got "fast"/);
     expect(() => parseCompareConfig(raw({ training: { max_steps: 3 } }), "c.yaml")).toThrow(/training\.max_steps: not allowed in a comparison/);
     expect(() => parseCompareConfig(raw(), "c.yaml", { arms: ["nope"] })).toThrow(/--arms: no arm called "nope"/);
+    // arms share a tokenization exactly when encoding and tokenizer options agree
+    const shared = parseCompareConfig(
+      raw({
+        arms: [
+          arms[0],
+          { name: "rank-denoise", encoding: "rank", objective: "denoise" },
+          { name: "binned-mlm", encoding: "binned", objective: "mlm" },
+          { name: "binned-21", encoding: "binned", objective: "mlm", tokenize: { n_bins: 21 } },
+        ],
+      }),
+      "c.yaml",
+    );
+    expect(shared.arms.map(tokensKey)).toEqual(["rank", "rank", "binned-b51-s0", "binned-b21-s0"]);
+    expect(shared.arms.map((a) => a.predictsCounts)).toEqual([false, true, false, false]);
 
     // budget smaller than one batch: found after tokenizing, before any training
     const small = path.join(tmp, "small");
