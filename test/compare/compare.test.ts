@@ -23,6 +23,7 @@ function raw(over: Record<string, unknown> = {}): Record<string, unknown> {
     model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32 },
     training: { max_tokens: 2500, batch_size: 16, lr: 3.0e-3, warmup_steps: 1, log_every: 1, eval_every: 2, eval_cells: 32, save_every: 2 },
     assess: { min_cells: 40, per_type: 40, n_hvg: 200, threads: 1, umap_epochs: 20 },
+    denoise: { n_hvg: 200, n_pcs: 10 },
     arms: [
       { name: "rank-mlm", encoding: "rank", objective: "mlm" },
       { name: "counts-denoise", encoding: "counts", objective: "denoise", training: { noise: 0.7, downsample: "binomial" } },
@@ -42,7 +43,9 @@ const metricsRows = (out: string, arm: string, seed = 1) =>
 describe("cellfm compare", () => {
   let straight: string;
   let lines: string[];
-  it("runs two arms end to end with an equal token budget and writes the report", async () => {
+  // the two end-to-end tests train, embed and assess two tiny arms (~20 s each on an idle 2-core
+  // machine); the longer timeout only keeps them from failing on a loaded one
+  it("runs two arms end to end with an equal token budget and writes the report", { timeout: 300_000 }, async () => {
     straight = path.join(tmp, "straight");
     lines = [];
     const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => lines.push(l) });
@@ -87,7 +90,7 @@ describe("cellfm compare", () => {
     expect(lines.some((l) => /\[arm 2\/2 counts-denoise · seed 1\] step \d+\/\d+ .*whole comparison ETA/.test(l))).toBe(true);
   });
 
-  it("re-running skips finished arms; an interrupted run resumed gives the same final metrics", async () => {
+  it("re-running skips finished arms; an interrupted run resumed gives the same final metrics", { timeout: 300_000 }, async () => {
     const again: string[] = [];
     const before = fs.statSync(path.join(straight, "rank-mlm", "seed-1", "emb_trained.arrow")).mtimeMs;
     await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => again.push(l) });
