@@ -49,8 +49,26 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
+/** The part of yargs' internal API that {@link skipHelpCache} touches. */
+interface YargsUsageInternals {
+  getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } };
+}
+
+/**
+ * yargs formats the subcommand's whole help text right after it starts the handler, in case the
+ * handler fails later and the help is to be shown; cellfm's `.fail()` never shows help for a
+ * handler's error, and formatting it is ~5 % of a small `cellfm tokenize` (cliui, string widths).
+ * `--help` and usage errors still format the help when they need it. Best effort: a yargs without
+ * this internal method is left alone.
+ */
+function skipHelpCache<T>(y: T): T {
+  const usage = (y as YargsUsageInternals).getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === "function") usage.cacheHelpMessage = () => undefined;
+  return y;
+}
+
 async function parse(argv: string[]): Promise<void> {
-  await yargs(argv)
+  await skipHelpCache(yargs(argv))
     .scriptName("cellfm")
     .usage("$0 <command> [options]\n\nTrain and run single-cell transformer foundation models.")
     .command(tokenizeCommand)
