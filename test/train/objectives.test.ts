@@ -18,7 +18,7 @@ import { makeRng } from "../../src/rng.js";
 import { tokenizeToDataset } from "../../src/tokenize/run.js";
 import { batchTensors, disposeBatch } from "../../src/train/grad-protocol.js";
 import { train } from "../../src/train/loop.js";
-import { makeObjective } from "../../src/train/objectives/index.js";
+import { assertSupportedPair, makeObjective } from "../../src/train/objectives/index.js";
 import { DataParallel, shardBatch } from "../../src/train/parallel.js";
 import { vocabularyOf } from "../../src/tokenize/dictionaries.js";
 import { parseTrainConfig } from "../../src/train/config.js";
@@ -73,6 +73,18 @@ describe("value objectives on real cells", () => {
     expect(r.eval!.model_loss).toBeLessThan(r.eval!.baseline_loss);
   }, 120_000);
 
+  it("counts + mlm (masked log1p regression) beats the per-gene mean baseline; binned + denoise (re-binned downsampled counts) beats the per-gene NB", async () => {
+    const r = await train(cfg(tokens.counts, "cmlm", { objective: "mlm", max_steps: 40, init_output_bias: "unigram" }), { quiet: true, handleSigint: false });
+    expect(r.eval!.baseline_name).toBe("per_gene_mean");
+    expect(r.eval!.model_loss).toBeLessThan(r.eval!.baseline_loss);
+    expect(JSON.parse(fs.readFileSync(path.join(r.checkpoint, "config.json"), "utf8")).architectures).toEqual(["CellfmForMaskedValues"]);
+    const d = await train(cfg(tokens.binned, "bden", { objective: "denoise", max_steps: 40 }), { quiet: true, handleSigint: false });
+    expect(d.eval!.encoding).toBe("scgpt-binned");
+    expect(d.eval!.baseline_name).toBe("per_gene_nb");
+    expect(d.eval!.model_loss).toBeLessThan(d.eval!.baseline_loss);
+    expect(JSON.parse(fs.readFileSync(path.join(d.checkpoint, "config.json"), "utf8")).cellfm.head).toEqual({ likelihood: "zinb", n_bins: 51 });
+  }, 120_000);
+
   it("--resume is exact for denoise (the context sampling and downsampling draws come from the saved generator)", async () => {
     const c = cfg(tokens.counts, "res", { objective: "denoise", max_steps: 4, save_every: 2 });
     const straight = await train(cfg(tokens.counts, "res0", { objective: "denoise", max_steps: 4 }), { quiet: true, handleSigint: false });
@@ -111,6 +123,8 @@ describe("value objectives on real cells", () => {
       ["counts", "denoise", { likelihood: "nb" }],
       ["binned", "mlm", {}],
       ["rank", "denoise", { likelihood: "poisson" }],
+      ["counts", "mlm", {}],
+      ["binned", "denoise", {}],
     ] as const) {
       const ds = readTokenizedDataset(tokens[enc]);
       const c = cfg(tokens[enc], "dp", { objective, max_steps: 1, ...training });
@@ -126,7 +140,7 @@ describe("value objectives on real cells", () => {
         objective,
         head: obj.head,
       }, { seed: 3 });
-      const cells = Array.from({ length: 6 }, (_, i) => obj.cellFromDataset(ds.inputIds[i], ds.values![i], ds.nCounts?.[i]));
+      const cells = Array.from({ length: 6 }, (_, i) => obj.cellFromDataset(ds.inputIds[i], ds.values![i], ds.nCounts?.[i], ds.counts?.[i]));
       const mb = obj.collate(cells, makeRng("dp"));
       const t = batchTensors(mb);
       const ref = model.lossAndGrads(t, mb, { training: false });
@@ -151,8 +165,8 @@ describe("value objectives on real cells", () => {
   it("refuses an unsupported pair naming both, and denoise on rank tokens without counts says which tokenize to run", async () => {
     const rank = path.join(root, "golden");
     writeGoldenTokens(rank);
-    await expect(train(cfg(tokens.binned, "bad1", { objective: "denoise", max_steps: 1 }), { quiet: true })).rejects.toThrow(
-      /training\.objective "denoise" is not supported with encoding "scgpt-binned"/,
+    expect(() => assertSupportedPair("scgpt-binned", "contrastive", "test.yaml")).toThrow(
+      /test\.yaml: training\.objective "contrastive" is not supported with encoding "scgpt-binned" \(supported: .*scprint-counts \+ mlm/,
     );
     await expect(train(cfg(rank, "bad2", { objective: "denoise", max_steps: 1 }), { quiet: true })).rejects.toThrow(/rank tokens without their raw counts; re-run cellfm tokenize --encoding rank/);
   });
