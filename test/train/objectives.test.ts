@@ -14,6 +14,7 @@ import { buildModel } from "../../src/model/factory.js";
 import { readCheckpoint } from "../../src/model/checkpoint.js";
 import { embedCells } from "../../src/embed/embed.js";
 import { embedToFile } from "../../src/embed/run.js";
+import { readEmbeddings } from "../../src/data/embeddings.js";
 import { makeRng } from "../../src/rng.js";
 import { tokenizeToDataset } from "../../src/tokenize/run.js";
 import { batchTensors, disposeBatch } from "../../src/train/grad-protocol.js";
@@ -93,7 +94,7 @@ describe("value objectives on real cells", () => {
     expect([...a.losses, ...b.losses]).toEqual(straight.losses);
   }, 120_000);
 
-  it("embeddings of binned and counts models do not depend on batch composition or padding (< 1e-5), and embed writes them", async () => {
+  it("embeddings of binned and counts models do not depend on batch composition or padding (< 1e-5), and embed writes them, with 2 worker threads as with 1", async () => {
     for (const enc of ["binned", "counts"] as const) {
       const objective = enc === "counts" ? "denoise" : "mlm";
       const r = await train(cfg(tokens[enc], `emb-${enc}`, { objective, max_steps: 2 }), { quiet: true, handleSigint: false });
@@ -109,8 +110,16 @@ describe("value objectives on real cells", () => {
       }
       ck.model.dispose();
       const out = path.join(root, `emb-${enc}.arrow`);
-      const sum = await embedToFile({ checkpoint: r.checkpoint, input: tokens[enc], output: out, quiet: true, backend: "wasm" });
+      const sum = await embedToFile({ checkpoint: r.checkpoint, input: tokens[enc], output: out, quiet: true, backend: "wasm", workers: 1 });
       expect(sum.nCells).toBe(ds.cellIds.length);
+      // worker threads get the values with the ids: the same embeddings as in-process
+      const sum2 = await embedToFile({ checkpoint: r.checkpoint, input: tokens[enc], output: out + ".w2", quiet: true, backend: "wasm", workers: 2, maxTokensPerBatch: 2048 });
+      expect(sum2.workers).toBe(2);
+      const e1 = readEmbeddings(out), e2 = readEmbeddings(out + ".w2");
+      expect(e2.cellIds).toEqual(e1.cellIds);
+      let dmax = 0;
+      for (let k = 0; k < e1.data.length; k++) dmax = Math.max(dmax, Math.abs(e1.data[k] - e2.data[k]));
+      expect(dmax).toBeLessThan(1e-5);
       await expect(embedToFile({ checkpoint: r.checkpoint, input: "data/tiny.h5ad", output: out + "2", quiet: true, backend: "wasm" })).rejects.toThrow(
         new RegExp(`tokenize data/tiny.h5ad with cellfm tokenize --encoding ${enc}`),
       );
