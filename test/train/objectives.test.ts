@@ -1,7 +1,7 @@
 /**
  * Objectives on the value-keeping encodings (issue 9 §3, §6) on real cells (data/tiny.h5ad, 300
  * PBMCs): binned MLM and counts denoising train, beat their baselines, give the one-worker gradient
- * with 2 workers, and refuse unsupported pairs / datasets without values by name.
+ * with 2 workers, resume exactly, and refuse unsupported pairs / datasets without values by name.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -94,6 +94,27 @@ describe("value objectives on real cells", () => {
     expect([...a.losses, ...b.losses]).toEqual(straight.losses);
   }, 120_000);
 
+  it("--resume is exact for binned mlm, rank denoise, counts mlm and binned denoise; embed refuses a folder of another encoding or dictionary, naming both", async () => {
+    const cks: Record<string, string> = {};
+    for (const [enc, objective] of [["binned", "mlm"], ["rank", "denoise"], ["counts", "mlm"], ["binned", "denoise"]] as const) {
+      const tr = { objective, max_steps: 2, save_every: 1 };
+      const straight = await train(cfg(tokens[enc], `rs0-${enc}-${objective}`, tr), { quiet: true, handleSigint: false });
+      const c = cfg(tokens[enc], `rs-${enc}-${objective}`, tr);
+      const a = await train(c, { quiet: true, handleSigint: false, stopAfter: 1 });
+      const b = await train(c, { quiet: true, handleSigint: false, resume: true });
+      expect([...a.losses, ...b.losses], `${enc} + ${objective}`).toEqual(straight.losses);
+      cks[`${enc}-${objective}`] = straight.checkpoint;
+    }
+    await expect(embedToFile({ checkpoint: cks["counts-mlm"], input: tokens.binned, output: path.join(root, "x.arrow"), quiet: true, backend: "wasm" })).rejects.toThrow(
+      /has encoding scgpt-binned but checkpoint .* expects scprint-counts/,
+    );
+    const golden = path.join(root, "golden-emb");
+    writeGoldenTokens(golden); // same encoding, dictionary recorded with another sha256
+    await expect(embedToFile({ checkpoint: cks["rank-denoise"], input: golden, output: path.join(root, "y.arrow"), quiet: true, backend: "wasm" })).rejects.toThrow(
+      /was tokenized with dictionary token_dictionary_gc30M.pkl \(sha256 golden-test…\) but checkpoint .* was trained with token_dictionary_gc30M.* \(sha256 [0-9a-f]{12}…\)/,
+    );
+  }, 120_000);
+
   it("embeddings of binned and counts models do not depend on batch composition or padding (< 1e-5), and embed writes them, with 2 worker threads as with 1", async () => {
     for (const enc of ["binned", "counts"] as const) {
       const objective = enc === "counts" ? "denoise" : "mlm";
@@ -178,5 +199,11 @@ describe("value objectives on real cells", () => {
       /test\.yaml: training\.objective "contrastive" is not supported with encoding "scgpt-binned" \(supported: .*scprint-counts \+ mlm/,
     );
     await expect(train(cfg(rank, "bad2", { objective: "denoise", max_steps: 1 }), { quiet: true })).rejects.toThrow(/rank tokens without their raw counts; re-run cellfm tokenize --encoding rank/);
+    // binned tokens without the raw counts per token (written before the counts column existed)
+    const ds = readTokenizedDataset(tokens.binned);
+    const manifest = { ...ds.manifest, columns: ds.manifest.columns.filter((c) => c.name !== "counts") };
+    const ctx = { vocabulary: vocabularyOf(ds.manifest, tokens.binned), training: cfg(tokens.binned, "x", { objective: "denoise", max_steps: 1 }).training, maxLength: 64, manifest, tokens: tokens.binned };
+    expect(() => makeObjective("scgpt-binned", "denoise", ctx)).toThrow(/needs the bins and the raw counts per token \(counts column\); re-run cellfm tokenize --encoding binned/);
+    expect(() => makeObjective("scprint-counts", "mlm", { ...ctx, manifest: ds.manifest })).toThrow(/masked value regression needs raw counts; run cellfm tokenize --encoding counts/);
   });
 });
