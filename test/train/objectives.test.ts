@@ -33,7 +33,7 @@ beforeAll(async () => {
     tokens[e] = path.join(root, e);
     await tokenizeToDataset({ input: "data/tiny.h5ad", output: tokens[e], modelVersion: "V1", encoding: e, quiet: true, hashSource: false });
   }
-}, 60_000);
+});
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const cfg = (tok: string, out: string, training: Record<string, unknown>) =>
@@ -60,19 +60,19 @@ describe("value objectives on real cells", () => {
     expect(cj.cellfm.head).toEqual({ likelihood: "zinb" });
     const r2 = await train(cfg(tokens.counts, "den2", { objective: "denoise", max_steps: 4, workers: 2 }), { quiet: true, handleSigint: false });
     r2.losses.forEach((l, i) => expect(Math.abs(l - r.losses[i])).toBeLessThan(1e-4));
-  }, 120_000);
+  });
 
   it("rank + denoise: ranks from the downsampled counts, beats the per-gene NB baseline", async () => {
     const r = await train(cfg(tokens.rank, "rankden", { objective: "denoise", max_steps: 80 }), { quiet: true, handleSigint: false });
     expect(r.eval!.encoding).toBe("geneformer-rank-value");
     expect(r.eval!.model_loss).toBeLessThan(r.eval!.baseline_loss);
-  }, 120_000);
+  });
 
   it("binned + mlm beats the bin-frequency baseline (output bias at bin frequencies)", async () => {
     const r = await train(cfg(tokens.binned, "bin", { objective: "mlm", max_steps: 60, init_output_bias: "unigram" }), { quiet: true, handleSigint: false });
     expect(r.eval!.baseline_name).toBe("bin_frequency");
     expect(r.eval!.model_loss).toBeLessThan(r.eval!.baseline_loss);
-  }, 120_000);
+  });
 
   it("counts + mlm (masked log1p regression) beats the per-gene mean baseline; binned + denoise (re-binned downsampled counts) beats the per-gene NB", async () => {
     const r = await train(cfg(tokens.counts, "cmlm", { objective: "mlm", max_steps: 40, init_output_bias: "unigram" }), { quiet: true, handleSigint: false });
@@ -92,7 +92,7 @@ describe("value objectives on real cells", () => {
     const a = await train(c, { quiet: true, handleSigint: false, stopAfter: 2 });
     const b = await train(c, { quiet: true, handleSigint: false, resume: true });
     expect([...a.losses, ...b.losses]).toEqual(straight.losses);
-  }, 120_000);
+  });
 
   it("--resume is exact for binned mlm, rank denoise, counts mlm and binned denoise; embed refuses a folder of another encoding or dictionary, naming both", async () => {
     const cks: Record<string, string> = {};
@@ -145,7 +145,7 @@ describe("value objectives on real cells", () => {
         new RegExp(`tokenize data/tiny.h5ad with cellfm tokenize --encoding ${enc}`),
       );
     }
-  }, 120_000);
+  });
 
   it("the data-parallel gradient of value models equals the whole micro-batch's (denoise nb, binned mlm)", async () => {
     await initBackend("wasm");
@@ -190,7 +190,7 @@ describe("value objectives on real cells", () => {
         model.dispose();
       }
     }
-  }, 120_000);
+  });
 
   it("refuses an unsupported pair naming both, and denoise on rank tokens without counts says which tokenize to run", async () => {
     const rank = path.join(root, "golden");
