@@ -37,7 +37,7 @@ beforeAll(async () => {
     await tokenizeToDataset({ input: "data/tiny.h5ad", output: tok, modelVersion: "V1", encoding: enc, quiet: true, hashSource: false });
     ckpt[enc] = (await train(cfg(tok, `run-${enc}`, objective), { quiet: true, handleSigint: false })).checkpoint;
   }
-}, 120_000);
+});
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function readCsr(file: string, key: string): { indptr: number[]; indices: Int32Array; data: Float32Array; shape: number[] } {
@@ -108,7 +108,7 @@ describe("cellfm denoise", () => {
     await expect(denoiseToFile({ checkpoint: ckpt.counts, input: out, output: path.join(root, "again.h5ad"), backend: "wasm", quiet: true })).rejects.toThrow(
       /already has layers\["denoised"\]/,
     );
-  }, 60_000);
+  });
 
   it("refuses a checkpoint not trained to denoise, naming its objective; nothing is written", async () => {
     const out = path.join(root, "mlm.h5ad");

@@ -84,7 +84,7 @@ describe("value objectives on real cells", () => {
     expect(d.eval!.baseline_name).toBe("per_gene_nb");
     expect(d.eval!.model_loss).toBeLessThan(d.eval!.baseline_loss);
     expect(JSON.parse(fs.readFileSync(path.join(d.checkpoint, "config.json"), "utf8")).cellfm.head).toEqual({ likelihood: "zinb", n_bins: 51 });
-  }, 120_000);
+  });
 
   it("--resume is exact for denoise (the context sampling and downsampling draws come from the saved generator)", async () => {
     const c = cfg(tokens.counts, "res", { objective: "denoise", max_steps: 4, save_every: 2 });
@@ -113,7 +113,7 @@ describe("value objectives on real cells", () => {
     await expect(embedToFile({ checkpoint: cks["rank-denoise"], input: golden, output: path.join(root, "y.arrow"), quiet: true, backend: "wasm" })).rejects.toThrow(
       /was tokenized with dictionary token_dictionary_gc30M.pkl \(sha256 golden-test…\) but checkpoint .* was trained with token_dictionary_gc30M.* \(sha256 [0-9a-f]{12}…\)/,
     );
-  }, 120_000);
+  });
 
   it("embeddings of binned and counts models do not depend on batch composition or padding (< 1e-5), and embed writes them, with 2 worker threads as with 1", async () => {
     for (const enc of ["binned", "counts"] as const) {
