@@ -15,6 +15,7 @@ import { assessCommand } from "./cli/assess.js";
 import { mergeCommand } from "./cli/merge.js";
 import { grnCommand } from "./cli/grn.js";
 import { compareCommand } from "./cli/compare.js";
+import { denoiseCommand } from "./cli/denoise.js";
 
 /** What a file-system error code means, for a user. */
 const FS_ERRORS: Record<string, string> = {
@@ -79,7 +80,8 @@ async function parse(argv: string[]): Promise<void> {
     .command(mergeCommand)
     .command(grnCommand)
     .command(compareCommand)
-    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess, merge, grn or compare")
+    .command(denoiseCommand)
+    .demandCommand(1, "name a command: tokenize, medians, train, embed, denoise, assess, merge, grn or compare")
     .option("verbose", { type: "boolean", global: true, describe: "show library diagnostics (e.g. HDF5's traces of a corrupt file)" })
     .middleware((a) => {
       if (a.verbose) process.env.CELLFM_VERBOSE = "1";

@@ -197,7 +197,7 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const cells: TrainCell[] = [];
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
-    const c = objective.cellFromDataset(dataset.inputIds[i], dataset.values?.[i], dataset.nCounts?.[i]);
+    const c = objective.cellFromDataset(dataset.inputIds[i], dataset.values?.[i], dataset.nCounts?.[i], dataset.counts?.[i]);
     for (const t of c.inputIds) if (t > maxId) maxId = t;
     cells.push(c);
   }
