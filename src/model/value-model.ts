@@ -184,6 +184,19 @@ export function contextGeneMask(embedding: InputEmbedding): Uint8Array | undefin
   return embedding instanceof GeneValueEmbeddings ? embedding.allowedTokens() : undefined;
 }
 
+/**
+ * Copy the gene-identity tables (external gene vectors and their flags, genomic positions) of one
+ * model into another built from the same spec, e.g. an untrained copy of a trained model: those
+ * tables come from files, not from the weight initialiser (a trainable vector table is copied as
+ * trained).
+ */
+export function copyGeneTables(from: { weights: Map<string, tf.Variable> }, to: { weights: Map<string, tf.Variable> }): void {
+  for (const name of [GENE_VECTORS, GENE_HAS_VECTOR, GENOMIC_POSITIONS]) {
+    const a = from.weights.get(name), b = to.weights.get(name);
+    if (a && b) b.assign(a);
+  }
+}
+
 /** Masked value prediction over bins: LayerNorm(act(dense(h))) → n_bins logits, cross-entropy. */
 export class BinHead implements Head {
   private readonly w: Record<string, tf.Variable> = {};
