@@ -15,6 +15,7 @@ import { assessCommand } from "./cli/assess.js";
 import { mergeCommand } from "./cli/merge.js";
 import { grnCommand } from "./cli/grn.js";
 import { compareCommand } from "./cli/compare.js";
+import { denoiseCommand } from "./cli/denoise.js";
 
 /** What a file-system error code means, for a user. */
 const FS_ERRORS: Record<string, string> = {
@@ -49,8 +50,26 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
+/** The part of yargs' internal API that {@link skipHelpCache} touches. */
+interface YargsUsageInternals {
+  getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } };
+}
+
+/**
+ * yargs formats the subcommand's whole help text right after it starts the handler, in case the
+ * handler fails later and the help is to be shown; cellfm's `.fail()` never shows help for a
+ * handler's error, and formatting it is ~5 % of a small `cellfm tokenize` (cliui, string widths).
+ * `--help` and usage errors still format the help when they need it. Best effort: a yargs without
+ * this internal method is left alone.
+ */
+function skipHelpCache<T>(y: T): T {
+  const usage = (y as YargsUsageInternals).getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === "function") usage.cacheHelpMessage = () => undefined;
+  return y;
+}
+
 async function parse(argv: string[]): Promise<void> {
-  await yargs(argv)
+  await skipHelpCache(yargs(argv))
     .scriptName("cellfm")
     .usage("$0 <command> [options]\n\nTrain and run single-cell transformer foundation models.")
     .command(tokenizeCommand)
@@ -61,7 +80,8 @@ async function parse(argv: string[]): Promise<void> {
     .command(mergeCommand)
     .command(grnCommand)
     .command(compareCommand)
-    .demandCommand(1, "name a command: tokenize, medians, train, embed, assess, merge, grn or compare")
+    .command(denoiseCommand)
+    .demandCommand(1, "name a command: tokenize, medians, train, embed, denoise, assess, merge, grn or compare")
     .option("verbose", { type: "boolean", global: true, describe: "show library diagnostics (e.g. HDF5's traces of a corrupt file)" })
     .middleware((a) => {
       if (a.verbose) process.env.CELLFM_VERBOSE = "1";

@@ -32,6 +32,8 @@ interface GrnArgs {
   "dense-max": number;
   "max-edges": number;
   "id-column"?: string;
+  "binning-seed": number;
+  workers?: number;
   backend: BackendChoice;
   "max-tokens": number;
   force?: boolean;
@@ -63,6 +65,8 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
       .option("dense-max", { type: "number", default: 500, describe: "also write the dense matrix for gene lists of at most this many genes" })
       .option("max-edges", { type: "number", default: 100000, describe: "edges written to edges.tsv/.arrow: the largest this many (0 = all nonzero entries)" })
       .option("id-column", { type: "string", describe: "var column with gene IDs" })
+      .option("binning-seed", { type: "number", default: 0, describe: "binned checkpoints: the seed the training data was binned with (cellfm tokenize --seed)" })
+      .option("workers", { type: "number", describe: "threads for extraction, each with its own model copy (default: every core for large runs, else 1)" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
       .option("max-tokens", { type: "number", default: 8192, describe: "padded tokens per forward pass (memory bound; does not change the result)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
@@ -73,6 +77,7 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
           if (!Number.isInteger(a[key]) || a[key] < 1) throw new Error(`--${key} must be a positive integer (got ${a[key]})`);
         }
         if (!Number.isInteger(a.seed)) throw new Error(`--seed must be an integer (got ${a.seed})`);
+        if (!Number.isInteger(a["binning-seed"])) throw new Error(`--binning-seed must be an integer (got ${a["binning-seed"]})`);
         return true;
       }) as unknown as Argv<GrnArgs>,
   handler: async (a) => {
@@ -98,6 +103,8 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
       denseMax: a["dense-max"],
       maxEdges: a["max-edges"],
       idColumn: a["id-column"],
+      binningSeed: a["binning-seed"],
+      workers: a.workers,
       backend: a.backend,
       maxTokensPerBatch: a["max-tokens"],
       force: a.force,

@@ -15,7 +15,8 @@ import type { EmbedWorkerData, EmbedWorkerJob } from "./worker.js";
 /**
  * Embed cells with `workers` worker threads.
  * @param checkpoint checkpoint folder each worker loads
- * @param cells token ids per cell (no padding)
+ * @param cells token ids per cell (no padding); `opts.values` their per-token values (value-keeping
+ *   encodings), sent to the workers with the ids
  * @param hidden hidden size (row width of the result)
  * @returns float32 `[nCells * hidden]` in input order, equal to {@link embedCells}' result
  * @throws Error if a worker fails to start or to embed a batch (all workers are stopped).
@@ -48,7 +49,11 @@ export async function embedCellsParallel(
       const send = (w: Worker) => {
         if (next >= batches.length) return;
         const id = next++;
-        const job: EmbedWorkerJob = { id, cells: batches[id].map((i) => cells[i]) };
+        const job: EmbedWorkerJob = {
+          id,
+          cells: batches[id].map((i) => cells[i]),
+          ...(opts.values ? { values: batches[id].map((i) => opts.values![i]) } : {}),
+        };
         w.postMessage(job);
       };
       for (let k = 0; k < nWorkers; k++) {

@@ -220,7 +220,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     const bar = progress(cells.length, o.quiet ?? false);
     const t0 = performance.now();
     const totalTokens = cells.reduce((a, c) => a + c.length, 0);
-    const nWorkers = valueEncoding ? 1 : // worker threads carry token ids only
+    const nWorkers =
       o.workers && checkThreadCount(o.workers, "--workers", 0) > 0 ? o.workers : backend.name !== "tensorflow" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? availableCores() : 1;
     const eopts = { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, values, onProgress: (d: number) => bar.update(d) };
     const data =

@@ -19,6 +19,8 @@ export interface EmbedWorkerData {
 export interface EmbedWorkerJob {
   id: number;
   cells: Int32Array[];
+  /** per-token values aligned with `cells` (bin index or raw count), for value-keeping encodings. */
+  values?: Float32Array[];
 }
 
 async function serve(): Promise<void> {
@@ -39,6 +41,7 @@ async function serve(): Promise<void> {
         layer: d.layer,
         pool: d.pool,
         excludeSpecial: d.excludeSpecial,
+        values: job.values,
         maxTokensPerBatch: Number.MAX_SAFE_INTEGER, // the batch was planned by the main thread
       });
       parentPort!.postMessage({ id: job.id, data }, [data.buffer as ArrayBuffer]);

@@ -71,10 +71,9 @@ export function attentionModelOf(model: CellModel): AttentionModel {
     hidden: H,
     maxLength: c.max_position_embeddings,
     layerInputs(batch) {
-      const out = model.forward(batch, { training: false, outputHiddenStates: true });
-      const hs = out.hiddenStates!;
-      hs[hs.length - 1].dispose(); // the last layer's output is no layer's input
-      return hs.slice(0, c.num_hidden_layers);
+      // the last layer's output is no layer's input: run the first num_hidden_layers − 1 layers only
+      const out = model.forward(batch, { training: false, outputHiddenStates: true, numLayers: c.num_hidden_layers - 1 });
+      return out.hiddenStates!;
     },
     qk: (l) => qk[l],
   };
@@ -189,6 +188,44 @@ function forEachBatch(
  * @param makeBatch builds the padded model batch of the given cells (padded length L).
  */
 export function qkMeans(am: AttentionModel, cells: readonly CellInput[], n: number, makeBatch: (idx: number[], L: number) => ModelBatch, opts: ExtractOptions = {}): QkMeans {
+  return qkFinish(qkSums(am, cells, n, makeBatch, opts), am.numHeads);
+}
+
+/** Per-gene query/key sums of some cells (method a before averaging); sums of disjoint cell sets add up. */
+export interface QkSums {
+  n: number;
+  hidden: number;
+  /** cells whose input holds each gene. */
+  count: Int32Array;
+  /** per layer `[n, hidden]` float64 sums. */
+  qs: Float64Array[];
+  ks: Float64Array[];
+}
+
+/** Add `b` into `a` (sums over disjoint cell sets, e.g. from worker threads). */
+export function addQkSums(a: QkSums, b: QkSums): void {
+  for (let g = 0; g < a.n; g++) a.count[g] += b.count[g];
+  a.qs.forEach((x, l) => {
+    for (let i = 0; i < x.length; i++) x[i] += b.qs[l][i];
+  });
+  a.ks.forEach((x, l) => {
+    for (let i = 0; i < x.length; i++) x[i] += b.ks[l][i];
+  });
+}
+
+/** Means from sums (zeros where a gene occurred in no cell). */
+export function qkFinish(s: QkSums, numHeads: number): QkMeans {
+  const { n, hidden: H, count } = s;
+  const mean = (a: Float64Array) => {
+    const o = new Float32Array(n * H);
+    for (let g = 0; g < n; g++) if (count[g] > 0) for (let d = 0; d < H; d++) o[g * H + d] = a[g * H + d] / count[g];
+    return o;
+  };
+  return { n, numLayers: s.qs.length, numHeads, hidden: H, count, q: s.qs.map(mean), k: s.ks.map(mean) };
+}
+
+/** Method (a) sums over the given cells (see {@link qkMeans}). */
+export function qkSums(am: AttentionModel, cells: readonly CellInput[], n: number, makeBatch: (idx: number[], L: number) => ModelBatch, opts: ExtractOptions = {}): QkSums {
   const H = am.hidden;
   const count = new Int32Array(n);
   const qs = Array.from({ length: am.numLayers }, () => new Float64Array(n * H));
@@ -209,12 +246,7 @@ export function qkMeans(am: AttentionModel, cells: readonly CellInput[], n: numb
       }
     });
   });
-  const mean = (a: Float64Array) => {
-    const o = new Float32Array(n * H);
-    for (let g = 0; g < n; g++) if (count[g] > 0) for (let d = 0; d < H; d++) o[g * H + d] = a[g * H + d] / count[g];
-    return o;
-  };
-  return { n, numLayers: am.numLayers, numHeads: am.numHeads, hidden: H, count, q: qs.map(mean), k: ks.map(mean) };
+  return { n, hidden: H, count, qs, ks };
 }
 
 /**
@@ -277,6 +309,44 @@ export function attentionMeans(
   makeBatch: (idx: number[], L: number) => ModelBatch,
   opts: ExtractOptions & { perHead: boolean; headWeights?: Float64Array },
 ): AttentionMeans {
+  return attentionFinish(attentionSums(am, cells, n, makeBatch, opts), am.numLayers, am.numHeads);
+}
+
+/** Method (b) before averaging: co-occurrence counts and attention sums; sums of disjoint cell sets add up. */
+export interface AttentionSums {
+  n: number;
+  pairCount: Int32Array;
+  /** one `[n, n]` float64 sum per kept network (per head, or one weighted over heads). */
+  sums: Float64Array[];
+}
+
+/** Add `b` into `a` (sums over disjoint cell sets). */
+export function addAttentionSums(a: AttentionSums, b: AttentionSums): void {
+  for (let i = 0; i < a.pairCount.length; i++) a.pairCount[i] += b.pairCount[i];
+  a.sums.forEach((x, k) => {
+    for (let i = 0; i < x.length; i++) x[i] += b.sums[k][i];
+  });
+}
+
+/** Means from sums (0 for pairs that never co-occurred). */
+export function attentionFinish(s: AttentionSums, numLayers: number, numHeads: number): AttentionMeans {
+  const { n, pairCount } = s;
+  const networks = s.sums.map((x) => {
+    const o = new Float32Array(n * n);
+    for (let i = 0; i < n * n; i++) if (pairCount[i] > 0) o[i] = x[i] / pairCount[i];
+    return o;
+  });
+  return { n, numLayers, numHeads, pairCount, networks };
+}
+
+/** Method (b) sums over the given cells (see {@link attentionMeans}). */
+export function attentionSums(
+  am: AttentionModel,
+  cells: readonly CellInput[],
+  n: number,
+  makeBatch: (idx: number[], L: number) => ModelBatch,
+  opts: ExtractOptions & { perHead: boolean; headWeights?: Float64Array },
+): AttentionSums {
   const NH = am.numHeads, H = am.hidden, D = H / NH, NL = am.numLayers;
   const nNet = opts.perHead ? NL * NH : 1;
   const sums = Array.from({ length: nNet }, () => new Float64Array(n * n));
@@ -315,10 +385,5 @@ export function attentionMeans(
       }
     });
   });
-  const networks = sums.map((s) => {
-    const o = new Float32Array(n * n);
-    for (let i = 0; i < n * n; i++) if (pairCount[i] > 0) o[i] = s[i] / pairCount[i];
-    return o;
-  });
-  return { n, numLayers: NL, numHeads: NH, pairCount, networks };
+  return { n, pairCount, sums };
 }

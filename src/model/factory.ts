@@ -12,7 +12,7 @@ import { z } from "zod";
 import { BertEmbeddings, BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
 import type { BertConfig } from "./config.js";
 import type { Likelihood } from "./likelihoods.js";
-import { BinHead, DenoiseHead, type GeneIdentityOptions, GeneValueEmbeddings } from "./value-model.js";
+import { BinHead, DenoiseHead, type GeneIdentityOptions, GeneValueEmbeddings, ValueRegressionHead } from "./value-model.js";
 
 /** Encoding names of the value-keeping encodings (tokenized dataset manifest `encoding`). */
 export const BINNED_ENCODING = "scgpt-binned";
@@ -89,8 +89,22 @@ const BUILDERS: Builder[] = [
         (c, p) => new BinHead(c, p, nBinsOf(spec)),
       ),
   },
+  {
+    encoding: COUNTS_ENCODING,
+    objective: "mlm",
+    architecture: "CellfmForMaskedValues",
+    build: (config, spec, seed) =>
+      new CellModel(
+        config,
+        { seed },
+        spec,
+        (c, p) => new GeneValueEmbeddings(c, p, { kind: "counts" }, geneIdentityOf(spec)),
+        (c, p) => new ValueRegressionHead(c, p),
+      ),
+  },
   denoiseBuilder(COUNTS_ENCODING),
   denoiseBuilder(RANK_ENCODING),
+  denoiseBuilder(BINNED_ENCODING),
 ];
 
 /** Encoding × objective pairs the model factory can build, with their HF architecture names. */

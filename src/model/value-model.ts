@@ -279,3 +279,52 @@ export class DenoiseHead implements Head {
     return tf.div(tf.sum(tf.mul(nll, tf.tensor2d(w, [B, L]))), t.positions.length) as tf.Scalar;
   }
 }
+
+/**
+ * Masked value regression (issue 9 §3, `counts` + `mlm`): LayerNorm(act(dense(h))) → one number per
+ * masked position, plus a learned per-gene offset of the masked gene (`cls.values.gene_bias`, like
+ * the MLM output bias: `training.init_output_bias: unigram` starts it at the training cells'
+ * per-gene means, so the model starts at the per-gene-mean baseline); the sum is the predicted
+ * log1p(count); loss = mean squared error against the targets (log1p of the masked original
+ * counts) at the masked positions.
+ */
+export class ValueRegressionHead implements Head {
+  private readonly w: Record<string, tf.Variable> = {};
+
+  constructor(c: BertConfig, p: ParamStore) {
+    const H = c.hidden_size;
+    this.w.dW = p.add("cls.values.transform.dense.weight", [H, H], "normal", { linear: true });
+    this.w.dB = p.add("cls.values.transform.dense.bias", [H], "zeros");
+    this.w.lnG = p.add("cls.values.transform.LayerNorm.weight", [H], "ones");
+    this.w.lnB = p.add("cls.values.transform.LayerNorm.bias", [H], "zeros");
+    this.w.oW = p.add("cls.values.decoder.weight", [H, 1], "normal", { linear: true });
+    this.w.bias = p.add("cls.values.bias", [1], "zeros");
+    this.w.geneBias = p.add("cls.values.gene_bias", [c.vocab_size], "zeros");
+  }
+
+  check(t: LossTargets, B: number, L: number): void {
+    checkPositions(t, B, L);
+    if (!t.targets || t.targets.length !== t.positions.length) throw new Error("masked values: one target per masked position is needed");
+    for (const x of t.targets) if (!Number.isFinite(x)) throw new Error(`masked values: target ${x} is not a finite number`);
+  }
+
+  /** Predicted log1p(count) at `positions` (rows of the flattened `[B * L]` batch), `[n]`. */
+  predict(hidden: tf.Tensor2D, batch: ModelBatch, positions: Int32Array, ctx: ForwardContext): tf.Tensor1D {
+    const pos = tf.tensor1d(positions, "int32");
+    const rows = gatherRows(hidden, pos);
+    const genes = tf.gather(tf.reshape(batch.inputIds, [-1]), pos) as tf.Tensor1D;
+    const offset = gatherRows(tf.reshape(this.w.geneBias, [-1, 1]) as tf.Tensor2D, genes);
+    const h = layerNorm(
+      linear(rows, this.w.dW as tf.Tensor2D, this.w.dB as tf.Tensor1D, ctx.config.hidden_act),
+      this.w.lnG as tf.Tensor1D,
+      this.w.lnB as tf.Tensor1D,
+      ctx.config.layer_norm_eps,
+    );
+    return tf.reshape(tf.add(linear(h, this.w.oW as tf.Tensor2D, this.w.bias as tf.Tensor1D), offset), [-1]) as tf.Tensor1D;
+  }
+
+  loss(hidden: tf.Tensor2D, t: LossTargets, batch: ModelBatch, ctx: ForwardContext): tf.Scalar {
+    const y = this.predict(hidden, batch, t.positions, ctx);
+    return tf.mean(tf.square(tf.sub(y, tf.tensor1d(t.targets!, "float32")))) as tf.Scalar;
+  }
+}

@@ -160,7 +160,8 @@ const trainingSchema = z.strictObject({
   seed: anyInt().default(42),
   peak_flops: posNum().optional(),
   init_output_bias: oneOf(["zeros", "unigram"] as const).default("zeros"),
-  workers: num("an integer >= 1", (x) => x >= 1, true).default(1),
+  // absent = every core on wasm/cpu (see loop.ts `defaultWorkers`)
+  workers: num("an integer >= 1", (x) => x >= 1, true).optional(),
 });
 
 const outputSchema = z.strictObject({ dir: str() });
@@ -201,10 +202,12 @@ export type DataSection = Omit<z.infer<typeof dataSchema>, "val_fraction" | "spl
  * `save_every` 0 (only at the end), `keep_last` 3, `log_every` 10, `seed` 42, `peak_flops`
  * (FLOP/s used for MFU; default depends on the backend, see `loop.ts`), `init_output_bias` zeros (HF
  * init) or unigram (start the MLM output bias at the log training-token frequencies, so a short run
- * spends no steps learning gene frequencies and starts at the unigram baseline), `workers` 1
+ * spends no steps learning gene frequencies and starts at the unigram baseline), `workers`
  * (data-parallel ranks: each micro-batch is split by cells over the main thread and `workers − 1`
  * worker threads, see `parallel.ts`; a speed knob for the wasm/cpu backends, not a batch-size
- * multiplier). Exactly one of `max_steps`, `epochs` and `max_tokens` is required: `max_tokens` is a
+ * multiplier; absent = the cores this process may use on wasm/cpu, at most the cells of a batch, 1
+ * for tiny models and on tensorflow, which threads internally; a resumed run keeps its checkpoint's
+ * count: `loop.ts` `defaultWorkers`). Exactly one of `max_steps`, `epochs` and `max_tokens` is required: `max_tokens` is a
  * budget in real (non-pad) training tokens, the schedule ends at the first optimizer step whose
  * cumulative tokens reach it (the steps are known in advance: the batch plan is deterministic), so
  * models whose encodings put different numbers of tokens in a cell get the same data budget.

@@ -219,29 +219,33 @@ export function applyGeneAxis(model: CellModel, axis: GeneAxis): void {
 /**
  * One cell without the masked genes.
  * @param remove `[vocab]` masks, 1 = remove (undefined masks are skipped)
+ * @param counts optional raw counts aligned with `ids` (binned datasets), filtered alike
  * @returns the input arrays themselves when nothing is removed
  */
 export function filterCellGenes(
   ids: Int32Array,
   values: Float32Array | undefined,
   remove: readonly (Uint8Array | undefined)[],
-): { ids: Int32Array; values: Float32Array | undefined } {
+  counts?: Float32Array,
+): { ids: Int32Array; values: Float32Array | undefined; counts: Float32Array | undefined } {
   const masks = remove.filter((x): x is Uint8Array => x !== undefined);
-  if (masks.length === 0) return { ids, values };
+  if (masks.length === 0) return { ids, values, counts };
   const keep = (t: number) => masks.every((mk) => !mk[t]);
   let k = 0;
   for (const t of ids) if (keep(t)) k++;
-  if (k === ids.length) return { ids, values };
+  if (k === ids.length) return { ids, values, counts };
   const oi = new Int32Array(k);
   const ov = values ? new Float32Array(k) : undefined;
+  const oc = counts ? new Float32Array(k) : undefined;
   let j = 0;
   for (let i = 0; i < ids.length; i++) {
     if (!keep(ids[i])) continue;
     oi[j] = ids[i];
     if (ov) ov[j] = values![i];
+    if (oc) oc[j] = counts![i];
     j++;
   }
-  return { ids: oi, values: ov };
+  return { ids: oi, values: ov, counts: oc };
 }
 
 /**

@@ -20,7 +20,8 @@
  * one (highest step among `checkpoint-*` and `final`) exactly: same batches, same masks, same
  * dropout, same optimizer state → the same losses as an uninterrupted run on the same backend.
  *
- * **Several cores** (`training.workers` N > 1, `--workers`): tfjs-wasm runs one thread per backend in
+ * **Several cores** (`training.workers` N > 1, `--workers`; by default every core on wasm/cpu, see
+ * {@link defaultWorkers}): tfjs-wasm runs one thread per backend in
  * Node, so the loop trains data-parallel (DDP-style) over the main thread and N − 1 worker threads
  * (`parallel.ts`). Each micro-batch is still collated (masked) here from the one RNG stream, then
  * split by cells into N shards of about equal tokens; the shards' gradients are combined weighted
@@ -44,7 +45,7 @@ import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
 import { firstNonFinite } from "../finite.js";
 import { assertNoOverlap, assertWritable, type NamedPath, OUTPUT_MARKER, removeStaleTempsIn, writeFileAtomic, writeOutputMarker } from "../io.js";
-import { checkThreadCount } from "../threads.js";
+import { availableCores, checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
 import { resolveModelSection, type TrainConfig } from "./config.js";
@@ -234,8 +235,8 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const cells: TrainCell[] = [];
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
-    const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], removed);
-    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i]);
+    const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], removed, dataset.counts?.[i]);
+    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
     for (const t of c.inputIds) if (t > maxId) maxId = t;
     cells.push(c);
   }
@@ -250,8 +251,8 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   }
   const heldOutGeneCells = axis.heldOut
     ? Array.from(val, (i) => {
-        const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], [axis.dropped]);
-        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i]);
+        const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], [axis.dropped], dataset.counts?.[i]);
+        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
       })
     : undefined;
   return {
@@ -488,14 +489,34 @@ function sha(s: string): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** Below this many training FLOPs per micro-batch, the default is one rank (see {@link defaultWorkers}). */
+export const MIN_PARALLEL_STEP_FLOPS = 1e9;
+
 /**
- * Train a model as configured.
- *
- * @returns where the final checkpoint is, the held-out evaluation, and the losses of this call.
- * @throws Error (nothing written) when the output folder exists without `force`/`resume`, when the
- *   data do not fit the model (token ids ≥ vocab_size), when resuming into a different
- *   architecture or dictionary, or when a checkpoint is missing or incomplete.
+ * Data-parallel ranks when neither `training.workers` nor `--workers` is given: every core this
+ * process may use ({@link availableCores}) on wasm/cpu, where each rank is one backend thread, at
+ * most the cells of a micro-batch; 1 on tensorflow (tfjs-node), which already threads every op;
+ * and 1 for micro-batches under {@link MIN_PARALLEL_STEP_FLOPS} training FLOPs (tiny models: there
+ * the worker start-up and the per-step weight/gradient messages cost more than they save, as for
+ * `embed`'s one-thread rule for small inputs).
+ * @param backendName the active backend (`tf.getBackend()`)
+ * @param cellsPerStep cells of a typical micro-batch (`batch_size`, fewer when tokens per batch bind)
+ * @param stepFlops training FLOPs of a typical micro-batch (`./flops.ts`)
  */
+export function defaultWorkers(backendName: string, cellsPerStep: number, stepFlops: number): number {
+  if (backendName === "tensorflow" || !(stepFlops >= MIN_PARALLEL_STEP_FLOPS)) return 1;
+  return Math.max(1, Math.min(availableCores(), Math.floor(cellsPerStep)));
+}
+
+/** Cells and encoder training FLOPs of a typical micro-batch: `batch_size` cells of the mean training length, capped by `max_tokens_per_batch`. */
+function typicalStep(c: BertConfig, lengths: Int32Array, batchSize: number, maxTokensPerBatch: number | undefined): { cells: number; flops: number } {
+  let sum = 0;
+  for (const l of lengths) sum += l;
+  const mean = lengths.length ? Math.max(1, sum / lengths.length) : 1;
+  const cells = Math.max(1, Math.min(batchSize, maxTokensPerBatch ? Math.floor(maxTokensPerBatch / mean) : batchSize));
+  return { cells, flops: trainingFlops(c, new Array(cells).fill(mean), 0) };
+}
+
 export async function train(config: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   const say = (s: string) => {
@@ -507,8 +528,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
 
   // Validate everything that can fail before touching the output folder.
   if (opts.resume && opts.force) throw new Error("pass either --resume or --force, not both");
-  const workers = opts.workers ?? t.workers;
-  checkThreadCount(workers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
+  const askedWorkers = opts.workers ?? t.workers;
+  if (askedWorkers !== undefined) checkThreadCount(askedWorkers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
   const p = prepareData(config, bertNoVocab);
   const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabulary.size });
   const encoding = p.dataset.manifest.encoding;
@@ -527,11 +548,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(",") + (p.axis.heldOutTokens ? `|genes:${Array.from(p.axis.heldOutTokens).join(",")}` : ""));
-  let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name);
-  if (!t.peak_flops && workers > 1 && backend.name !== "tensorflow") {
-    // one backend thread per rank: the single-thread peak times the ranks
-    peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };
-  }
+  const typical = typicalStep(bertConfig, p.trainLengths, t.batch_size, t.max_tokens_per_batch);
+  let workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
 
   const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec }, { seed: t.seed });
   applyGeneAxis(model, p.axis);
@@ -570,6 +588,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     optimizer.loadState(ck.optimizerState);
     for (const x of Object.values(ck.optimizerState)) x.dispose();
     const wasWorkers = st.workers ?? st.training?.workers ?? 1;
+    // the default follows the checkpoint (so a resume is exact) when this machine has the cores for it
+    if (askedWorkers === undefined && wasWorkers !== workers && backend.name !== "tensorflow" && wasWorkers <= availableCores()) workers = wasWorkers;
     if (wasWorkers !== workers) {
       say(
         `note: ${resumeFrom} was trained with workers=${wasWorkers}, this run uses workers=${workers}; ` +
@@ -592,6 +612,11 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     say(`resuming from ${resumeFrom} at step ${step}`);
   }
 
+  let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name);
+  if (!t.peak_flops && workers > 1 && backend.name !== "tensorflow") {
+    // one backend thread per rank: the single-thread peak times the ranks
+    peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };
+  }
   const runInfo = {
     config_file: config.source,
     config: { model: bertConfig, data: config.data, training: t, output: config.output },
@@ -881,8 +906,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       const hv = evaluateLoss(model, heldOutBatches);
       // the baseline sees the held-out genes' counts in the training cells (which the model never did)
       const fullTrain = Array.from(p.trainIdx, (i) => {
-        const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped]);
-        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i]);
+        const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
+        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts);
       });
       const hb = objective.baseline(fullTrain, heldOutBatches);
       evalResult.held_out_genes = {

@@ -87,7 +87,7 @@ describe("runAssessment on data/tiny.h5ad (6 types x 50 cells)", () => {
     const again = await runAssessment({ input: TINY, embeddings: [embFile], label: "cell_type", batch: "batch", output: path.join(dir, "again"), minCells: 50, perType: 40, nHvg: 300, quiet: true, umapEpochs: 60, kmeansRestarts: 2, threads: 1 });
     expect(again.measures).toEqual(r.measures);
     expect(again.metrics).toEqual(r.metrics);
-  }, 120_000);
+  });
 
   it("CLI: bad input gives clear errors and writes nothing", async () => {
     const out = path.join(dir, "bad");
@@ -103,5 +103,5 @@ describe("runAssessment on data/tiny.h5ad (6 types x 50 cells)", () => {
     expect(fs.readdirSync(dir).filter((f) => f.startsWith("bad"))).toEqual([]);
     fs.mkdirSync(out);
     await expect(run([])).rejects.toThrow(/already exists; pass --force/);
-  }, 60_000);
+  });
 });

@@ -49,7 +49,7 @@ beforeAll(async () => {
   x = pca(X, n, p, 50, { seed: 0 }).scores;
   g = exactKnn(x, n, 50, { k: 15 });
   pool = await AssessPool.start(2, "wasm");
-}, 60_000);
+});
 
 afterAll(async () => {
   await pool?.close();
@@ -104,7 +104,7 @@ describe("UMAP (umap-learn's algorithm on typed arrays)", () => {
     expect(Math.abs(accOurs - accRef)).toBeLessThan(0.03);
     expect(Math.abs(tOurs - tRef)).toBeLessThan(0.02);
     expect(tOurs).toBeGreaterThan(0.88);
-  }, 60_000);
+  });
 
   it("fuzzy graph is symmetric with memberships in (0, 1]", () => {
     const fg = fuzzySimplicialSet(g, 15);
@@ -130,7 +130,7 @@ describe("UMAP (umap-learn's algorithm on typed arrays)", () => {
     expect(w2).not.toEqual(a);
     expect(a.length).toBe(n * 5);
     expect(a.every(Number.isFinite)).toBe(true);
-  }, 60_000);
+  });
 });
 
 describe("all-pairs scan on worker threads", () => {
@@ -170,5 +170,5 @@ describe("all-pairs scan on worker threads", () => {
     expect(one.summaries[2].between.get(`${types[0]}|${types[1]}`)).toBeCloseTo(exact, 3);
     expect(one.summaries[0].histWithin.total + one.summaries[0].histBetween.total).toBe((m * (m - 1)) / 2);
     expect([...one.summaries[0].withinSameBatch!.values()].every(Number.isFinite)).toBe(true);
-  }, 60_000);
+  });
 });

@@ -3,7 +3,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../src/backend.js";
 import { BertForMaskedLM, type ModelBatch } from "../../src/model/bert.js";
 import { validateBertConfig } from "../../src/model/config.js";
-import { attentionMeans, attentionModelOf, type CellInput, qkHeadNetwork, qkMeans } from "../../src/grn/attention.js";
+import { attentionMeans, attentionModelOf, type AttentionSums, type CellInput, qkHeadNetwork, qkMeans, type QkSums } from "../../src/grn/attention.js";
+import { dealCells, sumOn, sumParallel } from "../../src/grn/parallel.js";
 import { headWeights, nnls, parseHeads } from "../../src/grn/heads.js";
 import { makeRng, shuffle } from "../../src/rng.js";
 
@@ -203,6 +204,37 @@ describe("attention extraction", () => {
       return w;
     };
     expect(() => attentionModelOf(fake)).toThrow(/no attention weights \(bert\.encoder\.layer\.1\.attention\.self\.key\.weight missing\)/);
+    model.dispose();
+  });
+});
+
+describe("extraction on two threads", () => {
+  it("a worker thread's sums added to the main thread's equal one thread's (qk and per-head attention)", async () => {
+    const model = new BertForMaskedLM(config, { seed: 3 });
+    const am = attentionModelOf(model);
+    const job = { n, cells, ids: cellsTok, padId: 0, maxTokensPerBatch: 20 };
+    const source = { config, spec: { encoding: "geneformer-rank-value", objective: "mlm" }, seed: 3 }; // the worker builds the same weights
+    const progress: number[] = [];
+    const q1 = sumOn(am, { ...job, job: { method: "qk" } }) as QkSums;
+    const q2 = (await sumParallel(am, source, { ...job, job: { method: "qk" } }, 2, "wasm", (d) => progress.push(d))) as QkSums;
+    expect(Array.from(q2.count)).toEqual(Array.from(q1.count));
+    for (let l = 0; l < NL; l++) for (let i = 0; i < q1.qs[l].length; i++) {
+      expect(q2.qs[l][i]).toBeCloseTo(q1.qs[l][i], 9);
+      expect(q2.ks[l][i]).toBeCloseTo(q1.ks[l][i], 9);
+    }
+    expect(progress[progress.length - 1]).toBe(cells.length);
+    const a1 = sumOn(am, { ...job, job: { method: "attention", perHead: true } }) as AttentionSums;
+    const a2 = (await sumParallel(am, source, { ...job, job: { method: "attention", perHead: true } }, 2, "wasm")) as AttentionSums;
+    expect(Array.from(a2.pairCount)).toEqual(Array.from(a1.pairCount));
+    expect(a2.sums.length).toBe(NL * NH);
+    let d = 0;
+    a1.sums.forEach((s, k) => s.forEach((v, i) => (d = Math.max(d, Math.abs(v - a2.sums[k][i])))));
+    expect(d).toBeLessThan(1e-9);
+    expect(a1.sums[0].some((v) => v > 0)).toBe(true);
+    // the deal: every cell once, lengths balanced
+    const shares = dealCells([5, 9, 1, 7, 3], 2);
+    expect(shares.flat().sort()).toEqual([0, 1, 2, 3, 4]);
+    expect(shares).toEqual([[0, 1, 2], [3, 4]]); // by length 9, 7, 5, 3, 1: cells 1, 0, 2 and 3, 4
     model.dispose();
   });
 });

@@ -6,6 +6,8 @@ import { tableFromIPC } from "apache-arrow";
 import { main } from "../../src/cli.js";
 import { packagePath } from "../../src/io.js";
 import { BertForMaskedLM } from "../../src/model/bert.js";
+import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.js";
+import { buildModel, BINNED_ENCODING, COUNTS_ENCODING } from "../../src/model/factory.js";
 import { type CellfmMeta, writeCheckpoint } from "../../src/model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../../src/tokenize/dictionaries.js";
 import { readTruth } from "../../src/grn/truth.js";
@@ -92,6 +94,38 @@ describe("cellfm grn", () => {
     expect(s.attention.score.trueEdges).toBeGreaterThan(0);
   });
 
+  for (const [encoding, objective, head] of [
+    [BINNED_ENCODING, "mlm", { n_bins: 51 }],
+    [COUNTS_ENCODING, "denoise", { likelihood: "zinb" }],
+  ] as const) {
+    it(`${encoding} checkpoints: networks from value-keeping inputs, end to end`, async () => {
+      const ck = path.join(dir, `ck-${encoding}`);
+      const cfg = { ...TINY, hidden_size: 16, intermediate_size: 32, vocab_size: 25426, max_position_embeddings: 48 };
+      const m = buildModel(cfg, { encoding, objective, head }, { seed: 2 });
+      const meta: CellfmMeta = {
+        encoding, objective, head, model_version: "V1", dictionary: loadGeneformerDictionaries("V1").files.tokens,
+        backend: "wasm", cellfm_version: "test", created: new Date().toISOString(),
+      };
+      writeCheckpoint(ck, { model: m, cellfm: meta, trainerState: { training: { seed: 5 } } });
+      m.dispose();
+      const out = path.join(dir, `run-${encoding}`);
+      await main([...base(out), "--checkpoint", ck, "--cell-type", "B", "--max-cells", "20", "--genes", "hvg:200", "--truth", trrust, "--untrained"]);
+      const j = JSON.parse(fs.readFileSync(path.join(out, "grn.json"), "utf8"));
+      expect(j.settings.encoding).toBe(encoding);
+      expect(j.settings.input_context).toMatch(/expressed list genes with their values/);
+      if (encoding === BINNED_ENCODING) expect([j.settings.n_bins, j.settings.binning_seed]).toEqual([51, 0]);
+      const net = j.networks[0];
+      expect(net.n_cells_tokenized).toBe(20);
+      expect(Object.keys(net.scores).sort()).toEqual(["attention", "coexpression", "random", "untrained"]);
+      for (const s of Object.values(net.scores) as Record<string, number>[]) expect(Number.isFinite(s.epr)).toBe(true);
+      // list genes reach the model: most list genes occur in some cell's context
+      const genes = fs.readFileSync(path.join(out, "B", "genes.tsv"), "utf8").trim().split("\n").slice(1).map((l) => Number(l.split("\t")[4]));
+      expect(genes.filter((c) => c > 0).length).toBeGreaterThan(0.8 * genes.length);
+      // trained and untrained weights (other seeds) give different networks
+      expect(net.scores.attention.auprc).not.toBe(net.scores.untrained.auprc);
+    });
+  }
+
   it("bad input: clear errors, nothing written", async () => {
     const out = path.join(dir, "bad");
     const fails = async (extra: string[], re: RegExp) => {
@@ -116,6 +150,14 @@ describe("cellfm grn", () => {
     await fails(["--cell-type", "B", "--genes", "hvg:x"], /--genes "hvg:x": N must be an integer/);
     await fails(["--cell-type", "B", "--label", "celltype"], /obs has no column "celltype"/);
     await fails(["--cell-type", "B", "--checkpoint", ckpt, "--heads", "5:0"], /head 5:0 is outside the model/);
+    await fails(["--cell-type", "B", "--checkpoint", ckpt, "--workers", "99"], /--workers 99 is more than the \d+ CPU core/);
+    // a checkpoint without attention: its query/key weights are missing
+    const noAttn = path.join(dir, "ck-no-attention");
+    fs.cpSync(ckpt, noAttn, { recursive: true });
+    const st = readSafetensors(path.join(noAttn, "model.safetensors"));
+    delete st.tensors["bert.encoder.layer.1.attention.self.key.weight"];
+    writeSafetensors(path.join(noAttn, "model.safetensors"), st.tensors);
+    await fails(["--cell-type", "B", "--checkpoint", noAttn], /missing weight bert\.encoder\.layer\.1\.attention\.self\.key\.weight/);
   });
 
   it("parses truth files, gene specs and filters", () => {

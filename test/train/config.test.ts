@@ -58,8 +58,8 @@ describe("training config", () => {
     expect(m).toContain("data.tokens: required key is missing");
   });
 
-  it("training.workers: an integer >= 1, default 1, errors name the key", () => {
-    expect(parseTrainConfig(base(), "x.yaml").training.workers).toBe(1);
+  it("training.workers: an integer >= 1, absent by default (= every core, loop.ts), errors name the key", () => {
+    expect(parseTrainConfig(base(), "x.yaml").training.workers).toBeUndefined();
     const ok = base() as Record<string, any>;
     ok.training.workers = 2;
     expect(parseTrainConfig(ok, "x.yaml").training.workers).toBe(2);

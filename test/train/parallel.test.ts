@@ -13,7 +13,7 @@ import { BertForMaskedLM } from "../../src/model/bert.js";
 import { GENEFORMER_V1_6L } from "../../src/model/config.js";
 import { makeRng } from "../../src/rng.js";
 import { parseTrainConfig, type TrainConfig } from "../../src/train/config.js";
-import { train } from "../../src/train/loop.js";
+import { defaultWorkers, MIN_PARALLEL_STEP_FLOPS, train } from "../../src/train/loop.js";
 import { collateMlm, truncateCell, type MlmBatch } from "../../src/train/masking.js";
 import { DataParallel, shardBatch } from "../../src/train/parallel.js";
 import { tinyTrainConfig, writeGoldenTokens, TINY_MODEL } from "./helpers.js";
@@ -171,10 +171,30 @@ describe("DataParallel with 1, 2, 3 and 4 ranks", () => {
   }
 });
 
+describe("defaultWorkers (training.workers absent)", () => {
+  it("is every core on wasm/cpu, at most the cells of a step; 1 on tensorflow and for tiny steps", () => {
+    const was = process.env.CELLFM_MAX_THREADS;
+    process.env.CELLFM_MAX_THREADS = "3";
+    try {
+      expect(defaultWorkers("wasm", 12, 1e11)).toBe(3);
+      expect(defaultWorkers("cpu", 12, 1e11)).toBe(3);
+      expect(defaultWorkers("wasm", 2, 1e11)).toBe(2); // a rank needs a cell
+      expect(defaultWorkers("tensorflow", 12, 1e11)).toBe(1);
+      expect(defaultWorkers("wasm", 12, MIN_PARALLEL_STEP_FLOPS / 2)).toBe(1);
+      expect(defaultWorkers("wasm", 12, NaN)).toBe(1);
+    } finally {
+      if (was === undefined) delete process.env.CELLFM_MAX_THREADS;
+      else process.env.CELLFM_MAX_THREADS = was;
+    }
+  });
+});
+
 describe("cellfm train with training.workers: 2", () => {
   it("gives the losses of workers: 1 (no dropout), and the same losses run to run", async () => {
     const noDropout = { hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
     const one = await train(cfg("w1", { max_steps: 5 }, noDropout), { quiet: true });
+    // no workers given: a model this small trains on one rank (defaultWorkers)
+    expect(JSON.parse(fs.readFileSync(path.join(one.outputDir, "run.json"), "utf8")).workers).toBe(1);
     const two = await train(cfg("w2", { max_steps: 5, workers: 2 }, noDropout), { quiet: true });
     expect(two.losses).toHaveLength(5);
     for (let i = 0; i < 5; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
@@ -206,6 +226,14 @@ describe("cellfm train with training.workers: 2", () => {
     const third = await train(c, { resume: true, workers: 1, log: (l) => lines.push(l) });
     expect(third.step).toBe(8);
     expect(lines.join("\n")).toMatch(/trained with workers=2, this run uses workers=1.*not be bit-identical/);
+    // without workers in the config or on the command line, a resume follows the checkpoint's count
+    // (this tiny model alone would default to 1), so it is exact again
+    fs.rmSync(path.join(c.output.dir, "final"), { recursive: true });
+    const noW = { ...c, training: { ...c.training, workers: undefined } };
+    const lines2: string[] = [];
+    const fourth = await train(noW, { resume: true, log: (l) => lines2.push(l) });
+    expect(lines2.join("\n")).not.toMatch(/trained with workers/);
+    expect(fourth.losses).toEqual(straight.losses.slice(4));
   });
 
   it("works on the cpu backend too (which keeps the arrays it is given instead of copying)", async () => {

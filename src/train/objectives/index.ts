@@ -9,7 +9,7 @@ import type { TokenizedManifest } from "../../data/tokenized.js";
 import type { Vocabulary } from "../../tokenize/dictionaries.js";
 import type { TrainingSection } from "../config.js";
 import { RankMlmObjective } from "./mlm.js";
-import { BinnedMlmObjective, DenoiseObjective, RankDenoiseObjective } from "./values.js";
+import { BinnedDenoiseObjective, BinnedMlmObjective, CountsMlmObjective, DenoiseObjective, RankDenoiseObjective } from "./values.js";
 import { loadGeneformerDictionaries } from "../../tokenize/dictionaries.js";
 import type { Objective } from "./types.js";
 
@@ -27,6 +27,8 @@ export const SUPPORTED_PAIRS: readonly ObjectivePair[] = [
   { encoding: BINNED_ENCODING, objective: "mlm" },
   { encoding: COUNTS_ENCODING, objective: "denoise" },
   { encoding: RANK_ENCODING, objective: "denoise" },
+  { encoding: COUNTS_ENCODING, objective: "mlm" },
+  { encoding: BINNED_ENCODING, objective: "denoise" },
 ];
 
 /** True when `encoding` × `objective` is in {@link SUPPORTED_PAIRS}. */
@@ -99,6 +101,18 @@ export function makeObjective(encoding: string, objective: string, ctx: Objectiv
   if (encoding === BINNED_ENCODING && objective === "mlm") {
     if (m.values_kind !== "bin") throw new Error(`${ctx.tokens}: binned MLM needs bin values; run cellfm tokenize --encoding binned`);
     return new BinnedMlmObjective(sampling, ctx.vocabulary.pad, m.n_bins ?? 51, t.mask_probability);
+  }
+  if (encoding === COUNTS_ENCODING && objective === "mlm") {
+    if (m.values_kind !== "count") throw new Error(`${ctx.tokens}: masked value regression needs raw counts; run cellfm tokenize --encoding counts`);
+    return new CountsMlmObjective(sampling, ctx.vocabulary.pad, t.mask_probability);
+  }
+  if (encoding === BINNED_ENCODING && objective === "denoise") {
+    if (m.values_kind !== "bin" || !m.columns.some((c) => c.name === "counts")) {
+      throw new Error(
+        `${ctx.tokens}: training.objective denoise on binned tokens needs the bins and the raw counts per token (counts column); re-run cellfm tokenize --encoding binned with this cellfm version`,
+      );
+    }
+    return new BinnedDenoiseObjective(sampling, ctx.vocabulary.pad, t.likelihood, t.noise, t.downsample, m.n_bins ?? 51);
   }
   if (objective === "denoise") {
     if (m.values_kind !== "count") {

@@ -18,6 +18,8 @@ export interface TrainCell {
   values?: Float32Array;
   /** The cell's total count (library size), when the dataset records it. */
   nCounts?: number;
+  /** `binned` datasets: the raw count of each token `[length]` (the dataset's `counts` column). */
+  counts?: Float32Array;
 }
 
 /**
@@ -63,7 +65,7 @@ export interface Objective {
    * One training cell from the dataset's columns (rank: truncated to the context; value encodings:
    * kept whole, the context is sampled at collate time).
    */
-  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined): TrainCell;
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array): TrainCell;
   /** Tokens the cell has in a batch (for length-grouped batch planning). */
   contextLength(cell: TrainCell): number;
   /**

@@ -10,7 +10,16 @@
  *   **original** counts of every context gene (ZINB / NB / Poisson, `training.likelihood`); loss = mean
  *   NLL over the context genes; baseline = a per-gene NB fitted on the training cells (below).
  *
- * Both choose each cell's context with `../gene-sampling.ts` (`data.max_length` genes: all expressed
+ * - {@link CountsMlmObjective} (`scprint-counts` + `mlm`): masked value regression; each context
+ *   value is masked with probability `mask_probability` (the count encoder's learned mask vector
+ *   replaces it), the head predicts log1p(count), loss = squared error at the masked positions;
+ *   baseline = the training cells' per-gene mean of log1p(count) (`init_output_bias: unigram` starts
+ *   the head's per-gene offset there).
+ * - {@link BinnedDenoiseObjective} (`scgpt-binned` + `denoise`): the cell's raw counts (the binned
+ *   dataset's `counts` column) are downsampled and re-binned (scGPT binning of the downsampled
+ *   counts); the head predicts the original counts as for `counts` + `denoise`.
+ *
+ * All choose each cell's context with `../gene-sampling.ts` (`data.max_length` genes: all expressed
  * genes when fewer, else a random subset drawn from the training stream, so a new one each time the
  * cell comes round; `training.pad_with_unexpressed` adds unexpressed measured genes with value 0).
  */
@@ -22,6 +31,7 @@ import type { Rng } from "../../rng.js";
 import { downsampleCounts, type DownsampleMethod } from "../downsample.js";
 import { sampleGenes, type GeneSampleOptions } from "../gene-sampling.js";
 import { rankValueOrder } from "../../tokenize/geneformer.js";
+import { binCounts } from "../../tokenize/binning.js";
 import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
 
 /** Pad per-cell (ids, values) into a collated batch; `values` after masking/noise. */
@@ -57,9 +67,9 @@ abstract class ValueObjective implements Objective {
     private readonly needs: string,
   ) {}
 
-  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined): TrainCell {
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array): TrainCell {
     if (!values) throw new Error(`training.objective ${this.name} needs the dataset's values column (${this.needs})`);
-    return { inputIds, values, nCounts };
+    return counts ? { inputIds, values, nCounts, counts } : { inputIds, values, nCounts };
   }
 
   contextLength(cell: TrainCell): number {
@@ -196,7 +206,7 @@ export class DenoiseObjective extends ValueObjective {
 
   /**
    * Per-gene NB fitted on the training cells: gene share p_g = Σ_c x_cg / Σ_c n_c (n_c the cell's
-   * stored counts), dispersion by moments over all training cells (zeros included), θ_g = m²/(v − m)
+   * stored counts; raw counts, also for binned cells), dispersion by moments over all training cells (zeros included), θ_g = m²/(v − m)
    * clipped to [1e-3, 1e4] (1e4, i.e. ~Poisson, when v ≤ m). At a held-out position μ = p_g /
    * Σ_{g' in context} p_g' × the context library size — the model's form with gene-only logits.
    */
@@ -207,8 +217,9 @@ export class DenoiseObjective extends ValueObjective {
     const sum = new Float64Array(V), sq = new Float64Array(V);
     let tot = 0;
     for (const c of trainCells) {
+      const raw = (c.counts ?? c.values)!; // binned cells: the raw counts, not the bins
       c.inputIds.forEach((g, i) => {
-        const x = c.values![i];
+        const x = raw[i];
         sum[g] += x;
         sq[g] += x * x;
         tot += x;
@@ -296,5 +307,152 @@ export class RankDenoiseObjective extends DenoiseObjective {
 
   override contextLength(cell: TrainCell): number {
     return Math.min(cell.inputIds.length, this.sampling.maxLength);
+  }
+}
+
+/**
+ * Masked value regression on raw counts (`scprint-counts` + `mlm`): masked positions' inputs are the
+ * <mask> value (−1: the count encoder's mask vector), targets log1p(original count).
+ */
+export class CountsMlmObjective extends ValueObjective {
+  readonly name = "mlm";
+  readonly lossDescription = "masked-value squared error of log1p(count) (per masked value)";
+  readonly head: Record<string, unknown> = { target: "log1p" };
+
+  constructor(sampling: GeneSampleOptions, padId: number, private readonly maskProbability: number) {
+    super(sampling, padId, "cellfm tokenize --encoding counts");
+  }
+
+  collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
+    const ctx = cells.map((c) => this.context(c, rng));
+    const b = pad(ctx, this.padId);
+    const pos: number[] = [], tgt: number[] = [];
+    ctx.forEach((c, k) => {
+      for (let i = 0; i < c.ids.length; i++) {
+        if (rng() < this.maskProbability) {
+          pos.push(k * b.seqLen + i);
+          tgt.push(Math.log1p(c.values[i]));
+        }
+      }
+    });
+    if (pos.length === 0) {
+      const k = Math.floor(rng() * ctx.length), i = Math.floor(rng() * ctx[k].ids.length);
+      pos.push(k * b.seqLen + i);
+      tgt.push(Math.log1p(ctx[k].values[i]));
+    }
+    for (const p of pos) b.values![p] = -1; // the <mask> value
+    b.positions = Int32Array.from(pos);
+    b.targets = Float32Array.from(tgt);
+    return b;
+  }
+
+  /** Per-gene mean of log1p(count) over the training cells' stored (expressed) values; the global mean for unseen genes. */
+  private geneMeans(trainCells: readonly TrainCell[], minSize: number): { mean: Float64Array; global: number } {
+    let V = minSize;
+    for (const c of trainCells) for (const g of c.inputIds) V = Math.max(V, g + 1);
+    const sum = new Float64Array(V), n = new Float64Array(V);
+    let tot = 0, cnt = 0;
+    for (const c of trainCells) {
+      c.inputIds.forEach((g, i) => {
+        const y = Math.log1p(c.values![i]);
+        sum[g] += y;
+        n[g]++;
+        tot += y;
+        cnt++;
+      });
+    }
+    const global = cnt ? tot / cnt : 0;
+    return { mean: Float64Array.from(sum, (s, g) => (n[g] > 0 ? s / n[g] : global)), global };
+  }
+
+  baseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult {
+    let V = 1;
+    for (const b of valBatches) for (const g of b.inputIds) V = Math.max(V, g + 1);
+    const { mean, global } = this.geneMeans(trainCells, V);
+    let sse = 0, sseGlobal = 0, n = 0;
+    for (const b of valBatches) {
+      b.positions.forEach((p, j) => {
+        const y = b.targets![j];
+        sse += (y - mean[b.inputIds[p]]) ** 2;
+        sseGlobal += (y - global) ** 2;
+        n++;
+      });
+    }
+    return {
+      name: "per_gene_mean",
+      loss: n ? sse / n : NaN,
+      description:
+        "per-gene mean: each masked value predicted by its gene's mean log1p(count) over the training cells that express it (the global mean for genes no training cell expresses); squared error at the same fixed mask",
+      extra: { global_mean_loss: n ? sseGlobal / n : NaN },
+    };
+  }
+
+  initOutputBias(model: CellModel, trainCells: readonly TrainCell[], mode: string): void {
+    if (mode !== "unigram") return;
+    const gb = model.weights.get("cls.values.gene_bias");
+    if (!gb) throw new Error("init_output_bias: the model has no cls.values.gene_bias");
+    const V = gb.shape[0];
+    const { mean } = this.geneMeans(trainCells, V);
+    if (mean.length > V) throw new Error(`init_output_bias: token id ${mean.length - 1} outside the model's vocabulary (${V})`);
+    tf.tidy(() => gb.assign(tf.tensor1d(Float32Array.from(mean))));
+  }
+
+  headFlops(config: BertConfig, batch: CollatedBatch): number {
+    const H = config.hidden_size;
+    return batch.positions.length * (2 * H * H + 2 * H);
+  }
+}
+
+/**
+ * Denoising on scGPT-binned tokens (`scgpt-binned` + `denoise`): each time a cell is used, its raw
+ * counts (the dataset's `counts` column, all its stored genes) are downsampled as for `counts`, the
+ * downsampled nonzero counts are binned again over the cell (scGPT's per-cell quantile bins of
+ * log1p(count / total × 10⁴), ties spread with the training generator; genes downsampled to 0 get
+ * bin 0 and stay in the cell), then the context is chosen; the head predicts the original counts.
+ */
+export class BinnedDenoiseObjective extends DenoiseObjective {
+  constructor(
+    sampling: GeneSampleOptions,
+    padId: number,
+    likelihood: Likelihood,
+    noise: number,
+    method: DownsampleMethod,
+    private readonly nBins: number,
+  ) {
+    super(sampling, padId, likelihood, noise, method, "cellfm tokenize --encoding binned (this cellfm version stores the raw counts)");
+    (this.head as Record<string, unknown>).n_bins = nBins;
+  }
+
+  override cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array): TrainCell {
+    if (!counts) {
+      throw new Error("training.objective denoise on binned tokens needs the raw counts per token (the dataset's counts column); re-run cellfm tokenize --encoding binned with this cellfm version");
+    }
+    return super.cellFromDataset(inputIds, values, nCounts, counts);
+  }
+
+  override collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
+    const ctx: { ids: Int32Array; values: Float32Array; orig: Float32Array }[] = [];
+    for (const c of cells) {
+      const raw = c.counts!;
+      const ds = downsampleCounts(raw, this.noise, this.method, rng);
+      const nz: number[] = [];
+      let total = 0;
+      for (let i = 0; i < ds.length; i++) if (ds[i] > 0) (nz.push(i), (total += ds[i]));
+      const bins = new Float32Array(ds.length);
+      if (nz.length) {
+        const b = binCounts(Float64Array.from(nz, (i) => ds[i]), total, rng, this.nBins);
+        nz.forEach((i, k) => (bins[i] = b[k]));
+      }
+      // the context: positions into the cell (padding genes, if any, follow with value and count 0)
+      const where = Float32Array.from({ length: raw.length }, (_, i) => i);
+      const s = sampleGenes(c.inputIds, where, this.sampling, rng);
+      const values = new Float32Array(s.ids.length), orig = new Float32Array(s.ids.length);
+      for (let j = 0; j < s.nExpressed; j++) {
+        values[j] = bins[s.values[j]];
+        orig[j] = raw[s.values[j]];
+      }
+      ctx.push({ ids: s.ids, values, orig });
+    }
+    return this.scored(ctx);
   }
 }

@@ -1,0 +1,205 @@
+/**
+ * Model inputs of a gene-network run, for every encoding a checkpoint can have, built the way the
+ * encoding's training and `cellfm embed` build them (reference-spec §1a, §1c, §1d):
+ *
+ * - `geneformer-rank-value` (Geneformer): the cell's ranked genes, truncated to
+ *   `max_position_embeddings` (V2 keeps `<eos>` last); token ids only. Positions carry the rank, so the
+ *   input cannot be reordered or filtered: list genes outside the cell's top genes are absent.
+ * - `scgpt-binned` (scGPT) and `scprint-counts` (scPRINT): the cell's expressed vocabulary genes with
+ *   their value (bin index from `cellfm tokenize --encoding binned`'s per-cell binning over all the
+ *   cell's nonzero genes, or the raw count). These models have no position embedding and were trained
+ *   on a uniform random subset of the expressed genes (`src/train/gene-sampling.ts`), so the context
+ *   of a network run is chosen for the gene list: the cell's expressed **list** genes first (all of
+ *   them when they fit in `max_position_embeddings`, else a uniform subset), then, while room is left,
+ *   a uniform subset of its other expressed genes, so each cell has as many genes as in training. The
+ *   subsets are seeded by the cell id only ({@link cellSamplingRng}), as `cellfm embed` seeds them.
+ *   Unexpressed genes are never added (training adds them only with `training.pad_with_unexpressed`).
+ *
+ * The batch builder pads as the objectives' collate does (`src/train/objectives/*.ts`): ids padded
+ * with `pad_token_id`, attention mask 1 on real tokens, values padded with 0.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { CountMatrixSource } from "../data/types.js";
+import { type ModelBatch, RANK_ENCODING } from "../model/bert.js";
+import type { LoadedCheckpoint } from "../model/checkpoint.js";
+import { BINNED_ENCODING, COUNTS_ENCODING } from "../model/factory.js";
+import { DEFAULT_N_BINS } from "../tokenize/binning.js";
+import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
+import { GeneformerTokenizer, type TokenEncoding } from "../tokenize/geneformer.js";
+import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
+import type { CellInput } from "./attention.js";
+
+/** Checkpoint encodings `cellfm grn` reads, and the tokenizer encoding of each. */
+export const GRN_ENCODINGS: Record<string, TokenEncoding> = {
+  [RANK_ENCODING]: "rank",
+  [BINNED_ENCODING]: "binned",
+  [COUNTS_ENCODING]: "counts",
+};
+
+/** One tokenized cell: its id, tokens and (value encodings) per-token values. */
+export interface GrnCellTokens {
+  cellId: string;
+  /** token ids `[m]` int32 (rank: truncated to the model's length; value encodings: all expressed genes). */
+  ids: Int32Array;
+  /** per-token values `[m]` (bin index or raw count); absent for rank-value tokens. */
+  values?: Float32Array;
+}
+
+/** How the cells of a checkpoint are tokenized. */
+export interface GrnTokenization {
+  /** tokenizer encoding. */
+  encoding: TokenEncoding;
+  /** binned: total bins including bin 0 (the checkpoint's `cellfm.head.n_bins`, default 51). */
+  nBins?: number;
+  /** binned: seed of the tie spreading (`cellfm tokenize --seed`, default 0). */
+  binningSeed?: number;
+}
+
+/**
+ * The tokenization of a checkpoint's encoding.
+ * @throws Error naming the encoding when `cellfm grn` has no input builder for it.
+ */
+export function tokenizationOf(ck: LoadedCheckpoint, binningSeed = 0): GrnTokenization {
+  const enc = GRN_ENCODINGS[ck.cellfm.encoding];
+  if (!enc) throw new Error(`checkpoint encoding "${ck.cellfm.encoding}" is not supported by cellfm grn (supported: ${Object.keys(GRN_ENCODINGS).join(", ")})`);
+  if (enc !== "binned") return { encoding: enc };
+  const nb = ck.cellfm.head?.n_bins ?? DEFAULT_N_BINS;
+  if (!Number.isInteger(nb) || (nb as number) < 3) throw new Error(`cellfm.head.n_bins: expected an integer >= 3, got ${JSON.stringify(nb)}`);
+  return { encoding: enc, nBins: nb as number, binningSeed };
+}
+
+/**
+ * Tokenize the chosen source rows with the checkpoint's dictionary and encoding (one pass over the
+ * source's chunks).
+ * @param rows source rows, ascending.
+ * @returns row → tokens; rows whose tokenization is empty (no expressed vocabulary gene) are absent.
+ */
+export function tokenizeRows(src: CountMatrixSource, rows: Int32Array, ck: LoadedCheckpoint, tk: GrnTokenization, idColumn: string | undefined): Map<number, GrnCellTokens> {
+  const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
+  const dict = loadGeneformerDictionaries(version);
+  const tokenizer = new GeneformerTokenizer(src, {
+    modelVersion: version,
+    dictionaries: dict,
+    idColumn,
+    minKnownFraction: 0,
+    encoding: tk.encoding,
+    nBins: tk.nBins,
+    seed: tk.binningSeed,
+  });
+  const want = new Set(rows);
+  const out = new Map<number, GrnCellTokens>();
+  const maxLen = ck.config.max_position_embeddings;
+  for (const ch of src.chunks(512)) {
+    const f = tokenizer.tokenizeChunkFlat(ch);
+    f.obsRows.forEach((r, i) => {
+      if (!want.has(r)) return;
+      const a = f.offsets[i], b = f.offsets[i + 1];
+      if (b === a) return;
+      let ids = f.ids.slice(a, b);
+      if (tk.encoding !== "rank") {
+        out.set(r, { cellId: f.cellIds[i], ids, values: f.values.slice(a, b) });
+        return;
+      }
+      if (ids.length > maxLen) {
+        const eos = dict.special.eos;
+        const last = ids[ids.length - 1];
+        ids = ids.slice(0, maxLen);
+        if (eos !== undefined && last === eos) ids[maxLen - 1] = eos;
+      }
+      out.set(r, { cellId: f.cellIds[i], ids });
+    });
+  }
+  return out;
+}
+
+/**
+ * A value-encoding cell's context for a gene list (see the module comment): its expressed list genes
+ * (a uniform subset when more than `maxLength`), then a uniform subset of its other genes up to
+ * `maxLength`; in ascending token order.
+ * @param isListToken true for the tokens of the gene list.
+ * @param seed context seed (with the cell id).
+ */
+export function listContext(
+  cell: GrnCellTokens,
+  isListToken: (t: number) => boolean,
+  maxLength: number,
+  seed: number,
+): { ids: Int32Array; values: Float32Array; nList: number } {
+  if (!cell.values) throw new Error(`cell ${cell.cellId}: a value encoding needs per-token values`);
+  const inList: number[] = [], other: number[] = [];
+  cell.ids.forEach((t, i) => (isListToken(t) ? inList : other).push(i));
+  const rng = cellSamplingRng(seed, cell.cellId);
+  // k of the positions `pos`, uniformly (all of them when k = |pos|)
+  const pick = (pos: number[], k: number) =>
+    k <= 0 || pos.length === 0
+      ? { ids: new Int32Array(0), values: new Float32Array(0) }
+      : sampleGenes(Int32Array.from(pos, (i) => cell.ids[i]), Float32Array.from(pos, (i) => cell.values![i]), { maxLength: k }, rng);
+  const a = pick(inList, Math.min(inList.length, maxLength));
+  const b = pick(other, Math.min(other.length, maxLength - a.ids.length));
+  const m = a.ids.length + b.ids.length;
+  const order = Array.from({ length: m }, (_, i) => i);
+  const idAt = (i: number) => (i < a.ids.length ? a.ids[i] : b.ids[i - a.ids.length]);
+  const valAt = (i: number) => (i < a.ids.length ? a.values[i] : b.values[i - a.ids.length]);
+  order.sort((x, y) => idAt(x) - idAt(y));
+  return { ids: Int32Array.from(order, idAt), values: Float32Array.from(order, valAt), nList: a.ids.length };
+}
+
+/**
+ * The cells of one network as extraction inputs, and the batch builder.
+ * @param tokens tokenized cells by source row ({@link tokenizeRows}); rows without tokens are left out.
+ * @param listTokens vocabulary token of each list gene.
+ * @param encoding tokenizer encoding of the checkpoint.
+ * @param maxLength the model's `max_position_embeddings` (value encodings: the context size).
+ * @param seed context seed of value encodings (default 0, as `cellfm embed`).
+ */
+export function cellInputs(
+  tokens: Map<number, GrnCellTokens>,
+  rows: Int32Array,
+  listTokens: Int32Array,
+  opts: { vocabSize: number; padId: number; encoding: TokenEncoding; maxLength: number; seed?: number },
+): { cells: CellInput[]; ids: Int32Array[]; values?: Float32Array[]; makeBatch: (idx: number[], L: number) => ModelBatch } {
+  const tokToGene = new Int32Array(opts.vocabSize).fill(-1);
+  listTokens.forEach((t, j) => {
+    if (t >= 0 && t < opts.vocabSize) tokToGene[t] = j;
+  });
+  const valued = opts.encoding !== "rank";
+  const ids: Int32Array[] = [];
+  const values: Float32Array[] = [];
+  const cells: CellInput[] = [];
+  for (const r of rows) {
+    const x = tokens.get(r);
+    if (!x || x.ids.length === 0) continue;
+    let id = x.ids;
+    if (valued) {
+      const c = listContext(x, (t) => t >= 0 && t < opts.vocabSize && tokToGene[t] >= 0, opts.maxLength, opts.seed ?? 0);
+      id = c.ids;
+      values.push(c.values);
+    }
+    ids.push(id);
+    cells.push({ length: id.length, geneAt: Int32Array.from(id, (t) => (t >= 0 && t < opts.vocabSize ? tokToGene[t] : -1)) });
+  }
+  return { cells, ids, ...(valued ? { values } : {}), makeBatch: batchBuilder(ids, valued ? values : undefined, opts.padId) };
+}
+
+/**
+ * The padded-batch builder over per-cell inputs, as the objectives' collate pads: ids with `padId`,
+ * mask 1 on real tokens, values (when given) with 0.
+ * @returns `(idx, L)` → the batch of cells `idx` padded to length L (the caller disposes it).
+ */
+export function batchBuilder(ids: readonly Int32Array[], values: readonly Float32Array[] | undefined, padId: number): (idx: number[], L: number) => ModelBatch {
+  return (idx, L) => {
+    const B = idx.length;
+    const a = new Int32Array(B * L).fill(padId), m = new Float32Array(B * L);
+    const v = values ? new Float32Array(B * L) : undefined;
+    idx.forEach((ci, b) => {
+      a.set(ids[ci], b * L);
+      m.fill(1, b * L, b * L + ids[ci].length);
+      v?.set(values![ci], b * L);
+    });
+    return {
+      inputIds: tf.tensor2d(a, [B, L], "int32"),
+      attentionMask: tf.tensor2d(m, [B, L], "float32"),
+      ...(v ? { values: tf.tensor2d(v, [B, L], "float32") } : {}),
+    };
+  };
+}
