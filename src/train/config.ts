@@ -115,7 +115,9 @@ const modelSchema = z.strictObject({
       }),
     )
     .optional(),
-  genomic_positions: z.boolean({ error: "expected true or false" }).default(false),
+  genomic_positions: z
+    .union([z.boolean(), z.strictObject({ scale: posNum() })], { error: "expected true, false or { scale: <positive number> }" })
+    .default(false),
 });
 
 const dataSchema = z.strictObject({
@@ -182,7 +184,8 @@ const rootSchema = z.strictObject({
  *   Genes without a vector get their own learned row (`learned`, default) or are removed from every
  *   context (`drop`). The table is saved in the checkpoint (and the file's sha256 in config.json).
  * - `genomic_positions` (binned / counts): add the fixed sinusoidal genomic-position encoding
- *   (scPRINT; genes within 10 kb share a position; `src/data/genomic-positions.ts`). Default false.
+ *   (scPRINT; genes within 10 kb share a position; `src/data/genomic-positions.ts`): `true`, or
+ *   `{ scale: s }` to multiply the table by s (scPRINT: 1, rows of norm √(hidden/2)). Default false.
  */
 export type ModelSection = z.infer<typeof modelSchema>;
 /**

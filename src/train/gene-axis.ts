@@ -163,9 +163,11 @@ export function prepareGeneAxis(config: TrainConfig, manifest: TokenizedManifest
   }
 
   if (m.genomic_positions) {
+    const scale = m.genomic_positions === true ? 1 : m.genomic_positions.scale;
     const table = packagePath("data", "genes", "human_genes.tsv");
     const pos = readGenomicPositions(table);
     const tp = tokenPositionTable(dictionary(), vocabulary.size, hiddenSize, pos);
+    if (scale !== 1) for (let i = 0; i < tp.table.length; i++) tp.table[i] *= scale;
     let placed = 0;
     for (const t of genes) if (tp.positionOfToken[t] > 0) placed++;
     out.positions = tp.table;
@@ -175,12 +177,13 @@ export function prepareGeneAxis(config: TrainConfig, manifest: TokenizedManifest
       source: "data/genes/human_genes.tsv",
       sha256: sha256Sync(table),
       same_position_bp: SAME_POSITION_BP,
+      scale,
       n_positions: pos.maxPosition,
       n_placed: placed,
       n_unplaced: genes.length - placed,
       fallback: "genes without a location get a zero vector",
     };
-    out.lines.push(`genomic positions (data/genes/human_genes.tsv, genes within ${SAME_POSITION_BP / 1000} kb share one): ${placed} of ${genes.length} dataset genes placed, ${genes.length - placed} without a location (zero vector)`);
+    out.lines.push(`genomic positions (data/genes/human_genes.tsv, genes within ${SAME_POSITION_BP / 1000} kb share one${scale !== 1 ? `, table x ${scale}` : ""}): ${placed} of ${genes.length} dataset genes placed, ${genes.length - placed} without a location (zero vector)`);
   }
 
   const frac = config.data.split.genes;
@@ -197,7 +200,8 @@ export function prepareGeneAxis(config: TrainConfig, manifest: TokenizedManifest
     );
     if (!out.vectors) {
       out.warnings.push(
-        `warning: ${src}: data.split.genes without model.gene_embeddings: a held-out gene's learned embedding is never trained, so its held-out-gene metrics measure nothing the model could have learned (use external gene vectors)`,
+        `warning: ${src}: data.split.genes without model.gene_embeddings: a held-out gene's learned embedding is never trained (it stays a random row), ` +
+          `so the held-out-gene loss only shows what the model infers from the gene's observed value and its context, not generalisation to unseen genes; use external gene vectors (model.gene_embeddings)`,
       );
     }
   }

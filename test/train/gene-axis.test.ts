@@ -20,7 +20,7 @@ import { GENE_HAS_VECTOR, GENE_VECTORS, GENOMIC_POSITIONS, GeneValueEmbeddings }
 import { makeRng } from "../../src/rng.js";
 import { tokenizeToDataset } from "../../src/tokenize/run.js";
 import { loadGeneformerDictionaries } from "../../src/tokenize/dictionaries.js";
-import { parseTrainConfig } from "../../src/train/config.js";
+import { loadTrainConfig, parseTrainConfig } from "../../src/train/config.js";
 import { train } from "../../src/train/loop.js";
 import { cellSamplingRng, sampleGenes } from "../../src/train/gene-sampling.js";
 import type { CollatedBatch } from "../../src/train/objectives/index.js";
@@ -87,10 +87,14 @@ describe("model.gene_embeddings, model.genomic_positions, data.split.genes", () 
     const b = cfg("x", { gene_embeddings: { path: "g.arrow", trainable: true, missing: "drop" }, genomic_positions: true }, { val_fraction: undefined, split: { cells: 0.1, genes: 0.1 } });
     expect(b.model.gene_embeddings).toMatchObject({ trainable: true, missing: "drop" });
     expect(b.model.genomic_positions).toBe(true);
+    expect(cfg("x", { genomic_positions: { scale: 0.1 } }).model.genomic_positions).toEqual({ scale: 0.1 });
     expect(b.data.val_fraction).toBe(0.1);
+    const demo = loadTrainConfig("configs/gene-axis-demo.yaml");
+    expect(demo.model.gene_embeddings?.path).toBe(path.resolve("data/genes/pca16_pbmc4k.tsv"));
+    expect(demo.data.split).toEqual({ cells: 0.1, genes: 0.1 });
     expect(() => cfg("x", { gene_embeddings: "g.csv" })).toThrow(/model\.gene_embeddings\.path: expected a \.tsv or \.arrow file/);
     expect(() => cfg("x", { gene_embeddings: { path: "g.tsv", missing: "zero" } })).toThrow(/model\.gene_embeddings\.missing: expected one of learned \| drop/);
-    expect(() => cfg("x", { genomic_positions: "yes" })).toThrow(/model\.genomic_positions: expected boolean/);
+    expect(() => cfg("x", { genomic_positions: "yes" })).toThrow(/model\.genomic_positions: expected true, false or \{ scale: <positive number> \}/);
     expect(() => cfg("x", {}, { split: { cells: 0.3 } })).toThrow(/data\.split\.cells: 0\.3 conflicts with data\.val_fraction 0\.2/);
     expect(() => cfg("x", {}, { val_fraction: undefined, split: { cells: 0, genes: 0.1 } })).toThrow(/data\.split\.genes: held-out genes are scored on held-out cells/);
   });
@@ -116,7 +120,7 @@ describe("model.gene_embeddings, model.genomic_positions, data.split.genes", () 
     const own = path.join(root, "own.tsv");
     fs.copyFileSync(vecFile, own);
     const seen = new Set<number>();
-    const r = await train(cfg("frozen", { gene_embeddings: own, genomic_positions: true }, { split: { genes: 0.2 } }), {
+    const r = await train(cfg("frozen", { gene_embeddings: own, genomic_positions: { scale: 0.5 } }, { split: { genes: 0.2 } }), {
       quiet: true,
       handleSigint: false,
       onBatch: (b: CollatedBatch) => {
@@ -145,7 +149,11 @@ describe("model.gene_embeddings, model.genomic_positions, data.split.genes", () 
     const ge = cfgJson.cellfm.gene_embeddings;
     expect(ge).toMatchObject({ dim: DIM, trainable: false, missing: "learned", source: "own.tsv" });
     expect(ge.sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(cfgJson.cellfm.genomic_positions.n_placed).toBe(ev.gene_axis.n_placed);
+    expect(cfgJson.cellfm.genomic_positions).toMatchObject({ n_placed: ev.gene_axis.n_placed, scale: 0.5, same_position_bp: 10000 });
+    const H = TINY_MODEL.hidden_size;
+    const sin = tokenPositionTable(loadGeneformerDictionaries("V1").tokens, 25426, H, readGenomicPositions()).table;
+    const pe = tensorOf(r.checkpoint, GENOMIC_POSITIONS);
+    for (const t of held.slice(0, 20)) for (let j = 0; j < H; j++) expect(pe[t * H + j]).toBeCloseTo(0.5 * sin[t * H + j], 6);
     const table = tensorOf(r.checkpoint, GENE_VECTORS);
     const has = tensorOf(r.checkpoint, GENE_HAS_VECTOR);
     for (const [t, v] of [...fileVectors].slice(0, 50)) {
@@ -164,7 +172,6 @@ describe("model.gene_embeddings, model.genomic_positions, data.split.genes", () 
     const ctx = [0, 1, 2].map((i) => sampleGenes(ds.inputIds[i], ds.values![i], { maxLength: 64 }, cellSamplingRng(0, ds.cellIds[i])));
     const mine = embedCells(ck.model, ctx.map((c) => c.ids), { values: ctx.map((c) => c.values) });
     ck.model.dispose();
-    const H = TINY_MODEL.hidden_size;
     for (let k = 0; k < 3 * H; k++) expect(Math.abs(e.data[k] - mine[k])).toBeLessThan(1e-5);
     expect(e.data.every((x) => Number.isFinite(x))).toBe(true);
   }, 120_000);
