@@ -29,6 +29,7 @@ import { TINY_MODEL } from "./helpers.js";
 let root: string;
 let tokens: string;
 let rankTokens: string;
+let binnedTokens: string;
 /** gene vector file: 8-d seeded random vectors for ~85% of the dataset's genes (Ensembl ids). */
 let vecFile: string;
 let fileVectors: Map<number, Float32Array>;
@@ -41,6 +42,8 @@ beforeAll(async () => {
   rankTokens = path.join(root, "rank");
   await tokenizeToDataset({ input: "data/tiny.h5ad", output: tokens, modelVersion: "V1", encoding: "counts", quiet: true, hashSource: false });
   await tokenizeToDataset({ input: "data/tiny.h5ad", output: rankTokens, modelVersion: "V1", encoding: "rank", quiet: true, hashSource: false });
+  binnedTokens = path.join(root, "binned");
+  await tokenizeToDataset({ input: "data/tiny.h5ad", output: binnedTokens, modelVersion: "V1", encoding: "binned", quiet: true, hashSource: false });
   const ds = readTokenizedDataset(tokens);
   const byId = new Map<number, string>();
   for (const [g, t] of loadGeneformerDictionaries("V1").tokens) byId.set(t, g);
@@ -198,6 +201,22 @@ describe("model.gene_embeddings, model.genomic_positions, data.split.genes", () 
     const s = await embedToFile({ checkpoint: r.checkpoint, input: tokens, output: out, quiet: true, backend: "wasm" });
     expect(s.nCells).toBe(300);
   }, 120_000);
+
+  it("binned + mlm with gene vectors and held-out genes: eval.json scores the held-out genes' masked bins; --resume stays exact", async () => {
+    const r = await train(cfg("binned-run", { gene_embeddings: vecFile, genomic_positions: true }, { split: { genes: 0.2 } }, binnedTokens, { objective: "mlm", max_steps: 2 }), {
+      quiet: true,
+      handleSigint: false,
+    });
+    const h = r.eval!.held_out_genes!;
+    expect(h.baseline_name).toBe("bin_frequency");
+    expect(h.n_positions).toBeGreaterThan(0);
+    expect(Number.isFinite(h.model_loss)).toBe(true);
+    const c = cfg("resume", { gene_embeddings: vecFile, genomic_positions: true }, { split: { genes: 0.2 } }, tokens, { max_steps: 4, save_every: 2 });
+    const straight = await train(cfg("resume0", { gene_embeddings: vecFile, genomic_positions: true }, { split: { genes: 0.2 } }, tokens, { max_steps: 4 }), { quiet: true, handleSigint: false });
+    const a = await train(c, { quiet: true, handleSigint: false, stopAfter: 2 });
+    const b = await train(c, { quiet: true, handleSigint: false, resume: true });
+    expect([...a.losses, ...b.losses]).toEqual(straight.losses);
+  });
 
   it("workers 2 with a frozen table: the same losses as one worker, and the table still unchanged", async () => {
     const one = await train(cfg("w1", { gene_embeddings: vecFile, genomic_positions: true }, {}, tokens, { max_steps: 2, weight_decay: 0.1 }), { quiet: true, handleSigint: false });
