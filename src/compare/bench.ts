@@ -2,7 +2,7 @@
  * The denoising benchmark's data and baselines for one comparison (`<output>/denoise/`): the held-out
  * cells' full counts on the highly variable genes, their downsampled version (drawn once, seeded, so
  * every arm is scored on the same cells), and the scores of the two baselines (the downsampled input
- * itself and kNN smoothing). Scoring rules: `denoise.ts`.
+ * itself and kNN smoothing). Scoring rules: `denoise.ts`; model predictions: `predict.ts`.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -50,6 +50,8 @@ export interface DenoiseBaselines {
   cells: number[];
   /** var indices of the scored genes. */
   genes: number[];
+  /** the Geneformer token id of each scored gene (the models' vocabulary; `data.model_version`). */
+  tokens: number[];
   /** fraction of the full counts that the downsampling removed. */
   removedFraction: number;
   downsampled: DenoiseScore;
@@ -77,13 +79,21 @@ export function runDenoiseBaselines(
   s: DenoiseSettings,
   dir: string,
   say: (line: string) => void = () => undefined,
+  colToken?: Int32Array,
 ): DenoiseBaselines {
   const file = path.join(dir, "baselines.json");
   if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, "utf8")) as DenoiseBaselines;
   const rows = Array.from(heldOut).slice(0, s.cells);
   if (rows.length < 2) throw new Error(`denoise: needs at least 2 held-out cells, has ${rows.length} (raise data.val_fraction)`);
   say(`compare: denoising benchmark on ${rows.length} held-out cells (${Math.round(s.fraction * 100)} % of counts removed)`);
-  const { counts: full, genes } = readBenchmarkCells(src, rows, s.n_hvg);
+  // genes every model reads: a token of its own (several var columns summed into one token are left out)
+  let eligible: Uint8Array | undefined;
+  if (colToken) {
+    const uses = new Map<number, number>();
+    for (const t of colToken) if (t >= 0) uses.set(t, (uses.get(t) ?? 0) + 1);
+    eligible = Uint8Array.from(colToken, (t) => (t >= 0 && uses.get(t) === 1 ? 1 : 0));
+  }
+  const { counts: full, genes } = readBenchmarkCells(src, rows, s.n_hvg, eligible);
   const noisy = downsampleCells(full, s.fraction, s.method, s.seed);
   let tf = 0;
   let tn = 0;
@@ -99,6 +109,7 @@ export function runDenoiseBaselines(
     nGenes: full.nGenes,
     cells: rows,
     genes: Array.from(genes),
+    tokens: colToken ? Array.from(genes, (gi) => colToken[gi]) : [],
     removedFraction: tf > 0 ? 1 - tn / tf : 0,
     downsampled: denoiseScore(full, noisy, noisy),
     knn: { ...denoiseScore(full, noisy, knn), k: s.knn_k },

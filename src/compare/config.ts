@@ -21,26 +21,49 @@
  * `cellfm train` configuration, validated here (all of them before anything is tokenized or trained);
  * every error names the file, the arm and the key, e.g.
  * `configs/x.yaml: arm "binned-mlm": training.lr: expected a positive number, got "abc"`.
+ * Which encoding × objective pairs exist is the training registry's business
+ * (`src/train/objectives/index.ts` `SUPPORTED_PAIRS`); compare keeps no list of its own.
  */
 import * as path from "node:path";
 import { z } from "zod";
+import { ENCODING_NAMES, encodingFromManifest, type TokenEncoding } from "../tokenize/geneformer.js";
+import { canPredictCounts } from "./predict.js";
+import { isSupportedPair, SUPPORTED_PAIRS } from "../train/objectives/index.js";
 import { anyInt, formatIssue, num, oneOf, parseTrainConfig, posInt, prob, readYamlMapping, str, type TrainConfig } from "../train/config.js";
 
-/**
- * The encoding × objective pairs `cellfm compare` can train today, by tokenizer encoding name.
- * `rank` is Geneformer's rank-value encoding (`cellfm tokenize`), trained with masked-gene modelling.
- */
-export const SUPPORTED_PAIRS: Readonly<Record<string, readonly string[]>> = {
-  rank: ["mlm"],
-};
-
-/** Whether an arm's encoding × objective pair can be trained (see {@link SUPPORTED_PAIRS}). */
-export function pairSupported(encoding: string, objective: string): boolean {
-  return SUPPORTED_PAIRS[encoding]?.includes(objective) ?? false;
+/** The short encoding name of a registry pair (`rank`, `binned`, `counts`), as arms name it. */
+function shortEncoding(manifestName: string): string {
+  return encodingFromManifest(manifestName) ?? manifestName;
 }
 
-/** Objectives whose model predicts counts (scored by the denoising benchmark). */
-export const COUNT_PREDICTING_OBJECTIVES: readonly string[] = ["denoise"];
+/**
+ * The encoding × objective pairs an arm can name, in arm spelling (`rank × mlm`, ...): the training
+ * registry's {@link SUPPORTED_PAIRS} (`src/train/objectives/index.ts`), the one list `cellfm train` checks.
+ */
+export function supportedArmPairs(): { encoding: string; objective: string }[] {
+  return SUPPORTED_PAIRS.map((p) => ({ encoding: shortEncoding(p.encoding), objective: p.objective }));
+}
+
+/** Whether an arm's encoding (short name) × objective pair can be trained (the training registry). */
+export function pairSupported(encoding: string, objective: string): boolean {
+  const full = ENCODING_NAMES[encoding as TokenEncoding];
+  return full !== undefined && isSupportedPair(full, objective);
+}
+
+/**
+ * Key of the tokenized dataset an arm trains on: arms with the same encoding and tokenizer options
+ * share one tokenization (`<output>/tokens/<key>/`). rank / counts have no options; binned adds its
+ * bin count and tie-spreading seed.
+ */
+export function tokensKey(arm: Pick<ArmConfig, "encoding" | "tokenize">): string {
+  if (arm.encoding === "binned") return `binned-b${arm.tokenize.n_bins ?? 51}-s${arm.tokenize.seed ?? 0}`;
+  return arm.encoding;
+}
+
+/** Folder of the tokenized dataset an arm trains on (shared by arms with the same {@link tokensKey}). */
+export function tokensDir(outDir: string, arm: Pick<ArmConfig, "encoding" | "tokenize">): string {
+  return path.join(outDir, "tokens", tokensKey(arm));
+}
 
 const record = () => z.record(z.string(), z.unknown());
 const armName = () =>
@@ -146,7 +169,7 @@ export function armTrainConfig(c: CompareConfig, arm: ArmConfig, seed: number, o
     {
       model: arm.model,
       data: {
-        tokens: path.join(armDir(outDir, arm.name), "tokens"),
+        tokens: tokensDir(outDir, arm),
         ...(c.data.max_length !== undefined ? { max_length: c.data.max_length } : {}),
         val_fraction: c.data.val_fraction,
         split_seed: c.data.split_seed,
@@ -195,11 +218,17 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
     }
     seen.add(arm.name);
     if (!pairSupported(arm.encoding, arm.objective)) {
-      const pairs = Object.entries(SUPPORTED_PAIRS).flatMap(([e, os]) => os.map((o) => `${e} × ${o}`));
+      const pairs = supportedArmPairs();
+      const key = pairs.some((p) => p.encoding === arm.encoding) ? "objective" : "encoding";
       errors.push(
-        `${where}: ${SUPPORTED_PAIRS[arm.encoding] ? "objective" : "encoding"}: no model for encoding "${arm.encoding}" × objective "${arm.objective}"; supported: ${pairs.join(", ")}`,
+        `${where}: ${key}: encoding "${arm.encoding}" × objective "${arm.objective}" is not a supported pair ` +
+          `(supported: ${pairs.map((p) => `${p.encoding} × ${p.objective}`).join(", ")})`,
       );
       return;
+    }
+    const merged = { ...c.training, ...(arm.training ?? {}) };
+    if (arm.objective !== "mlm" && merged.init_output_bias === "unigram") {
+      errors.push(`${where}: training.init_output_bias: unigram is for objective mlm; set init_output_bias: zeros in the arm (objective ${arm.objective} starts from zeros)`);
     }
     for (const k of ["max_steps", "epochs", "seed"]) {
       if (arm.training && k in arm.training) errors.push(`${where}: training.${k}: not allowed in an arm (the budget is training.max_tokens; seeds come from seeds:)`);
@@ -211,7 +240,7 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
       tokenize: arm.tokenize ?? {},
       model: { ...c.model, ...(arm.model ?? {}) },
       training: { ...c.training, ...(arm.training ?? {}), objective: arm.objective },
-      predictsCounts: COUNT_PREDICTING_OBJECTIVES.includes(arm.objective),
+      predictsCounts: canPredictCounts(ENCODING_NAMES[arm.encoding as TokenEncoding], arm.objective),
     });
   });
   let chosen = arms;

@@ -130,9 +130,12 @@ export function knnSmooth(noisy: DenseCounts, opts: { k?: number; nPcs?: number;
  * `cellfm assess`) and the dense raw counts of the cells `rows` on them (scPRINT scores its
  * 4,000–8,000 most variable genes).
  * @param rows cell indices (ascending or not) into the source. @param nHvg genes kept.
+ * @param eligible when given, HVGs are chosen among these var columns only (1 = eligible): the genes
+ *   every model can read (a known, unique token), so no scored gene is invisible to a model.
  * @returns counts `[rows.length, nHvg]` and the gene (var) indices, in HVG order.
+ * @throws Error when no gene is eligible.
  */
-export function readBenchmarkCells(src: CountMatrixSource, rows: ArrayLike<number>, nHvg: number): { counts: DenseCounts; genes: Int32Array } {
+export function readBenchmarkCells(src: CountMatrixSource, rows: ArrayLike<number>, nHvg: number, eligible?: Uint8Array): { counts: DenseCounts; genes: Int32Array } {
   const want = new Map<number, number>();
   Array.from(rows).forEach((r, i) => want.set(r, i));
   const moments = new GeneMoments(src.nGenes);
@@ -147,7 +150,16 @@ export function readBenchmarkCells(src: CountMatrixSource, rows: ArrayLike<numbe
     }
   }
   const mv = moments.meanVar();
-  const genes = seuratHvg(mv.mean, mv.variance, nHvg).genes;
+  let genes: Int32Array;
+  if (eligible) {
+    const pool: number[] = [];
+    for (let gi = 0; gi < src.nGenes; gi++) if (eligible[gi]) pool.push(gi);
+    if (pool.length === 0) throw new Error("denoise: no gene of the data is known to the models' vocabulary");
+    const sub = seuratHvg(Float64Array.from(pool, (gi) => mv.mean[gi]), Float64Array.from(pool, (gi) => mv.variance[gi]), nHvg).genes;
+    genes = Int32Array.from(sub, (k) => pool[k]);
+  } else {
+    genes = seuratHvg(mv.mean, mv.variance, nHvg).genes;
+  }
   const col = new Int32Array(src.nGenes).fill(-1);
   genes.forEach((gi, j) => (col[gi] = j));
   const p = genes.length;

@@ -217,7 +217,14 @@ export function curvesSpec(points: { arm: string; seed: string; tokens: number; 
 }
 
 /** The written reading: the seed study's three questions (and batches) answered from the numbers. */
-export function readComparison(c: CompareConfig, rows: Row[], baseline: Row | undefined, assessments: Record<string, AssessmentResult>, denoise?: CompareResult["denoise"]): string[] {
+export function readComparison(
+  c: CompareConfig,
+  rows: Row[],
+  baseline: Row | undefined,
+  assessments: Record<string, AssessmentResult>,
+  denoise?: CompareResult["denoise"],
+  armDenoise: { name: string; trained: Stat; untrained: Stat }[] = [],
+): string[] {
   const out: string[] = [];
   const trained = rows.filter((r) => r.kind === "trained");
   if (!trained.length) return ["No arm finished; nothing to read."];
@@ -301,18 +308,33 @@ export function readComparison(c: CompareConfig, rows: Row[], baseline: Row | un
       out.push(
         `4. Which mixes batches ("${c.data.batch}") best while keeping types apart? Batch ASW (1 = mixed): ${byB.map((r) => `${r.name} ${fmtStat(r.values.batch_asw)}`).join(", ")}` +
           (baseline?.values.batch_asw ? `; HVG + PCA ${f3(baseline.values.batch_asw.mean)}` : "") +
-          `. Best mixing without losing type separation (kNN accuracy within the seed spread of the best arm): ${keepTypes.name} (batch ASW ${fmtStat(keepTypes.values.batch_asw)}, kNN ${fmtStat(keepTypes.values.knn)}, batch gap / type gap ${fmtStat(keepTypes.values.batch_gap)}).`,
+          `. Best mixing without losing type separation (kNN accuracy within the seed spread of the best arm): ${keepTypes.name} (batch ASW ${fmtStat(keepTypes.values.batch_asw)}, kNN ${fmtStat(keepTypes.values.knn)}, batch gap / type gap ${fmtStat(keepTypes.values.batch_gap)}).` +
+          (baseline?.values.batch_asw && baseline.values.knn
+            ? ` Against HVG + PCA it mixes batches ${{ higher: "better", lower: "worse", same: "no differently" }[differ(keepTypes.values.batch_asw!, baseline.values.batch_asw)]} and separates types ${{ higher: "better", lower: "worse", same: "no differently" }[differ(keepTypes.values.knn!, baseline.values.knn)]} (kNN ${f3(baseline.values.knn.mean)}); mixing batches at the price of mixing types is not integration.`
+            : ""),
       );
     }
   }
 
   // denoising
   if (denoise) {
-    const scored = trained.filter((r) => r.arm && c.arms.find((a) => a.name === r.arm)?.predictsCounts);
+    const sign = (v: number) => `${v >= 0 ? "+" : ""}${f3(v)}`;
+    const fmtImp = (st: Stat) => (st.sd !== undefined ? `${sign(st.mean)} ± ${f3(st.sd)}` : sign(st.mean));
+    const knnStat: Stat = { mean: denoise.knn.improvement, values: [denoise.knn.improvement] };
+    const parts = armDenoise.map((a) => {
+      const vsKnn = differ(a.trained, knnStat);
+      const vsInput = differ(a.trained, { mean: 0, values: [0] });
+      const floorOk = a.untrained.values.every((v) => v <= 0);
+      return (
+        `${a.name} ${fmtImp(a.trained)} (${vsInput === "higher" ? "restores counts the downsampling removed" : vsInput === "lower" ? "worse than returning its input" : "no different from its input"}; ` +
+        `${vsKnn === "higher" ? "beats" : vsKnn === "lower" ? "below" : "level with"} kNN smoothing; untrained ${fmtImp(a.untrained)}, ` +
+        `${floorOk ? "<= 0 as an untrained model must" : "ABOVE 0 for a seed: the benchmark's sanity check FAILS"})`
+      );
+    });
     out.push(
-      `Denoising (${Math.round(denoise.fraction * 100)} % of counts removed, ${denoise.nCells} held-out cells × ${denoise.nGenes} genes): the downsampled input scores 0 by definition (Spearman with the full counts ${f3(denoise.downsampled.noisy2full)}); ` +
-        `kNN smoothing (k = ${denoise.knn.k}) ${denoise.knn.improvement >= 0 ? "+" : ""}${f3(denoise.knn.improvement)}.` +
-        (scored.length ? "" : " No arm of this run predicts counts, so no model was scored."),
+      `Denoising (${Math.round(denoise.fraction * 100)} % of counts removed, ${denoise.nCells} held-out cells × ${denoise.nGenes} genes; improvement in Spearman with the full counts over the truly nonzero entries): ` +
+        `the downsampled input scores 0 by definition (Spearman ${f3(denoise.downsampled.noisy2full)}); kNN smoothing (k = ${denoise.knn.k}) ${sign(denoise.knn.improvement)}` +
+        (parts.length ? `; ${parts.join("; ")}.` : ". No arm of this run predicts counts, so no model was scored."),
     );
   }
   return out;
@@ -351,7 +373,14 @@ export async function buildReport(inp: ReportInput): Promise<CompareResult> {
       denoise: den,
     };
   });
-  const reading = readComparison(c, rows, baseline, inp.assessments, inp.denoise);
+  const reading = readComparison(
+    c,
+    rows,
+    baseline,
+    inp.assessments,
+    inp.denoise,
+    arms.filter((a) => a.denoise).map((a) => ({ name: a.name, trained: a.denoise!.trained, untrained: a.denoise!.untrained })),
+  );
 
   const figDir = path.join(inp.output, "figures");
   fs.mkdirSync(figDir, { recursive: true });

@@ -9,13 +9,14 @@
  * <output>/
  *   compare-config.json        the validated configuration this folder was made with
  *   <arm>/arm.json             the arm's merged configuration (a changed arm is refused, not mixed)
- *   <arm>/tokens/              `cellfm tokenize` output for the arm's encoding
+ *   tokens/<encoding>/         `cellfm tokenize` output, one per encoding + tokenizer options (shared by arms)
  *   <arm>/seed-<s>/train/      `cellfm train` output (checkpoints, metrics.jsonl, eval.json, final/)
  *   <arm>/seed-<s>/untrained/  the same architecture and initialisation, not trained (the floor)
  *   <arm>/seed-<s>/emb_trained.arrow, emb_untrained.arrow
  *   <arm>/seed-<s>/done.json   what the seed's run measured (eval, tokens, throughput, wall time)
  *   <arm>/assess/              `cellfm assess` of all the arm's embeddings (metrics.json, report, figures)
- *   denoise/                   the denoising benchmark (held-out cells, baselines, per-arm scores)
+ *   denoise/                   the denoising benchmark (held-out cells, their downsampled counts, baselines);
+ *                              each count-predicting arm × seed's scores (trained, untrained) are in its done.json
  *   compare.json, report.md, report.html, figures/
  * ```
  * Re-running skips every finished piece (a file is written only when complete) and resumes an
@@ -33,13 +34,16 @@ import type { AssessmentResult } from "../assess/report.js";
 import { buildModel } from "../model/factory.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
-import { ENCODING_NAMES, type TokenEncoding } from "../tokenize/geneformer.js";
+import { ENCODING_NAMES, planGenes, type TokenEncoding } from "../tokenize/geneformer.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
 import { listCheckpoints } from "../train/checkpoints.js";
 import type { TrainConfig } from "../train/config.js";
 import { splitCells, train, trainingPlan, type EvalResult } from "../train/loop.js";
-import { armDir, armTrainConfig, seedDir, type ArmConfig, type CompareConfig } from "./config.js";
-import { runDenoiseBaselines, type DenoiseBaselines } from "./bench.js";
+import { armDir, armTrainConfig, seedDir, tokensDir, type ArmConfig, type CompareConfig } from "./config.js";
+import { readBenchmarkMatrices, runDenoiseBaselines, type DenoiseBaselines } from "./bench.js";
+import { denoiseScore } from "./denoise.js";
+import { predictCounts } from "./predict.js";
+import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { buildReport, type ArmSeedResult, type CompareResult } from "./report.js";
 
 /** Options of {@link runCompare} (mirrors `cellfm compare`). */
@@ -159,26 +163,29 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
     const dir = armDir(out, arm.name);
     fs.mkdirSync(dir, { recursive: true });
     writeFileAtomic(path.join(dir, "arm.json"), JSON.stringify({ ...arm, seeds: c.seeds }, null, 2) + "\n");
-    const tokens = path.join(dir, "tokens");
-    if (fs.existsSync(path.join(tokens, "manifest.json"))) continue;
-    say(`compare: tokenizing for arm ${arm.name} (encoding ${arm.encoding})`);
-    await tokenizeToDataset({
-      input: c.data.input,
-      output: tokens,
-      modelVersion: c.data.model_version,
-      carry,
-      layer: c.data.layer,
-      useRaw: c.data.use_raw,
-      force: true,
-      quiet: true,
-      encoding: arm.encoding as TokenEncoding,
-      nBins: arm.tokenize.n_bins,
-      seed: arm.tokenize.seed,
-    });
+    // arms with the same encoding and tokenizer options share one tokenization
+    const tokens = tokensDir(out, arm);
+    if (!fs.existsSync(path.join(tokens, "manifest.json"))) {
+      say(`compare: tokenizing for arm ${arm.name} (encoding ${arm.encoding}, ${path.relative(out, tokens)})`);
+      await tokenizeToDataset({
+        input: c.data.input,
+        output: tokens,
+        modelVersion: c.data.model_version,
+        carry,
+        layer: c.data.layer,
+        useRaw: c.data.use_raw,
+        force: true,
+        quiet: true,
+        encoding: arm.encoding as TokenEncoding,
+        nBins: arm.tokenize.n_bins,
+        seed: arm.tokenize.seed,
+      });
+    }
     const m = readTokenizedManifest(tokens);
     const want = ENCODING_NAMES[arm.encoding as TokenEncoding];
     if (want && m.encoding !== want) throw new Error(`arm "${arm.name}": ${tokens} holds encoding ${m.encoding}, expected ${want}`);
   }
+  let tokenMedian: Float64Array | undefined;
   const jobs: Job[] = [];
   const planErrors: string[] = [];
   for (const arm of c.arms) {
@@ -194,7 +201,27 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
   }
   if (planErrors.length) throw new Error([...new Set(planErrors)].join("\n"));
 
-  // 2. train, untrained floor, embed: per arm × seed
+  // the denoising benchmark's held-out cells and baselines (the training runs' validation cells, never
+  // trained on), built before training so that every arm × seed is scored as soon as it is trained
+  let denoise: DenoiseBaselines;
+  {
+    const src = await openCounts(c.data.input, { layer: c.data.layer, useRaw: c.data.use_raw });
+    try {
+      // the split is over the tokenized cells (a cell without known genes is not tokenized): map its ids to rows
+      const ids = readTokenizedDataset(jobs[0].train.data.tokens).cellIds;
+      const { val } = splitCells(ids.length, c.data.val_fraction, c.data.split_seed);
+      const row = new Map(src.obs.index.map((id, i) => [id, i]));
+      const rows = Array.from(val, (i) => row.get(ids[i])).filter((r): r is number => r !== undefined);
+      const plan = planGenes(src.var, loadGeneformerDictionaries(c.data.model_version), { file: c.data.input });
+      tokenMedian = plan.tokenMedian;
+      denoise = runDenoiseBaselines(src, rows, c.denoise, path.join(out, "denoise"), say, plan.colToken);
+    } finally {
+      src.close();
+    }
+  }
+  const bench = readBenchmarkMatrices(path.join(out, "denoise"), denoise);
+
+  // 2. train, untrained floor, embed, denoising scores: per arm × seed
   const budget = Number(jobs[0]?.train.training.max_tokens ?? 0);
   const isDone = (j: Job) => fs.existsSync(path.join(j.dir, "done.json"));
   const todo = jobs.filter((j) => !isDone(j));
@@ -275,6 +302,30 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       if (fs.existsSync(file)) continue;
       await embedToFile({ checkpoint: ck, input: j.train.data.tokens, output: file, layer: c.embed.layer, backend: o.backend ?? c.backend, quiet: true, log: () => undefined });
     }
+    let scores: ArmSeedResult["denoise"];
+    if (j.arm.predictsCounts) {
+      const score = (ck: string) => {
+        const loaded = readCheckpoint(ck);
+        try {
+          const m = loaded.model;
+          const maxLen = Math.min(j.train.data.max_length ?? m.config.max_position_embeddings, m.config.max_position_embeddings);
+          const pred = predictCounts(m, m.spec.encoding, bench.noisy, {
+            maxLength: maxLen,
+            geneTokens: Int32Array.from(denoise.tokens),
+            tokenMedian,
+            seed: c.denoise.seed,
+          });
+          return denoiseScore(bench.full, bench.noisy, pred);
+        } finally {
+          loaded.model.dispose();
+        }
+      };
+      scores = { trained: score(path.join(trainDir, "final")), untrained: score(untrained) };
+      say(
+        `compare: arm ${j.arm.name} seed ${j.seed} denoising: improvement over the downsampled input ${scores.trained.improvement.toFixed(4)} ` +
+          `(untrained ${scores.untrained.improvement.toFixed(4)}${scores.untrained.improvement > 0 ? ", ABOVE 0: the benchmark's sanity check fails" : ", <= 0 as it must be"})`,
+      );
+    }
     const ev = readJson<EvalResult>(path.join(trainDir, "eval.json"))!;
     const rows = fs
       .readFileSync(path.join(trainDir, "metrics.jsonl"), "utf8")
@@ -290,6 +341,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       eval: ev,
       train_seconds: timing.train_s,
       tokens_per_s: tokens / Math.max(timing.train_s, 1e-9),
+      ...(scores ? { denoise: scores } : {}),
     };
     writeFileAtomic(path.join(j.dir, "done.json"), JSON.stringify(done, null, 2) + "\n");
     say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.baseline_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
@@ -330,22 +382,6 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       force: true,
       quiet: true,
     });
-  }
-
-  // 4. denoising benchmark on the held-out cells (the training runs' validation cells, never trained on)
-  let denoise: DenoiseBaselines;
-  {
-    const src = await openCounts(c.data.input, { layer: c.data.layer, useRaw: c.data.use_raw });
-    try {
-      // the split is over the tokenized cells (a cell without known genes is not tokenized): map its ids to rows
-      const ids = readTokenizedDataset(jobs[0].train.data.tokens).cellIds;
-      const { val } = splitCells(ids.length, c.data.val_fraction, c.data.split_seed);
-      const row = new Map(src.obs.index.map((id, i) => [id, i]));
-      const rows = Array.from(val, (i) => row.get(ids[i])).filter((r): r is number => r !== undefined);
-      denoise = runDenoiseBaselines(src, rows, c.denoise, path.join(out, "denoise"), say);
-    } finally {
-      src.close();
-    }
   }
 
   // 5. the report

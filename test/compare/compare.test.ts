@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseCompareConfig } from "../../src/compare/config.js";
+import { parseCompareConfig, tokensKey } from "../../src/compare/config.js";
 import { runCompare } from "../../src/compare/run.js";
 
 let tmp: string;
@@ -15,7 +15,7 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** A two-arm comparison on data/tiny.h5ad: rank × mlm at two learning rates. */
+/** A two-arm comparison on data/tiny.h5ad: rank × mlm against counts × denoise (scored on denoising). */
 function raw(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     data: { input: "data/tiny.h5ad", label: "cell_type", max_length: 32, val_fraction: 0.2 },
@@ -23,9 +23,10 @@ function raw(over: Record<string, unknown> = {}): Record<string, unknown> {
     model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32 },
     training: { max_tokens: 2500, batch_size: 16, lr: 3.0e-3, warmup_steps: 1, log_every: 1, eval_every: 2, eval_cells: 32, save_every: 2 },
     assess: { min_cells: 40, per_type: 40, n_hvg: 200, threads: 1, umap_epochs: 20 },
+    denoise: { n_hvg: 200, n_pcs: 10 },
     arms: [
       { name: "rank-mlm", encoding: "rank", objective: "mlm" },
-      { name: "rank-mlm-lr1e-3", encoding: "rank", objective: "mlm", training: { lr: 1.0e-3 } },
+      { name: "counts-denoise", encoding: "counts", objective: "denoise", training: { noise: 0.7, downsample: "binomial" } },
     ],
     backend: "wasm",
     ...over,
@@ -42,23 +43,30 @@ const metricsRows = (out: string, arm: string, seed = 1) =>
 describe("cellfm compare", () => {
   let straight: string;
   let lines: string[];
-  it("runs two arms end to end with an equal token budget and writes the report", async () => {
+  // the two end-to-end tests train, embed and assess two tiny arms (~20 s each on an idle 2-core
+  // machine); the longer timeout only keeps them from failing on a loaded one
+  it("runs two arms end to end with an equal token budget and writes the report", { timeout: 300_000 }, async () => {
     straight = path.join(tmp, "straight");
     lines = [];
     const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => lines.push(l) });
     expect(r.interrupted).toBe(false);
     for (const f of ["report.md", "report.html", "compare.json", "figures/curves.svg", "figures/curves.png"]) expect(fs.existsSync(path.join(straight, f))).toBe(true);
-    for (const arm of ["rank-mlm", "rank-mlm-lr1e-3"]) {
-      for (const f of ["tokens/manifest.json", "seed-1/train/final/model.safetensors", "seed-1/untrained/config.json", "seed-1/emb_trained.arrow", "seed-1/emb_untrained.arrow", "assess/metrics.json"]) {
+    for (const arm of ["rank-mlm", "counts-denoise"]) {
+      for (const f of ["seed-1/train/final/model.safetensors", "seed-1/untrained/config.json", "seed-1/emb_trained.arrow", "seed-1/emb_untrained.arrow", "assess/metrics.json"]) {
         expect(fs.existsSync(path.join(straight, arm, f)), `${arm}/${f}`).toBe(true);
       }
     }
-    // the same budget in tokens: both arms stop at the first step reaching 2,500 tokens
+    // one tokenization per encoding
+    expect(fs.readdirSync(path.join(straight, "tokens")).sort()).toEqual(["counts", "rank"]);
+    // the same budget in tokens: each arm stops at its first step reaching 2,500 real tokens
+    // (encodings differ in tokens per cell, so the arms' totals differ by less than one step: 16 cells × 32)
     const last = (arm: string) => metricsRows(straight, arm).filter((x) => x.loss !== undefined).pop()!;
-    expect(last("rank-mlm").tokens).toBeGreaterThanOrEqual(2500);
-    expect(last("rank-mlm").tokens).toBe(last("rank-mlm-lr1e-3").tokens);
+    for (const arm of ["rank-mlm", "counts-denoise"]) {
+      expect(last(arm).tokens).toBeGreaterThanOrEqual(2500);
+      expect(last(arm).tokens).toBeLessThan(2500 + 16 * 32);
+    }
     const cj = JSON.parse(fs.readFileSync(path.join(straight, "compare.json"), "utf8"));
-    expect(cj.rows.map((x: { name: string }) => x.name)).toEqual(["rank-mlm", "rank-mlm (untrained)", "rank-mlm-lr1e-3", "rank-mlm-lr1e-3 (untrained)"]);
+    expect(cj.rows.map((x: { name: string }) => x.name)).toEqual(["rank-mlm", "rank-mlm (untrained)", "counts-denoise", "counts-denoise (untrained)"]);
     expect(cj.baseline.name).toMatch(/HVG/);
     expect(cj.baseline.values.knn.mean).toBeGreaterThan(0.5);
     expect(cj.reading.join("\n")).toMatch(/1\. Does every encoding keep within < between\?/);
@@ -68,12 +76,21 @@ describe("cellfm compare", () => {
     expect(cj.denoise.removedFraction).toBeGreaterThan(0.65);
     expect(cj.denoise.removedFraction).toBeLessThan(0.75);
     expect(Number.isFinite(cj.denoise.knn.improvement)).toBe(true);
+    // the count-predicting arm is scored (trained and untrained) in its done.json and compare.json; the rank-MLM arm is not
+    const done = JSON.parse(fs.readFileSync(path.join(straight, "counts-denoise", "seed-1", "done.json"), "utf8"));
+    expect(done.denoise.trained.nEntries).toBe(done.denoise.untrained.nEntries);
+    expect(Number.isFinite(done.denoise.trained.improvement)).toBe(true);
+    expect(done.denoise.untrained.improvement).toBeLessThanOrEqual(0); // the untrained floor cannot restore counts
+    expect(JSON.parse(fs.readFileSync(path.join(straight, "rank-mlm", "seed-1", "done.json"), "utf8")).denoise).toBeUndefined();
+    const cden = cj.arms.find((a: { name: string }) => a.name === "counts-denoise").denoise;
+    expect(cden.trained.mean).toBe(done.denoise.trained.improvement);
+    expect(cj.reading.join("\n")).toMatch(/counts-denoise .*untrained/);
     const md = fs.readFileSync(path.join(straight, "report.md"), "utf8");
     expect(md).toMatch(/\| HVG \+ PCA\d+ \| \*\*/); // the best kNN accuracy is marked
-    expect(lines.some((l) => /\[arm 2\/2 rank-mlm-lr1e-3 · seed 1\] step \d+\/\d+ .*whole comparison ETA/.test(l))).toBe(true);
+    expect(lines.some((l) => /\[arm 2\/2 counts-denoise · seed 1\] step \d+\/\d+ .*whole comparison ETA/.test(l))).toBe(true);
   });
 
-  it("re-running skips finished arms; an interrupted run resumed gives the same final metrics", async () => {
+  it("re-running skips finished arms; an interrupted run resumed gives the same final metrics", { timeout: 300_000 }, async () => {
     const again: string[] = [];
     const before = fs.statSync(path.join(straight, "rank-mlm", "seed-1", "emb_trained.arrow")).mtimeMs;
     await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => again.push(l) });
@@ -87,7 +104,7 @@ describe("cellfm compare", () => {
     expect(fs.existsSync(path.join(halves, "rank-mlm", "seed-1", "done.json"))).toBe(false);
     const second = await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: halves, quiet: true });
     expect(second.interrupted).toBe(false);
-    for (const arm of ["rank-mlm", "rank-mlm-lr1e-3"]) {
+    for (const arm of ["rank-mlm", "counts-denoise"]) {
       const a = metricsRows(straight, arm).map(({ step, tokens, loss, val_loss }) => ({ step, tokens, loss, val_loss }));
       const b = metricsRows(halves, arm).map(({ step, tokens, loss, val_loss }) => ({ step, tokens, loss, val_loss }));
       expect(b).toEqual(a);
@@ -103,12 +120,29 @@ describe("cellfm compare", () => {
       /c\.yaml: arm "rank-mlm": name: two arms are called "rank-mlm"/,
     );
     expect(() => parseCompareConfig(raw({ arms: [arms[0], { name: "rank-zinb", encoding: "rank", objective: "zinb-nope" }] }), "c.yaml")).toThrow(
-      /c\.yaml: arm "rank-zinb": objective: no model for encoding "rank" × objective "zinb-nope"; supported: rank × mlm/,
+      /c\.yaml: arm "rank-zinb": objective: encoding "rank" × objective "zinb-nope" is not a supported pair \(supported: rank × mlm, binned × mlm, counts × denoise, rank × denoise/,
     );
-    expect(() => parseCompareConfig(raw({ arms: [{ name: "x", encoding: "spline", objective: "mlm" }] }), "c.yaml")).toThrow(/arm "x": encoding: no model for encoding "spline"/);
+    expect(() => parseCompareConfig(raw({ arms: [{ name: "x", encoding: "spline", objective: "mlm" }] }), "c.yaml")).toThrow(/arm "x": encoding: encoding "spline" × objective "mlm" is not a supported pair/);
+    expect(() => parseCompareConfig(raw({ training: { ...(raw().training as object), init_output_bias: "unigram" } }), "c.yaml")).toThrow(
+      /c\.yaml: arm "counts-denoise": training\.init_output_bias: unigram is for objective mlm/,
+    );
     expect(() => parseCompareConfig(raw({ arms: [{ ...arms[0], training: { lr: "fast" } }] }), "c.yaml")).toThrow(/c\.yaml: arm "rank-mlm": training\.lr: expected a positive number, got "fast"/);
     expect(() => parseCompareConfig(raw({ training: { max_steps: 3 } }), "c.yaml")).toThrow(/training\.max_steps: not allowed in a comparison/);
     expect(() => parseCompareConfig(raw(), "c.yaml", { arms: ["nope"] })).toThrow(/--arms: no arm called "nope"/);
+    // arms share a tokenization exactly when encoding and tokenizer options agree
+    const shared = parseCompareConfig(
+      raw({
+        arms: [
+          arms[0],
+          { name: "rank-denoise", encoding: "rank", objective: "denoise" },
+          { name: "binned-mlm", encoding: "binned", objective: "mlm" },
+          { name: "binned-21", encoding: "binned", objective: "mlm", tokenize: { n_bins: 21 } },
+        ],
+      }),
+      "c.yaml",
+    );
+    expect(shared.arms.map(tokensKey)).toEqual(["rank", "rank", "binned-b51-s0", "binned-b21-s0"]);
+    expect(shared.arms.map((a) => a.predictsCounts)).toEqual([false, true, false, false]);
 
     // budget smaller than one batch: found after tokenizing, before any training
     const small = path.join(tmp, "small");
@@ -125,8 +159,8 @@ describe("cellfm compare", () => {
 
   it("--arms runs a subset", async () => {
     const sub = path.join(tmp, "subset");
-    const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml", { arms: ["rank-mlm-lr1e-3"] }), output: sub, quiet: true });
-    expect(r.rows!.map((x) => x.name)).toEqual(["rank-mlm-lr1e-3", "rank-mlm-lr1e-3 (untrained)"]);
+    const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml", { arms: ["counts-denoise"] }), output: sub, quiet: true });
+    expect(r.rows!.map((x) => x.name)).toEqual(["counts-denoise", "counts-denoise (untrained)"]);
     expect(fs.existsSync(path.join(sub, "rank-mlm"))).toBe(false);
   });
 });
