@@ -5,6 +5,7 @@
  *   npm run bench               full sizes (tens of minutes on 2 cores)
  *   npm run bench -- --quick    small sizes (a few minutes), to check the benchmarks run
  *   npm run bench -- --only tokenize,model
+ *   npm run bench -- --skip grn  everything but the named modules (grn's full rows take ~10+ minutes)
  *   npm run bench -- --compare  cellfm next to its peers (Geneformer's tokenizer, PyTorch) in the same
  *                               run, printed as a ratio table (bench/compare.ts says how to give the peers)
  */
@@ -27,6 +28,8 @@ const onlyIdx = args.indexOf("--only");
 const compare = args.includes("--compare");
 // --compare runs the peer comparison alone; the comparison is not part of the plain benchmark
 const only = onlyIdx >= 0 ? new Set(args[onlyIdx + 1].split(",")) : compare ? new Set(["compare"]) : undefined;
+const skipIdx = args.indexOf("--skip");
+const skip = new Set(skipIdx >= 0 ? args[skipIdx + 1].split(",") : []);
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const modules = fs
@@ -34,6 +37,7 @@ const modules = fs
   .filter((f) => f.endsWith(".ts") && f !== "run.ts")
   .map((f) => f.replace(/\.ts$/, ""))
   .filter((name) => (only ? only.has(name) : name !== "compare"))
+  .filter((name) => !skip.has(name))
   .sort();
 
 function fmt(v: number): string {
