@@ -55,6 +55,13 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       `held-out ${e.objective} loss (${e.n_cells} cells, ${e.n_masked} scored positions): model ${e.model_loss.toFixed(4)} nats, ` +
         `${e.baseline_name} baseline ${e.baseline_loss.toFixed(4)} nats (${e.improvement >= 0 ? "model better by" : "model WORSE by"} ${Math.abs(e.improvement).toFixed(4)})`,
     );
+    const h = e.held_out_genes;
+    if (h?.model_loss !== undefined) {
+      console.log(
+        `held-out genes (${h.n_genes} genes never trained on; ${h.n_positions} positions in the held-out cells): model ${h.model_loss.toFixed(4)} nats, ` +
+          `${h.baseline_name} baseline ${h.baseline_loss!.toFixed(4)} nats (${h.improvement! >= 0 ? "model better by" : "model WORSE by"} ${Math.abs(h.improvement!).toFixed(4)})`,
+      );
+    }
     console.log(`evaluation: ${r.outputDir}/eval.json`);
     console.log(`metrics: ${r.outputDir}/metrics.jsonl`);
     console.log(`final checkpoint: ${r.checkpoint}`);

@@ -32,6 +32,7 @@ import { embedToFile } from "../embed/run.js";
 import { runAssessment } from "../assess/run.js";
 import type { AssessmentResult } from "../assess/report.js";
 import { buildModel } from "../model/factory.js";
+import { copyGeneTables } from "../model/value-model.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
 import { ENCODING_NAMES, planGenes, type TokenEncoding } from "../tokenize/geneformer.js";
@@ -293,6 +294,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       const trained = readCheckpoint(path.join(trainDir, "final"));
       // the same model class as the trained arm (any encoding x objective), fresh weights from the run's seed
       const model = buildModel(trained.config, trained.model.spec, { seed: j.seed });
+      copyGeneTables(trained.model, model); // gene vectors / genomic positions come from files, not the initialiser
       writeCheckpoint(untrained, { model, cellfm: { ...trained.cellfm, untrained_floor: true } }, { force: true });
       model.dispose();
       trained.model.dispose();

@@ -13,6 +13,7 @@ import { openCounts, sourceFileFor } from "../data/open.js";
 import { readTokenizedDataset } from "../data/tokenized.js";
 import type { ObsTable, ObsValues } from "../data/types.js";
 import { assertWritable, sha256File } from "../io.js";
+import { contextGeneMask } from "../model/value-model.js";
 import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
@@ -157,8 +158,17 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         // a fixed context per cell: all genes up to max_position_embeddings, else a subset seeded by the cell id only
         values = [];
         const all = ds.values.slice(start, end);
+        // a model trained with gene_embeddings.missing: drop has no representation for genes without a vector
+        const allowed = contextGeneMask(model.embeddings);
         cells = cells.map((c, i) => {
-          const s = sampleGenes(c, all[i], { maxLength: ck.config.max_position_embeddings }, cellSamplingRng(0, cellIds[i]));
+          let ids = c, vals = all[i];
+          if (allowed) {
+            const keep: number[] = [];
+            for (let j = 0; j < ids.length; j++) if (allowed[ids[j]]) keep.push(j);
+            ids = Int32Array.from(keep, (j) => c[j]);
+            vals = Float32Array.from(keep, (j) => all[i][j]);
+          }
+          const s = sampleGenes(ids, vals, { maxLength: ck.config.max_position_embeddings }, cellSamplingRng(0, cellIds[i]));
           values!.push(s.values);
           return s.ids;
         });

@@ -90,15 +90,19 @@ export class ParamStore {
 
   constructor(private readonly seed: number, private readonly std: number) {}
 
-  /** Create a variable. `init`: "normal" = N(0, initializer_range) seeded, "ones", "zeros". */
-  add(name: string, shape: number[], init: "normal" | "ones" | "zeros", opts: { linear?: boolean } = {}): tf.Variable {
+  /**
+   * Create a variable. `init`: "normal" = N(0, initializer_range) seeded, "ones", "zeros".
+   * `opts.trainable: false` makes a fixed tensor (a frozen gene-embedding table, the genomic-position
+   * table): saved with the weights, never given a gradient or an optimizer update.
+   */
+  add(name: string, shape: number[], init: "normal" | "ones" | "zeros", opts: { linear?: boolean; trainable?: boolean } = {}): tf.Variable {
     if (this.vars.has(name)) throw new Error(`duplicate weight name ${name}`);
     const seed = this.seed * 1000 + this.n++;
     const t = tf.tidy(() =>
       init === "normal" ? tf.randomNormal(shape, 0, this.std, "float32", seed) : init === "ones" ? tf.ones(shape) : tf.zeros(shape),
     );
     const tfName = `cellfm${this.uid}/${name}`;
-    const v = tf.variable(t, true, tfName);
+    const v = tf.variable(t, opts.trainable ?? true, tfName);
     t.dispose();
     this.vars.set(name, v);
     this.byTfName.set(tfName, name);
@@ -409,6 +413,15 @@ export interface ModelSpec {
   objective: string;
   /** Head options (e.g. `{ likelihood: "zinb" }`), as in config.json `cellfm.head`. */
   head?: Record<string, unknown>;
+  /**
+   * External gene vectors in the input embedding (binned / counts encodings), as config.json
+   * `cellfm.gene_embeddings`: vector width `dim`, whether the table is trained, and what genes without
+   * a vector get (`learned`: their own learned row; `drop`: removed from the contexts). Provenance
+   * fields (source file, sha256, counts) pass through.
+   */
+  gene_embeddings?: { dim: number; trainable: boolean; missing: "learned" | "drop"; [extra: string]: unknown };
+  /** Fixed sinusoidal genomic-position encoding added to the token state (config.json `cellfm.genomic_positions`). */
+  genomic_positions?: boolean | Record<string, unknown>;
 }
 
 /**
@@ -500,9 +513,14 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
     return { loss, grads: out };
   }
 
-  /** Trainable variables (same order as {@link weights}). */
+  /** Trainable variables (same order as {@link weights}; fixed tables such as a frozen gene-embedding table are left out). */
   trainableVariables(): tf.Variable[] {
-    return [...this.weights.values()];
+    return [...this.weights.values()].filter((v) => v.trainable);
+  }
+
+  /** The trainable weights by HF name (what the optimizer updates). */
+  get trainableWeights(): Map<string, tf.Variable> {
+    return new Map([...this.weights].filter(([, v]) => v.trainable));
   }
 
   /** True if `name` is a dense weight stored `[in, out]` here but `[out, in]` in HF files. */

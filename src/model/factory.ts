@@ -12,7 +12,7 @@ import { z } from "zod";
 import { BertEmbeddings, BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
 import type { BertConfig } from "./config.js";
 import type { Likelihood } from "./likelihoods.js";
-import { BinHead, DenoiseHead, GeneValueEmbeddings, ValueRegressionHead } from "./value-model.js";
+import { BinHead, DenoiseHead, type GeneIdentityOptions, GeneValueEmbeddings, ValueRegressionHead } from "./value-model.js";
 
 /** Encoding names of the value-keeping encodings (tokenized dataset manifest `encoding`). */
 export const BINNED_ENCODING = "scgpt-binned";
@@ -33,6 +33,15 @@ function likelihoodOf(spec: ModelSpec): Likelihood {
   return l;
 }
 
+/** The gene-identity options of a spec (`cellfm.gene_embeddings`, `cellfm.genomic_positions`). */
+export function geneIdentityOf(spec: Pick<ModelSpec, "gene_embeddings" | "genomic_positions">): GeneIdentityOptions {
+  const g = spec.gene_embeddings;
+  return {
+    ...(g ? { vectors: { dim: g.dim, trainable: g.trainable, missing: g.missing } } : {}),
+    ...(spec.genomic_positions ? { genomicPositions: true } : {}),
+  };
+}
+
 function denoiseBuilder(encoding: string): Builder {
   return {
     encoding,
@@ -46,7 +55,7 @@ function denoiseBuilder(encoding: string): Builder {
         (c, p) =>
           encoding === RANK_ENCODING
             ? new BertEmbeddings(c, p)
-            : new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }),
+            : new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }, geneIdentityOf(spec)),
         (c, p) => new DenoiseHead(c, p, likelihoodOf(spec)),
       ),
   };
@@ -76,7 +85,7 @@ const BUILDERS: Builder[] = [
         config,
         { seed },
         spec,
-        (c, p) => new GeneValueEmbeddings(c, p, { kind: "bins", nBins: nBinsOf(spec) }),
+        (c, p) => new GeneValueEmbeddings(c, p, { kind: "bins", nBins: nBinsOf(spec) }, geneIdentityOf(spec)),
         (c, p) => new BinHead(c, p, nBinsOf(spec)),
       ),
   },
@@ -89,7 +98,7 @@ const BUILDERS: Builder[] = [
         config,
         { seed },
         spec,
-        (c, p) => new GeneValueEmbeddings(c, p, { kind: "counts" }),
+        (c, p) => new GeneValueEmbeddings(c, p, { kind: "counts" }, geneIdentityOf(spec)),
         (c, p) => new ValueRegressionHead(c, p),
       ),
   },
@@ -109,6 +118,20 @@ export const CellfmModelBlockSchema = z
     encoding: z.string({ error: "cellfm.encoding: expected a string (the tokenized dataset's encoding)" }).min(1),
     objective: z.string({ error: "cellfm.objective: expected a string" }).min(1),
     head: z.record(z.string(), z.unknown(), { error: "cellfm.head: expected a mapping of head options" }).optional(),
+    gene_embeddings: z
+      .object(
+        {
+          dim: z.number({ error: "cellfm.gene_embeddings.dim: expected a positive integer (the vector width)" }).int().positive(),
+          trainable: z.boolean({ error: "cellfm.gene_embeddings.trainable: expected true or false" }),
+          missing: z.enum(["learned", "drop"], { error: "cellfm.gene_embeddings.missing: expected learned | drop" }),
+        },
+        { error: "cellfm.gene_embeddings: expected a mapping (dim, trainable, missing, ...)" },
+      )
+      .passthrough()
+      .optional(),
+    genomic_positions: z
+      .union([z.boolean(), z.record(z.string(), z.unknown())], { error: "cellfm.genomic_positions: expected true, false or a mapping" })
+      .optional(),
   })
   .passthrough();
 
@@ -132,11 +155,15 @@ export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpe
         .join("; "),
     );
   }
-  const { encoding, objective, head } = r.data;
+  const { encoding, objective, head, gene_embeddings, genomic_positions } = r.data;
   const b = BUILDERS.find((x) => x.encoding === encoding && x.objective === objective);
   if (!b) {
     const pairs = BUILDERS.map((x) => `${x.encoding} + ${x.objective}`).join(", ");
     throw new Error(`cellfm.encoding "${encoding}" with cellfm.objective "${objective}" is not a supported pair (supported: ${pairs})`);
+  }
+  if (encoding === RANK_ENCODING && (gene_embeddings || genomic_positions)) {
+    const key = gene_embeddings ? "gene_embeddings" : "genomic_positions";
+    throw new Error(`cellfm.${key}: only for the binned and counts encodings (${BINNED_ENCODING}, ${COUNTS_ENCODING}), not ${encoding}`);
   }
   if (architectures !== undefined) {
     if (!Array.isArray(architectures) || typeof architectures[0] !== "string") {
@@ -146,7 +173,14 @@ export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpe
       throw new Error(`architectures: "${architectures[0]}" does not match cellfm ${encoding} + ${objective} (expected "${b.architecture}")`);
     }
   }
-  return { architecture: b.architecture, encoding, objective, ...(head ? { head } : {}) };
+  return {
+    architecture: b.architecture,
+    encoding,
+    objective,
+    ...(head ? { head } : {}),
+    ...(gene_embeddings ? { gene_embeddings: gene_embeddings as ModelSpec["gene_embeddings"] } : {}),
+    ...(genomic_positions ? { genomic_positions } : {}),
+  };
 }
 
 /**

@@ -1,8 +1,10 @@
 /**
  * Input encodings that keep the expression values, and the heads that predict them (issue 9 §2–3):
  *
- * - {@link GeneValueEmbeddings}: token state = gene-identity embedding + value embedding → LayerNorm →
- *   dropout, **no learned absolute position** (gene order carries no meaning). The value embedding is
+ * - {@link GeneValueEmbeddings}: token state = gene-identity embedding + value embedding (+ genomic
+ *   position) → LayerNorm → dropout, **no learned absolute position** (gene order carries no meaning).
+ *   The gene identity is a learned row per gene or, with external gene vectors (`model.gene_embeddings`,
+ *   see {@link GeneIdentityOptions}), a learned linear projection of the gene's vector. The value embedding is
  *   a table of bin embeddings (scGPT `binned`, bins 0..n_bins−1; reference-spec §1c) or an MLP on
  *   log2(1 + count), 1 → hidden → hidden with ReLU (scPRINT `counts`, reference-spec §1d). A negative
  *   value marks a masked value (MLM): it gets a learned mask row / vector instead.
@@ -25,14 +27,53 @@ import { gatherRows, layerNorm, linear, sparseSoftmaxCrossEntropy } from "./ops.
 /** How {@link GeneValueEmbeddings} encodes values. */
 export type ValueEncoding = { kind: "bins"; nBins: number } | { kind: "counts" };
 
-/** Gene identity + value embeddings → LayerNorm → dropout (no position embedding). */
+/**
+ * Gene-identity options of {@link GeneValueEmbeddings} (config.json `cellfm.gene_embeddings` /
+ * `cellfm.genomic_positions`).
+ */
+export interface GeneIdentityOptions {
+  /**
+   * External gene vectors (`model.gene_embeddings`): a `[vocab_size, dim]` table (rows of genes without
+   * a vector are 0) projected to the hidden size by a learned linear layer (UCE / rosa style; scPRINT
+   * instead average-pools ESM2 vectors, reference-spec §1d). `trainable: false` keeps the table fixed
+   * (scPRINT's `freeze_embeddings`), the projection is always learned. `missing: "learned"`: a gene
+   * without a vector uses its own learned row of `word_embeddings` (as without external vectors);
+   * `"drop"`: no such row exists and those genes must be kept out of the contexts (the training loop
+   * and `cellfm embed` do so, see {@link contextGeneMask}).
+   */
+  vectors?: { dim: number; trainable: boolean; missing: "learned" | "drop" };
+  /**
+   * Add the fixed sinusoidal genomic-position table `[vocab_size, hidden]` (`src/data/genomic-positions.ts`,
+   * reference-spec §1d: genes within 10 kb share a position) to the token state; genes without a
+   * location have a zero row.
+   */
+  genomicPositions?: boolean;
+}
+
+/** Weight names of the gene-identity tables (HF-style names in model.safetensors). */
+export const GENE_VECTORS = "bert.embeddings.gene_vectors.weight";
+export const GENE_HAS_VECTOR = "bert.embeddings.gene_vectors.has_vector";
+export const GENE_PROJECTION = "bert.embeddings.gene_projection.weight";
+export const GENOMIC_POSITIONS = "bert.embeddings.genomic_position_embeddings.weight";
+
+/** Gene identity (+ genomic position) + value embeddings → LayerNorm → dropout (no position embedding). */
 export class GeneValueEmbeddings implements InputEmbedding {
-  readonly word: tf.Variable;
+  /** The learned per-gene rows `[vocab_size, hidden]`; absent with external vectors and `missing: "drop"`. */
+  readonly word?: tf.Variable;
   private readonly w: Record<string, tf.Variable> = {};
 
-  constructor(c: BertConfig, p: ParamStore, private readonly enc: ValueEncoding) {
+  constructor(c: BertConfig, p: ParamStore, private readonly enc: ValueEncoding, readonly identity: GeneIdentityOptions = {}) {
     const H = c.hidden_size;
-    this.word = p.add("bert.embeddings.word_embeddings.weight", [c.vocab_size, H], "normal");
+    const vec = identity.vectors;
+    if (vec && !(Number.isInteger(vec.dim) && vec.dim > 0)) throw new Error(`cellfm.gene_embeddings.dim: expected a positive integer, got ${JSON.stringify(vec.dim)}`);
+    if (!vec || vec.missing === "learned") this.word = p.add("bert.embeddings.word_embeddings.weight", [c.vocab_size, H], "normal");
+    if (vec) {
+      this.w.vectors = p.add(GENE_VECTORS, [c.vocab_size, vec.dim], "zeros", { trainable: vec.trainable });
+      this.w.has = p.add(GENE_HAS_VECTOR, [c.vocab_size, 1], "zeros", { trainable: false });
+      this.w.projW = p.add(GENE_PROJECTION, [vec.dim, H], "normal", { linear: true });
+      this.w.projB = p.add("bert.embeddings.gene_projection.bias", [H], "zeros");
+    }
+    if (identity.genomicPositions) this.w.genomic = p.add(GENOMIC_POSITIONS, [c.vocab_size, H], "zeros", { trainable: false });
     if (enc.kind === "bins") {
       // row n_bins = the <mask> value
       this.w.bins = p.add("bert.embeddings.value_embeddings.weight", [enc.nBins + 1, H], "normal");
@@ -48,6 +89,55 @@ export class GeneValueEmbeddings implements InputEmbedding {
   }
 
   /**
+   * Fill the external gene-vector table (after building a fresh model; a checkpoint restores it with
+   * the other weights).
+   * @param table `[vocab_size × dim]` row-major float32 (0 rows for genes without a vector)
+   * @param has `[vocab_size]`, 1 where the gene has a vector
+   * @throws Error when the model has no gene vectors or a size does not match
+   */
+  setGeneVectors(table: Float32Array, has: Uint8Array): void {
+    const v = this.w.vectors, h = this.w.has;
+    if (!v || !h) throw new Error("setGeneVectors: this model was built without model.gene_embeddings");
+    const [V, D] = v.shape;
+    if (table.length !== V * D || has.length !== V) throw new Error(`setGeneVectors: expected a ${V} x ${D} table and ${V} flags, got ${table.length} values and ${has.length} flags`);
+    tf.tidy(() => {
+      v.assign(tf.tensor2d(table, [V, D]));
+      h.assign(tf.tensor2d(Float32Array.from(has), [V, 1]));
+    });
+  }
+
+  /** Fill the genomic-position table, `[vocab_size × hidden]` row-major float32. */
+  setGenomicPositions(table: Float32Array): void {
+    const g = this.w.genomic;
+    if (!g) throw new Error("setGenomicPositions: this model was built without model.genomic_positions");
+    if (table.length !== g.size) throw new Error(`setGenomicPositions: expected ${g.size} values, got ${table.length}`);
+    tf.tidy(() => g.assign(tf.tensor2d(table, g.shape as [number, number])));
+  }
+
+  /**
+   * Tokens that may enter a context, `[vocab_size]` (1 = allowed), or undefined when every token may:
+   * with external vectors and `missing: "drop"`, only genes with a vector.
+   */
+  allowedTokens(): Uint8Array | undefined {
+    if (!this.identity.vectors || this.identity.vectors.missing !== "drop") return undefined;
+    return Uint8Array.from(this.w.has.dataSync(), (x) => (x > 0 ? 1 : 0));
+  }
+
+  /** Gene-identity state of flat token ids `[N]` → `[N, hidden]`. */
+  private geneState(ids: tf.Tensor1D): tf.Tensor2D {
+    let gene: tf.Tensor2D;
+    if (this.w.vectors) {
+      const proj = linear(gatherRows(this.w.vectors as tf.Tensor2D, ids), this.w.projW as tf.Tensor2D, this.w.projB as tf.Tensor1D);
+      if (this.word) {
+        const has = gatherRows(this.w.has as tf.Tensor2D, ids); // [N, 1]
+        gene = tf.add(tf.mul(proj, has), tf.mul(gatherRows(this.word as tf.Tensor2D, ids), tf.sub(1, has))) as tf.Tensor2D;
+      } else gene = proj;
+    } else gene = gatherRows(this.word as tf.Tensor2D, ids);
+    if (this.w.genomic) gene = tf.add(gene, gatherRows(this.w.genomic as tf.Tensor2D, ids)) as tf.Tensor2D;
+    return gene;
+  }
+
+  /**
    * @param batch ids `[B, L]` and values `[B, L]` (bin index or raw count; < 0 = masked)
    * @throws Error when the batch has no values
    */
@@ -58,7 +148,7 @@ export class GeneValueEmbeddings implements InputEmbedding {
     const ids = tf.reshape(batch.inputIds, [N]) as tf.Tensor1D;
     const v = tf.reshape(batch.values, [N, 1]) as tf.Tensor2D;
     const masked = tf.cast(tf.less(v, 0), "float32") as tf.Tensor2D; // [N, 1]
-    const gene = gatherRows(this.word as tf.Tensor2D, ids);
+    const gene = this.geneState(ids);
     let value: tf.Tensor2D;
     if (this.enc.kind === "bins") {
       const nb = this.enc.nBins;
@@ -83,6 +173,28 @@ export class GeneValueEmbeddings implements InputEmbedding {
 function checkPositions(t: LossTargets, B: number, L: number): void {
   if (t.positions.length === 0) throw new Error("the batch has no position with a loss term");
   for (const p of t.positions) if (p < 0 || p >= B * L) throw new Error(`loss position ${p} outside [0, ${B * L})`);
+}
+
+/**
+ * The tokens a model's contexts may hold (`[vocab_size]`, 1 = allowed), or undefined when any token
+ * may: a model with external gene vectors and `missing: "drop"` has no representation for genes
+ * without a vector, so every caller that builds contexts (training, `cellfm embed`) removes them.
+ */
+export function contextGeneMask(embedding: InputEmbedding): Uint8Array | undefined {
+  return embedding instanceof GeneValueEmbeddings ? embedding.allowedTokens() : undefined;
+}
+
+/**
+ * Copy the gene-identity tables (external gene vectors and their flags, genomic positions) of one
+ * model into another built from the same spec, e.g. an untrained copy of a trained model: those
+ * tables come from files, not from the weight initialiser (a trainable vector table is copied as
+ * trained).
+ */
+export function copyGeneTables(from: { weights: Map<string, tf.Variable> }, to: { weights: Map<string, tf.Variable> }): void {
+  for (const name of [GENE_VECTORS, GENE_HAS_VECTOR, GENOMIC_POSITIONS]) {
+    const a = from.weights.get(name), b = to.weights.get(name);
+    if (a && b) b.assign(a);
+  }
 }
 
 /** Masked value prediction over bins: LayerNorm(act(dense(h))) → n_bins logits, cross-entropy. */

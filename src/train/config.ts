@@ -103,12 +103,33 @@ const modelSchema = z.strictObject({
   pad_token_id: nonNegInt().optional(),
   type_vocab_size: posInt().optional(),
   initializer_range: posNum().optional(),
+  gene_embeddings: z
+    .preprocess(
+      (x) => (typeof x === "string" ? { path: x } : x),
+      z.strictObject({
+        path: z.custom<string>((x) => typeof x === "string" && /\.(tsv|txt|tab|arrow|feather|ipc)$/i.test(x), {
+          error: (iss) => expected("a .tsv or .arrow file of gene vectors", iss.input),
+        }),
+        trainable: z.boolean({ error: "expected true or false" }).default(false),
+        missing: oneOf(["learned", "drop"] as const).default("learned"),
+      }),
+    )
+    .optional(),
+  genomic_positions: z
+    .union([z.boolean(), z.strictObject({ scale: posNum() })], { error: "expected true, false or { scale: <positive number> }" })
+    .default(false),
 });
 
 const dataSchema = z.strictObject({
   tokens: str(),
   max_length: posInt().optional(),
-  val_fraction: prob().default(0.1),
+  val_fraction: prob().optional(),
+  split: z
+    .strictObject({
+      cells: prob().optional(),
+      genes: prob().default(0),
+    })
+    .optional(),
   split_seed: anyInt().default(42),
 });
 
@@ -155,10 +176,27 @@ const rootSchema = z.strictObject({
   backend: oneOf(["auto", "tensorflow", "wasm", "cpu"] as const).default("auto"),
 });
 
-/** `model:` section as written (preset not yet applied). */
+/**
+ * `model:` section as written (preset not yet applied). Besides the `BertConfig` fields:
+ * - `gene_embeddings` (binned / counts encodings): `{ path: genes.tsv | genes.arrow, trainable: false,
+ *   missing: learned | drop }`, or just the path. Vectors (format: `src/data/gene-embeddings.ts`) are
+ *   projected to `hidden_size` by a learned linear layer; `trainable: true` also trains the vectors.
+ *   Genes without a vector get their own learned row (`learned`, default) or are removed from every
+ *   context (`drop`). The table is saved in the checkpoint (and the file's sha256 in config.json).
+ * - `genomic_positions` (binned / counts): add the fixed sinusoidal genomic-position encoding
+ *   (scPRINT; genes within 10 kb share a position; `src/data/genomic-positions.ts`): `true`, or
+ *   `{ scale: s }` to multiply the table by s (scPRINT: 1, rows of norm √(hidden/2)). Default false.
+ */
 export type ModelSection = z.infer<typeof modelSchema>;
-/** `data:` section with defaults (`val_fraction` 0.1, `split_seed` 42). */
-export type DataSection = z.infer<typeof dataSchema>;
+/**
+ * `data:` section with defaults: `val_fraction` 0.1 (held-out cells; `split.cells` is the same
+ * setting), `split.genes` 0 (held-out genes: never in a training context, scored on the held-out
+ * cells; only meaningful with `model.gene_embeddings`), `split_seed` 42.
+ */
+export type DataSection = Omit<z.infer<typeof dataSchema>, "val_fraction" | "split"> & {
+  val_fraction: number;
+  split: { cells: number; genes: number };
+};
 /**
  * `training:` section with defaults: `objective` mlm, `mask_probability` 0.15 (Geneformer),
  * `batch_size` 12 (Geneformer V1 per device), `grad_accumulation` 1, `lr` 1e-3, `warmup_steps` 0,
@@ -184,6 +222,7 @@ export interface TrainConfig {
   /** Path of the YAML file it came from (or "<object>"). */
   source: string;
   model: ModelSection;
+  /** `data:` with `val_fraction` and `split` resolved (`split.cells` = `val_fraction`). */
   data: DataSection;
   training: TrainingSection;
   output: { dir: string };
@@ -247,11 +286,21 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
       `${source}: training.max_tokens_per_batch: ${t.max_tokens_per_batch} is smaller than data.max_length ${c.data.max_length} (one cell must fit)`,
     );
   }
+  if (c.data.val_fraction !== undefined && c.data.split?.cells !== undefined && c.data.val_fraction !== c.data.split.cells) {
+    errors.push(`${source}: data.split.cells: ${c.data.split.cells} conflicts with data.val_fraction ${c.data.val_fraction} (the same setting; give one)`);
+  }
+  const valFraction = c.data.split?.cells ?? c.data.val_fraction ?? 0.1;
+  const geneFraction = c.data.split?.genes ?? 0;
+  if (geneFraction > 0 && valFraction === 0) {
+    errors.push(`${source}: data.split.genes: held-out genes are scored on held-out cells; set data.split.cells > 0`);
+  }
   if (errors.length) throw new Error(errors.join("\n"));
+  const { split: _split, ...dataRest } = c.data;
+  const model = c.model.gene_embeddings ? { ...c.model, gene_embeddings: { ...c.model.gene_embeddings, path: path.resolve(cwd, c.model.gene_embeddings.path) } } : c.model;
   return {
     source,
-    model: c.model,
-    data: { ...c.data, tokens: path.resolve(cwd, c.data.tokens) },
+    model,
+    data: { ...dataRest, val_fraction: valFraction, split: { cells: valFraction, genes: geneFraction }, tokens: path.resolve(cwd, c.data.tokens) },
     training: t,
     output: { dir: path.resolve(cwd, c.output.dir) },
     backend: c.backend,
@@ -290,12 +339,12 @@ export function loadTrainConfig(file: string, cwd = process.cwd()): TrainConfig 
  * `vocab_size` stays undefined unless given (the loop fills it from the token dictionary).
  * Defaults without a preset follow Geneformer (ReLU, dropout 0.02, eps 1e-12, 2,048 positions).
  */
-export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset"> {
-  const { preset, ...rest } = m;
+export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions"> {
+  const { preset, gene_embeddings: _ge, genomic_positions: _gp, ...rest } = m;
   const base = preset
     ? MODEL_PRESETS[preset]
     : geneformerDefaults();
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) out[k] = v;
-  return out as Omit<ModelSection, "preset">;
+  return out as Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions">;
 }

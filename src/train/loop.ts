@@ -39,7 +39,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
-import type { CellModel } from "../model/bert.js";
+import { type CellModel, RANK_ENCODING } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
@@ -55,6 +55,7 @@ import { makeObjective, type CollatedBatch, type Objective, type TrainCell } fro
 import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
 import { DataParallel, shardBatch } from "./parallel.js";
 import { BatchStream, epochBatches } from "./sampler.js";
+import { applyGeneAxis, filterCellGenes, type GeneAxis, type GeneAxisReport, prepareGeneAxis, restrictToGenes } from "./gene-axis.js";
 
 /** Options of {@link train}. */
 export interface TrainOptions {
@@ -80,6 +81,8 @@ export interface TrainOptions {
   handleSigint?: boolean;
   /** Called after every optimizer step. */
   onStep?: (m: StepMetrics) => void;
+  /** Called with every collated training micro-batch before its gradient (tests: what the model saw). */
+  onBatch?: (b: CollatedBatch) => void;
   /** Where human-readable lines go (default stderr). */
   log?: (line: string) => void;
 }
@@ -130,6 +133,31 @@ export interface EvalResult {
   n_masked: number;
   /** How the baseline is defined. */
   baseline: string;
+  /** Gene-axis counts (genes with / without a vector, placed / unplaced, held out), when any option is on. */
+  gene_axis?: GeneAxisReport;
+  /**
+   * `data.split.genes`: the objective's loss restricted to the held-out genes (never in a training
+   * context) on the held-out cells, next to the objective's baseline at the same positions.
+   */
+  held_out_genes?: HeldOutGeneEval;
+}
+
+/** The held-out-gene entries of eval.json (see {@link EvalResult.held_out_genes}). */
+export interface HeldOutGeneEval {
+  /** Held-out genes, held-out cells evaluated, loss positions scored (those of held-out genes). */
+  n_genes: number;
+  n_cells: number;
+  n_positions: number;
+  /** (absent when no held-out cell had a held-out gene in its context) */
+  model_loss?: number;
+  /** Untrained model at the same positions (step 0). */
+  initial_loss?: number;
+  baseline_loss?: number;
+  baseline_name?: string;
+  /** `baseline_loss − model_loss` (positive = the model beats the baseline on genes it never saw). */
+  improvement?: number;
+  /** How to read it. */
+  note: string;
 }
 
 /** Result of {@link train}. */
@@ -161,6 +189,10 @@ interface PreparedData {
   trainIdx: Int32Array;
   valIdx: Int32Array;
   trainLengths: Int32Array;
+  /** Gene vectors, genomic positions, held-out genes (`./gene-axis.ts`). */
+  axis: GeneAxis;
+  /** With held-out genes: the validation cells (aligned with `valIdx`) with their held-out genes kept. */
+  heldOutGeneCells?: TrainCell[];
 }
 
 /** Split cells into training and validation sets by a seeded permutation. */
@@ -188,16 +220,23 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const vocabSize = vocabulary.size;
   if (dataset.inputIds.length < 2) throw new Error(`${config.data.tokens}: needs at least 2 cells to train, has ${dataset.inputIds.length}`);
   const maxLength = Math.min(config.data.max_length ?? bert.max_position_embeddings, bert.max_position_embeddings);
+  const axis = prepareGeneAxis(config, dataset.manifest, vocabulary, dataset.inputIds, bert.hidden_size);
+  // genes without a vector (missing: drop) and held-out genes never enter a training context, nor the padding pool
+  const removed = [axis.dropped, axis.heldOut];
+  const mt = dataset.manifest.measured_tokens;
+  const manifest =
+    mt && (axis.dropped || axis.heldOut) ? { ...dataset.manifest, measured_tokens: mt.filter((t) => !axis.dropped?.[t] && !axis.heldOut?.[t]) } : dataset.manifest;
   const objective = makeObjective(
     dataset.manifest.encoding,
     config.training.objective,
-    { vocabulary, training: config.training, maxLength, manifest: dataset.manifest, tokens: config.data.tokens },
+    { vocabulary, training: config.training, maxLength, manifest, tokens: config.data.tokens },
     config.source,
   );
   const cells: TrainCell[] = [];
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
-    const c = objective.cellFromDataset(dataset.inputIds[i], dataset.values?.[i], dataset.nCounts?.[i], dataset.counts?.[i]);
+    const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], removed, dataset.counts?.[i]);
+    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
     for (const t of c.inputIds) if (t > maxId) maxId = t;
     cells.push(c);
   }
@@ -206,8 +245,19 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   }
   const { train, val } = splitCells(cells.length, config.data.val_fraction, config.data.split_seed);
   const emptyCell = cells.findIndex((c) => c.inputIds.length === 0);
-  if (emptyCell >= 0) throw new Error(`${config.data.tokens}: cell ${dataset.cellIds[emptyCell]} has no tokens`);
+  if (emptyCell >= 0) {
+    const why = axis.dropped || axis.heldOut ? " left (after removing genes without a vector / held-out genes)" : "";
+    throw new Error(`${config.data.tokens}: cell ${dataset.cellIds[emptyCell]} has no tokens${why}`);
+  }
+  const heldOutGeneCells = axis.heldOut
+    ? Array.from(val, (i) => {
+        const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], [axis.dropped], dataset.counts?.[i]);
+        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
+      })
+    : undefined;
   return {
+    axis,
+    heldOutGeneCells,
     dataset,
     modelVersion: mv,
     vocabulary,
@@ -237,6 +287,23 @@ function validationBatches(p: PreparedData, config: TrainConfig, objective: Obje
       rng,
     ),
   );
+}
+
+/**
+ * The held-out-gene evaluation batches: the validation cells with their held-out genes, collated
+ * with a fixed seed, scored only at the positions of held-out genes (batches without one are left out).
+ */
+function heldOutGeneBatches(p: PreparedData, config: TrainConfig, objective: Objective, encoding: string): CollatedBatch[] {
+  if (!p.heldOutGeneCells || !p.axis.heldOut) return [];
+  const t = config.training;
+  const n = Math.min(p.heldOutGeneCells.length, t.eval_cells);
+  const lengths = Int32Array.from({ length: n }, (_, k) => objective.contextLength(p.heldOutGeneCells![k]));
+  const plan = epochBatches(lengths, 0, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: config.data.split_seed });
+  const rng = makeRng(`${t.seed}:val-mask-held-out-genes`);
+  const byLabel = encoding === RANK_ENCODING && objective.name === "mlm";
+  return plan
+    .map((b) => restrictToGenes(objective.collate(Array.from(b, (k) => p.heldOutGeneCells![k]), rng), p.axis.heldOut!, byLabel))
+    .filter((b) => b.positions.length > 0);
 }
 
 /**
@@ -408,6 +475,10 @@ export function trainingPlan(config: TrainConfig): TrainingPlan {
   return { totalSteps: totalStepsFor(config, p, {}), nTrainCells: p.trainIdx.length, nValCells: p.valIdx.length, tokensPerEpoch };
 }
 
+function hasGeneAxis(a: GeneAxis): boolean {
+  return a.vectors !== undefined || a.positions !== undefined || a.heldOut !== undefined;
+}
+
 function sha(s: string): string {
   // small, dependency-free FNV-1a (for the split fingerprint only)
   let h = 0x811c9dc5;
@@ -476,12 +547,13 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   prepareOutputDir(outDir, opts, say, [{ path: config.data.tokens, label: `${config.source}: data.tokens` }]);
 
   const totalSteps = totalStepsFor(config, p, opts);
-  const splitFingerprint = sha(Array.from(p.valIdx).join(","));
+  const splitFingerprint = sha(Array.from(p.valIdx).join(",") + (p.axis.heldOutTokens ? `|genes:${Array.from(p.axis.heldOutTokens).join(",")}` : ""));
   const typical = typicalStep(bertConfig, p.trainLengths, t.batch_size, t.max_tokens_per_batch);
   let workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
 
-  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}) }, { seed: t.seed });
-  const optimizer = new AdamW(model.weights, {
+  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec }, { seed: t.seed });
+  applyGeneAxis(model, p.axis);
+  const optimizer = new AdamW(model.trainableWeights, {
     beta1: t.adam_beta1,
     beta2: t.adam_beta2,
     epsilon: t.adam_epsilon,
@@ -560,6 +632,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     mfu_peak_flops: peak.flops,
     mfu_peak_source: peak.source,
     tokens: { path: config.data.tokens, manifest: p.dataset.manifest },
+    ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
+    ...(p.axis.heldOutTokens ? { held_out_genes: Array.from(p.axis.heldOutTokens) } : {}),
     started: new Date().toISOString(),
   };
   writeFileAtomic(path.join(outDir, "run.json"), JSON.stringify(runInfo, null, 2) + "\n");
@@ -568,18 +642,25 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${totalSteps} steps` +
       (workers > 1 ? `; ${workers} workers (data-parallel)` : ""),
   );
+  for (const l of p.axis.lines) say(l);
+  for (const w of p.axis.warnings) log(w);
   if (workers > 1 && backend.name === "tensorflow") {
     say(`note: training.workers ${workers}: worker threads are meant for the wasm/cpu backends; tensorflow already uses every core`);
   }
 
   const stream = new BatchStream(p.trainLengths, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }, position);
   const valBatches = validationBatches(p, config, objective);
+  const heldOutBatches = heldOutGeneBatches(p, config, objective, encoding);
+  if (p.axis.heldOut && heldOutBatches.length === 0) {
+    log(`warning: no held-out cell of the first ${t.eval_cells} has a held-out gene in its context; eval.json will have no held-out-gene loss`);
+  }
   const metricsFile = path.join(outDir, "metrics.jsonl");
 
   const cellfmMeta = {
     encoding,
     objective: objective.name,
     ...(objective.head ? { head: objective.head } : {}),
+    ...p.axis.spec,
     model_version: p.modelVersion,
     dictionary: p.dataset.manifest.dictionary,
     backend: backend.name,
@@ -661,7 +742,9 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const acc = new GradAccumulator();
   // held-out loss of the untrained model (step 0), the starting point of the learning curve
   let initialLoss: number | undefined;
+  let initialHeldOutGeneLoss: number | undefined;
   try {
+    if (!resumeFrom && heldOutBatches.length > 0) initialHeldOutGeneLoss = evaluateLoss(model, heldOutBatches).loss;
     if (!resumeFrom && valBatches.length > 0) {
       initialLoss = evaluateLoss(model, valBatches).loss;
       fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss }) + "\n");
@@ -689,6 +772,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         const idx = stream.next();
         const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
         const mb = objective.collate(cells, rng);
+        opts.onBatch?.(mb);
         const dropoutSeed = Math.floor(rng() * 2147483647);
         let loss: number, grads: Map<string, tf.Tensor>;
         if (dp) {
@@ -816,11 +900,50 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       n_cells: Math.min(p.valIdx.length, t.eval_cells),
       n_masked: ev.n,
       baseline: base.description,
+      ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
     };
+    if (heldOutBatches.length > 0) {
+      const hv = evaluateLoss(model, heldOutBatches);
+      // the baseline sees the held-out genes' counts in the training cells (which the model never did)
+      const fullTrain = Array.from(p.trainIdx, (i) => {
+        const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
+        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts);
+      });
+      const hb = objective.baseline(fullTrain, heldOutBatches);
+      evalResult.held_out_genes = {
+        n_genes: p.axis.heldOutTokens!.length,
+        n_cells: Math.min(p.valIdx.length, t.eval_cells),
+        n_positions: hv.n,
+        model_loss: hv.loss,
+        ...(initialHeldOutGeneLoss !== undefined ? { initial_loss: initialHeldOutGeneLoss } : {}),
+        baseline_loss: hb.loss,
+        baseline_name: hb.name,
+        improvement: hb.loss - hv.loss,
+        note:
+          "loss at the positions of held-out genes (never in a training context) in the held-out cells; the baseline is fitted on the training cells " +
+          "including those genes' counts, so it knows each held-out gene's mean, which the model can only infer from its external vector",
+      };
+    } else if (p.axis.heldOut) {
+      evalResult.held_out_genes = {
+        n_genes: p.axis.heldOutTokens!.length,
+        n_cells: Math.min(p.valIdx.length, t.eval_cells),
+        n_positions: 0,
+        note: "no held-out cell had a held-out gene in its context",
+      };
+    }
     writeFileAtomic(path.join(outDir, "eval.json"), JSON.stringify(evalResult, null, 2) + "\n");
     fs.appendFileSync(
       metricsFile,
-      JSON.stringify({ step, epoch: stream.fractionalEpoch(), tokens: tokensSeen, val_loss: ev.loss, [`${base.name}_val_loss`]: base.loss }) + "\n",
+      JSON.stringify({
+        step,
+        epoch: stream.fractionalEpoch(),
+        tokens: tokensSeen,
+        val_loss: ev.loss,
+        [`${base.name}_val_loss`]: base.loss,
+        ...(evalResult.held_out_genes?.model_loss !== undefined
+          ? { held_out_gene_val_loss: evalResult.held_out_genes.model_loss, [`held_out_gene_${evalResult.held_out_genes.baseline_name}_val_loss`]: evalResult.held_out_genes.baseline_loss }
+          : {}),
+      }) + "\n",
     );
     return { outputDir: outDir, checkpoint: finalDir, step, totalSteps, interrupted: false, backend, eval: evalResult, losses };
   } finally {

@@ -316,6 +316,11 @@ export class DataParallel {
       for (let k = 1; k < shards.length; k++) if (results[k]) loss += (counts[k] / nMasked) * results[k]!.loss;
       let off = 0;
       for (const [name, v] of this.model.weights) {
+        if (!v.trainable) {
+          // a fixed table (frozen gene embeddings, genomic positions): no gradient, no update
+          off += v.size;
+          continue;
+        }
         const g = tf.tidy(() => {
           const terms: tf.Tensor[] = [];
           const w0 = counts[0] / nMasked;
