@@ -43,9 +43,7 @@ const metricsRows = (out: string, arm: string, seed = 1) =>
 describe("cellfm compare", () => {
   let straight: string;
   let lines: string[];
-  // the two end-to-end tests train, embed and assess two tiny arms (~20 s each on an idle 2-core
-  // machine); the longer timeout only keeps them from failing on a loaded one
-  it("runs two arms end to end with an equal token budget and writes the report", { timeout: 300_000 }, async () => {
+  it("runs two arms end to end with an equal token budget and writes the report", async () => {
     straight = path.join(tmp, "straight");
     lines = [];
     const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => lines.push(l) });
@@ -90,7 +88,7 @@ describe("cellfm compare", () => {
     expect(lines.some((l) => /\[arm 2\/2 counts-denoise · seed 1\] step \d+\/\d+ .*whole comparison ETA/.test(l))).toBe(true);
   });
 
-  it("re-running skips finished arms; an interrupted run resumed gives the same final metrics", { timeout: 300_000 }, async () => {
+  it("re-running skips finished arms; an interrupted run resumed gives the same final metrics", async () => {
     const again: string[] = [];
     const before = fs.statSync(path.join(straight, "rank-mlm", "seed-1", "emb_trained.arrow")).mtimeMs;
     await runCompare({ config: parseCompareConfig(raw(), "test.yaml"), output: straight, log: (l) => again.push(l) });
