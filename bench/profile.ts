@@ -16,9 +16,9 @@ export function opClass(kernel: string): string {
   if (/Softmax|LogSoftmax/.test(kernel)) return "softmax";
   if (/^(Gather|GatherV2|GatherNd|ScatterNd|UnsortedSegmentSum|OneHot|SparseToDense)$/.test(kernel)) return "gather/scatter";
   if (/^(Sum|Mean|Max|Min|Prod)$/.test(kernel)) return "reduction";
-  if (/^(Transpose|Reshape|Concat|Slice|Pack|Unpack|Tile|Pad|Cast|Identity|Fill|StridedSlice|ExpandDims|Squeeze|BroadcastTo)$/.test(kernel)) return "layout (transpose/slice/concat/cast)";
+  if (/^(Transpose|Reshape|Concat|Slice|Pack|Unpack|Tile|Pad|PadV2|Cast|Identity|Fill|ZerosLike|StridedSlice|ExpandDims|Squeeze|BroadcastTo)$/.test(kernel)) return "layout (transpose/slice/concat/cast)";
   if (/^(Relu|Gelu|Erf|Tanh|Sigmoid|Step|Exp|Log|Sqrt|Rsqrt|Square|Neg|Reciprocal|Abs|Sign)$/.test(kernel)) return "element-wise unary";
-  if (/^(Add|AddN|Sub|Mul|RealDiv|Div|Maximum|Minimum|Pow|SquaredDifference|Greater|GreaterEqual|Less|LessEqual|Equal|Select|Where|FloorDiv|LogicalAnd)$/.test(kernel)) return "element-wise binary";
+  if (/^(Add|AddN|Sub|Mul|Multiply|RealDiv|Div|Maximum|Minimum|Pow|SquaredDifference|Greater|GreaterEqual|Less|LessEqual|Equal|Select|Where|FloorDiv|LogicalAnd)$/.test(kernel)) return "element-wise binary";
   if (/RandomUniform|Multinomial|Dropout/.test(kernel)) return "random";
   return `other (${kernel})`;
 }

@@ -72,9 +72,18 @@ export function tokenizationOf(ck: LoadedCheckpoint, binningSeed = 0): GrnTokeni
  * Tokenize the chosen source rows with the checkpoint's dictionary and encoding (one pass over the
  * source's chunks).
  * @param rows source rows, ascending.
+ * @param allowed value encodings: tokens a context may hold (`contextGeneMask` of the model; genes
+ *   without an external vector under `missing: "drop"`), as training and `cellfm embed` filter them.
  * @returns row → tokens; rows whose tokenization is empty (no expressed vocabulary gene) are absent.
  */
-export function tokenizeRows(src: CountMatrixSource, rows: Int32Array, ck: LoadedCheckpoint, tk: GrnTokenization, idColumn: string | undefined): Map<number, GrnCellTokens> {
+export function tokenizeRows(
+  src: CountMatrixSource,
+  rows: Int32Array,
+  ck: LoadedCheckpoint,
+  tk: GrnTokenization,
+  idColumn: string | undefined,
+  allowed?: Uint8Array,
+): Map<number, GrnCellTokens> {
   const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
   const dict = loadGeneformerDictionaries(version);
   const tokenizer = new GeneformerTokenizer(src, {
@@ -97,7 +106,16 @@ export function tokenizeRows(src: CountMatrixSource, rows: Int32Array, ck: Loade
       if (b === a) return;
       let ids = f.ids.slice(a, b);
       if (tk.encoding !== "rank") {
-        out.set(r, { cellId: f.cellIds[i], ids, values: f.values.slice(a, b) });
+        let values = f.values.slice(a, b);
+        if (allowed) {
+          // a model with external gene vectors and missing: "drop" has no state for genes without one
+          const keep: number[] = [];
+          ids.forEach((t, j) => allowed[t] && keep.push(j));
+          if (keep.length === 0) return;
+          ids = Int32Array.from(keep, (j) => ids[j]);
+          values = Float32Array.from(keep, (j) => values[j]);
+        }
+        out.set(r, { cellId: f.cellIds[i], ids, values });
         return;
       }
       if (ids.length > maxLen) {

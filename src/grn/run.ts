@@ -23,6 +23,7 @@ import type { CountMatrixSource } from "../data/types.js";
 import { assertWritable, commitDir, tempDirFor, writeFileAtomic } from "../io.js";
 import { cellfmVersion, readCheckpoint } from "../model/checkpoint.js";
 import { buildModel } from "../model/factory.js";
+import { contextGeneMask } from "../model/value-model.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { planGenes } from "../tokenize/geneformer.js";
 import { attentionFinish, type AttentionModel, attentionModelOf, type AttentionSums, type CellInput, qkFinish, qkHeadNetwork, type QkSums } from "./attention.js";
@@ -310,7 +311,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         vocabSize = ck.config.vocab_size;
       }
       const allRows = Int32Array.from(new Set(groups.flatMap((g) => Array.from(g.rows)))).sort();
-      const tokens = ck && tokenization ? tokenizeRows(src, allRows, ck, tokenization, o.idColumn) : new Map();
+      const tokens = ck && tokenization ? tokenizeRows(src, allRows, ck, tokenization, o.idColumn, contextGeneMask(ck.model.embeddings)) : new Map();
       const rows: ScoreRow[] = [];
       const networks: Record<string, unknown>[] = [];
       for (const grp of groups) {

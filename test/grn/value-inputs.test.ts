@@ -3,7 +3,10 @@ import { initBackend } from "../../src/backend.js";
 import { validateBertConfig } from "../../src/model/config.js";
 import { buildModel, BINNED_ENCODING, COUNTS_ENCODING } from "../../src/model/factory.js";
 import { attentionMeans, attentionModelOf, qkHeadNetwork, qkMeans } from "../../src/grn/attention.js";
-import { cellInputs, type GrnCellTokens, listContext } from "../../src/grn/inputs.js";
+import { cellInputs, type GrnCellTokens, listContext, tokenizeRows } from "../../src/grn/inputs.js";
+import { openCounts } from "../../src/data/open.js";
+import { packagePath } from "../../src/io.js";
+import type { LoadedCheckpoint } from "../../src/model/checkpoint.js";
 import { makeRng, shuffle } from "../../src/rng.js";
 
 beforeAll(async () => {
@@ -77,6 +80,30 @@ describe("cellfm grn inputs of value-keeping encodings", () => {
     const a = listContext(big, () => true, MAXLEN, 0), b = listContext(big, () => true, MAXLEN, 1);
     expect(a.ids.length).toBe(MAXLEN);
     expect(Array.from(a.ids)).not.toEqual(Array.from(b.ids));
+  });
+
+  it("tokenizes cells with the checkpoint's encoding and keeps genes a model cannot represent out of the contexts", async () => {
+    const src = await openCounts(packagePath("data", "tiny.h5ad"));
+    try {
+      const ck = { cellfm: { model_version: "V1" }, config: { max_position_embeddings: 64 } } as unknown as LoadedCheckpoint;
+      const rows = Int32Array.from({ length: 10 }, (_, i) => i);
+      const all = tokenizeRows(src, rows, ck, { encoding: "counts" }, undefined);
+      expect(all.size).toBe(10);
+      const c0 = all.get(0)!;
+      expect(c0.values!.length).toBe(c0.ids.length);
+      for (const v of c0.values!) expect(v).toBeGreaterThan(0); // raw counts of expressed genes
+      // a mask allowing every other token of cell 0 (e.g. genes with an external vector, missing: "drop")
+      const allowed = new Uint8Array(25426);
+      c0.ids.forEach((t, j) => (allowed[t] = j % 2 === 0 ? 1 : 0));
+      const masked = tokenizeRows(src, rows, ck, { encoding: "counts" }, undefined, allowed).get(0)!;
+      expect(Array.from(masked.ids)).toEqual(Array.from(c0.ids).filter((_, j) => j % 2 === 0));
+      expect(Array.from(masked.values!)).toEqual(Array.from(c0.values!).filter((_, j) => j % 2 === 0));
+      const binned = tokenizeRows(src, rows, ck, { encoding: "binned", nBins: 51, binningSeed: 0 }, undefined).get(0)!;
+      expect(Array.from(binned.ids)).toEqual(Array.from(c0.ids));
+      for (const v of binned.values!) expect(v >= 1 && v <= 50 && Number.isInteger(v)).toBe(true);
+    } finally {
+      src.close();
+    }
   });
 
   for (const [encoding, objective, kind, head] of [
