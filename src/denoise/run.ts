@@ -39,6 +39,7 @@ import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { encodingFromManifest, GeneformerTokenizer, type FlatTokenizedChunk } from "../tokenize/geneformer.js";
 import { cellSamplingRng } from "../train/gene-sampling.js";
 import { BINNED_ENCODING } from "../model/factory.js";
+import { contextGeneMask } from "../model/value-model.js";
 import { type DenoiseInput, predictMeans } from "./predict.js";
 
 /** Name of the layer written. */
@@ -208,7 +209,10 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
     try {
       const tk = new GeneformerTokenizer(src, { modelVersion: version, dictionaries: dict, idColumn: o.idColumn, encoding, nBins });
       const colToken = tk.plan.colToken;
-      inContext = Int8Array.from(colToken, (t) => (t >= 0 ? 1 : 0));
+      // a model trained with gene_embeddings.missing: drop has no representation for genes without a
+      // vector: they stay out of every context (as in training and embed) and keep their observed value
+      const allowed = contextGeneMask(model.embeddings);
+      inContext = Int8Array.from(colToken, (t) => (t >= 0 && (!allowed || allowed[t]) ? 1 : 0));
       log(`${o.input}: ${tk.plan.columnsMatched} of ${nGenes} genes in the checkpoint's ${version} vocabulary (the others keep their observed value)`);
       let nnz = 0;
       for (const ch of src.chunks(1024)) nnz += ch.indices.length;
@@ -225,8 +229,17 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
         const flat: DenoiseInput[] = [];
         for (let i = 0; i < f.cellIds.length; i++) {
           const a = f.offsets[i], b = f.offsets[i + 1];
-          const vals = f.values.subarray(a, b);
-          const cc = cellContexts(f.ids.subarray(a, b), vals, f.counts ? f.counts.subarray(a, b) : vals, f.cellIds[i], ck.cellfm.encoding, maxLen);
+          let ids = f.ids.subarray(a, b), vals = f.values.subarray(a, b);
+          let counts = f.counts ? f.counts.subarray(a, b) : vals;
+          if (allowed) {
+            const keep: number[] = [];
+            for (let j = 0; j < ids.length; j++) if (allowed[ids[j]]) keep.push(j);
+            const i0 = ids, v0 = vals, c0 = counts;
+            ids = Int32Array.from(keep, (j) => i0[j]);
+            vals = Float32Array.from(keep, (j) => v0[j]);
+            counts = Float32Array.from(keep, (j) => c0[j]);
+          }
+          const cc = cellContexts(ids, vals, counts, f.cellIds[i], ck.cellfm.encoding, maxLen);
           perCell.push(cc);
           for (const x of cc.inputs) flat.push(x);
         }
