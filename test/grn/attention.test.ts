@@ -7,6 +7,7 @@ import { attentionMeans, attentionModelOf, type AttentionSums, type CellInput, q
 import { dealCells, sumOn, sumParallel } from "../../src/grn/parallel.js";
 import { headWeights, nnls, parseHeads } from "../../src/grn/heads.js";
 import { makeRng, shuffle } from "../../src/rng.js";
+import { dense, layerNorm as layerNormRef } from "./float64-reference.js";
 
 beforeAll(async () => {
   await initBackend("wasm");
@@ -47,26 +48,7 @@ const makeBatch = (idx: number[], L: number): ModelBatch => {
   return { inputIds: tf.tensor2d(a, [idx.length, L], "int32"), attentionMask: tf.tensor2d(m, [idx.length, L]) };
 };
 
-/** Plain-JS pieces of a post-LN BERT layer from the HF-layout weights. */
-function dense(x: Float64Array, rows: number, w: Float32Array, b: Float32Array, inp: number, out: number): Float64Array {
-  const y = new Float64Array(rows * out);
-  for (let r = 0; r < rows; r++) for (let o = 0; o < out; o++) {
-    let s = b[o];
-    for (let i = 0; i < inp; i++) s += x[r * inp + i] * w[o * inp + i]; // HF [out, in]
-    y[r * out + o] = s;
-  }
-  return y;
-}
-function layerNorm(x: Float64Array, rows: number, g: Float32Array, b: Float32Array): Float64Array {
-  const y = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) {
-    let m = 0, v = 0;
-    for (let i = 0; i < H; i++) m += x[r * H + i] / H;
-    for (let i = 0; i < H; i++) v += (x[r * H + i] - m) ** 2 / H;
-    for (let i = 0; i < H; i++) y[r * H + i] = ((x[r * H + i] - m) / Math.sqrt(v + config.layer_norm_eps)) * g[i] + b[i];
-  }
-  return y;
-}
+const layerNorm = (x: Float64Array, rows: number, g: Float32Array, b: Float32Array) => layerNormRef(x, rows, H, g, b, config.layer_norm_eps);
 
 describe("attention extraction", () => {
   it("matches a direct computation from the model's weights (the probabilities reproduce the next layer)", () => {

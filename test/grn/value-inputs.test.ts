@@ -8,6 +8,7 @@ import { openCounts } from "../../src/data/open.js";
 import { packagePath } from "../../src/io.js";
 import type { LoadedCheckpoint } from "../../src/model/checkpoint.js";
 import { makeRng, shuffle } from "../../src/rng.js";
+import { dense, layerNorm as layerNormRef } from "./float64-reference.js";
 
 beforeAll(async () => {
   await initBackend("wasm");
@@ -44,25 +45,7 @@ const raw: { ids: Int32Array; counts: Float32Array; bins: Float32Array }[] = Arr
 const tokensFor = (kind: "binned" | "counts") =>
   new Map<number, GrnCellTokens>(raw.map((c, r) => [r, { cellId: `cell${r}`, ids: c.ids, values: kind === "binned" ? c.bins : c.counts }]));
 
-function dense(x: Float64Array, rows: number, w: Float32Array, b: Float32Array, inp: number, out: number): Float64Array {
-  const y = new Float64Array(rows * out);
-  for (let r = 0; r < rows; r++) for (let o = 0; o < out; o++) {
-    let s = b[o];
-    for (let i = 0; i < inp; i++) s += x[r * inp + i] * w[o * inp + i]; // HF [out, in]
-    y[r * out + o] = s;
-  }
-  return y;
-}
-function layerNorm(x: Float64Array, rows: number, g: Float32Array, b: Float32Array): Float64Array {
-  const y = new Float64Array(x.length);
-  for (let r = 0; r < rows; r++) {
-    let m = 0, v = 0;
-    for (let i = 0; i < H; i++) m += x[r * H + i] / H;
-    for (let i = 0; i < H; i++) v += (x[r * H + i] - m) ** 2 / H;
-    for (let i = 0; i < H; i++) y[r * H + i] = ((x[r * H + i] - m) / Math.sqrt(v + config.layer_norm_eps)) * g[i] + b[i];
-  }
-  return y;
-}
+const layerNorm = (x: Float64Array, rows: number, g: Float32Array, b: Float32Array) => layerNormRef(x, rows, H, g, b, config.layer_norm_eps);
 
 describe("cellfm grn inputs of value-keeping encodings", () => {
   it("the context holds the expressed list genes first, fills with other expressed genes, and is seeded by the cell id", () => {
