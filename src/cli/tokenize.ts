@@ -29,6 +29,7 @@ interface TokenizeArgs {
   encoding: "rank" | "binned" | "counts";
   "n-bins": number;
   seed: number;
+  "top-genes"?: number;
 }
 
 function splitList(v: unknown): string[] | undefined {
@@ -48,10 +49,14 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("encoding", {
         choices: ["rank", "binned", "counts"] as const,
         default: "rank" as const,
-        describe: "rank: Geneformer rank-value; binned: scGPT per-cell bins of log1p(count / n_counts x 1e4); counts: raw counts (scPRINT). binned/counts keep every expressed gene",
+        describe: "rank: Geneformer rank-value; binned: scGPT per-cell bins of log1p(count / n_counts x 1e4); counts: raw counts (scPRINT). binned/counts keep every expressed gene (or --top-genes)",
       })
       .option("n-bins", { type: "number", default: 51, describe: "binned: number of bins including bin 0 (scGPT: 51)" })
       .option("seed", { type: "number", default: 0, describe: "binned: seed of the per-cell tie spreading (combined with each cell id)" })
+      .option("top-genes", {
+        type: "number",
+        describe: "binned/counts: keep each cell's K genes Geneformer ranks first (count / n_counts x 1e4 / nonzero median): the genes a rank model with max_length K reads",
+      })
       .option("model-version", { choices: ["V1", "V2"] as const, default: "V1" as const, describe: "Geneformer dictionaries: V1 (gc30M, 2,048 tokens) or V2 (gc104M, <cls> + 4,094 + <eos>)" })
       .option("carry", { type: "string", array: true, describe: "obs columns to carry into the dataset (comma-separated or repeated)" })
       .option("id-column", { type: "string", describe: 'var column with gene IDs (default "ensembl_id", else the var index; "index" forces the index)' })
@@ -91,6 +96,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       encoding: a.encoding,
       nBins: a["n-bins"],
       seed: a.seed,
+      topGenes: a["top-genes"],
     });
     if (!a.quiet) console.log(formatTokenizeSummary(summary, a.output, seconds));
   },

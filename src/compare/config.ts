@@ -52,12 +52,13 @@ export function pairSupported(encoding: string, objective: string): boolean {
 
 /**
  * Key of the tokenized dataset an arm trains on: arms with the same encoding and tokenizer options
- * share one tokenization (`<output>/tokens/<key>/`). rank / counts have no options; binned adds its
- * bin count and tie-spreading seed.
+ * share one tokenization (`<output>/tokens/<key>/`). rank has no options; binned adds its bin count
+ * and tie-spreading seed; binned / counts add `-top<K>` with `top_genes: K`.
  */
 export function tokensKey(arm: Pick<ArmConfig, "encoding" | "tokenize">): string {
-  if (arm.encoding === "binned") return `binned-b${arm.tokenize.n_bins ?? 51}-s${arm.tokenize.seed ?? 0}`;
-  return arm.encoding;
+  const top = arm.tokenize.top_genes !== undefined ? `-top${arm.tokenize.top_genes}` : "";
+  if (arm.encoding === "binned") return `binned-b${arm.tokenize.n_bins ?? 51}-s${arm.tokenize.seed ?? 0}${top}`;
+  return arm.encoding + top;
 }
 
 /** Folder of the tokenized dataset an arm trains on (shared by arms with the same {@link tokensKey}). */
@@ -75,7 +76,7 @@ const armSchema = z.strictObject({
   name: armName(),
   encoding: str(),
   objective: str(),
-  tokenize: z.strictObject({ n_bins: posInt().optional(), seed: anyInt().optional() }).optional(),
+  tokenize: z.strictObject({ n_bins: posInt().optional(), seed: anyInt().optional(), top_genes: posInt().optional() }).optional(),
   model: record().optional(),
   training: record().optional(),
 });
@@ -127,8 +128,12 @@ export interface ArmConfig {
   name: string;
   encoding: string;
   objective: string;
-  /** tokenizer options of the encoding: binned: `n_bins` (default 51) and the tie-spreading `seed`. */
-  tokenize: { n_bins?: number; seed?: number };
+  /**
+   * tokenizer options of the encoding: binned: `n_bins` (default 51) and the tie-spreading `seed`;
+   * binned / counts: `top_genes` (each cell keeps its K genes ranked first by rank-value, the genes a
+   * rank arm with `data.max_length: K` reads; `cellfm tokenize --top-genes`).
+   */
+  tokenize: { n_bins?: number; seed?: number; top_genes?: number };
   /** shared `model:` with the arm's overrides. */
   model: Record<string, unknown>;
   /** shared `training:` with the arm's overrides (no seed: one run per `seeds` entry). */
@@ -225,6 +230,9 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
           `(supported: ${pairs.map((p) => `${p.encoding} × ${p.objective}`).join(", ")})`,
       );
       return;
+    }
+    if (arm.tokenize?.top_genes !== undefined && arm.encoding !== "binned" && arm.encoding !== "counts") {
+      errors.push(`${where}: tokenize.top_genes: is for the binned and counts encodings (a ${arm.encoding} arm keeps its top genes with data.max_length)`);
     }
     const merged = { ...c.training, ...(arm.training ?? {}) };
     if (arm.objective !== "mlm" && merged.init_output_bias === "unigram") {

@@ -8,8 +8,13 @@
  *   shuffled (seeded) and cut into contexts of at most `maxLength` genes, so every expressed gene is
  *   predicted once (training draws a random subset of expressed genes per pass; scPRINT's collator
  *   `how="random expr"`);
+ * - counts / binned models trained on `cellfm tokenize --top-genes K` tokens: only the cell's K
+ *   downsampled-nonzero genes ranked first by downsampled count / gene median (the genes they were
+ *   trained on), cut into contexts of at most `maxLength` as above;
  * - rank encoding (position = rank): the top `maxLength` genes ranked by downsampled count / gene
  *   median (Geneformer's rank-value order, what `RankDenoiseObjective` feeds in training).
+ * Binned models read the scGPT bins of the cell's downsampled counts over all its nonzero benchmark
+ * genes (as tokenized for training), whatever the context.
  * Genes outside every context keep their downsampled input value (a zero stays zero): the model is
  * scored only on what it changed, so a model that returned its input would score exactly 0.
  *
@@ -41,8 +46,10 @@ export interface PredictOptions {
   maxLength: number;
   /** token id of every benchmark gene (column), ≥ 0. */
   geneTokens: Int32Array;
-  /** rank encoding: nonzero median per token id (Geneformer's gene_median dictionary). */
+  /** rank encoding and `topGenes`: nonzero median per token id (Geneformer's gene_median dictionary). */
   tokenMedian?: Float64Array;
+  /** counts / binned models trained on `--top-genes K` tokens: K (the dataset manifest's `top_genes`). */
+  topGenes?: number;
   /** seed of the context shuffling (and of the binned encoding's tie spreading). */
   seed?: number;
   /** contexts per forward pass (default 32). */
@@ -86,27 +93,32 @@ export function buildContexts(noisy: DenseCounts, encoding: string, o: PredictOp
     }
     if (nz.length === 0) continue; // nothing left of the cell: the input (all zero) stands
     const groups: Int32Array[] = [];
-    if (encoding === RANK_ENCODING) {
-      if (!o.tokenMedian) throw new Error("predictCounts: a rank model needs the gene medians (tokenMedian)");
+    const topByRankValue = (k: number): Int32Array => {
+      if (!o.tokenMedian) throw new Error("predictCounts: ranking genes by rank-value needs the gene medians (tokenMedian)");
       const toks = Int32Array.from(nz, (j) => o.geneTokens[j]);
       const key = Float64Array.from(nz, (j) => row[j] / (o.tokenMedian![o.geneTokens[j]] || 1));
-      const order = rankValueOrder(toks, key, o.maxLength);
+      const order = rankValueOrder(toks, key, k);
       const colOf = new Map<number, number>(nz.map((j) => [o.geneTokens[j], j]));
-      groups.push(Int32Array.from(order, (t) => colOf.get(t)!));
+      return Int32Array.from(order, (t) => colOf.get(t)!);
+    };
+    if (encoding === RANK_ENCODING) {
+      groups.push(topByRankValue(o.maxLength));
     } else {
-      const perm = Int32Array.from(nz);
+      const perm = o.topGenes !== undefined ? topByRankValue(o.topGenes).sort() : Int32Array.from(nz);
       shuffle(perm, rng);
       for (let s = 0; s < perm.length; s += o.maxLength) groups.push(perm.slice(s, s + o.maxLength));
+    }
+    // binned: the cell's bins over all its nonzero benchmark genes, as the tokenizer bins a cell
+    let binOfCol: Map<number, number> | undefined;
+    if (encoding === BINNED_ENCODING) {
+      const bins = binCounts(Float64Array.from(nz, (j) => row[j]), total, makeRng(`${o.seed ?? 0}:bins:${i}`), DEFAULT_N_BINS);
+      binOfCol = new Map(nz.map((j, q) => [j, bins[q]]));
     }
     for (const cols of groups) {
       const counts = Float32Array.from(cols, (j) => row[j]);
       let lib = 0;
       for (const v of counts) lib += v;
-      const values =
-        encoding === BINNED_ENCODING
-          ? // scGPT bins of the downsampled counts; library = the cell's downsampled total over the benchmark genes
-            Float32Array.from(binCounts(counts, total, makeRng(`${o.seed ?? 0}:bins:${i}:${cols[0]}`), DEFAULT_N_BINS))
-          : counts;
+      const values = binOfCol ? Float32Array.from(cols, (j) => binOfCol!.get(j)!) : counts;
       out.push({ cell: i, cols, ids: Int32Array.from(cols, (j) => o.geneTokens[j]), values, lib });
     }
   }

@@ -180,6 +180,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
         encoding: arm.encoding as TokenEncoding,
         nBins: arm.tokenize.n_bins,
         seed: arm.tokenize.seed,
+        topGenes: arm.tokenize.top_genes,
       });
     }
     const m = readTokenizedManifest(tokens);
@@ -315,6 +316,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
             maxLength: maxLen,
             geneTokens: Int32Array.from(denoise.tokens),
             tokenMedian,
+            topGenes: j.arm.tokenize.top_genes,
             seed: c.denoise.seed,
           });
           return denoiseScore(bench.full, bench.noisy, pred);

@@ -79,7 +79,7 @@ function mergeTokenized(inputs: string[], output: string, force: boolean): Merge
   const first = parts[0].m;
   const nonEmpty = parts.filter((p) => p.m.n_cells > 0);
   for (const p of parts.slice(1)) {
-    for (const k of ["encoding", "model_version", "dictionary", "medians", "values_kind", "n_bins", "binning_seed"] as const) {
+    for (const k of ["encoding", "model_version", "dictionary", "medians", "values_kind", "n_bins", "binning_seed", "top_genes"] as const) {
       if (!same(p.m[k], first[k])) throw new Error(`${p.dir} has ${k} ${JSON.stringify(p.m[k])}, ${parts[0].dir} has ${JSON.stringify(first[k])}; only outputs of one tokenization can be merged`);
     }
     if (first.shard && p.m.source?.sha256 !== first.source?.sha256) {

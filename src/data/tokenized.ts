@@ -83,6 +83,12 @@ export interface TokenizedManifest {
   /** `binned`: seed of the per-cell tie-spreading generator (combined with the cell id). */
   binning_seed?: number;
   /**
+   * `binned` / `counts` tokenized with `--top-genes K`: each cell keeps only its K genes ranked first by
+   * Geneformer's rank-value (count / n_counts × 10,000 / nonzero median), the genes a rank model with
+   * `max_length: K` reads. Absent: every expressed gene.
+   */
+  top_genes?: number;
+  /**
    * token ids (ascending) of the vocabulary genes the input measured (its var genes that map to a token),
    * e.g. the pool of unexpressed genes that `pad_with_unexpressed` draws from.
    */

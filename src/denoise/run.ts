@@ -11,6 +11,8 @@
  *   the vocabulary; a cell with more of them than `max_position_embeddings` is split into
  *   ⌈n / max⌉ contexts of near-equal size by a shuffle seeded by the cell id, so every expressed
  *   gene is predicted exactly once and the result depends only on the cell;
+ *   A checkpoint trained on `cellfm tokenize --top-genes K` tokens (its `cellfm.top_genes`) reads
+ *   only each cell's K genes that rank-value encoding puts first, as it was trained;
  * - `geneformer-rank-value`: the context is the cell's top-ranked genes (up to
  *   `max_position_embeddings`, special tokens left out), as the model was trained;
  * - the library size of a context is the cell's observed total over the context's genes, so the
@@ -19,7 +21,7 @@
  *
  * Entries that keep their observed value: genes outside the vocabulary (var column
  * `denoised_in_context` = 0), genes a rank model did not see in that cell (beyond its top
- * `max_position_embeddings`), and cells the tokenizer dropped (no expressed gene in the vocabulary).
+ * `max_position_embeddings`; a `top_genes` value model: beyond its top K), and cells the tokenizer dropped (no expressed gene in the vocabulary).
  * Genes not expressed in a cell stay 0 (the contexts hold the expressed genes only), so
  * `layers["denoised"]` is a CSR matrix with exactly X's nonzero pattern. Where several var columns
  * map to one gene (summed when tokenizing), the gene's μ is shared between them in proportion to
@@ -207,7 +209,9 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
     let cellsDenoised = 0, entriesDenoised = 0, contexts = 0;
     const nCells = src.nCells, nGenes = src.nGenes;
     try {
-      const tk = new GeneformerTokenizer(src, { modelVersion: version, dictionaries: dict, idColumn: o.idColumn, encoding, nBins });
+      // a model trained on `--top-genes K` tokens reads each cell's K top-ranked genes; the others keep their observed value
+      const topGenes = typeof ck.cellfm.top_genes === "number" ? ck.cellfm.top_genes : undefined;
+      const tk = new GeneformerTokenizer(src, { modelVersion: version, dictionaries: dict, idColumn: o.idColumn, encoding, nBins, topGenes });
       const colToken = tk.plan.colToken;
       // a model trained with gene_embeddings.missing: drop has no representation for genes without a
       // vector: they stay out of every context (as in training and embed) and keep their observed value

@@ -150,6 +150,10 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         throw new Error(`${o.input} has encoding ${ds.manifest.encoding} but checkpoint ${o.checkpoint} expects ${ck.cellfm.encoding}`);
       }
       checkDictionary(ck.cellfm, ds.manifest.dictionary, o.input, o.checkpoint);
+      if (valueEncoding && (ds.manifest.top_genes ?? null) !== ((ck.cellfm.top_genes as number | undefined) ?? null)) {
+        const sel = (k: unknown) => (k === undefined || k === null ? "every expressed gene" : `the top ${k} genes by rank-value (--top-genes ${k})`);
+        log(`warning: checkpoint ${o.checkpoint} was trained on ${sel(ck.cellfm.top_genes)} per cell, but ${o.input} holds ${sel(ds.manifest.top_genes)}; the embeddings read genes the model was not trained to read`);
+      }
       const { start, end } = shardRange(ds.cellIds.length, o.shard);
       cellIds = ds.cellIds.slice(start, end);
       cells = ds.inputIds.slice(start, end);

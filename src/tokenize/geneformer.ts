@@ -76,6 +76,14 @@ export interface GeneformerTokenizeOptions {
   nBins?: number;
   /** `binned`: seed of the per-cell tie-spreading generator (with the cell id; default 0). */
   seed?: number;
+  /**
+   * `binned` / `counts`: keep only each cell's `topGenes` genes that Geneformer's rank-value encoding puts
+   * first (largest count / n_counts × 10,000 / nonzero median, ties by token id), still stored in
+   * ascending token id order; binned values are computed over all the cell's expressed genes first.
+   * So a value model reads the same genes as a rank model truncated to `topGenes` tokens, and an
+   * encoding comparison is not confounded by which genes each model sees. Default: every expressed gene.
+   */
+  topGenes?: number;
 }
 
 /** One tokenized cell. */
@@ -155,7 +163,7 @@ export interface TokenizeSummary {
   cells_written: number;
   /** obs names of cells dropped because no nonzero gene is in the dictionary. */
   cells_dropped_empty: string[];
-  /** rank: cells with more genes than fit (V1 2,048; V2 4,094); always 0 for binned/counts (no truncation). */
+  /** rank: cells with more genes than fit (V1 2,048; V2 4,094); binned/counts: cells with more than `--top-genes` (0 without it). */
   cells_truncated: number;
   /** cells with at least one exact tie between expressed genes' values (broken by token id). */
   cells_with_exact_value_ties: number;
@@ -399,9 +407,12 @@ export class GeneformerTokenizer {
   private readonly acc: Float64Array;
   private readonly touched: Int32Array;
   private readonly countOfToken: Float64Array;
+  private readonly binOf: Float32Array;
   readonly encoding: TokenEncoding;
   readonly nBins: number;
   readonly seed: number;
+  /** `binned` / `counts`: genes kept per cell (see {@link GeneformerTokenizeOptions.topGenes}); Infinity = all. */
+  readonly topGenes: number;
   private tokScratch = new Int32Array(1024);
   private valScratch = new Float64Array(1024);
   private readonly lengths: number[] = [];
@@ -421,6 +432,13 @@ export class GeneformerTokenizer {
     if (!Number.isInteger(this.nBins) || this.nBins < 3) throw new Error(`--n-bins must be an integer >= 3, got ${this.nBins}`);
     this.seed = opts.seed ?? 0;
     if (!Number.isSafeInteger(this.seed)) throw new Error(`--seed must be an integer, got ${this.seed}`);
+    if (opts.topGenes !== undefined) {
+      if (this.encoding === "rank") {
+        throw new Error("--top-genes is for the binned and counts encodings; a rank model keeps its top genes with data.max_length");
+      }
+      if (!Number.isInteger(opts.topGenes) || opts.topGenes < 1) throw new Error(`--top-genes must be a positive integer, got ${opts.topGenes}`);
+    }
+    this.topGenes = opts.topGenes ?? Infinity;
     this.dict = opts.dictionaries ?? loadGeneformerDictionaries(opts.modelVersion);
     if (this.dict.version !== opts.modelVersion) {
       throw new Error(`dictionaries are for ${this.dict.version}, but model version ${opts.modelVersion} was asked for`);
@@ -446,6 +464,7 @@ export class GeneformerTokenizer {
     this.acc = new Float64Array(this.dict.vocabSize);
     this.touched = new Int32Array(this.dict.vocabSize);
     this.countOfToken = new Float64Array(this.dict.vocabSize);
+    this.binOf = new Float32Array(this.encoding === "binned" ? this.dict.vocabSize : 0);
   }
 
   /**
@@ -569,18 +588,33 @@ export class GeneformerTokenizer {
         if (isV2) values[pos] = 0; // <eos>
         if (isV2) ids[pos++] = eos;
       } else {
-        // all expressed vocabulary genes, ascending token id
-        const out = ids.subarray(pos, pos + m);
-        out.set(toks.subarray(0, m));
-        out.sort();
-        const vals = values.subarray(pos, pos + m);
+        // all expressed vocabulary genes (or the top `topGenes` of them by rank-value), ascending token id
+        const all = toks.slice(0, m).sort();
+        let bins: Float32Array | undefined;
         if (this.encoding === "binned") {
+          // bins over every expressed gene of the cell (scGPT), before any gene selection
           const c64 = new Float64Array(m);
-          for (let q = 0; q < m; q++) c64[q] = countOf[out[q]];
-          rawCounts!.set(c64, pos);
-          vals.set(binCounts(c64, n, cellBinningRng(this.seed, cellId), this.nBins));
-        } else for (let q = 0; q < m; q++) vals[q] = countOf[out[q]];
-        pos += m;
+          for (let q = 0; q < m; q++) c64[q] = countOf[all[q]];
+          bins = Float32Array.from(binCounts(c64, n, cellBinningRng(this.seed, cellId), this.nBins));
+          for (let q = 0; q < m; q++) this.binOf[all[q]] = bins[q];
+        }
+        let kept = all;
+        if (m > this.topGenes) {
+          s.ensure(m);
+          for (let i = 0; i < m; i++) s.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[toks[i]], toks[i]);
+          kept = new Int32Array(this.topGenes);
+          if (rankKeyed(s, m, kept)) stats.withTies++;
+          kept.sort();
+          stats.truncated++;
+        }
+        const k = kept.length;
+        ids.set(kept, pos);
+        for (let q = 0; q < k; q++) {
+          const t = kept[q];
+          values[pos + q] = bins ? this.binOf[t] : countOf[t];
+          if (rawCounts) rawCounts[pos + q] = countOf[t];
+        }
+        pos += k;
       }
       offsets[nOut + 1] = pos;
       obsRows[nOut] = row;

@@ -117,6 +117,8 @@ export interface TokenizeRunOptions {
   nBins?: number;
   /** binned: seed of the per-cell tie spreading (default 0). */
   seed?: number;
+  /** binned/counts: keep each cell's top genes by rank-value (see `GeneformerTokenizeOptions.topGenes`). */
+  topGenes?: number;
 }
 
 /** Most tokenizer threads by default: each opens the input and its dictionaries (~60 MB each). */
@@ -157,6 +159,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
       encoding: o.encoding,
       nBins: o.nBins,
       seed: o.seed,
+      topGenes: o.topGenes,
     });
     const srcFile = sourceFileFor(o.input);
     const hash = o.hashSource === false ? { result: Promise.resolve(""), cancel: () => undefined } : sha256FileInWorker(srcFile);
@@ -172,6 +175,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
         values_kind: tk.encoding === "binned" ? "bin" : "count",
         measured_tokens: Array.from(new Set(Array.from(tk.plan.colToken).filter((t) => t >= 0))).sort((a, b) => a - b),
         ...(tk.encoding === "binned" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
+        ...(o.topGenes !== undefined ? { top_genes: o.topGenes } : {}),
         ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
       },
       { force: o.force },
@@ -187,7 +191,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
         ? new TokenizeWorkers(threads, {
             input: o.input,
             open: { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger, obsTsv: o.obsTsv },
-            tokenizer: { modelVersion: o.modelVersion, idColumn: o.idColumn, medians: userMedians?.medians, encoding: o.encoding, nBins: o.nBins, seed: o.seed },
+            tokenizer: { modelVersion: o.modelVersion, idColumn: o.idColumn, medians: userMedians?.medians, encoding: o.encoding, nBins: o.nBins, seed: o.seed, topGenes: o.topGenes },
             chunkSize,
             select: { start, end },
           })

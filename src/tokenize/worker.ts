@@ -13,7 +13,7 @@ import type { GeneformerTokenizeOptions } from "./geneformer.js";
 export interface TokenizeWorkerData {
   input: string;
   open: OpenCountsOptions & { obsTsv?: string };
-  tokenizer: Pick<GeneformerTokenizeOptions, "modelVersion" | "idColumn" | "medians" | "encoding" | "nBins" | "seed">;
+  tokenizer: Pick<GeneformerTokenizeOptions, "modelVersion" | "idColumn" | "medians" | "encoding" | "nBins" | "seed" | "topGenes">;
   chunkSize: number;
   select: ChunkSelection;
   /** blocks posted ahead of the main thread's credits. */

@@ -663,6 +663,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     ...p.axis.spec,
     model_version: p.modelVersion,
     dictionary: p.dataset.manifest.dictionary,
+    // value encodings tokenized with --top-genes: `cellfm denoise` reads the same genes per cell
+    ...(p.dataset.manifest.top_genes !== undefined ? { top_genes: p.dataset.manifest.top_genes } : {}),
     backend: backend.name,
   };
   const state = (): TrainerState => ({

@@ -135,12 +135,18 @@ describe("cellfm compare", () => {
           { name: "rank-denoise", encoding: "rank", objective: "denoise" },
           { name: "binned-mlm", encoding: "binned", objective: "mlm" },
           { name: "binned-21", encoding: "binned", objective: "mlm", tokenize: { n_bins: 21 } },
+          { name: "counts-top", encoding: "counts", objective: "denoise", tokenize: { top_genes: 32 } },
+          { name: "binned-top", encoding: "binned", objective: "mlm", tokenize: { top_genes: 32 } },
         ],
       }),
       "c.yaml",
     );
-    expect(shared.arms.map(tokensKey)).toEqual(["rank", "rank", "binned-b51-s0", "binned-b21-s0"]);
-    expect(shared.arms.map((a) => a.predictsCounts)).toEqual([false, true, false, false]);
+    expect(shared.arms.map(tokensKey)).toEqual(["rank", "rank", "binned-b51-s0", "binned-b21-s0", "counts-top32", "binned-b51-s0-top32"]);
+    expect(shared.arms.map((a) => a.predictsCounts)).toEqual([false, true, false, false, true, false]);
+    expect(() => parseCompareConfig(raw({ arms: [{ ...arms[0], tokenize: { top_genes: 32 } }] }), "c.yaml")).toThrow(
+      /c\.yaml: arm "rank-mlm": tokenize\.top_genes: is for the binned and counts encodings/,
+    );
+    expect(() => parseCompareConfig(raw({ arms: [{ ...arms[1], tokenize: { top_genes: -3 } }] }), "c.yaml")).toThrow(/arms\[0\] \("counts-denoise"\): tokenize\.top_genes: expected a positive integer, got -3/);
 
     // budget smaller than one batch: found after tokenizing, before any training
     const small = path.join(tmp, "small");

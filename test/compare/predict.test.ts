@@ -47,6 +47,25 @@ describe("denoising benchmark prediction", () => {
     expect(ctx.map((c) => c.cell)).toEqual([0, 2]);
   });
 
+  it("counts / binned trained on --top-genes K: only the top K by downsampled count / median, cut into max_length contexts; bins over the whole cell", () => {
+    const med = new Float64Array(20).fill(1);
+    med[15] = 100; // gene 5 (count 7) falls behind genes 0, 7, 3
+    const ctx = buildContexts(noisy, "scprint-counts", { maxLength: 2, geneTokens, tokenMedian: med, topGenes: 3, seed: 1 });
+    const c0 = ctx.filter((c) => c.cell === 0);
+    expect(c0.map((c) => c.ids.length)).toEqual([2, 1]);
+    expect(c0.flatMap((c) => Array.from(c.cols)).sort()).toEqual([0, 3, 7]);
+    expect(ctx.filter((c) => c.cell === 2).flatMap((c) => Array.from(c.cols)).sort()).toEqual([1, 4]); // fewer than K: all
+    expect(() => buildContexts(noisy, "scprint-counts", { maxLength: 2, geneTokens, topGenes: 3 })).toThrow(/gene medians/);
+    // binned: a gene's bin does not depend on which context it falls in (bins of the cell's 6 nonzero genes)
+    const b1 = buildContexts(noisy, "scgpt-binned", { maxLength: 2, geneTokens, seed: 1 });
+    const b2 = buildContexts(noisy, "scgpt-binned", { maxLength: 8, geneTokens, seed: 1 });
+    const binOf = (cs: typeof b1) => new Map(cs.filter((c) => c.cell === 0).flatMap((c) => Array.from(c.cols, (j, q) => [j, c.values[q]] as const)));
+    const whole = binOf(b2);
+    expect(whole.size).toBe(6);
+    expect(whole.get(5)).toBe(50); // the cell's largest count is in the top bin
+    expect(binOf(b1)).toEqual(whole);
+  });
+
   it("predicts μ on the genes read (summing to each context's input total) and keeps the input elsewhere", () => {
     const model = buildModel({ ...TINY, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, { encoding: "scprint-counts", objective: "denoise", head: { likelihood: "zinb" } }, { seed: 1 });
     const pred = predictCounts(model, "scprint-counts", noisy, { maxLength: 4, geneTokens, seed: 3 });

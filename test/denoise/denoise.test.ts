@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { h5Ready, openH5ad } from "../../src/data/h5ad.js";
 import { cellContexts, denoiseToFile } from "../../src/denoise/run.js";
 import { tokenizeToDataset } from "../../src/tokenize/run.js";
+import { readTokenizedDataset } from "../../src/data/tokenized.js";
 import { train } from "../../src/train/loop.js";
 import { parseTrainConfig } from "../../src/train/config.js";
 import { TINY_MODEL } from "../train/helpers.js";
@@ -108,6 +109,22 @@ describe("cellfm denoise", () => {
     await expect(denoiseToFile({ checkpoint: ckpt.counts, input: out, output: path.join(root, "again.h5ad"), backend: "wasm", quiet: true })).rejects.toThrow(
       /already has layers\["denoised"\]/,
     );
+  });
+
+  it("a model trained on --top-genes K tokens records K and denoises each cell's K top-ranked genes only", async () => {
+    const tok = path.join(root, "counts-top");
+    await tokenizeToDataset({ input: "data/tiny.h5ad", output: tok, modelVersion: "V1", encoding: "counts", topGenes: 16, quiet: true, hashSource: false });
+    const ck = (await train(cfg(tok, "run-counts-top", "denoise"), { quiet: true, handleSigint: false })).checkpoint;
+    const meta = JSON.parse(fs.readFileSync(path.join(ck, "config.json"), "utf8")).cellfm;
+    expect(meta.top_genes).toBe(16);
+    const s = await denoiseToFile({ checkpoint: ck, input: "data/tiny.h5ad", output: path.join(root, "den-top.h5ad"), backend: "wasm", quiet: true });
+    const ds = readTokenizedDataset(tok);
+    const want = ds.inputIds.reduce((a, ids) => a + ids.length, 0); // the K top genes of every cell (all of them when fewer)
+    expect(want).toBeLessThan(16 * ds.inputIds.length + 1);
+    expect(s.entriesDenoised).toBe(want);
+    // the same data without the selection: every expressed vocabulary gene is denoised
+    const all = await denoiseToFile({ checkpoint: ckpt.counts, input: "data/tiny.h5ad", output: path.join(root, "den-all.h5ad"), backend: "wasm", quiet: true });
+    expect(all.entriesDenoised).toBeGreaterThan(2 * want);
   });
 
   it("refuses a checkpoint not trained to denoise, naming its objective; nothing is written", async () => {
