@@ -202,7 +202,8 @@ export function planGenes(
   dict: GeneformerDictionaries,
   opts: { idColumn?: string; file?: string; medians?: Map<string, number>; minKnownFraction?: number } = {},
 ): GenePlan {
-  const res = resolveGeneIds(v, { idColumn: opts.idColumn, file: opts.file, acceptAsIs: (up) => dict.mapping.has(up) });
+  const { sourceToken, medianOfToken, names } = dict.lookup;
+  const res = resolveGeneIds(v, { idColumn: opts.idColumn, file: opts.file, acceptAsIs: (up) => sourceToken.has(up) });
   const n = res.ids.length;
   const colToken = new Int32Array(n).fill(-1);
   const tokenMedian = new Float64Array(dict.vocabSize).fill(NaN);
@@ -211,11 +212,11 @@ export function planGenes(
   for (let c = 0; c < n; c++) {
     const id = res.ids[c];
     if (id === "") continue;
-    const target = dict.mapping.get(id.toUpperCase());
-    if (target === undefined) continue;
-    const t = dict.tokens.get(target);
+    // = tokens.get(mapping.get(ID)) and medians.get(target): the mapping only has targets in the token dictionary
+    const t = sourceToken.get(id.toUpperCase());
     if (t === undefined) continue;
-    const m = opts.medians ? opts.medians.get(target) : dict.medians.get(target);
+    const target = names[t];
+    const m = opts.medians ? opts.medians.get(target) : Number.isNaN(medianOfToken[t]) ? undefined : medianOfToken[t];
     if (m === undefined) {
       if (opts.medians) continue; // a user median table without this gene: the gene is not used
       throw new Error(`Geneformer ${dict.version} dictionaries: gene ${target} has a token but no nonzero median`);
