@@ -43,6 +43,8 @@ export interface Column {
   id: string;
   label: string;
   higherBetter: boolean;
+  /** the best value is the one closest to 0 (a signed gap), not the lowest. */
+  nearZeroBetter?: boolean;
 }
 
 /** One row of the side-by-side table: an arm (trained or its untrained floor) or HVG + PCA. */
@@ -116,7 +118,8 @@ export function columns(batch: boolean): Column[] {
       ? [
           { id: "batch_asw", label: "batch ASW", higherBetter: true },
           { id: "graph_conn", label: "graph connectivity", higherBetter: true },
-          { id: "batch_gap", label: "batch gap / type gap (UMAP-5)", higherBetter: false },
+          // "–" where the types are not apart (no type gap to compare the batch gap with)
+          { id: "batch_gap", label: "batch gap / type gap (UMAP-5)", higherBetter: false, nearZeroBetter: true },
         ]
       : []),
   ];
@@ -175,7 +178,7 @@ export function tableRows(c: CompareConfig, assessments: Record<string, Assessme
 }
 
 /** Index of the best row per column (by mean). */
-function bestPerColumn(rows: Row[], cols: Column[]): Record<string, number> {
+export function bestPerColumn(rows: Row[], cols: Column[]): Record<string, number> {
   const best: Record<string, number> = {};
   for (const col of cols) {
     let bi = -1;
@@ -183,7 +186,7 @@ function bestPerColumn(rows: Row[], cols: Column[]): Record<string, number> {
       const v = r.values[col.id]?.mean;
       if (v === undefined) return;
       const b = bi >= 0 ? rows[bi].values[col.id]!.mean : undefined;
-      if (b === undefined || (col.higherBetter ? v > b : v < b)) bi = i;
+      if (b === undefined || (col.nearZeroBetter ? Math.abs(v) < Math.abs(b) : col.higherBetter ? v > b : v < b)) bi = i;
     });
     if (bi >= 0) best[col.id] = bi;
   }
