@@ -2,7 +2,13 @@
  * Seeded random numbers (seedrandom's Alea generator), so every stochastic step in cellfm
  * (masking, sampling, UMAP, splits) is reproducible from a seed and its state can be saved.
  */
-import seedrandom from "seedrandom";
+import { createRequire } from "node:module";
+import type seedrandom from "seedrandom";
+
+// seedrandom's Alea alone (`seedrandom/lib/alea`, the same function as `seedrandom.alea`), loaded on
+// first use: commands that draw no random numbers (e.g. `cellfm tokenize`) do not load it
+const requireCjs = createRequire(import.meta.url);
+let alea: typeof seedrandom.alea | undefined;
 
 /** A seeded generator of uniform floats in [0, 1) whose state can be saved and restored. */
 export interface Rng {
@@ -15,7 +21,8 @@ export interface Rng {
 /** Create a generator from a seed, or restore one from a saved {@link Rng.state}. */
 export function makeRng(seed: number | string, state?: object): Rng {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const r = seedrandom.alea(String(seed), { state: (state ?? true) as any });
+  alea ??= requireCjs("seedrandom/lib/alea") as typeof seedrandom.alea;
+  const r = alea(String(seed), { state: (state ?? true) as any });
   return r as unknown as Rng;
 }
 

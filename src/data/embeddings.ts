@@ -30,8 +30,9 @@ import {
   tableFromIPC,
   tableToIPC,
   vectorFromArray,
-  type Vector,
-} from "apache-arrow";
+} from "./arrow.js";
+import type * as A from "apache-arrow";
+import type { Vector } from "apache-arrow";
 import { firstNonFinite } from "../finite.js";
 import { assertWritable, writeFileAtomic } from "../io.js";
 import type { ObsTable, ObsValues } from "./types.js";
@@ -129,7 +130,7 @@ export function writeEmbeddings(path: string, e: CellEmbeddings, opts: { force?:
 }
 
 function columnToObs(name: string, vec: Vector, file: string): ObsValues {
-  const t: DataType = vec.type;
+  const t: A.DataType = vec.type;
   if (DataType.isBool(t)) return Array.from(vec, (v) => Boolean(v));
   if (DataType.isFloat(t) || DataType.isInt(t)) {
     const out = new Float64Array(vec.length);
@@ -154,7 +155,7 @@ function columnToObs(name: string, vec: Vector, file: string): ObsValues {
  */
 export function readEmbeddings(path: string): LoadedEmbeddings {
   if (!fs.existsSync(path)) throw new Error(`embeddings file ${path} does not exist`);
-  let table: Table;
+  let table: A.Table;
   try {
     table = tableFromIPC(fs.readFileSync(path));
   } catch (err) {
@@ -173,7 +174,7 @@ export function readEmbeddings(path: string): LoadedEmbeddings {
   const embVec = table.getChild(EMBEDDING_COLUMN)!;
   const et = embVec.type;
   let dim: number;
-  if (DataType.isFixedSizeList(et)) dim = (et as FixedSizeList).listSize;
+  if (DataType.isFixedSizeList(et)) dim = (et as A.FixedSizeList).listSize;
   else if (DataType.isList(et)) {
     const first = n > 0 ? embVec.get(0) : null;
     dim = first ? first.length : 0;
@@ -184,7 +185,7 @@ export function readEmbeddings(path: string): LoadedEmbeddings {
   const data = new Float32Array(n * dim);
   if (DataType.isFixedSizeList(et)) {
     let row = 0;
-    for (const chunk of embVec.data as Data<FixedSizeList>[]) {
+    for (const chunk of embVec.data as A.Data<A.FixedSizeList>[]) {
       const child = chunk.children[0];
       const vals = child.values as ArrayLike<number>;
       const base = (child.offset + chunk.offset * dim);

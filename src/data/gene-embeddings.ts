@@ -15,7 +15,8 @@
  * vectors up with a token vocabulary and reports the vocabulary genes without a vector.
  */
 import * as fs from "node:fs";
-import { tableFromIPC, type Vector } from "apache-arrow";
+import { tableFromIPC } from "./arrow.js";
+import type { Vector } from "apache-arrow";
 import { loadSymbolTable, looksLikeEnsembl } from "./genes.js";
 
 /** Gene vectors as read from a file. */

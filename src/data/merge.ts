@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { tableFromIPC } from "apache-arrow";
+import { tableFromIPC } from "./arrow.js";
 import { assertNoOverlap, assertWritable, commitDir, tempDirFor } from "../io.js";
 import { readEmbeddings, writeEmbeddings } from "./embeddings.js";
 import { cellfmVersion, readTokenizedManifest, type TokenizedManifest } from "./tokenized.js";

@@ -31,8 +31,9 @@ import {
   RecordBatchFileWriter,
   tableFromIPC,
   vectorFromArray,
-  type Vector,
-} from "apache-arrow";
+} from "./arrow.js";
+import type * as A from "apache-arrow";
+import type { Vector } from "apache-arrow";
 import type { ArrayBufferViewInput } from "apache-arrow/util/buffer";
 import { assertWritable, commitDir, packagePath, tempDirFor } from "../io.js";
 import type { ObsTable, ObsValues } from "./types.js";
@@ -254,7 +255,7 @@ export class TokenizedDatasetWriter {
   private hasCounts: boolean | undefined;
   private nCells = 0;
   private done = false;
-  private shard: { fd: number; writer: RecordBatchFileWriter; sink: FileSink; cells: number; tokens: number } | undefined;
+  private shard: { fd: number; writer: A.RecordBatchFileWriter; sink: FileSink; cells: number; tokens: number } | undefined;
 
   constructor(
     private readonly dir: string,
@@ -341,7 +342,7 @@ export class TokenizedDatasetWriter {
       const fd = fs.openSync(path.join(this.tmp, file), "w");
       const writer = new RecordBatchFileWriter();
       const sink = new FileSink(fd);
-      writer.reset(sink as unknown as AsyncByteQueue<Uint8Array>);
+      writer.reset(sink as unknown as A.AsyncByteQueue<Uint8Array>);
       this.shard = { fd, writer, sink, cells: 0, tokens: 0 };
       this.shards.push({ file, n_cells: 0 });
     }

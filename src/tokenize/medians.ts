@@ -9,7 +9,17 @@
  * number of nonzeros is at most `exactLimit`; otherwise a streaming t-digest per gene (`tdigest`
  * package, Dunning's merging digest), so memory stays bounded whatever the corpus size.
  */
-import { TDigest } from "tdigest";
+import { createRequire } from "node:module";
+import type { TDigest } from "tdigest";
+
+// tdigest is loaded when a t-digest is first needed (inputs over the exact limit), not when
+// `cellfm tokenize` imports this module
+const requireCjs = createRequire(import.meta.url);
+let TDigestClass: typeof TDigest | undefined;
+function newDigest(): TDigest {
+  TDigestClass ??= (requireCjs("tdigest") as { TDigest: typeof TDigest }).TDigest;
+  return new TDigestClass();
+}
 import { resolveGeneIds } from "../data/genes.js";
 import type { CountMatrixSource } from "../data/types.js";
 
@@ -69,7 +79,7 @@ export async function computeNonzeroMedians(
           if (exact) {
             bufs.push(new Float64Array(16));
             lens.push(0);
-          } else digests.push(new TDigest());
+          } else digests.push(newDigest());
         }
         colSlot[c] = s;
       }

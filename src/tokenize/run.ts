@@ -7,7 +7,8 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import cliProgress from "cli-progress";
+import { createRequire } from "node:module";
+import type cliProgressType from "cli-progress";
 import { openCounts, sourceFileFor } from "../data/open.js";
 import { TokenizedDatasetWriter, type TokenizedManifest } from "../data/tokenized.js";
 import { openH5ad } from "../data/h5ad.js";
@@ -62,6 +63,8 @@ export function sha256FileInWorker(file: string): { result: Promise<string>; can
 
 function progressBar(total: number, label: string, quiet: boolean): { update(n: number): void; stop(): void } {
   if (quiet || !process.stderr.isTTY) return { update() {}, stop() {} };
+  // loaded only when a bar is shown (a terminal, no --quiet)
+  const cliProgress = createRequire(import.meta.url)("cli-progress") as typeof cliProgressType;
   const bar = new cliProgress.SingleBar(
     { format: `${label} [{bar}] {percentage}% | {value}/{total} cells | {rate} cells/s | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true },
     cliProgress.Presets.shades_classic,
