@@ -287,12 +287,18 @@ export function readComparison(
     );
   } else {
     const parts: string[] = [];
+    // which genes a value arm reads decides what the comparison isolates (docs/compare.md)
+    const maxLen = c.data.max_length;
+    const genes = (name: string) => {
+      const k = c.arms.find((a) => a.name === name)?.tokenize.top_genes;
+      return k !== undefined ? `the rank arms' genes, top ${k}` : `random expressed genes${maxLen !== undefined ? `, ${maxLen} per cell` : ""}`;
+    };
     for (const v of valued) {
       for (const rk of rank) {
         const du = differ(v.values.ratio_umap!, rk.values.ratio_umap!);
         const ds = differ(v.values.ratio_space!, rk.values.ratio_space!);
         const word = (d: string) => (d === "lower" ? "tighter" : d === "higher" ? "looser" : "no different");
-        parts.push(`${v.name} vs ${rk.name}: ${word(du)} in UMAP-5 (within/between ${fmtStat(v.values.ratio_umap)} vs ${fmtStat(rk.values.ratio_umap)}), ${word(ds)} in the embedding space (${fmtStat(v.values.ratio_space)} vs ${fmtStat(rk.values.ratio_space)})`);
+        parts.push(`${v.name} [${genes(v.arm!)}] vs ${rk.name}: ${word(du)} in UMAP-5 (within/between ${fmtStat(v.values.ratio_umap)} vs ${fmtStat(rk.values.ratio_umap)}), ${word(ds)} in the embedding space (${fmtStat(v.values.ratio_space)} vs ${fmtStat(rk.values.ratio_space)})`);
       }
     }
     const tighter = parts.filter((p) => /: tighter in UMAP-5/.test(p)).length;
