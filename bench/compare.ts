@@ -10,7 +10,11 @@
  *   256 x 8 and 2,048 x 1;
  * - embedding tokens/s at equal work (all 6 layers, no MLM head) vs PyTorch `no_grad` inference;
  * - peak RSS of each side, and MFU of each side against the matmul peak measured in this run
- *   (`bench/peers/peak.py`: PyTorch / numpy 2,048³ FP32 matmul with every core).
+ *   (`bench/peers/peak.py`: PyTorch / numpy 2,048³ FP32 matmul with every core);
+ * - the matmul ceiling: tfjs-wasm's one-thread `matMul` GFLOP/s × cores (ideal data parallelism over
+ *   worker threads, `bench/matmul.ts`) against PyTorch's with every core (`bench/peers/matmul_shapes.py`)
+ *   at the model's own shapes: matmuls are ~80 % of a training step, so this ratio bounds the
+ *   training ratio from above.
  *
  * cellfm and each peer alternate (one run of each per round, best round of each side counts), so a
  * shared machine's changing load hits both alike; the table's header gives the load average.
@@ -207,6 +211,8 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
     });
     // cellfm and PyTorch alternate per case, `rounds` runs each; the best run of each side counts
     const rounds = opts.quick ? 1 : 2;
+    const mmCellfm: Record<string, number> = {}, mmTorch: Record<string, number> = {};
+    let mmWhy = "";
     for (const c of cases) {
       let cf: Cellfm | undefined;
       let cfErr = "";
@@ -234,6 +240,34 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
       if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; peak RSS ${mb(cf.peakRssMb)}` });
       if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work.replace(/, (workers \d+|\d+ workers|1 thread)/, "")}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
       ratios.push({ work: c.work, cellfm: cfText, peer: ptText, ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN, target: Number.isFinite(c.target) ? c.target : undefined, note: pt ? c.note : ptWhy || c.note });
+    }
+    // ---- the matmul ceiling at the model's shapes (cellfm: one wasm thread × cores; PyTorch: every core)
+    for (let r = 0; r < rounds; r++) {
+      try {
+        const got = result<Record<string, number | string>>(process.execPath, ["--import", "tsx", path.join(here, "matmul.ts"), "--seconds", opts.quick ? "0.5" : "2"], "cellfm matmul");
+        for (const [k, v] of Object.entries(got)) if (typeof v === "number") mmCellfm[k] = Math.max(mmCellfm[k] ?? 0, v);
+      } catch (e) {
+        mmWhy = (e as Error).message.slice(0, 200);
+      }
+      if (torchPy.exe) {
+        try {
+          const got = result<Record<string, number | string>>(torchPy.exe, [path.join(here, "peers", "matmul_shapes.py"), "--threads", String(cores), "--seconds", opts.quick ? "0.5" : "2"], "PyTorch matmul");
+          for (const [k, v] of Object.entries(got)) if (typeof v === "number" && k !== "threads") mmTorch[k] = Math.max(mmTorch[k] ?? 0, v);
+        } catch (e) {
+          mmWhy = (e as Error).message.slice(0, 200);
+        }
+      }
+    }
+    for (const k of Object.keys(mmCellfm)) {
+      const cf = mmCellfm[k] * cores, pt = mmTorch[k];
+      rows.push({ area: "compare", case: `tfjs-wasm matmul ${k}, 1 thread`, metric: "GFLOP/s", value: mmCellfm[k], unit: "GFLOP/s", note: `x ${cores} workers = ${f2(cf)} (ideal)` });
+      ratios.push({
+        work: `matmul ceiling, ${k.replace(/_/g, " ")}`,
+        cellfm: `${f2(cf)} GFLOP/s (1 thread x ${cores}, ideal)`,
+        peer: pt ? `${f2(pt)} GFLOP/s (${cores} threads)` : "-",
+        ratio: pt ? cf / pt : NaN,
+        note: pt ? `${k}: the bound on the training ratio (matmuls ~80 % of a step)` : torchPy.why ? `skipped: ${torchPy.why}` : mmWhy || "PyTorch matmul not measured",
+      });
     }
     measurePeak();
     if (Number.isFinite(peak)) rows.push({ area: "compare", case: "machine matmul peak", metric: "GFLOP/s", value: peak / 1e9, unit: "GFLOP/s", note: peakNote });

@@ -28,8 +28,11 @@ export interface MeasureSummary {
   withinAllBelowBetween: boolean;
   within: Record<string, number>;
   between: Record<string, number>;
-  /** with --batch: within-type medians for same-batch and cross-batch pairs. */
-  batch?: { typesWithSeveralBatches: number; medianWithinSameBatch: number; medianWithinCrossBatch: number; batchGapOverTypeGap: number };
+  /**
+   * with --batch: within-type medians for same-batch and cross-batch pairs, and (cross − same) ÷
+   * (between − within), undefined when the types are not apart (between median ≤ within median).
+   */
+  batch?: { typesWithSeveralBatches: number; medianWithinSameBatch: number; medianWithinCrossBatch: number; batchGapOverTypeGap?: number };
 }
 
 /** Standard metrics of one representation (HVG baseline or an embedding). */
@@ -108,15 +111,15 @@ export function readResults(r: AssessmentResult): string[] {
     out.push(`${m.label}: within/between ratio ${f3(m.ratio)}, pair AUC ${f3(m.aucPairs)} (HVG UMAP: ${f3(umap?.ratio)}, ${f3(umap?.aucPairs)}).`);
   }
   if (r.batch) {
-    const b = ms.filter((m) => m.batch);
+    const b = ms.filter((m) => m.batch?.batchGapOverTypeGap !== undefined);
     if (b.length) {
-      const worst = [...b].sort((x, y) => y.batch!.batchGapOverTypeGap - x.batch!.batchGapOverTypeGap)[0];
-      const least = [...b].sort((x, y) => x.batch!.batchGapOverTypeGap - y.batch!.batchGapOverTypeGap)[0];
+      const worst = [...b].sort((x, y) => y.batch!.batchGapOverTypeGap! - x.batch!.batchGapOverTypeGap!)[0];
+      const least = [...b].sort((x, y) => x.batch!.batchGapOverTypeGap! - y.batch!.batchGapOverTypeGap!)[0];
       out.push(
         `Across batches ("${r.batch}"): within a type, cells from different batches are further apart than cells from the same batch by ` +
-          b.map((m) => `${Math.round(m.batch!.batchGapOverTypeGap * 100)}% (${m.label})`).join(", ") +
+          b.map((m) => `${Math.round(m.batch!.batchGapOverTypeGap! * 100)}% (${m.label})`).join(", ") +
           ` of the between-type gap. Most batch-sensitive: ${worst.label}; least: ${least.label}` +
-          (sp?.batch && umap?.batch
+          (sp?.batch?.batchGapOverTypeGap !== undefined && umap?.batch?.batchGapOverTypeGap !== undefined
             ? sp.batch.batchGapOverTypeGap < umap.batch.batchGapOverTypeGap
               ? " — the rank measure suppresses batch effects relative to the HVG UMAP."
               : " — the rank measure does not suppress batch effects relative to the HVG UMAP."

@@ -442,8 +442,9 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
               typesWithSeveralBatches: same.length,
               medianWithinSameBatch: median(same),
               medianWithinCrossBatch: median(cross),
-              // how much of the between-type gap a batch change costs
-              batchGapOverTypeGap: (median(cross) - median(same)) / (mb - mw),
+              // how much of the between-type gap a batch change costs; undefined when types are not
+              // apart (between ≤ within): a ratio to a gap that does not exist means nothing
+              ...(mb > mw ? { batchGapOverTypeGap: (median(cross) - median(same)) / (mb - mw) } : {}),
             };
           }
         }

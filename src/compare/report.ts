@@ -43,6 +43,8 @@ export interface Column {
   id: string;
   label: string;
   higherBetter: boolean;
+  /** the best value is the one closest to 0 (a signed gap), not the lowest. */
+  nearZeroBetter?: boolean;
 }
 
 /** One row of the side-by-side table: an arm (trained or its untrained floor) or HVG + PCA. */
@@ -116,7 +118,8 @@ export function columns(batch: boolean): Column[] {
       ? [
           { id: "batch_asw", label: "batch ASW", higherBetter: true },
           { id: "graph_conn", label: "graph connectivity", higherBetter: true },
-          { id: "batch_gap", label: "batch gap / type gap (UMAP-5)", higherBetter: false },
+          // "–" where the types are not apart (no type gap to compare the batch gap with)
+          { id: "batch_gap", label: "batch gap / type gap (UMAP-5)", higherBetter: false, nearZeroBetter: true },
         ]
       : []),
   ];
@@ -175,7 +178,7 @@ export function tableRows(c: CompareConfig, assessments: Record<string, Assessme
 }
 
 /** Index of the best row per column (by mean). */
-function bestPerColumn(rows: Row[], cols: Column[]): Record<string, number> {
+export function bestPerColumn(rows: Row[], cols: Column[]): Record<string, number> {
   const best: Record<string, number> = {};
   for (const col of cols) {
     let bi = -1;
@@ -183,7 +186,7 @@ function bestPerColumn(rows: Row[], cols: Column[]): Record<string, number> {
       const v = r.values[col.id]?.mean;
       if (v === undefined) return;
       const b = bi >= 0 ? rows[bi].values[col.id]!.mean : undefined;
-      if (b === undefined || (col.higherBetter ? v > b : v < b)) bi = i;
+      if (b === undefined || (col.nearZeroBetter ? Math.abs(v) < Math.abs(b) : col.higherBetter ? v > b : v < b)) bi = i;
     });
     if (bi >= 0) best[col.id] = bi;
   }
@@ -284,12 +287,18 @@ export function readComparison(
     );
   } else {
     const parts: string[] = [];
+    // which genes a value arm reads decides what the comparison isolates (docs/compare.md)
+    const maxLen = c.data.max_length;
+    const genes = (name: string) => {
+      const k = c.arms.find((a) => a.name === name)?.tokenize.top_genes;
+      return k !== undefined ? `the rank arms' genes, top ${k}` : `random expressed genes${maxLen !== undefined ? `, ${maxLen} per cell` : ""}`;
+    };
     for (const v of valued) {
       for (const rk of rank) {
         const du = differ(v.values.ratio_umap!, rk.values.ratio_umap!);
         const ds = differ(v.values.ratio_space!, rk.values.ratio_space!);
         const word = (d: string) => (d === "lower" ? "tighter" : d === "higher" ? "looser" : "no different");
-        parts.push(`${v.name} vs ${rk.name}: ${word(du)} in UMAP-5 (within/between ${fmtStat(v.values.ratio_umap)} vs ${fmtStat(rk.values.ratio_umap)}), ${word(ds)} in the embedding space (${fmtStat(v.values.ratio_space)} vs ${fmtStat(rk.values.ratio_space)})`);
+        parts.push(`${v.name} [${genes(v.arm!)}] vs ${rk.name}: ${word(du)} in UMAP-5 (within/between ${fmtStat(v.values.ratio_umap)} vs ${fmtStat(rk.values.ratio_umap)}), ${word(ds)} in the embedding space (${fmtStat(v.values.ratio_space)} vs ${fmtStat(rk.values.ratio_space)})`);
       }
     }
     const tighter = parts.filter((p) => /: tighter in UMAP-5/.test(p)).length;

@@ -83,6 +83,8 @@ describe("cellfm compare", () => {
     const cden = cj.arms.find((a: { name: string }) => a.name === "counts-denoise").denoise;
     expect(cden.trained.mean).toBe(done.denoise.trained.improvement);
     expect(cj.reading.join("\n")).toMatch(/counts-denoise .*untrained/);
+    // question 3 says which genes the value arm read (random expressed genes here: no top_genes)
+    expect(cj.reading.join("\n")).toMatch(/3\. .*counts-denoise \[random expressed genes, 32 per cell\] vs rank-mlm: /);
     const md = fs.readFileSync(path.join(straight, "report.md"), "utf8");
     expect(md).toMatch(/\| HVG \+ PCA\d+ \| \*\*/); // the best kNN accuracy is marked
     expect(lines.some((l) => /\[arm 2\/2 counts-denoise · seed 1\] step \d+\/\d+ .*whole comparison ETA/.test(l))).toBe(true);

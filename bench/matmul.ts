@@ -1,0 +1,49 @@
+/**
+ * The matmul ceiling of the model benchmarks: FP32 GFLOP/s of one `tf.matMul` on the backend cellfm
+ * uses here (tfjs-wasm, XNNPACK, one thread: tfjs-wasm runs single-threaded in Node), at the shapes that
+ * dominate a Geneformer V1 6-layer training step at 512 × 4 (2,048 tokens × hidden 256: the Q/K/V/output
+ * projections 256 → 256 and the FFN 256 → 512 and 512 → 256) and at 2,048³. Printed as JSON for
+ * `bench/compare.ts`, which puts it next to PyTorch's at the same shapes (`bench/peers/matmul_shapes.py`).
+ * Matmuls are ~80 % of a training step (`bench/profile.ts`), so cores × this one-thread rate over
+ * PyTorch's all-cores rate bounds the training ratio from above.
+ *
+ *   npx tsx bench/matmul.ts [--backend wasm] [--seconds 2]
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../src/backend.js";
+
+/** [m, k, n] of each measured product (m × k) · (k × n). */
+export const MATMUL_SHAPES: Record<string, [number, number, number]> = {
+  attn_proj_2048x256x256: [2048, 256, 256],
+  ffn_2048x256x512: [2048, 256, 512],
+  ffn_out_2048x512x256: [2048, 512, 256],
+  square_2048: [2048, 2048, 2048],
+};
+
+/** GFLOP/s of `a · b` for `[m, k, n]`, repeated for at least `seconds` after a warm-up. */
+export function matmulGflops([m, k, n]: [number, number, number], seconds: number): number {
+  const a = tf.randomUniform([m, k]), b = tf.randomUniform([k, n]);
+  tf.matMul(a, b).dispose(); // warm-up (XNNPACK packs the weights once)
+  let reps = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000 || reps < 3) {
+    const c = tf.matMul(a, b);
+    c.dataSync(); // the wasm backend is synchronous; reading back keeps the timing honest on any backend
+    c.dispose();
+    reps++;
+  }
+  const s = (performance.now() - t0) / 1000;
+  a.dispose();
+  b.dispose();
+  return (2 * m * k * n * reps) / s / 1e9;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const i = process.argv.indexOf("--backend");
+  const j = process.argv.indexOf("--seconds");
+  const info = await initBackend((i >= 0 ? process.argv[i + 1] : "wasm") as "wasm");
+  const seconds = j >= 0 ? Number(process.argv[j + 1]) : 2;
+  const out: Record<string, number | string> = { backend: info.name };
+  for (const [name, shape] of Object.entries(MATMUL_SHAPES)) out[name] = matmulGflops(shape, seconds);
+  console.log(JSON.stringify(out));
+}
