@@ -26,7 +26,9 @@
  *   `git clone https://huggingface.co/ctheodoris/Geneformer && git -C Geneformer show HEAD:geneformer/tokenizer.py > gf_tokenizer.py`;
  * - kang2018 (Kang et al. 2018 PBMC control cells, any raw-count `.h5ad`): `--kang FILE` or `CELLFM_BENCH_KANG=FILE`.
  *
- *   npm run bench -- --compare [--quick] [--geneformer-tokenizer gf_tokenizer.py] [--kang kang2018.h5ad]
+ *   npm run bench -- --compare [--quick] [--geneformer-tokenizer gf_tokenizer.py] [--kang kang2018.h5ad] [--tokenize-only]
+ *
+ * `--tokenize-only`: the tokenizer rows alone (no training, embedding or matmul peak).
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -94,6 +96,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
   const adPy = python(["anndata", "numpy"]);
   const gfFile = arg(args, "--geneformer-tokenizer", "CELLFM_GENEFORMER_TOKENIZER");
   const kang = arg(args, "--kang", "CELLFM_BENCH_KANG");
+  const tokenizeOnly = args.includes("--tokenize-only");
   const gfWhy = !gfFile
     ? "skipped: give upstream geneformer/tokenizer.py with --geneformer-tokenizer FILE (or CELLFM_GENEFORMER_TOKENIZER)"
     : !fs.existsSync(gfFile)
@@ -118,7 +121,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
   try {
     // ---- the machine's matmul peak (MFU denominator): measured at the start and again at the end of
     // the run (the larger counts: on a shared machine a single measurement can be low)
-    measurePeak();
+    if (!tokenizeOnly) measurePeak();
 
     // ---- tokenizer
     const inputs: { name: string; file?: string; cells?: number; reps: number; why?: string }[] = [
@@ -177,104 +180,106 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
     });
     fs.rmSync(big, { force: true });
 
-    // ---- training and embedding (Geneformer V1 6L shape)
-    const seconds = opts.quick ? 3 : 12;
-    type Cellfm = { tokensPerS: number; peakRssMb: number; backend: string };
-    type Torch = { tokens_per_s: number; peak_rss_mb: number; version: string; threads: number };
-    const cases: { work: string; cellfm: string; torch: string[]; flops: number; target: number; note: string }[] = [];
-    for (const [L, B] of [[512, 4], [256, 8], [2048, 1]] as const) {
-      const w = Math.min(cores, B);
+    if (!tokenizeOnly) {
+      // ---- training and embedding (Geneformer V1 6L shape)
+      const seconds = opts.quick ? 3 : 12;
+      type Cellfm = { tokensPerS: number; peakRssMb: number; backend: string };
+      type Torch = { tokens_per_s: number; peak_rss_mb: number; version: string; threads: number };
+      const cases: { work: string; cellfm: string; torch: string[]; flops: number; target: number; note: string }[] = [];
+      for (const [L, B] of [[512, 4], [256, 8], [2048, 1]] as const) {
+        const w = Math.min(cores, B);
+        cases.push({
+          work: `train ${L} x ${B}, workers ${w}`,
+          cellfm: `train:v1:${L}:${B}:${w}`,
+          torch: ["--seq", String(L), "--batch", String(B), "--mode", "train", "--head", "masked", "--threads", String(cores)],
+          flops: flopsPerToken(L, "train"),
+          target: L === 2048 ? NaN : 1,
+          note: `cellfm: fwd + bwd + SGD; PyTorch: fwd + bwd + AdamW (${cores} threads); MLM logits at the 15 % masked positions`,
+        });
+      }
       cases.push({
-        work: `train ${L} x ${B}, workers ${w}`,
-        cellfm: `train:v1:${L}:${B}:${w}`,
-        torch: ["--seq", String(L), "--batch", String(B), "--mode", "train", "--head", "masked", "--threads", String(cores)],
-        flops: flopsPerToken(L, "train"),
-        target: L === 2048 ? NaN : 1,
-        note: `cellfm: fwd + bwd + SGD; PyTorch: fwd + bwd + AdamW (${cores} threads); MLM logits at the 15 % masked positions`,
+        work: "embed 512 x 4, 1 thread, 6 layers",
+        cellfm: "embed:v1:512:4",
+        torch: ["--seq", "512", "--batch", "4", "--mode", "infer", "--threads", "1"],
+        flops: flopsPerToken(512, "infer"),
+        target: 1,
+        note: "equal work: all 6 layers, no MLM head",
       });
-    }
-    cases.push({
-      work: "embed 512 x 4, 1 thread, 6 layers",
-      cellfm: "embed:v1:512:4",
-      torch: ["--seq", "512", "--batch", "4", "--mode", "infer", "--threads", "1"],
-      flops: flopsPerToken(512, "infer"),
-      target: 1,
-      note: "equal work: all 6 layers, no MLM head",
-    });
-    cases.push({
-      work: `embed 512 x 4, ${cores} workers, 6 layers`,
-      cellfm: "embedpar:v1:512:4",
-      torch: ["--seq", "512", "--batch", "4", "--mode", "infer", "--threads", String(cores)],
-      flops: flopsPerToken(512, "infer"),
-      target: 1,
-      note: `cellfm: ${cores} worker threads, start-up included; PyTorch ${cores} threads`,
-    });
-    // cellfm and PyTorch alternate per case, `rounds` runs each; the best run of each side counts
-    const rounds = opts.quick ? 1 : 2;
-    const mmCellfm: Record<string, number> = {}, mmTorch: Record<string, number> = {};
-    let mmWhy = "";
-    for (const c of cases) {
-      let cf: Cellfm | undefined;
-      let cfErr = "";
-      let pt: Torch | undefined;
-      let ptWhy = torchPy.why ? `skipped: ${torchPy.why}` : "";
-      for (let r = 0; r < rounds; r++) {
-        try {
-          const got = result<Cellfm>(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", c.cellfm, "--seconds", String(seconds), "--layer", "0", "--workers", String(cores)], `cellfm ${c.cellfm}`);
-          if (!cf || got.tokensPerS > cf.tokensPerS) cf = { ...got, peakRssMb: Math.max(got.peakRssMb, cf?.peakRssMb ?? 0) };
-        } catch (e) {
-          cfErr = (e as Error).message.slice(0, 200);
-        }
-        if (torchPy.exe && !ptWhy) {
+      cases.push({
+        work: `embed 512 x 4, ${cores} workers, 6 layers`,
+        cellfm: "embedpar:v1:512:4",
+        torch: ["--seq", "512", "--batch", "4", "--mode", "infer", "--threads", String(cores)],
+        flops: flopsPerToken(512, "infer"),
+        target: 1,
+        note: `cellfm: ${cores} worker threads, start-up included; PyTorch ${cores} threads`,
+      });
+      // cellfm and PyTorch alternate per case, `rounds` runs each; the best run of each side counts
+      const rounds = opts.quick ? 1 : 2;
+      const mmCellfm: Record<string, number> = {}, mmTorch: Record<string, number> = {};
+      let mmWhy = "";
+      for (const c of cases) {
+        let cf: Cellfm | undefined;
+        let cfErr = "";
+        let pt: Torch | undefined;
+        let ptWhy = torchPy.why ? `skipped: ${torchPy.why}` : "";
+        for (let r = 0; r < rounds; r++) {
           try {
-            const got = result<Torch>(torchPy.exe, [path.join(here, "peers", "pytorch_bert.py"), ...c.torch, "--reps", opts.quick ? "1" : "2", "--min-sec", opts.quick ? "1" : "3"], "PyTorch peer");
-            if (!pt || got.tokens_per_s > pt.tokens_per_s) pt = { ...got, peak_rss_mb: Math.max(got.peak_rss_mb, pt?.peak_rss_mb ?? 0) };
+            const got = result<Cellfm>(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", c.cellfm, "--seconds", String(seconds), "--layer", "0", "--workers", String(cores)], `cellfm ${c.cellfm}`);
+            if (!cf || got.tokensPerS > cf.tokensPerS) cf = { ...got, peakRssMb: Math.max(got.peakRssMb, cf?.peakRssMb ?? 0) };
           } catch (e) {
-            ptWhy = `peer failed: ${(e as Error).message.slice(0, 200)}`;
+            cfErr = (e as Error).message.slice(0, 200);
+          }
+          if (torchPy.exe && !ptWhy) {
+            try {
+              const got = result<Torch>(torchPy.exe, [path.join(here, "peers", "pytorch_bert.py"), ...c.torch, "--reps", opts.quick ? "1" : "2", "--min-sec", opts.quick ? "1" : "3"], "PyTorch peer");
+              if (!pt || got.tokens_per_s > pt.tokens_per_s) pt = { ...got, peak_rss_mb: Math.max(got.peak_rss_mb, pt?.peak_rss_mb ?? 0) };
+            } catch (e) {
+              ptWhy = `peer failed: ${(e as Error).message.slice(0, 200)}`;
+            }
           }
         }
+        const mfu = (tps: number) => ` (MFU [${tps * c.flops}])`; // achieved FLOP/s, divided by the peak at the end
+        const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErr}`;
+        const ptText = pt ? `${f0(pt.tokens_per_s)} tok/s${mfu(pt.tokens_per_s)}, ${mb(pt.peak_rss_mb)}` : "-";
+        if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; peak RSS ${mb(cf.peakRssMb)}` });
+        if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work.replace(/, (workers \d+|\d+ workers|1 thread)/, "")}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
+        ratios.push({ work: c.work, cellfm: cfText, peer: ptText, ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN, target: Number.isFinite(c.target) ? c.target : undefined, note: pt ? c.note : ptWhy || c.note });
       }
-      const mfu = (tps: number) => ` (MFU [${tps * c.flops}])`; // achieved FLOP/s, divided by the peak at the end
-      const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErr}`;
-      const ptText = pt ? `${f0(pt.tokens_per_s)} tok/s${mfu(pt.tokens_per_s)}, ${mb(pt.peak_rss_mb)}` : "-";
-      if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; peak RSS ${mb(cf.peakRssMb)}` });
-      if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work.replace(/, (workers \d+|\d+ workers|1 thread)/, "")}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
-      ratios.push({ work: c.work, cellfm: cfText, peer: ptText, ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN, target: Number.isFinite(c.target) ? c.target : undefined, note: pt ? c.note : ptWhy || c.note });
-    }
-    // ---- the matmul ceiling at the model's shapes (cellfm: one wasm thread × cores; PyTorch: every core)
-    for (let r = 0; r < rounds; r++) {
-      try {
-        const got = result<Record<string, number | string>>(process.execPath, ["--import", "tsx", path.join(here, "matmul.ts"), "--seconds", opts.quick ? "0.5" : "2"], "cellfm matmul");
-        for (const [k, v] of Object.entries(got)) if (typeof v === "number") mmCellfm[k] = Math.max(mmCellfm[k] ?? 0, v);
-      } catch (e) {
-        mmWhy = (e as Error).message.slice(0, 200);
-      }
-      if (torchPy.exe) {
+      // ---- the matmul ceiling at the model's shapes (cellfm: one wasm thread × cores; PyTorch: every core)
+      for (let r = 0; r < rounds; r++) {
         try {
-          const got = result<Record<string, number | string>>(torchPy.exe, [path.join(here, "peers", "matmul_shapes.py"), "--threads", String(cores), "--seconds", opts.quick ? "0.5" : "2"], "PyTorch matmul");
-          for (const [k, v] of Object.entries(got)) if (typeof v === "number" && k !== "threads") mmTorch[k] = Math.max(mmTorch[k] ?? 0, v);
+          const got = result<Record<string, number | string>>(process.execPath, ["--import", "tsx", path.join(here, "matmul.ts"), "--seconds", opts.quick ? "0.5" : "2"], "cellfm matmul");
+          for (const [k, v] of Object.entries(got)) if (typeof v === "number") mmCellfm[k] = Math.max(mmCellfm[k] ?? 0, v);
         } catch (e) {
           mmWhy = (e as Error).message.slice(0, 200);
         }
+        if (torchPy.exe) {
+          try {
+            const got = result<Record<string, number | string>>(torchPy.exe, [path.join(here, "peers", "matmul_shapes.py"), "--threads", String(cores), "--seconds", opts.quick ? "0.5" : "2"], "PyTorch matmul");
+            for (const [k, v] of Object.entries(got)) if (typeof v === "number" && k !== "threads") mmTorch[k] = Math.max(mmTorch[k] ?? 0, v);
+          } catch (e) {
+            mmWhy = (e as Error).message.slice(0, 200);
+          }
+        }
       }
-    }
-    for (const k of Object.keys(mmCellfm)) {
-      const cf = mmCellfm[k] * cores, pt = mmTorch[k];
-      rows.push({ area: "compare", case: `tfjs-wasm matmul ${k}, 1 thread`, metric: "GFLOP/s", value: mmCellfm[k], unit: "GFLOP/s", note: `x ${cores} workers = ${f2(cf)} (ideal)` });
-      ratios.push({
-        work: `matmul ceiling, ${k.replace(/_/g, " ")}`,
-        cellfm: `${f2(cf)} GFLOP/s (1 thread x ${cores}, ideal)`,
-        peer: pt ? `${f2(pt)} GFLOP/s (${cores} threads)` : "-",
-        ratio: pt ? cf / pt : NaN,
-        note: pt ? `${k}: the bound on the training ratio (matmuls ~80 % of a step)` : torchPy.why ? `skipped: ${torchPy.why}` : mmWhy || "PyTorch matmul not measured",
-      });
-    }
-    measurePeak();
-    if (Number.isFinite(peak)) rows.push({ area: "compare", case: "machine matmul peak", metric: "GFLOP/s", value: peak / 1e9, unit: "GFLOP/s", note: peakNote });
-    else peakNote = `peak not measured (${torchPy.why ?? "peak.py printed nothing"}); MFU not shown`;
-    for (const r of ratios) {
-      // MFU texts were written with the first measurement; rewrite them with the final peak
-      for (const k of ["cellfm", "peer"] as const) r[k] = r[k].replace(/MFU \[([\d.e+]+)\]/g, (_, f) => `MFU ${Number.isFinite(peak) ? ((100 * Number(f)) / peak).toFixed(1) : "-"} %`);
+      for (const k of Object.keys(mmCellfm)) {
+        const cf = mmCellfm[k] * cores, pt = mmTorch[k];
+        rows.push({ area: "compare", case: `tfjs-wasm matmul ${k}, 1 thread`, metric: "GFLOP/s", value: mmCellfm[k], unit: "GFLOP/s", note: `x ${cores} workers = ${f2(cf)} (ideal)` });
+        ratios.push({
+          work: `matmul ceiling, ${k.replace(/_/g, " ")}`,
+          cellfm: `${f2(cf)} GFLOP/s (1 thread x ${cores}, ideal)`,
+          peer: pt ? `${f2(pt)} GFLOP/s (${cores} threads)` : "-",
+          ratio: pt ? cf / pt : NaN,
+          note: pt ? `${k}: the bound on the training ratio (matmuls ~80 % of a step)` : torchPy.why ? `skipped: ${torchPy.why}` : mmWhy || "PyTorch matmul not measured",
+        });
+      }
+      measurePeak();
+      if (Number.isFinite(peak)) rows.push({ area: "compare", case: "machine matmul peak", metric: "GFLOP/s", value: peak / 1e9, unit: "GFLOP/s", note: peakNote });
+      else peakNote = `peak not measured (${torchPy.why ?? "peak.py printed nothing"}); MFU not shown`;
+      for (const r of ratios) {
+        // MFU texts were written with the first measurement; rewrite them with the final peak
+        for (const k of ["cellfm", "peer"] as const) r[k] = r[k].replace(/MFU \[([\d.e+]+)\]/g, (_, f) => `MFU ${Number.isFinite(peak) ? ((100 * Number(f)) / peak).toFixed(1) : "-"} %`);
+      }
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
