@@ -4,7 +4,7 @@
  * cell, ~3.2 GB; quick: 20,000 × 20,000 × 500), plus the time of the tokenizer alone (reading excluded).
  *
  * The whole command runs in a child `node` process on the compiled CLI (`dist/`, built by `npm ci`),
- * so its peak RSS is the command's own (`process.resourceUsage().maxRSS`). Reference point (issue 2):
+ * so its peak RSS is the command's own (Linux `VmHWM`, else `process.resourceUsage().maxRSS`). Reference point (issue 2):
  * Geneformer's Python tokenizer runs 2,100–2,600 cells/s on pbmc3k on a 2-core machine.
  */
 import { spawnSync } from "node:child_process";
@@ -34,7 +34,11 @@ export function runCli(args: string[]): { wall: number; inner: number; cpu: numb
     `const { main } = await import(${JSON.stringify(new URL(`file://${entry}`).href)});` +
     `const t = performance.now(); await main(JSON.parse(process.argv[1]));` +
     `const u = process.cpuUsage();` +
-    `process.stderr.write("\\nBENCH " + JSON.stringify({ inner: (performance.now() - t) / 1000, cpu: (u.user + u.system) / 1e6, maxRss: process.resourceUsage().maxRSS }) + "\\n");`;
+    // peak RSS (KiB): Linux VmHWM, which starts afresh at exec; getrusage's maxRSS also counts the
+    // forked bench process before exec (so it never read below the bench's own size)
+    `let maxRss = process.resourceUsage().maxRSS;` +
+    `try { const m = /VmHWM:\\s+(\\d+) kB/.exec((await import("node:fs")).readFileSync("/proc/self/status", "utf8")); if (m) maxRss = Number(m[1]); } catch {}` +
+    `process.stderr.write("\\nBENCH " + JSON.stringify({ inner: (performance.now() - t) / 1000, cpu: (u.user + u.system) / 1e6, maxRss }) + "\\n");`;
   const nodeArgs = useDist ? ["--input-type=module", "-e", code, JSON.stringify(args)] : ["--import", "tsx", "--input-type=module", "-e", code, JSON.stringify(args)];
   const t0 = performance.now();
   const r = spawnSync(process.execPath, nodeArgs, { cwd: root, encoding: "utf8", maxBuffer: 1 << 26 });
