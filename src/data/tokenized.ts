@@ -194,6 +194,27 @@ function listVector(offsets: Int32Array, values: Int32Array | Float32Array): Vec
   return makeVector(makeData({ type, length: n, nullCount: 0, valueOffsets: offs, child } as never));
 }
 
+/**
+ * A utf8 vector of `strings` (no nulls), built straight from one encoded buffer: the same Arrow data
+ * as `vectorFromArray(strings, new Utf8())` (same offsets and bytes, so the same IPC file), without
+ * apache-arrow's per-value builder, which took ~30 % of writing a small dataset.
+ */
+export function utf8Vector(strings: readonly string[]): Vector {
+  const n = strings.length;
+  const offsets = new Int32Array(n + 1);
+  let chars = 0;
+  for (let i = 0; i < n; i++) chars += strings[i].length;
+  let buf = Buffer.allocUnsafe(chars * 3); // UTF-8 needs at most 3 bytes per UTF-16 code unit
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    pos += buf.write(strings[i], pos, "utf8");
+    offsets[i + 1] = pos;
+  }
+  buf = buf.subarray(0, pos);
+  const data = new Uint8Array(buf.buffer, buf.byteOffset, pos);
+  return makeVector(makeData({ type: new Utf8(), length: n, nullCount: 0, valueOffsets: offsets, data } as never));
+}
+
 /** An apache-arrow byte sink that writes each IPC message straight to a file (no in-memory join). */
 class FileSink extends AsyncByteQueue {
   /** Bytes written and their running SHA-256. */
@@ -292,7 +313,7 @@ export class TokenizedDatasetWriter {
     const lengths = new Int32Array(n);
     for (let i = 0; i < n; i++) lengths[i] = flat.offsets[i + 1] - flat.offsets[i];
     const cols: Record<string, Vector> = {
-      cell_id: vectorFromArray(batch.cellIds, new Utf8()),
+      cell_id: utf8Vector(batch.cellIds),
       input_ids: listVector(flat.offsets, flat.values),
       length: makeVector(lengths),
     };
@@ -332,7 +353,7 @@ export class TokenizedDatasetWriter {
       const t = known ?? obsType(col);
       if (t === "float64") cols[name] = makeVector(col instanceof Float64Array ? col : Float64Array.from(col as unknown as ArrayLike<number>));
       else if (t === "bool") cols[name] = vectorFromArray(Array.from(col as boolean[], Boolean), new Bool());
-      else cols[name] = vectorFromArray(Array.from(col as ArrayLike<unknown>, (v) => String(v)), new Utf8());
+      else cols[name] = utf8Vector(Array.from(col as ArrayLike<unknown>, (v) => String(v)));
       types.push({ name, type: t });
     }
     this.columns ??= types;

@@ -29,6 +29,13 @@ export interface GeneformerDictionaries {
   maxGenes: number;
   /** model input size: 2,048 (V1) or 4,096 (V2). */
   modelInputSize: number;
+  /**
+   * The three maps composed for the tokenizer's gene plan: `sourceToken` = upper-cased input ID → token id
+   * (`tokens.get(mapping.get(id))`), `medianOfToken[t]` = `medians.get(names[t])` (NaN where none),
+   * `names[t]` = the gene of token t. (With the bundled dictionaries, `tokens`, `medians` and `mapping`
+   * are built from these on first access.)
+   */
+  lookup: { sourceToken: Map<string, number>; medianOfToken: Float64Array; names: string[] };
   /** file names and sha256 (hex) of the three dictionaries. */
   files: {
     tokens: { name: string; sha256: string };
@@ -112,31 +119,37 @@ export function loadGeneformerDictionaries(version: GeneformerVersion, dir?: str
   return d;
 }
 
-/** Version-dependent fields of {@link GeneformerDictionaries}. */
+/** Version-dependent fields of {@link GeneformerDictionaries}; each map is given built or as a function building it on first access. */
 function assemble(
   version: GeneformerVersion,
-  tokens: Map<string, number>,
-  medians: Map<string, number>,
-  mapping: Map<string, string>,
-  vocabSize: number,
+  names: string[],
+  lookup: GeneformerDictionaries["lookup"],
+  maps: { tokens: Map<string, number> | (() => Map<string, number>); medians: Map<string, number> | (() => Map<string, number>); mapping: Map<string, string> | (() => Map<string, string>) },
   files: GeneformerDictionaries["files"],
 ): GeneformerDictionaries {
-  return {
+  const at = (name: string): number | undefined => {
+    const i = names.indexOf(name);
+    return i < 0 ? undefined : i;
+  };
+  const d = {
     version,
-    tokens,
-    medians,
-    mapping,
-    vocabSize,
-    special: {
-      pad: tokens.get("<pad>") ?? 0,
-      mask: tokens.get("<mask>") ?? 1,
-      cls: tokens.get("<cls>"),
-      eos: tokens.get("<eos>"),
-    },
+    vocabSize: names.length,
+    special: { pad: at("<pad>") ?? 0, mask: at("<mask>") ?? 1, cls: at("<cls>"), eos: at("<eos>") },
     maxGenes: version === "V1" ? 2048 : 4094,
     modelInputSize: version === "V1" ? 2048 : 4096,
+    lookup,
     files,
-  };
+  } as GeneformerDictionaries;
+  for (const key of ["tokens", "medians", "mapping"] as const) {
+    const m = maps[key];
+    if (typeof m !== "function") {
+      Object.defineProperty(d, key, { value: m, enumerable: true });
+      continue;
+    }
+    let built: unknown;
+    Object.defineProperty(d, key, { enumerable: true, get: () => (built ??= m()) });
+  }
+  return d;
 }
 
 /**
@@ -163,7 +176,13 @@ export function loadGeneformerDictionariesTsv(version: GeneformerVersion, dir: s
   const mp = readPairs(mapFile, (src, dst) => {
     if (tokens.has(dst)) mapping.set(src, dst);
   });
-  return assemble(version, tokens, medians, mapping, vocabSize, {
+  const names = new Array<string>(vocabSize).fill("");
+  for (const [name, id] of tokens) names[id] = name;
+  const medianOfToken = new Float64Array(vocabSize).fill(NaN);
+  for (const [gene, m] of medians) medianOfToken[tokens.get(gene)!] = m;
+  const sourceToken = new Map<string, number>();
+  for (const [src, dst] of mapping) sourceToken.set(src, tokens.get(dst)!);
+  return assemble(version, names, { sourceToken, medianOfToken, names }, { tokens, medians, mapping }, {
     tokens: { name: path.basename(tokFile), sha256: tok.sha256 },
     medians: { name: path.basename(medFile), sha256: med.sha256 },
     mapping: { name: path.basename(mapFile), sha256: mp.sha256 },
@@ -248,21 +267,32 @@ function loadCompact(version: GeneformerVersion): GeneformerDictionaries | undef
     throw new Error(`${file}: not a compact ${version} Geneformer dictionary file; rebuild it with scripts/build-compact-dictionaries.mjs`);
   }
   const names = c.names.split("\n");
-  const tokens = new Map<string, number>();
-  for (let i = 0; i < names.length; i++) tokens.set(names[i], i);
-  const medians = new Map<string, number>();
   const mt = c.median_tokens;
   const mv = c.median_values;
-  for (let i = 0; i < mt.length; i++) medians.set(names[mt[i]], mv[i]);
-  const mapping = new Map<string, string>();
+  const medianOfToken = new Float64Array(names.length).fill(NaN);
+  for (let i = 0; i < mt.length; i++) medianOfToken[mt[i]] = mv[i];
   const pt = c.mapping_tokens;
   const ps = c.mapping_sources.split("\n");
   if (ps.length !== pt.length) throw new Error(`${file}: mapping_sources and mapping_tokens differ in length; rebuild it`);
-  for (let i = 0; i < pt.length; i++) {
-    const dst = names[pt[i]];
-    mapping.set(ps[i] === "" ? dst : ps[i], dst);
-  }
-  return assemble(version, tokens, medians, mapping, names.length, c.files);
+  const sourceToken = new Map<string, number>();
+  for (let i = 0; i < pt.length; i++) sourceToken.set(ps[i] === "" ? names[pt[i]] : ps[i], pt[i]);
+  // the three maps in their TSV order, built when first used (the tokenizer needs only the lookup)
+  const tokens = (): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (let i = 0; i < names.length; i++) m.set(names[i], i);
+    return m;
+  };
+  const medians = (): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (let i = 0; i < mt.length; i++) m.set(names[mt[i]], mv[i]);
+    return m;
+  };
+  const mapping = (): Map<string, string> => {
+    const m = new Map<string, string>();
+    for (let i = 0; i < pt.length; i++) m.set(ps[i] === "" ? names[pt[i]] : ps[i], names[pt[i]]);
+    return m;
+  };
+  return assemble(version, names, { sourceToken, medianOfToken, names }, { tokens, medians, mapping }, c.files);
 }
 
 /** Vocabulary facts a model needs from a tokenized dataset: size and special-token ids. */

@@ -202,7 +202,8 @@ export function planGenes(
   dict: GeneformerDictionaries,
   opts: { idColumn?: string; file?: string; medians?: Map<string, number>; minKnownFraction?: number } = {},
 ): GenePlan {
-  const res = resolveGeneIds(v, { idColumn: opts.idColumn, file: opts.file, acceptAsIs: (up) => dict.mapping.has(up) });
+  const { sourceToken, medianOfToken, names } = dict.lookup;
+  const res = resolveGeneIds(v, { idColumn: opts.idColumn, file: opts.file, acceptAsIs: (up) => sourceToken.has(up) });
   const n = res.ids.length;
   const colToken = new Int32Array(n).fill(-1);
   const tokenMedian = new Float64Array(dict.vocabSize).fill(NaN);
@@ -211,11 +212,11 @@ export function planGenes(
   for (let c = 0; c < n; c++) {
     const id = res.ids[c];
     if (id === "") continue;
-    const target = dict.mapping.get(id.toUpperCase());
-    if (target === undefined) continue;
-    const t = dict.tokens.get(target);
+    // = tokens.get(mapping.get(ID)) and medians.get(target): the mapping only has targets in the token dictionary
+    const t = sourceToken.get(id.toUpperCase());
     if (t === undefined) continue;
-    const m = opts.medians ? opts.medians.get(target) : dict.medians.get(target);
+    const target = names[t];
+    const m = opts.medians ? opts.medians.get(target) : Number.isNaN(medianOfToken[t]) ? undefined : medianOfToken[t];
     if (m === undefined) {
       if (opts.medians) continue; // a user median table without this gene: the gene is not used
       throw new Error(`Geneformer ${dict.version} dictionaries: gene ${target} has a token but no nonzero median`);
@@ -291,6 +292,16 @@ export class RankScratch {
     this.toks[i] = token;
   }
   /**
+   * Set slots 0 … m−1 from a cell's genes: value = ((count / n) × 10,000) / median, in float64, left to
+   * right (Geneformer's normalisation), for tokens `toks[i]` with counts `cnts[i]` and library size `n`.
+   */
+  setKeys(toks: Int32Array, cnts: Float64Array, m: number, n: number, tokenMedian: Float64Array): void {
+    for (let i = 0; i < m; i++) {
+      const t = toks[i];
+      this.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[t], t);
+    }
+  }
+  /**
    * LSD radix sort (4 passes of 8 bits, passes where every key has the same byte skipped) of the first
    * `m` keys, carrying the tokens. Stable. Afterwards `keys`/`toks` hold the sorted order. The four
    * byte histograms are built in one read of the keys.
@@ -337,6 +348,74 @@ export class RankScratch {
     this.keys2 = k2;
     this.toks2 = t2;
   }
+}
+
+// Per-cell loops of GeneformerTokenizer.encodeChunk, as small functions: each is called once per cell,
+// so V8 optimises them after a few cells instead of re-compiling (OSR) the whole block loop, which
+// dominated a small input's tokenizing time (first block ~4x slower than the next ones).
+
+/** Sum of `data[a .. b)` (a cell's library size when obs has no n_counts). */
+function rowSum(data: Float64Array, a: number, b: number): number {
+  let n = 0;
+  for (let k = a; k < b; k++) n += data[k];
+  return n;
+}
+
+/** Nonzero stored values of `[a, b)` in known genes: tokens into `toks`, counts into `cnts`; returns how many. */
+function gatherRow(indices: Int32Array, data: Float64Array, a: number, b: number, colToken: Int32Array, toks: Int32Array, cnts: Float64Array): number {
+  let m = 0;
+  for (let k = a; k < b; k++) {
+    const x = data[k];
+    if (x === 0) continue;
+    const t = colToken[indices[k]];
+    if (t < 0) continue;
+    toks[m] = t;
+    cnts[m++] = x;
+  }
+  return m;
+}
+
+/**
+ * {@link gatherRow} when several columns map to one token: their counts are summed (in column order)
+ * into `acc` (all zero before and after), tokens in order of first appearance.
+ */
+function gatherRowSummed(
+  indices: Int32Array,
+  data: Float64Array,
+  a: number,
+  b: number,
+  colToken: Int32Array,
+  acc: Float64Array,
+  touched: Int32Array,
+  toks: Int32Array,
+  cnts: Float64Array,
+): number {
+  let m = 0;
+  for (let k = a; k < b; k++) {
+    const x = data[k];
+    if (x === 0) continue;
+    const t = colToken[indices[k]];
+    if (t < 0) continue;
+    if (acc[t] === 0) touched[m++] = t;
+    acc[t] += x;
+  }
+  for (let i = 0; i < m; i++) {
+    const t = touched[i];
+    toks[i] = t;
+    cnts[i] = acc[t];
+    acc[t] = 0;
+  }
+  return m;
+}
+
+/** `countOf[toks[i]] = cnts[i]` for i < m. */
+function scatter(toks: Int32Array, cnts: Float64Array, m: number, countOf: Float64Array): void {
+  for (let i = 0; i < m; i++) countOf[toks[i]] = cnts[i];
+}
+
+/** `values[q] = countOf[ids[q]]` for q in `[from, to)`. */
+function gatherValues(ids: Int32Array, values: Float32Array, from: number, to: number, countOf: Float64Array): void {
+  for (let q = from; q < to; q++) values[q] = countOf[ids[q]];
 }
 
 /**
@@ -522,47 +601,17 @@ export class GeneformerTokenizer {
       }
       const a = indptr[r];
       const b = indptr[r + 1];
-      let n: number;
-      if (this.nCountsObs) n = this.nCountsObs[row];
-      else {
-        n = 0;
-        for (let k = a; k < b; k++) n += data[k];
-      }
+      const n = this.nCountsObs ? this.nCountsObs[row] : rowSum(data, a, b);
       // collect (token, count) of expressed known genes
-      let m = 0;
       if (b - a > this.tokScratch.length) {
         this.tokScratch = new Int32Array(2 * (b - a));
         this.valScratch = new Float64Array(2 * (b - a));
       }
       const toks = this.tokScratch;
       const cnts = this.valScratch;
-      if (needsSum) {
-        const acc = this.acc;
-        const touched = this.touched;
-        for (let k = a; k < b; k++) {
-          const x = data[k];
-          if (x === 0) continue;
-          const t = colToken[indices[k]];
-          if (t < 0) continue;
-          if (acc[t] === 0) touched[m++] = t;
-          acc[t] += x;
-        }
-        for (let i = 0; i < m; i++) {
-          const t = touched[i];
-          toks[i] = t;
-          cnts[i] = acc[t];
-          acc[t] = 0;
-        }
-      } else {
-        for (let k = a; k < b; k++) {
-          const x = data[k];
-          if (x === 0) continue;
-          const t = colToken[indices[k]];
-          if (t < 0) continue;
-          toks[m] = t;
-          cnts[m++] = x;
-        }
-      }
+      const m = needsSum
+        ? gatherRowSummed(indices, data, a, b, colToken, this.acc, this.touched, toks, cnts)
+        : gatherRow(indices, data, a, b, colToken, toks, cnts);
       const cellId = obsIndex[row];
       if (m === 0) {
         stats.droppedEmpty.push(cellId);
@@ -571,19 +620,16 @@ export class GeneformerTokenizer {
       if (!(n > 0) || !Number.isFinite(n)) {
         throw new Error(`${this.source.path}: cell ${row} ("${cellId}") has n_counts = ${n}; expected a positive total count`);
       }
-      for (let i = 0; i < m; i++) countOf[toks[i]] = cnts[i];
+      scatter(toks, cnts, m, countOf);
       if (rank) {
         s.ensure(m);
-        for (let i = 0; i < m; i++) {
-          const t = toks[i];
-          s.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[t], t);
-        }
+        s.setKeys(toks, cnts, m, n, tokenMedian);
         const kept = Math.min(m, maxGenes);
         if (m > maxGenes) stats.truncated++;
         if (isV2) values[pos] = 0; // <cls>
         if (isV2) ids[pos++] = cls;
         if (rankKeyed(s, m, ids.subarray(pos, pos + kept))) stats.withTies++;
-        for (let q = pos; q < pos + kept; q++) values[q] = countOf[ids[q]];
+        gatherValues(ids, values, pos, pos + kept, countOf);
         pos += kept;
         if (isV2) values[pos] = 0; // <eos>
         if (isV2) ids[pos++] = eos;

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as esm from "apache-arrow";
 import { arrow } from "../../src/data/arrow.js";
-import { TokenizedDatasetWriter } from "../../src/data/tokenized.js";
+import { TokenizedDatasetWriter, utf8Vector } from "../../src/data/tokenized.js";
 import { tmpDir } from "./helpers.js";
 
 // cellfm loads apache-arrow from its single-file build (src/data/arrow.ts); these tests check that it is
@@ -68,4 +68,15 @@ describe("apache-arrow single-file build (src/data/arrow.ts)", () => {
     expect(Array.from(t.getChild("score")!.toArray() as Float64Array)).toEqual([0.25, -1, 3]);
     expect([...t.getChild("ok")!]).toEqual([true, false, true]);
   });
+
+  it("utf8Vector gives the same IPC bytes as vectorFromArray(strings, Utf8) (empty, non-ASCII, surrogates)", () => {
+    const cases: string[][] = [[], [""], ["AAACATACAACCAC-1", "", "é", "日本語", "😀x", "a\u0000b", "\ud800lone"], Array.from({ length: 3000 }, (_, i) => `cell_${i}_${"ü".repeat(i % 5)}`)];
+    for (const strings of cases) {
+      const mine = arrow.tableToIPC(new arrow.Table({ s: utf8Vector(strings) }), "file");
+      const ref = arrow.tableToIPC(new arrow.Table({ s: arrow.vectorFromArray(strings, new arrow.Utf8()) }), "file");
+      expect(Buffer.from(mine).equals(Buffer.from(ref))).toBe(true);
+      expect(esm.tableFromIPC(mine).getChild("s")!.toArray()).toEqual(strings.map((x) => x.replace("\ud800", "\ufffd")));
+    }
+  });
 });
+
