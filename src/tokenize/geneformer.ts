@@ -302,7 +302,7 @@ export class RankScratch {
     }
   }
   /**
-   * LSD radix sort (4 passes of 8 bits, passes where every key has the same byte skipped) of the first
+   * LSD radix sort (4 passes of 8 bits of key − min, passes where every key has the same digit skipped) of the first
    * `m` keys, carrying the tokens. Stable. Afterwards `keys`/`toks` hold the sorted order. The four
    * byte histograms are built in one read of the keys.
    */
@@ -313,17 +313,21 @@ export class RankScratch {
     let t2 = this.toks2;
     const count = this.count;
     count.fill(0);
+    // digits of (key − smallest key): same order, and a cell's values rarely span more than 2^24 key
+    // steps (16 binades), so the top digit is constant and its pass skipped (3 passes instead of 4)
+    let min = k[0];
+    for (let i = 1; i < m; i++) if (k[i] < min) min = k[i];
     for (let i = 0; i < m; i++) {
-      const key = k[i];
-      count[key & 255]++;
-      count[256 + ((key >>> 8) & 255)]++;
-      count[512 + ((key >>> 16) & 255)]++;
-      count[768 + (key >>> 24)]++;
+      const d = (k[i] - min) >>> 0;
+      count[d & 255]++;
+      count[256 + ((d >>> 8) & 255)]++;
+      count[512 + ((d >>> 16) & 255)]++;
+      count[768 + (d >>> 24)]++;
     }
     for (let pass = 0; pass < 4; pass++) {
       const shift = pass * 8;
       const base = pass * 256;
-      if (count[base + ((k[0] >>> shift) & 255)] === m) continue; // every key has this byte
+      if (count[base + ((((k[0] - min) >>> 0) >>> shift) & 255)] === m) continue; // every key has this digit
       let sum = 0;
       for (let b = base; b < base + 256; b++) {
         const c = count[b];
@@ -332,7 +336,7 @@ export class RankScratch {
       }
       for (let i = 0; i < m; i++) {
         const key = k[i];
-        const j = count[base + ((key >>> shift) & 255)]++;
+        const j = count[base + ((((key - min) >>> 0) >>> shift) & 255)]++;
         k2[j] = key;
         t2[j] = t[i];
       }
@@ -361,22 +365,43 @@ function rowSum(data: Float64Array, a: number, b: number): number {
   return n;
 }
 
-/** Nonzero stored values of `[a, b)` in known genes: tokens into `toks`, counts into `cnts`; returns how many. */
-function gatherRow(indices: Int32Array, data: Float64Array, a: number, b: number, colToken: Int32Array, toks: Int32Array, cnts: Float64Array): number {
+/** Out-parameter of {@link gatherRowCounted}: the row sum. */
+const rowTotal = new Float64Array(1);
+
+/**
+ * Nonzero stored values of `[a, b)` in known genes: tokens into `toks`, counts into `cnts` (returns how
+ * many), `countOf[token] = count` for them, and `total[0]` = the sum of
+ * every stored value of `[a, b)` (the same left-to-right float64 sum as {@link rowSum}), in one pass.
+ */
+function gatherRowCounted(
+  indices: Int32Array,
+  data: Float64Array,
+  a: number,
+  b: number,
+  colToken: Int32Array,
+  toks: Int32Array,
+  cnts: Float64Array,
+  countOf: Float64Array,
+  total: Float64Array,
+): number {
   let m = 0;
+  let n = 0;
   for (let k = a; k < b; k++) {
     const x = data[k];
+    n += x;
     if (x === 0) continue;
     const t = colToken[indices[k]];
     if (t < 0) continue;
     toks[m] = t;
     cnts[m++] = x;
+    countOf[t] = x;
   }
+  total[0] = n;
   return m;
 }
 
 /**
- * {@link gatherRow} when several columns map to one token: their counts are summed (in column order)
+ * {@link gatherRowCounted} without `countOf` and the row sum, when several columns map to one token: their counts are summed (in column order)
  * into `acc` (all zero before and after), tokens in order of first appearance.
  */
 function gatherRowSummed(
@@ -601,17 +626,24 @@ export class GeneformerTokenizer {
       }
       const a = indptr[r];
       const b = indptr[r + 1];
-      const n = this.nCountsObs ? this.nCountsObs[row] : rowSum(data, a, b);
-      // collect (token, count) of expressed known genes
+      // collect (token, count) of expressed known genes, and countOf[token] = count
       if (b - a > this.tokScratch.length) {
         this.tokScratch = new Int32Array(2 * (b - a));
         this.valScratch = new Float64Array(2 * (b - a));
       }
       const toks = this.tokScratch;
       const cnts = this.valScratch;
-      const m = needsSum
-        ? gatherRowSummed(indices, data, a, b, colToken, this.acc, this.touched, toks, cnts)
-        : gatherRow(indices, data, a, b, colToken, toks, cnts);
+      let m: number;
+      let n: number;
+      if (needsSum) {
+        n = this.nCountsObs ? this.nCountsObs[row] : rowSum(data, a, b);
+        m = gatherRowSummed(indices, data, a, b, colToken, this.acc, this.touched, toks, cnts);
+        scatter(toks, cnts, m, countOf);
+      } else {
+        // one pass: the row sum (every stored value, in order: the same float64 sum as rowSum) with the gather
+        m = gatherRowCounted(indices, data, a, b, colToken, toks, cnts, countOf, rowTotal);
+        n = this.nCountsObs ? this.nCountsObs[row] : rowTotal[0];
+      }
       const cellId = obsIndex[row];
       if (m === 0) {
         stats.droppedEmpty.push(cellId);
@@ -620,7 +652,6 @@ export class GeneformerTokenizer {
       if (!(n > 0) || !Number.isFinite(n)) {
         throw new Error(`${this.source.path}: cell ${row} ("${cellId}") has n_counts = ${n}; expected a positive total count`);
       }
-      scatter(toks, cnts, m, countOf);
       if (rank) {
         s.ensure(m);
         s.setKeys(toks, cnts, m, n, tokenMedian);
