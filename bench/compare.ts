@@ -262,6 +262,9 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
           }
         }
       }
+      if (Object.keys(mmCellfm).length === 0) {
+        ratios.push({ work: "matmul ceiling", cellfm: "failed", peer: "-", ratio: NaN, note: mmWhy || "bench/matmul.ts printed no RESULT line" });
+      }
       for (const k of Object.keys(mmCellfm)) {
         const cf = mmCellfm[k] * cores, pt = mmTorch[k];
         rows.push({ area: "compare", case: `tfjs-wasm matmul ${k}, 1 thread`, metric: "GFLOP/s", value: mmCellfm[k], unit: "GFLOP/s", note: `x ${cores} workers = ${f2(cf)} (ideal)` });

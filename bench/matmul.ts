@@ -45,5 +45,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seconds = j >= 0 ? Number(process.argv[j + 1]) : 2;
   const out: Record<string, number | string> = { backend: info.name };
   for (const [name, shape] of Object.entries(MATMUL_SHAPES)) out[name] = matmulGflops(shape, seconds);
-  console.log(JSON.stringify(out));
+  console.log("RESULT " + JSON.stringify(out)); // the line bench/compare.ts reads
 }
