@@ -13,8 +13,8 @@
  *   (`bench/peers/peak.py`: PyTorch / numpy 2,048³ FP32 matmul with every core);
  * - the matmul ceiling: tfjs-wasm's one-thread `matMul` GFLOP/s × cores (ideal data parallelism over
  *   worker threads, `bench/matmul.ts`) against PyTorch's with every core (`bench/peers/matmul_shapes.py`)
- *   at the model's own shapes: matmuls are ~80 % of a training step, so this ratio bounds the
- *   training ratio from above.
+ *   at the model's own shapes: matmuls are ~80 % of a wasm training step, so cellfm's tokens/s can
+ *   exceed this share of PyTorch's only as far as PyTorch runs below its own matmul peak (its MFU).
  *
  * cellfm and each peer alternate (one run of each per round, best round of each side counts), so a
  * shared machine's changing load hits both alike; the table's header gives the load average.
@@ -273,7 +273,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
           cellfm: `${f2(cf)} GFLOP/s (1 thread x ${cores}, ideal)`,
           peer: pt ? `${f2(pt)} GFLOP/s (${cores} threads)` : "-",
           ratio: pt ? cf / pt : NaN,
-          note: pt ? `${k}: the bound on the training ratio (matmuls ~80 % of a step)` : torchPy.why ? `skipped: ${torchPy.why}` : mmWhy || "PyTorch matmul not measured",
+          note: pt ? `${k}: raw matmul speed; matmuls are ~80 % of a wasm step, so training can beat this ratio only by PyTorch idling below its peak (its MFU above)` : torchPy.why ? `skipped: ${torchPy.why}` : mmWhy || "PyTorch matmul not measured",
         });
       }
       measurePeak();

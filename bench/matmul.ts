@@ -4,8 +4,8 @@
  * dominate a Geneformer V1 6-layer training step at 512 × 4 (2,048 tokens × hidden 256: the Q/K/V/output
  * projections 256 → 256 and the FFN 256 → 512 and 512 → 256) and at 2,048³. Printed as JSON for
  * `bench/compare.ts`, which puts it next to PyTorch's at the same shapes (`bench/peers/matmul_shapes.py`).
- * Matmuls are ~80 % of a training step (`bench/profile.ts`), so cores × this one-thread rate over
- * PyTorch's all-cores rate bounds the training ratio from above.
+ * Matmuls are ~80 % of a training step (`bench/profile.ts`), so cores × this one-thread rate is the
+ * most a data-parallel wasm step can multiply at, whatever the rest of the step costs.
  *
  *   npx tsx bench/matmul.ts [--backend wasm] [--seconds 2]
  */
