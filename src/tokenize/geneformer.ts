@@ -678,7 +678,7 @@ export class GeneformerTokenizer {
         let kept = all;
         if (m > this.topGenes) {
           s.ensure(m);
-          for (let i = 0; i < m; i++) s.setKey(i, ((cnts[i] / n) * 10000) / tokenMedian[toks[i]], toks[i]);
+          s.setKeys(toks, cnts, m, n, tokenMedian);
           kept = new Int32Array(this.topGenes);
           if (rankKeyed(s, m, kept)) stats.withTies++;
           kept.sort();
