@@ -665,30 +665,34 @@ export class GeneformerTokenizer {
         if (isV2) values[pos] = 0; // <eos>
         if (isV2) ids[pos++] = eos;
       } else {
-        // all expressed vocabulary genes (or the top `topGenes` of them by rank-value), ascending token id
-        const all = toks.slice(0, m).sort();
-        let bins: Float32Array | undefined;
-        if (this.encoding === "binned") {
+        // all expressed vocabulary genes (or the top `topGenes` of them by rank-value), ascending token id;
+        // sorted in place in the output when every gene is kept, in a copy when only the top ones are
+        const select = m > this.topGenes;
+        const all = select ? toks.slice(0, m) : ids.subarray(pos, pos + m);
+        if (!select) all.set(toks.subarray(0, m));
+        all.sort();
+        const binned = this.encoding === "binned";
+        if (binned) {
           // bins over every expressed gene of the cell (scGPT), before any gene selection
           const c64 = new Float64Array(m);
           for (let q = 0; q < m; q++) c64[q] = countOf[all[q]];
-          bins = Float32Array.from(binCounts(c64, n, cellBinningRng(this.seed, cellId), this.nBins));
+          const bins = binCounts(c64, n, cellBinningRng(this.seed, cellId), this.nBins);
           for (let q = 0; q < m; q++) this.binOf[all[q]] = bins[q];
         }
         let kept = all;
-        if (m > this.topGenes) {
+        if (select) {
           s.ensure(m);
           s.setKeys(toks, cnts, m, n, tokenMedian);
           kept = new Int32Array(this.topGenes);
           if (rankKeyed(s, m, kept)) stats.withTies++;
           kept.sort();
           stats.truncated++;
+          ids.set(kept, pos);
         }
         const k = kept.length;
-        ids.set(kept, pos);
         for (let q = 0; q < k; q++) {
           const t = kept[q];
-          values[pos + q] = bins ? this.binOf[t] : countOf[t];
+          values[pos + q] = binned ? this.binOf[t] : countOf[t];
           if (rawCounts) rawCounts[pos + q] = countOf[t];
         }
         pos += k;
