@@ -44,13 +44,14 @@ async function runCase(spec: string, backend: string, seconds: number, embedLaye
     const y = yaml.parse(fs.readFileSync(path.join(here, "..", "configs", "demo.yaml"), "utf8"));
     config = { ...config, ...(y.model ?? {}) };
   }
-  const { buildModel, BINNED_ENCODING, COUNTS_ENCODING } = await import("../src/model/factory.js");
+  const { buildModel } = await import("../src/model/factory.js");
+  const { BINNED, COUNTS } = await import("../src/encoding/index.js");
   // train-binned / train-denoise: the value encodings (scGPT bins + masked-bin MLM; scPRINT counts + ZINB denoising)
   const model =
     mode === "train-binned"
-      ? buildModel(config, { encoding: BINNED_ENCODING, objective: "mlm", head: { n_bins: 51 } }, { seed: 1 })
+      ? buildModel(config, { encoding: BINNED.name, objective: "mlm", head: { n_bins: 51 } }, { seed: 1 })
       : mode === "train-denoise"
-        ? buildModel(config, { encoding: COUNTS_ENCODING, objective: "denoise", head: { likelihood: "zinb" } }, { seed: 1 })
+        ? buildModel(config, { encoding: COUNTS.name, objective: "denoise", head: { likelihood: "zinb" } }, { seed: 1 })
         : new BertForMaskedLM(config, { seed: 1 });
   let seed = 12345;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);

@@ -5,6 +5,7 @@
 import type { Argv, CommandModule } from "yargs";
 import { parseShard } from "../shard.js";
 import { checkThreadCount } from "../threads.js";
+import { BINNED, ENCODING_KEYS, RANK, type EncodingKey } from "../encoding/index.js";
 
 // The stage is imported when the command runs, not when the CLI starts, so other commands do not pay
 // for loading h5wasm and apache-arrow (and `cellfm tokenize` does not pay for the model stack).
@@ -26,7 +27,7 @@ interface TokenizeArgs {
   threads?: number;
   force?: boolean;
   quiet?: boolean;
-  encoding: "rank" | "binned" | "counts";
+  encoding: EncodingKey;
   "n-bins": number;
   seed: number;
   "top-genes"?: number;
@@ -47,11 +48,11 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("input", { alias: "i", type: "string", demandOption: true, describe: ".h5ad file or 10x Matrix Market folder (raw counts, cells x genes)" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (Arrow IPC shards + manifest.json + summary.json)" })
       .option("encoding", {
-        choices: ["rank", "binned", "counts"] as const,
-        default: "rank" as const,
+        choices: ENCODING_KEYS,
+        default: RANK.key,
         describe: "rank: Geneformer rank-value; binned: scGPT per-cell bins of log1p(count / n_counts x 1e4); counts: raw counts (scPRINT). binned/counts keep every expressed gene (or --top-genes)",
       })
-      .option("n-bins", { type: "number", default: 51, describe: "binned: number of bins including bin 0 (scGPT: 51)" })
+      .option("n-bins", { type: "number", default: BINNED.defaults.n_bins, describe: `binned: number of bins including bin 0 (scGPT: ${BINNED.defaults.n_bins})` })
       .option("seed", { type: "number", default: 0, describe: "binned: seed of the per-cell tie spreading (combined with each cell id)" })
       .option("top-genes", {
         type: "number",

@@ -26,14 +26,14 @@
  */
 import * as path from "node:path";
 import { z } from "zod";
-import { ENCODING_NAMES, encodingFromManifest, type TokenEncoding } from "../tokenize/geneformer.js";
+import { BINNED, ENCODINGS, encodingByKey, encodingByName } from "../encoding/index.js";
 import { canPredictCounts } from "./predict.js";
 import { isSupportedPair, SUPPORTED_PAIRS } from "../train/objectives/index.js";
 import { anyInt, formatIssue, num, oneOf, parseTrainConfig, posInt, prob, readYamlMapping, str, type TrainConfig } from "../train/config.js";
 
 /** The short encoding name of a registry pair (`rank`, `binned`, `counts`), as arms name it. */
 function shortEncoding(manifestName: string): string {
-  return encodingFromManifest(manifestName) ?? manifestName;
+  return encodingByName(manifestName)?.key ?? manifestName;
 }
 
 /**
@@ -46,8 +46,8 @@ export function supportedArmPairs(): { encoding: string; objective: string }[] {
 
 /** Whether an arm's encoding (short name) × objective pair can be trained (the training registry). */
 export function pairSupported(encoding: string, objective: string): boolean {
-  const full = ENCODING_NAMES[encoding as TokenEncoding];
-  return full !== undefined && isSupportedPair(full, objective);
+  const e = encodingByKey(encoding);
+  return e !== undefined && isSupportedPair(e.name, objective);
 }
 
 /**
@@ -57,7 +57,7 @@ export function pairSupported(encoding: string, objective: string): boolean {
  */
 export function tokensKey(arm: Pick<ArmConfig, "encoding" | "tokenize">): string {
   const top = arm.tokenize.top_genes !== undefined ? `-top${arm.tokenize.top_genes}` : "";
-  if (arm.encoding === "binned") return `binned-b${arm.tokenize.n_bins ?? 51}-s${arm.tokenize.seed ?? 0}${top}`;
+  if (arm.encoding === BINNED.key) return `${BINNED.key}-b${arm.tokenize.n_bins ?? BINNED.defaults.n_bins}-s${arm.tokenize.seed ?? 0}${top}`;
   return arm.encoding + top;
 }
 
@@ -231,8 +231,9 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
       );
       return;
     }
-    if (arm.tokenize?.top_genes !== undefined && arm.encoding !== "binned" && arm.encoding !== "counts") {
-      errors.push(`${where}: tokenize.top_genes: is for the binned and counts encodings (a ${arm.encoding} arm keeps its top genes with data.max_length)`);
+    if (arm.tokenize?.top_genes !== undefined && !encodingByKey(arm.encoding)!.readsValues) {
+      const sets = ENCODINGS.filter((e) => e.readsValues).map((e) => e.key);
+      errors.push(`${where}: tokenize.top_genes: is for the ${sets.join(" and ")} encodings (a ${arm.encoding} arm keeps its top genes with data.max_length)`);
     }
     const merged = { ...c.training, ...(arm.training ?? {}) };
     if (arm.objective !== "mlm" && merged.init_output_bias === "unigram") {
@@ -248,7 +249,7 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
       tokenize: arm.tokenize ?? {},
       model: { ...c.model, ...(arm.model ?? {}) },
       training: { ...c.training, ...(arm.training ?? {}), objective: arm.objective },
-      predictsCounts: canPredictCounts(ENCODING_NAMES[arm.encoding as TokenEncoding], arm.objective),
+      predictsCounts: canPredictCounts(encodingByKey(arm.encoding)!.name, arm.objective),
     });
   });
   let chosen = arms;

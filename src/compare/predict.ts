@@ -13,27 +13,24 @@
  *   trained on), cut into contexts of at most `maxLength` as above;
  * - rank encoding (position = rank): the top `maxLength` genes ranked by downsampled count / gene
  *   median (Geneformer's rank-value order, what `RankDenoiseObjective` feeds in training).
- * Binned models read the scGPT bins of the cell's downsampled counts over all its nonzero benchmark
- * genes (as tokenized for training), whatever the context.
+ * Binned models read the scGPT bins (the model's `cellfm.head.n_bins` of them) of the cell's
+ * downsampled counts over all its nonzero benchmark genes (as tokenized for training), whatever the
+ * context. The contexts are predicted by `src/denoise/predict.ts` (`predictMeans`), as `cellfm denoise`.
  * Genes outside every context keep their downsampled input value (a zero stays zero): the model is
  * scored only on what it changed, so a model that returned its input would score exactly 0.
  *
  * The library size given to the head is the context's downsampled total (the original is unknown at
  * prediction time); one constant factor across all cells, so the pooled Spearman is unaffected.
  */
-import * as tf from "@tensorflow/tfjs-core";
-import type { CellModel, ForwardContext, ModelBatch } from "../model/bert.js";
-import { RANK_ENCODING } from "../model/bert.js";
-import { BINNED_ENCODING, COUNTS_ENCODING } from "../model/factory.js";
-import { DropoutContext } from "../model/ops.js";
+import { encodingByName, ENCODINGS } from "../encoding/index.js";
+import type { CellModel } from "../model/bert.js";
 import { DenoiseHead } from "../model/value-model.js";
 import { makeRng } from "../rng.js";
-import { binCounts, DEFAULT_N_BINS } from "../tokenize/binning.js";
-import { rankValueOrder } from "../tokenize/geneformer.js";
+import { predictMeans } from "../denoise/predict.js";
 import type { DenseCounts } from "./denoise.js";
 
-/** Model encodings {@link predictCounts} can feed (manifest names). */
-export const PREDICTABLE_ENCODINGS: readonly string[] = [COUNTS_ENCODING, RANK_ENCODING, BINNED_ENCODING];
+/** Model encodings {@link predictCounts} can feed (manifest names): every encoding in the registry. */
+export const PREDICTABLE_ENCODINGS: readonly string[] = ENCODINGS.map((e) => e.name);
 
 /** Whether a model of this encoding × objective predicts counts the benchmark can score. */
 export function canPredictCounts(encoding: string, objective: string): boolean {
@@ -50,10 +47,15 @@ export interface PredictOptions {
   tokenMedian?: Float64Array;
   /** counts / binned models trained on `--top-genes K` tokens: K (the dataset manifest's `top_genes`). */
   topGenes?: number;
+  /**
+   * binned: total bins including bin 0 ({@link predictCounts}: the model's `cellfm.head.n_bins`, the
+   * bins it was trained on; {@link buildContexts}: default 51, scGPT's).
+   */
+  nBins?: number;
   /** seed of the context shuffling (and of the binned encoding's tie spreading). */
   seed?: number;
-  /** contexts per forward pass (default 32). */
-  batchSize?: number;
+  /** padded tokens per forward pass (default 16,384; does not change the result). */
+  maxTokensPerBatch?: number;
 }
 
 interface Context {
@@ -64,62 +66,27 @@ interface Context {
   lib: number;
 }
 
-/** Fisher–Yates shuffle in place with a seeded stream. */
-function shuffle(a: Int32Array, rng: () => number): void {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    const t = a[i];
-    a[i] = a[j];
-    a[j] = t;
-  }
-}
-
-/** The contexts the model reads for every cell (see the module comment). */
+/** The contexts the model reads for every cell (see the module comment; the choice is the encoding's, `src/encoding/`). */
 export function buildContexts(noisy: DenseCounts, encoding: string, o: PredictOptions): Context[] {
   const { nCells: n, nGenes: g } = noisy;
   if (o.geneTokens.length !== g) throw new Error(`predictCounts: ${o.geneTokens.length} gene tokens for ${g} benchmark genes`);
   if (!(o.maxLength >= 1)) throw new Error(`predictCounts: maxLength must be >= 1, got ${o.maxLength}`);
-  const rng = makeRng(`${o.seed ?? 0}:denoise-contexts`);
+  const enc = encodingByName(encoding);
+  if (!enc) throw new Error(`predictCounts: no benchmark input for encoding "${encoding}" (supported: ${PREDICTABLE_ENCODINGS.join(", ")})`);
+  const seed = o.seed ?? 0;
+  const rng = makeRng(`${seed}:denoise-contexts`);
   const out: Context[] = [];
   for (let i = 0; i < n; i++) {
     const row = noisy.data.subarray(i * g, (i + 1) * g);
     const nz: number[] = [];
-    let total = 0;
-    for (let j = 0; j < g; j++) {
-      if (row[j] > 0) {
-        nz.push(j);
-        total += row[j];
-      }
-    }
+    for (let j = 0; j < g; j++) if (row[j] > 0) nz.push(j);
     if (nz.length === 0) continue; // nothing left of the cell: the input (all zero) stands
-    const groups: Int32Array[] = [];
-    const topByRankValue = (k: number): Int32Array => {
-      if (!o.tokenMedian) throw new Error("predictCounts: ranking genes by rank-value needs the gene medians (tokenMedian)");
-      const toks = Int32Array.from(nz, (j) => o.geneTokens[j]);
-      const key = Float64Array.from(nz, (j) => row[j] / (o.tokenMedian![o.geneTokens[j]] || 1));
-      const order = rankValueOrder(toks, key, k);
-      const colOf = new Map<number, number>(nz.map((j) => [o.geneTokens[j], j]));
-      return Int32Array.from(order, (t) => colOf.get(t)!);
-    };
-    if (encoding === RANK_ENCODING) {
-      groups.push(topByRankValue(o.maxLength));
-    } else {
-      const perm = o.topGenes !== undefined ? topByRankValue(o.topGenes).sort() : Int32Array.from(nz);
-      shuffle(perm, rng);
-      for (let s = 0; s < perm.length; s += o.maxLength) groups.push(perm.slice(s, s + o.maxLength));
-    }
-    // binned: the cell's bins over all its nonzero benchmark genes, as the tokenizer bins a cell
-    let binOfCol: Map<number, number> | undefined;
-    if (encoding === BINNED_ENCODING) {
-      const bins = binCounts(Float64Array.from(nz, (j) => row[j]), total, makeRng(`${o.seed ?? 0}:bins:${i}`), DEFAULT_N_BINS);
-      binOfCol = new Map(nz.map((j, q) => [j, bins[q]]));
-    }
+    const { groups, valueOf } = enc.benchmarkContexts(row, nz, i, o.geneTokens, rng, { ...o, seed });
     for (const cols of groups) {
       const counts = Float32Array.from(cols, (j) => row[j]);
       let lib = 0;
       for (const v of counts) lib += v;
-      const values = binOfCol ? Float32Array.from(cols, (j) => binOfCol!.get(j)!) : counts;
-      out.push({ cell: i, cols, ids: Int32Array.from(cols, (j) => o.geneTokens[j]), values, lib });
+      out.push({ cell: i, cols, ids: Int32Array.from(cols, (j) => o.geneTokens[j]), values: Float32Array.from(cols, valueOf), lib });
     }
   }
   return out;
@@ -135,40 +102,22 @@ export function buildContexts(noisy: DenseCounts, encoding: string, o: PredictOp
  */
 export function predictCounts(model: CellModel, encoding: string, noisy: DenseCounts, o: PredictOptions): DenseCounts {
   if (!(model.head instanceof DenoiseHead)) throw new Error(`predictCounts: the model (${model.spec.architecture}) has no count head; only objective denoise predicts counts`);
-  if (!PREDICTABLE_ENCODINGS.includes(encoding)) throw new Error(`predictCounts: no benchmark input for encoding "${encoding}" (supported: ${PREDICTABLE_ENCODINGS.join(", ")})`);
-  const head = model.head;
+  // binned: the bins the model was trained on (its cellfm.head.n_bins), not the default
+  const nBins = o.nBins ?? (typeof model.spec.head?.n_bins === "number" ? model.spec.head.n_bins : undefined);
+  const contexts = buildContexts(noisy, encoding, { ...o, nBins });
+  const mus = predictMeans(
+    model,
+    contexts.map((c) => ({ ids: c.ids, values: c.values, libSize: c.lib })),
+    { maxTokensPerBatch: o.maxTokensPerBatch },
+  );
   const pred = { nCells: noisy.nCells, nGenes: noisy.nGenes, data: Float32Array.from(noisy.data) };
-  const contexts = buildContexts(noisy, encoding, o);
-  const bs = o.batchSize ?? 32;
-  const pad = model.config.pad_token_id ?? 0;
-  const ctx: ForwardContext = { config: model.config, dropout: new DropoutContext(false, 0) };
-  for (let s = 0; s < contexts.length; s += bs) {
-    const part = contexts.slice(s, s + bs);
-    const B = part.length;
-    const L = part.reduce((m, c) => Math.max(m, c.ids.length), 0);
-    const ids = new Int32Array(B * L).fill(pad);
-    const mask = new Float32Array(B * L);
-    const vals = new Float32Array(B * L);
-    part.forEach((c, b) => {
-      ids.set(c.ids, b * L);
-      vals.set(c.values, b * L);
-      mask.fill(1, b * L, b * L + c.ids.length);
+  contexts.forEach((c, k) => {
+    const m = mus[k];
+    c.cols.forEach((j, q) => {
+      const v = m[q];
+      if (!Number.isFinite(v)) throw new Error(`predictCounts: the model predicted a non-finite mean (${v}) for cell ${c.cell}, gene column ${j}`);
+      pred.data[c.cell * noisy.nGenes + j] = v;
     });
-    const mu = tf.tidy(() => {
-      const batch: ModelBatch = { inputIds: tf.tensor2d(ids, [B, L], "int32"), attentionMask: tf.tensor2d(mask, [B, L]), values: tf.tensor2d(vals, [B, L]) };
-      model.bert.checkBatch(batch);
-      const [h] = model.bert.encode(batch, ctx, model.config.num_hidden_layers, false);
-      return head.params(h, batch, tf.tensor1d(Float32Array.from(part, (c) => c.lib)), ctx).mu;
-    });
-    const m = mu.dataSync();
-    mu.dispose();
-    part.forEach((c, b) => {
-      c.cols.forEach((j, k) => {
-        const v = m[b * L + k];
-        if (!Number.isFinite(v)) throw new Error(`predictCounts: the model predicted a non-finite mean (${v}) for cell ${c.cell}, gene column ${j}`);
-        pred.data[c.cell * noisy.nGenes + j] = v;
-      });
-    });
-  }
+  });
   return pred;
 }

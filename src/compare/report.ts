@@ -15,6 +15,7 @@ import type { EvalResult } from "../train/loop.js";
 import type { DenoiseBaselines } from "./bench.js";
 import type { CompareConfig } from "./config.js";
 import type { DenoiseScore } from "./denoise.js";
+import { encodingByKey } from "../encoding/index.js";
 
 /** What one arm × seed measured (`<arm>/seed-<s>/done.json`). */
 export interface ArmSeedResult {
@@ -279,8 +280,9 @@ export function readComparison(
   out.push(q2);
 
   // 3. do value-keeping encodings tighten cells of the same type compared with rank-value?
-  const rank = trained.filter((r) => r.encoding === "rank");
-  const valued = trained.filter((r) => r.encoding !== "rank");
+  const tokenOnly = (r: { encoding?: string }) => encodingByKey(r.encoding ?? "")?.readsValues === false;
+  const rank = trained.filter(tokenOnly);
+  const valued = trained.filter((r) => !tokenOnly(r));
   if (!rank.length || !valued.length) {
     out.push(
       `3. Do value-keeping encodings tighten cells of the same type compared with rank-value? Not answerable from this run: ${!rank.length ? "no rank-value arm" : "no value-keeping (binned or counts) arm"} was compared.`,

@@ -35,7 +35,8 @@ import { buildModel } from "../model/factory.js";
 import { copyGeneTables } from "../model/value-model.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
-import { ENCODING_NAMES, planGenes, type TokenEncoding } from "../tokenize/geneformer.js";
+import { planGenes } from "../tokenize/geneformer.js";
+import { encodingByKey, type EncodingKey } from "../encoding/index.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
 import { listCheckpoints } from "../train/checkpoints.js";
 import type { TrainConfig } from "../train/config.js";
@@ -177,14 +178,14 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
         useRaw: c.data.use_raw,
         force: true,
         quiet: true,
-        encoding: arm.encoding as TokenEncoding,
+        encoding: arm.encoding as EncodingKey,
         nBins: arm.tokenize.n_bins,
         seed: arm.tokenize.seed,
         topGenes: arm.tokenize.top_genes,
       });
     }
     const m = readTokenizedManifest(tokens);
-    const want = ENCODING_NAMES[arm.encoding as TokenEncoding];
+    const want = encodingByKey(arm.encoding)?.name;
     if (want && m.encoding !== want) throw new Error(`arm "${arm.name}": ${tokens} holds encoding ${m.encoding}, expected ${want}`);
   }
   let tokenMedian: Float64Array | undefined;

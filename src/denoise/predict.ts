@@ -14,6 +14,7 @@ import type { CellModel, ForwardContext } from "../model/bert.js";
 import { DropoutContext } from "../model/ops.js";
 import { DenoiseHead } from "../model/value-model.js";
 import { planBatches } from "../embed/embed.js";
+import { padRows, toModelBatch } from "../model/batch.js";
 
 /** One context to predict: the genes the model sees together. */
 export interface DenoiseInput {
@@ -57,25 +58,15 @@ export function predictMeans(
   );
   let done = 0;
   for (const idx of batches) {
-    const L = Math.max(...idx.map((i) => contexts[i].ids.length));
-    const B = idx.length;
-    const ids = new Int32Array(B * L).fill(c.pad_token_id);
-    const mask = new Float32Array(B * L);
-    const vals = new Float32Array(B * L);
-    const lib = new Float32Array(B);
-    idx.forEach((ci, b) => {
-      const x = contexts[ci];
-      ids.set(x.ids, b * L);
-      vals.set(x.values, b * L);
-      mask.fill(1, b * L, b * L + x.ids.length);
-      lib[b] = x.libSize;
-    });
+    const rows = padRows(
+      idx.map((i) => contexts[i].ids),
+      idx.map((i) => contexts[i].values),
+      c.pad_token_id,
+    );
+    const { batch: B, seqLen: L } = rows;
+    const lib = Float32Array.from(idx, (i) => contexts[i].libSize);
     const mu = tf.tidy(() => {
-      const batch = {
-        inputIds: tf.tensor2d(ids, [B, L], "int32"),
-        attentionMask: tf.tensor2d(mask, [B, L], "float32"),
-        values: tf.tensor2d(vals, [B, L], "float32"),
-      };
+      const batch = toModelBatch(rows);
       const h = model.bert.forward(batch, { training: false }).lastHiddenState; // [B, L, H]
       const ctx: ForwardContext = { config: c, dropout: new DropoutContext(false) };
       return head.params(tf.reshape(h, [B * L, c.hidden_size]) as tf.Tensor2D, batch, tf.tensor1d(lib, "float32"), ctx).mu;

@@ -36,11 +36,9 @@ import { type BackendChoice, initBackend } from "../backend.js";
 import { h5Ready, isHdf5File, openH5ad } from "../data/h5ad.js";
 import { assertWritable } from "../io.js";
 import { cellfmVersion, readCheckpoint } from "../model/checkpoint.js";
-import { RANK_ENCODING } from "../model/bert.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
-import { encodingFromManifest, GeneformerTokenizer, type FlatTokenizedChunk } from "../tokenize/geneformer.js";
-import { cellSamplingRng } from "../train/gene-sampling.js";
-import { BINNED_ENCODING } from "../model/factory.js";
+import { GeneformerTokenizer, type FlatTokenizedChunk } from "../tokenize/geneformer.js";
+import { encodingOf } from "../encoding/index.js";
 import { contextGeneMask } from "../model/value-model.js";
 import { type DenoiseInput, predictMeans } from "./predict.js";
 
@@ -103,7 +101,8 @@ interface CellContexts {
 }
 
 /**
- * The contexts of one tokenized cell (see the module comment).
+ * The contexts of one tokenized cell (see the module comment): the encoding's covering contexts
+ * (`src/encoding/`, `coveringContexts`).
  * @param ids, values, counts the cell's tokens, input values, and raw count per token
  */
 export function cellContexts(ids: Int32Array, values: Float32Array, counts: Float32Array, cellId: string, encoding: string, maxLen: number): CellContexts {
@@ -113,28 +112,7 @@ export function cellContexts(ids: Int32Array, values: Float32Array, counts: Floa
     for (const x of orig) lib += x;
     return { input: { ids: Int32Array.from(pos, (p) => ids[p]), values: Float32Array.from(pos, (p) => values[p]), libSize: lib }, orig };
   };
-  const parts: ArrayLike<number>[] = [];
-  if (encoding === RANK_ENCODING) {
-    const keep: number[] = [];
-    for (let i = 0; i < ids.length && keep.length < maxLen; i++) if (counts[i] > 0) keep.push(i); // special tokens carry 0
-    if (keep.length) parts.push(keep);
-  } else {
-    const n = ids.length;
-    const nParts = Math.ceil(n / maxLen);
-    if (nParts <= 1) {
-      if (n) parts.push(Int32Array.from({ length: n }, (_, i) => i));
-    } else {
-      const order = Int32Array.from({ length: n }, (_, i) => i);
-      const rng = cellSamplingRng(0, cellId);
-      for (let i = n - 1; i > 0; i--) {
-        const j = Math.floor(rng() * (i + 1));
-        const t = order[i];
-        order[i] = order[j];
-        order[j] = t;
-      }
-      for (let k = 0; k < nParts; k++) parts.push(order.slice(Math.floor((k * n) / nParts), Math.floor(((k + 1) * n) / nParts)).sort());
-    }
-  }
+  const parts = encodingOf({ encoding }).coveringContexts(counts, { maxLength: maxLen, cellId });
   const out: CellContexts = { inputs: [], orig: [] };
   for (const p of parts) {
     const m = make(p);
@@ -188,8 +166,7 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
           `cellfm denoise needs a checkpoint trained with training.objective: denoise`,
       );
     }
-    const encoding = encodingFromManifest(ck.cellfm.encoding);
-    if (!encoding) throw new Error(`checkpoint ${o.checkpoint}: unknown encoding ${ck.cellfm.encoding}`);
+    const encoding = encodingOf(ck, `checkpoint ${o.checkpoint}`).key;
     const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
     const dict = loadGeneformerDictionaries(version);
     if (ck.cellfm.dictionary?.sha256 && ck.cellfm.dictionary.sha256 !== dict.files.tokens.sha256) {

@@ -10,6 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { BertModel, type CellModel } from "../model/bert.js";
+import { padRows, toModelBatch } from "../model/batch.js";
 
 /** Options of {@link embedCells}. */
 export interface EmbedOptions {
@@ -90,27 +91,19 @@ export function embedCells(model: BertModel | CellModel, cells: Int32Array[], op
   const numLayers = c.num_hidden_layers + layer;
   let done = 0;
   for (const idx of batches) {
-    const L = Math.max(1, ...idx.map((i) => cells[i].length));
-    const B = idx.length;
-    const ids = new Int32Array(B * L).fill(c.pad_token_id);
-    const mask = new Float32Array(B * L);
+    const rows = padRows(
+      idx.map((i) => cells[i]),
+      opts.values ? idx.map((i) => opts.values![i]) : undefined,
+      c.pad_token_id,
+    );
+    const { batch: B, seqLen: L } = rows;
     const poolW = new Float32Array(B * L);
-    const vals = opts.values ? new Float32Array(B * L) : undefined;
     idx.forEach((ci, b) => {
       const cell = cells[ci];
-      ids.set(cell, b * L);
-      vals?.set(opts.values![ci], b * L);
-      for (let t = 0; t < cell.length; t++) {
-        mask[b * L + t] = 1;
-        if (pool === "mean" ? !exclude.has(cell[t]) : t === 0) poolW[b * L + t] = 1;
-      }
+      for (let t = 0; t < cell.length; t++) if (pool === "mean" ? !exclude.has(cell[t]) : t === 0) poolW[b * L + t] = 1;
     });
     const pooled = tf.tidy(() => {
-      const batch = {
-        inputIds: tf.tensor2d(ids, [B, L], "int32"),
-        attentionMask: tf.tensor2d(mask, [B, L], "float32"),
-        ...(vals ? { values: tf.tensor2d(vals, [B, L], "float32") } : {}),
-      };
+      const batch = toModelBatch(rows);
       const h = encoder.forward(batch, { training: false, numLayers }).lastHiddenState; // [B, L, H]
       const w = tf.tensor2d(poolW, [B, L]);
       const s = tf.sum(tf.mul(h, tf.expandDims(w, 2)), 1); // [B, H]

@@ -20,8 +20,7 @@ import { tokenizeCounts } from "../tokenize/geneformer.js";
 import { availableCores, checkThreadCount } from "../threads.js";
 import { shardRange, type Shard } from "../shard.js";
 import { embedCells } from "./embed.js";
-import { RANK_ENCODING } from "../model/bert.js";
-import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
+import { encodingOf } from "../encoding/index.js";
 import { embedCellsParallel } from "./parallel.js";
 import { writeEmbeddingH5ad } from "./h5ad-writer.js";
 
@@ -72,6 +71,7 @@ export interface EmbedRunSummary {
   backend: string;
   seconds: number;
   cellsPerSecond: number;
+  /** cells longer than the position table, cut to one context (rank: their top genes; gene sets: a seeded subset). */
   truncatedCells: number;
   workers: number;
   /** raw-count input only: genes of the input known / unknown to the checkpoint's dictionary. */
@@ -129,7 +129,8 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
   try {
     const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
     const dict = loadGeneformerDictionaries(version);
-    if (dict.vocabSize !== ck.config.vocab_size && ck.cellfm.encoding === "geneformer-rank-value") {
+    const enc = encodingOf(ck, `checkpoint ${o.checkpoint}`);
+    if (dict.vocabSize !== ck.config.vocab_size && !enc.readsValues) {
       log(`note: checkpoint vocab_size ${ck.config.vocab_size} differs from the ${version} dictionary (${dict.vocabSize} tokens)`);
     }
     if (pool === "cls" && dict.special.cls === undefined) {
@@ -137,8 +138,8 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     }
     let cellIds: string[];
     let cells: Int32Array[];
-    let values: Float32Array[] | undefined;
-    const valueEncoding = ck.cellfm.encoding !== RANK_ENCODING;
+    let stored: Float32Array[] | undefined;
+    const valueEncoding = enc.readsValues;
     let obs: ObsTable;
     let genesKnown: number | undefined, genesUnknown: number | undefined;
     // the counts the embeddings come from, so `assess` can check its --input is the same data
@@ -159,30 +160,25 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       cells = ds.inputIds.slice(start, end);
       if (valueEncoding) {
         if (!ds.values) throw new Error(`${o.input} has no values column; checkpoint ${o.checkpoint} (${ck.cellfm.encoding}) needs one`);
-        // a fixed context per cell: all genes up to max_position_embeddings, else a subset seeded by the cell id only
-        values = [];
-        const all = ds.values.slice(start, end);
+        stored = ds.values.slice(start, end);
         // a model trained with gene_embeddings.missing: drop has no representation for genes without a vector
         const allowed = contextGeneMask(model.embeddings);
-        cells = cells.map((c, i) => {
-          let ids = c, vals = all[i];
-          if (allowed) {
+        if (allowed) {
+          cells = cells.map((c, i) => {
             const keep: number[] = [];
-            for (let j = 0; j < ids.length; j++) if (allowed[ids[j]]) keep.push(j);
-            ids = Int32Array.from(keep, (j) => c[j]);
-            vals = Float32Array.from(keep, (j) => all[i][j]);
-          }
-          const s = sampleGenes(ids, vals, { maxLength: ck.config.max_position_embeddings }, cellSamplingRng(0, cellIds[i]));
-          values!.push(s.values);
-          return s.ids;
-        });
+            for (let j = 0; j < c.length; j++) if (allowed[c[j]]) keep.push(j);
+            const all = stored![i];
+            stored![i] = Float32Array.from(keep, (j) => all[j]);
+            return Int32Array.from(keep, (j) => c[j]);
+          });
+        }
       }
       obs = { index: cellIds, columns: {} };
       for (const [k, v] of Object.entries(ds.obs.columns)) obs.columns[k] = v.slice(start, end) as ObsValues;
       source = { path: ds.manifest.source?.path ?? "", sha256: ds.manifest.source?.sha256 ?? "" };
     } else {
       if (valueEncoding) {
-        throw new Error(`checkpoint ${o.checkpoint} uses encoding ${ck.cellfm.encoding}: tokenize ${o.input} with cellfm tokenize --encoding ${ck.cellfm.encoding === "scgpt-binned" ? "binned" : "counts"} and embed the tokenized folder`);
+        throw new Error(`checkpoint ${o.checkpoint} uses encoding ${ck.cellfm.encoding}: tokenize ${o.input} with cellfm tokenize --encoding ${enc.key} and embed the tokenized folder`);
       }
       if (ck.cellfm.dictionary?.sha256 && ck.cellfm.dictionary.sha256 !== dict.files.tokens.sha256) {
         throw new Error(
@@ -209,17 +205,19 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         src.close();
       }
     }
-    // truncate to the model's position table (keep the highest-ranked genes; V2 keeps <eos> last)
+    // one fixed context per cell, the encoding's choice (src/encoding/): rank keeps the highest-ranked
+    // genes (V2 keeps <eos> last); gene sets take all genes up to the position table, else a subset
+    // seeded by the cell id only
     const maxLen = ck.config.max_position_embeddings;
-    let truncated = 0;
-    cells = cells.map((c) => {
-      if (c.length <= maxLen) return c;
-      truncated++;
-      const t = c.slice(0, maxLen);
-      if (dict.special.eos !== undefined && c[c.length - 1] === dict.special.eos) t[maxLen - 1] = dict.special.eos;
-      return t;
+    let cut = 0;
+    const values: Float32Array[] | undefined = valueEncoding ? [] : undefined;
+    cells = cells.map((c, i) => {
+      if (c.length > maxLen) cut++;
+      const x = enc.inferenceContext(c, stored?.[i], { maxLength: maxLen, cellId: cellIds[i], eosId: dict.special.eos });
+      if (values) values.push(x.values!);
+      return x.ids;
     });
-    if (truncated) log(`${truncated} cells longer than max_position_embeddings (${maxLen}) were truncated to their top-ranked genes`);
+    if (cut) log(`${cut} cells longer than max_position_embeddings (${maxLen}) were cut to ${valueEncoding ? "a subset of their genes seeded by the cell id" : "their top-ranked genes"}`);
     const exclude = pool === "mean" && dict.special.cls !== undefined ? [dict.special.cls, dict.special.eos!] : [];
     const bar = progress(cells.length, o.quiet ?? false);
     const t0 = performance.now();
@@ -260,7 +258,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       backend: backend.name,
       seconds,
       cellsPerSecond: cells.length / Math.max(seconds, 1e-9),
-      truncatedCells: truncated,
+      truncatedCells: cut,
       workers: nWorkers,
       genesKnown,
       genesUnknown,

@@ -8,7 +8,7 @@
  * - `scgpt-binned` (scGPT) and `scprint-counts` (scPRINT): the cell's expressed vocabulary genes with
  *   their value (bin index from `cellfm tokenize --encoding binned`'s per-cell binning over all the
  *   cell's nonzero genes, or the raw count). These models have no position embedding and were trained
- *   on a uniform random subset of the expressed genes (`src/train/gene-sampling.ts`), so the context
+ *   on a uniform random subset of the expressed genes (`src/encoding/gene-set.ts`), so the context
  *   of a network run is chosen for the gene list: the cell's expressed **list** genes first (all of
  *   them when they fit in `max_position_embeddings`, else a uniform subset), then, while room is left,
  *   a uniform subset of its other expressed genes, so each cell has as many genes as in training. The
@@ -18,23 +18,14 @@
  * The batch builder pads as the objectives' collate does (`src/train/objectives/*.ts`): ids padded
  * with `pad_token_id`, attention mask 1 on real tokens, values padded with 0.
  */
-import * as tf from "@tensorflow/tfjs-core";
 import type { CountMatrixSource } from "../data/types.js";
-import { type ModelBatch, RANK_ENCODING } from "../model/bert.js";
+import { BINNED, encodingByKey, encodingOf, type EncodingKey } from "../encoding/index.js";
+import { padRows, toModelBatch } from "../model/batch.js";
+import type { ModelBatch } from "../model/bert.js";
 import type { LoadedCheckpoint } from "../model/checkpoint.js";
-import { BINNED_ENCODING, COUNTS_ENCODING } from "../model/factory.js";
-import { DEFAULT_N_BINS } from "../tokenize/binning.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
-import { GeneformerTokenizer, type TokenEncoding } from "../tokenize/geneformer.js";
-import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
+import { GeneformerTokenizer } from "../tokenize/geneformer.js";
 import type { CellInput } from "./attention.js";
-
-/** Checkpoint encodings `cellfm grn` reads, and the tokenizer encoding of each. */
-export const GRN_ENCODINGS: Record<string, TokenEncoding> = {
-  [RANK_ENCODING]: "rank",
-  [BINNED_ENCODING]: "binned",
-  [COUNTS_ENCODING]: "counts",
-};
 
 /** One tokenized cell: its id, tokens and (value encodings) per-token values. */
 export interface GrnCellTokens {
@@ -48,7 +39,7 @@ export interface GrnCellTokens {
 /** How the cells of a checkpoint are tokenized. */
 export interface GrnTokenization {
   /** tokenizer encoding. */
-  encoding: TokenEncoding;
+  encoding: EncodingKey;
   /** binned: total bins including bin 0 (the checkpoint's `cellfm.head.n_bins`, default 51). */
   nBins?: number;
   /** binned: seed of the tie spreading (`cellfm tokenize --seed`, default 0). */
@@ -60,12 +51,11 @@ export interface GrnTokenization {
  * @throws Error naming the encoding when `cellfm grn` has no input builder for it.
  */
 export function tokenizationOf(ck: LoadedCheckpoint, binningSeed = 0): GrnTokenization {
-  const enc = GRN_ENCODINGS[ck.cellfm.encoding];
-  if (!enc) throw new Error(`checkpoint encoding "${ck.cellfm.encoding}" is not supported by cellfm grn (supported: ${Object.keys(GRN_ENCODINGS).join(", ")})`);
-  if (enc !== "binned") return { encoding: enc };
-  const nb = ck.cellfm.head?.n_bins ?? DEFAULT_N_BINS;
+  const enc = encodingOf(ck, "cellfm grn: checkpoint");
+  if (enc.valuesKind !== "bin") return { encoding: enc.key };
+  const nb = ck.cellfm.head?.n_bins ?? BINNED.defaults.n_bins;
   if (!Number.isInteger(nb) || (nb as number) < 3) throw new Error(`cellfm.head.n_bins: expected an integer >= 3, got ${JSON.stringify(nb)}`);
-  return { encoding: enc, nBins: nb as number, binningSeed };
+  return { encoding: enc.key, nBins: nb as number, binningSeed };
 }
 
 /**
@@ -95,6 +85,7 @@ export function tokenizeRows(
     nBins: tk.nBins,
     seed: tk.binningSeed,
   });
+  const enc = encodingByKey(tk.encoding)!;
   const want = new Set(rows);
   const out = new Map<number, GrnCellTokens>();
   const maxLen = ck.config.max_position_embeddings;
@@ -105,7 +96,7 @@ export function tokenizeRows(
       const a = f.offsets[i], b = f.offsets[i + 1];
       if (b === a) return;
       let ids = f.ids.slice(a, b);
-      if (tk.encoding !== "rank") {
+      if (enc.readsValues) {
         let values = f.values.slice(a, b);
         if (allowed) {
           // a model with external gene vectors and missing: "drop" has no state for genes without one
@@ -118,49 +109,15 @@ export function tokenizeRows(
         out.set(r, { cellId: f.cellIds[i], ids, values });
         return;
       }
-      if (ids.length > maxLen) {
-        const eos = dict.special.eos;
-        const last = ids[ids.length - 1];
-        ids = ids.slice(0, maxLen);
-        if (eos !== undefined && last === eos) ids[maxLen - 1] = eos;
-      }
-      out.set(r, { cellId: f.cellIds[i], ids });
+      // token-only encodings: the encoding's one context (rank: the top genes, V2 keeps <eos> last)
+      out.set(r, { cellId: f.cellIds[i], ids: enc.inferenceContext(ids, undefined, { maxLength: maxLen, cellId: f.cellIds[i], eosId: dict.special.eos }).ids });
     });
   }
   return out;
 }
 
-/**
- * A value-encoding cell's context for a gene list (see the module comment): its expressed list genes
- * (a uniform subset when more than `maxLength`), then a uniform subset of its other genes up to
- * `maxLength`; in ascending token order.
- * @param isListToken true for the tokens of the gene list.
- * @param seed context seed (with the cell id).
- */
-export function listContext(
-  cell: GrnCellTokens,
-  isListToken: (t: number) => boolean,
-  maxLength: number,
-  seed: number,
-): { ids: Int32Array; values: Float32Array; nList: number } {
-  if (!cell.values) throw new Error(`cell ${cell.cellId}: a value encoding needs per-token values`);
-  const inList: number[] = [], other: number[] = [];
-  cell.ids.forEach((t, i) => (isListToken(t) ? inList : other).push(i));
-  const rng = cellSamplingRng(seed, cell.cellId);
-  // k of the positions `pos`, uniformly (all of them when k = |pos|)
-  const pick = (pos: number[], k: number) =>
-    k <= 0 || pos.length === 0
-      ? { ids: new Int32Array(0), values: new Float32Array(0) }
-      : sampleGenes(Int32Array.from(pos, (i) => cell.ids[i]), Float32Array.from(pos, (i) => cell.values![i]), { maxLength: k }, rng);
-  const a = pick(inList, Math.min(inList.length, maxLength));
-  const b = pick(other, Math.min(other.length, maxLength - a.ids.length));
-  const m = a.ids.length + b.ids.length;
-  const order = Array.from({ length: m }, (_, i) => i);
-  const idAt = (i: number) => (i < a.ids.length ? a.ids[i] : b.ids[i - a.ids.length]);
-  const valAt = (i: number) => (i < a.ids.length ? a.values[i] : b.values[i - a.ids.length]);
-  order.sort((x, y) => idAt(x) - idAt(y));
-  return { ids: Int32Array.from(order, idAt), values: Float32Array.from(order, valAt), nList: a.ids.length };
-}
+/** A value-encoding cell's context for a gene list (moved to `src/encoding/gene-set.ts`). */
+export { listSetContext as listContext } from "../encoding/gene-set.js";
 
 /**
  * The cells of one network as extraction inputs, and the batch builder.
@@ -174,13 +131,14 @@ export function cellInputs(
   tokens: Map<number, GrnCellTokens>,
   rows: Int32Array,
   listTokens: Int32Array,
-  opts: { vocabSize: number; padId: number; encoding: TokenEncoding; maxLength: number; seed?: number },
+  opts: { vocabSize: number; padId: number; encoding: EncodingKey; maxLength: number; seed?: number },
 ): { cells: CellInput[]; ids: Int32Array[]; values?: Float32Array[]; makeBatch: (idx: number[], L: number) => ModelBatch } {
   const tokToGene = new Int32Array(opts.vocabSize).fill(-1);
   listTokens.forEach((t, j) => {
     if (t >= 0 && t < opts.vocabSize) tokToGene[t] = j;
   });
-  const valued = opts.encoding !== "rank";
+  const enc = encodingByKey(opts.encoding)!;
+  const valued = enc.readsValues;
   const ids: Int32Array[] = [];
   const values: Float32Array[] = [];
   const cells: CellInput[] = [];
@@ -189,7 +147,7 @@ export function cellInputs(
     if (!x || x.ids.length === 0) continue;
     let id = x.ids;
     if (valued) {
-      const c = listContext(x, (t) => t >= 0 && t < opts.vocabSize && tokToGene[t] >= 0, opts.maxLength, opts.seed ?? 0);
+      const c = enc.listContext!(x, (t) => t >= 0 && t < opts.vocabSize && tokToGene[t] >= 0, opts.maxLength, opts.seed ?? 0);
       id = c.ids;
       values.push(c.values);
     }
@@ -200,24 +158,18 @@ export function cellInputs(
 }
 
 /**
- * The padded-batch builder over per-cell inputs, as the objectives' collate pads: ids with `padId`,
- * mask 1 on real tokens, values (when given) with 0.
+ * The padded-batch builder over per-cell inputs ({@link padRows}: ids with `padId`, mask 1 on real
+ * tokens, values (when given) with 0).
  * @returns `(idx, L)` → the batch of cells `idx` padded to length L (the caller disposes it).
  */
 export function batchBuilder(ids: readonly Int32Array[], values: readonly Float32Array[] | undefined, padId: number): (idx: number[], L: number) => ModelBatch {
-  return (idx, L) => {
-    const B = idx.length;
-    const a = new Int32Array(B * L).fill(padId), m = new Float32Array(B * L);
-    const v = values ? new Float32Array(B * L) : undefined;
-    idx.forEach((ci, b) => {
-      a.set(ids[ci], b * L);
-      m.fill(1, b * L, b * L + ids[ci].length);
-      v?.set(values![ci], b * L);
-    });
-    return {
-      inputIds: tf.tensor2d(a, [B, L], "int32"),
-      attentionMask: tf.tensor2d(m, [B, L], "float32"),
-      ...(v ? { values: tf.tensor2d(v, [B, L], "float32") } : {}),
-    };
-  };
+  return (idx, L) =>
+    toModelBatch(
+      padRows(
+        idx.map((ci) => ids[ci]),
+        values ? idx.map((ci) => values[ci]) : undefined,
+        padId,
+        L,
+      ),
+    );
 }

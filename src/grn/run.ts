@@ -34,6 +34,7 @@ import { chooseCells, chooseGenes, expressionMatrix, obsStrings, parseGeneSpec, 
 import { headWeights, parseHeads, type HeadSelection, type HeadSpec, scoreOnUniverse, selectHeads } from "./heads.js";
 import { assertFinite, filterNetwork, type NetworkFilter, parseFilter, scoreNetwork, type ScoringPlan, scoringPlan, summarizeScores, writeDenseMatrix, writeEdgeFiles } from "./network.js";
 import { indexTruth, readTruth, type TruthNetwork } from "./truth.js";
+import { encodingByKey } from "../encoding/index.js";
 
 /** Tokens above which extraction uses every core by default (below, starting workers costs more than it saves). */
 export const AUTO_THREADS_MIN_TOKENS = 200_000;
@@ -450,10 +451,10 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         seed,
         backend: backend.name,
         encoding: ck ? ck.cellfm.encoding : null,
-        ...(tokenization?.encoding === "binned" ? { n_bins: tokenization.nBins, binning_seed: tokenization.binningSeed } : {}),
+        ...(tokenization?.nBins !== undefined ? { n_bins: tokenization.nBins, binning_seed: tokenization.binningSeed } : {}),
         input_context: !tokenization
           ? null
-          : tokenization.encoding === "rank"
+          : !encodingByKey(tokenization.encoding)!.readsValues
             ? "each cell's own input (its ranked genes, truncated to max_position_embeddings); list genes absent from a cell's input do not enter its contribution"
             : "each cell's expressed list genes with their values (a seeded uniform subset when more than max_position_embeddings), filled up to max_position_embeddings with a seeded subset of its other expressed genes; unexpressed genes never enter",
         scoring:

@@ -20,6 +20,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type BertConfig, validateBertConfig } from "./config.js";
 import { bertLayerOp } from "./layer_op.js";
+import { RANK } from "../encoding/rank.js";
 import { attention, DropoutContext, gatherRows, layerNorm, linear, sparseSoftmaxCrossEntropy, tiedDecoder } from "./ops.js";
 
 /** One padded batch of cells. */
@@ -583,9 +584,6 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
   }
 }
 
-/** Encoding name of Geneformer's rank-value tokens (tokenized dataset manifest `encoding`). */
-export const RANK_ENCODING = "geneformer-rank-value";
-
 /**
  * HuggingFace `BertForMaskedLM` in TensorFlow.js: {@link BertEmbeddings} → N × {@link BertLayer} →
  * {@link MlmHead}. Source: `transformers/models/bert/modeling_bert.py`; Geneformer uses it unchanged.
@@ -601,7 +599,7 @@ export class BertForMaskedLM extends CellModel<MaskedTargets> {
     super(
       config,
       opts,
-      { architecture: "BertForMaskedLM", encoding: RANK_ENCODING, objective: "mlm" },
+      { architecture: RANK.models.mlm.architecture, encoding: RANK.name, objective: "mlm" },
       (c, p) => new BertEmbeddings(c, p),
       (c, p, emb) => new MlmHead(c, p, (emb as BertEmbeddings).word),
     );

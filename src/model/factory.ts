@@ -9,57 +9,11 @@
  * versions, ...) pass through unchanged.
  */
 import { z } from "zod";
-import { BertEmbeddings, BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
+import { ENCODINGS, encodingByName } from "../encoding/index.js";
+import type { CellModel, ModelSpec } from "./bert.js";
 import type { BertConfig } from "./config.js";
-import type { Likelihood } from "./likelihoods.js";
-import { BinHead, DenoiseHead, type GeneIdentityOptions, GeneValueEmbeddings, ValueRegressionHead } from "./value-model.js";
 
-/** Encoding names of the value-keeping encodings (tokenized dataset manifest `encoding`). */
-export const BINNED_ENCODING = "scgpt-binned";
-export const COUNTS_ENCODING = "scprint-counts";
-
-/** scGPT's number of bins (bin 0 = zero). */
-const DEFAULT_BINS = 51;
-
-function nBinsOf(spec: ModelSpec): number {
-  const n = spec.head?.n_bins ?? DEFAULT_BINS;
-  if (!Number.isInteger(n) || (n as number) < 2) throw new Error(`cellfm.head.n_bins: expected an integer >= 2, got ${JSON.stringify(n)}`);
-  return n as number;
-}
-
-function likelihoodOf(spec: ModelSpec): Likelihood {
-  const l = spec.head?.likelihood ?? "zinb";
-  if (l !== "zinb" && l !== "nb" && l !== "poisson") throw new Error(`cellfm.head.likelihood: expected one of zinb | nb | poisson, got ${JSON.stringify(l)}`);
-  return l;
-}
-
-/** The gene-identity options of a spec (`cellfm.gene_embeddings`, `cellfm.genomic_positions`). */
-export function geneIdentityOf(spec: Pick<ModelSpec, "gene_embeddings" | "genomic_positions">): GeneIdentityOptions {
-  const g = spec.gene_embeddings;
-  return {
-    ...(g ? { vectors: { dim: g.dim, trainable: g.trainable, missing: g.missing } } : {}),
-    ...(spec.genomic_positions ? { genomicPositions: true } : {}),
-  };
-}
-
-function denoiseBuilder(encoding: string): Builder {
-  return {
-    encoding,
-    objective: "denoise",
-    architecture: encoding === RANK_ENCODING ? "CellfmRankForDenoising" : "CellfmForDenoising",
-    build: (config, spec, seed) =>
-      new CellModel(
-        config,
-        { seed },
-        spec,
-        (c, p) =>
-          encoding === RANK_ENCODING
-            ? new BertEmbeddings(c, p)
-            : new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }, geneIdentityOf(spec)),
-        (c, p) => new DenoiseHead(c, p, likelihoodOf(spec)),
-      ),
-  };
-}
+export { geneIdentityOf } from "../encoding/models.js";
 
 /** A model the factory can build: encoding × objective, and the HF architecture name it is saved under. */
 interface Builder {
@@ -69,43 +23,10 @@ interface Builder {
   build(config: BertConfig, spec: ModelSpec, seed: number): CellModel;
 }
 
-const BUILDERS: Builder[] = [
-  {
-    encoding: RANK_ENCODING,
-    objective: "mlm",
-    architecture: "BertForMaskedLM",
-    build: (config, _spec, seed) => new BertForMaskedLM(config, { seed }),
-  },
-  {
-    encoding: BINNED_ENCODING,
-    objective: "mlm",
-    architecture: "CellfmForMaskedBins",
-    build: (config, spec, seed) =>
-      new CellModel(
-        config,
-        { seed },
-        spec,
-        (c, p) => new GeneValueEmbeddings(c, p, { kind: "bins", nBins: nBinsOf(spec) }, geneIdentityOf(spec)),
-        (c, p) => new BinHead(c, p, nBinsOf(spec)),
-      ),
-  },
-  {
-    encoding: COUNTS_ENCODING,
-    objective: "mlm",
-    architecture: "CellfmForMaskedValues",
-    build: (config, spec, seed) =>
-      new CellModel(
-        config,
-        { seed },
-        spec,
-        (c, p) => new GeneValueEmbeddings(c, p, { kind: "counts" }, geneIdentityOf(spec)),
-        (c, p) => new ValueRegressionHead(c, p),
-      ),
-  },
-  denoiseBuilder(COUNTS_ENCODING),
-  denoiseBuilder(RANK_ENCODING),
-  denoiseBuilder(BINNED_ENCODING),
-];
+/** Every encoding's models (`src/encoding/`), one row per encoding × objective. */
+const BUILDERS: Builder[] = ENCODINGS.flatMap((e) =>
+  Object.entries(e.models).map(([objective, m]) => ({ encoding: e.name, objective, architecture: m.architecture, build: m.build })),
+);
 
 /** Encoding × objective pairs the model factory can build, with their HF architecture names. */
 export function buildableModels(): readonly { encoding: string; objective: string; architecture: string }[] {
@@ -161,9 +82,10 @@ export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpe
     const pairs = BUILDERS.map((x) => `${x.encoding} + ${x.objective}`).join(", ");
     throw new Error(`cellfm.encoding "${encoding}" with cellfm.objective "${objective}" is not a supported pair (supported: ${pairs})`);
   }
-  if (encoding === RANK_ENCODING && (gene_embeddings || genomic_positions)) {
+  if (!encodingByName(encoding)!.readsValues && (gene_embeddings || genomic_positions)) {
     const key = gene_embeddings ? "gene_embeddings" : "genomic_positions";
-    throw new Error(`cellfm.${key}: only for the binned and counts encodings (${BINNED_ENCODING}, ${COUNTS_ENCODING}), not ${encoding}`);
+    const valued = ENCODINGS.filter((e) => e.readsValues);
+    throw new Error(`cellfm.${key}: only for the ${valued.map((e) => e.key).join(" and ")} encodings (${valued.map((e) => e.name).join(", ")}), not ${encoding}`);
   }
   if (architectures !== undefined) {
     if (!Array.isArray(architectures) || typeof architectures[0] !== "string") {

@@ -27,6 +27,8 @@ import type { CountMatrixSource, CsrChunk, ObsValues } from "../data/types.js";
 import { resolveGeneIds } from "../data/genes.js";
 import { loadGeneformerDictionaries, type GeneformerDictionaries, type GeneformerVersion } from "./dictionaries.js";
 import { binCounts, cellBinningRng, DEFAULT_N_BINS } from "./binning.js";
+// type only: src/encoding/rank.ts imports this module (rankValueOrder), so a value import would be a cycle
+import type { EncodingKey } from "../encoding/index.js";
 
 /**
  * Token encodings of `cellfm tokenize --encoding`:
@@ -39,20 +41,7 @@ import { binCounts, cellBinningRng, DEFAULT_N_BINS } from "./binning.js";
  * depend on the input's column order), no special tokens and no truncation (the `max_length` gene
  * sampling happens when training or embedding).
  */
-export type TokenEncoding = "rank" | "binned" | "counts";
-
-/** `manifest.json` `encoding` string of each {@link TokenEncoding}. */
-export const ENCODING_NAMES: Record<TokenEncoding, string> = {
-  rank: "geneformer-rank-value",
-  binned: "scgpt-binned",
-  counts: "scprint-counts",
-};
-
-/** The {@link TokenEncoding} of a manifest `encoding` string, or undefined when it is none of them. */
-export function encodingFromManifest(name: string): TokenEncoding | undefined {
-  for (const [k, v] of Object.entries(ENCODING_NAMES)) if (v === name) return k as TokenEncoding;
-  return undefined;
-}
+export type TokenEncoding = EncodingKey;
 
 /** Options of {@link GeneformerTokenizer} / {@link tokenizeCounts}. */
 export interface GeneformerTokenizeOptions {
@@ -531,7 +520,6 @@ export class GeneformerTokenizer {
     private readonly opts: GeneformerTokenizeOptions,
   ) {
     this.encoding = opts.encoding ?? "rank";
-    if (!(this.encoding in ENCODING_NAMES)) throw new Error(`unknown encoding "${String(this.encoding)}" (expected rank, binned or counts)`);
     this.nBins = opts.nBins ?? DEFAULT_N_BINS;
     if (!Number.isInteger(this.nBins) || this.nBins < 3) throw new Error(`--n-bins must be an integer >= 3, got ${this.nBins}`);
     this.seed = opts.seed ?? 0;

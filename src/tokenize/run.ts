@@ -14,7 +14,8 @@ import { TokenizedDatasetWriter, type TokenizedManifest } from "../data/tokenize
 import { openH5ad } from "../data/h5ad.js";
 import { assertWritable, sha256File, writeFileAtomic } from "../io.js";
 import { readMediansTsv } from "./dictionaries.js";
-import { ENCODING_NAMES, GeneformerTokenizer, type TokenEncoding, type TokenizeSummary } from "./geneformer.js";
+import { GeneformerTokenizer, type TokenEncoding, type TokenizeSummary } from "./geneformer.js";
+import { ENCODING_KEYS, encodingByKey } from "../encoding/index.js";
 import { computeNonzeroMedians, formatMediansTsv, type MediansResult } from "./medians.js";
 import { TokenizeWorkers } from "./parallel.js";
 import { selectedBlocks } from "../data/types.js";
@@ -113,7 +114,7 @@ export interface TokenizeRunOptions {
   threads?: number;
   /** token encoding: rank (Geneformer, default), binned (scGPT), counts (scPRINT). */
   encoding?: TokenEncoding;
-  /** binned: total bins including bin 0 (default 51). */
+  /** binned: total bins including bin 0 (default: the binned encoding's, 51). */
   nBins?: number;
   /** binned: seed of the per-cell tie spreading (default 0). */
   seed?: number;
@@ -140,6 +141,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
     ...(o.obsTsv ? [{ path: o.obsTsv, label: "--obs-tsv" }] : []),
   ];
   assertWritable(o.output, o.force ?? false, { command: "tokenize", kind: "dir", inputs });
+  if (o.encoding !== undefined && !encodingByKey(o.encoding)) throw new Error(`unknown encoding "${String(o.encoding)}" (expected ${ENCODING_KEYS.join(", ")})`);
   for (const c of o.carry ?? []) {
     if (RESERVED_COLUMNS.includes(c)) {
       throw new Error(
@@ -164,17 +166,18 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
     const srcFile = sourceFileFor(o.input);
     const hash = o.hashSource === false ? { result: Promise.resolve(""), cancel: () => undefined } : sha256FileInWorker(srcFile);
     const source_ = { path: path.resolve(srcFile), sha256: "" };
+    const enc = encodingByKey(tk.encoding)!;
     const writer = new TokenizedDatasetWriter(
       o.output,
       {
-        encoding: ENCODING_NAMES[tk.encoding],
+        encoding: enc.name,
         model_version: o.modelVersion,
         dictionary: tk.dict.files.tokens,
         medians: o.medians ? { name: path.basename(o.medians), sha256: userMedians!.sha256 } : tk.dict.files.medians,
         source: source_,
-        values_kind: tk.encoding === "binned" ? "bin" : "count",
+        values_kind: enc.valuesKind,
         measured_tokens: Array.from(new Set(Array.from(tk.plan.colToken).filter((t) => t >= 0))).sort((a, b) => a - b),
-        ...(tk.encoding === "binned" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
+        ...(enc.valuesKind === "bin" ? { n_bins: tk.nBins, binning_seed: tk.seed } : {}),
         ...(o.topGenes !== undefined ? { top_genes: o.topGenes } : {}),
         ...(o.shard ? { shard: { index: o.shard.index, count: o.shard.count } } : {}),
       },

@@ -20,7 +20,8 @@ import { matchGeneEmbeddings, readGeneEmbeddings } from "../data/gene-embeddings
 import { splitGenes, heldOutMask } from "../data/gene-split.js";
 import { readGenomicPositions, SAME_POSITION_BP, tokenPositionTable } from "../data/genomic-positions.js";
 import type { TokenizedManifest } from "../data/tokenized.js";
-import { RANK_ENCODING, type CellModel, type ModelSpec } from "../model/bert.js";
+import type { CellModel, ModelSpec } from "../model/bert.js";
+import { encodingByName } from "../encoding/index.js";
 import { GeneValueEmbeddings } from "../model/value-model.js";
 import { packagePath } from "../io.js";
 import { loadGeneformerDictionaries, type Vocabulary } from "../tokenize/dictionaries.js";
@@ -93,7 +94,7 @@ export function prepareGeneAxis(config: TrainConfig, manifest: TokenizedManifest
   const report: GeneAxisReport = { n_dataset_genes: genes.length };
   const out: GeneAxis = { spec: {}, report, lines: [], warnings: [] };
   const wantVectors = m.gene_embeddings !== undefined;
-  if ((wantVectors || m.genomic_positions) && encoding === RANK_ENCODING) {
+  if ((wantVectors || m.genomic_positions) && encodingByName(encoding)?.readsValues === false) {
     const key = wantVectors ? "model.gene_embeddings" : "model.genomic_positions";
     throw new Error(`${src}: ${key}: only for the binned and counts encodings (cellfm tokenize --encoding binned | counts); ${config.data.tokens} holds ${encoding} tokens, whose model has its own learned gene and position embeddings`);
   }

@@ -8,6 +8,7 @@ import type { BackendChoice } from "../backend.js";
 import type { ModelBatch, ModelSpec } from "../model/bert.js";
 import type { BertConfig } from "../model/config.js";
 import type { CollatedBatch } from "./objectives/types.js";
+import { toModelBatch } from "../model/batch.js";
 
 /** One shard of a micro-batch: whole cells with their loss targets, and its dropout seed. */
 export interface GradShard {
@@ -55,12 +56,7 @@ export function tensorFromReusedBuffer(view: Float32Array, shape: number[]): tf.
 
 /** The model inputs of a collated batch as tensors (caller disposes them: {@link disposeBatch}). */
 export function batchTensors(b: CollatedBatch): ModelBatch {
-  const out: ModelBatch = {
-    inputIds: tf.tensor2d(b.inputIds, [b.batch, b.seqLen], "int32"),
-    attentionMask: tf.tensor2d(b.attentionMask, [b.batch, b.seqLen], "float32"),
-  };
-  if (b.values) out.values = tf.tensor2d(b.values, [b.batch, b.seqLen], "float32");
-  return out;
+  return toModelBatch(b);
 }
 
 /** Dispose the tensors of {@link batchTensors}. */

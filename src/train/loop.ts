@@ -39,7 +39,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
-import { type CellModel, RANK_ENCODING } from "../model/bert.js";
+import type { CellModel } from "../model/bert.js";
+import { RANK } from "../encoding/index.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
@@ -300,7 +301,7 @@ function heldOutGeneBatches(p: PreparedData, config: TrainConfig, objective: Obj
   const lengths = Int32Array.from({ length: n }, (_, k) => objective.contextLength(p.heldOutGeneCells![k]));
   const plan = epochBatches(lengths, 0, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: config.data.split_seed });
   const rng = makeRng(`${t.seed}:val-mask-held-out-genes`);
-  const byLabel = encoding === RANK_ENCODING && objective.name === "mlm";
+  const byLabel = encoding === RANK.name && objective.name === "mlm";
   return plan
     .map((b) => restrictToGenes(objective.collate(Array.from(b, (k) => p.heldOutGeneCells![k]), rng), p.axis.heldOut!, byLabel))
     .filter((b) => b.positions.length > 0);

@@ -19,6 +19,7 @@
  * not bit-identical to torch's generator (same distribution).
  */
 import type { Rng } from "../rng.js";
+import { padRows } from "../model/batch.js";
 
 /** Token ids the collator needs to know. */
 export interface MaskingOptions {
@@ -64,21 +65,11 @@ export interface MlmBatch {
  * @throws Error for an empty batch or an empty cell.
  */
 export function collateMlm(cells: readonly Int32Array[], rng: Rng, opts: MaskingOptions): MlmBatch {
-  if (cells.length === 0) throw new Error("collateMlm: empty batch");
   const pad = opts.padTokenId ?? 0;
   const mask = opts.maskTokenId ?? 1;
   const p = opts.mlmProbability;
   const V = opts.vocabSize;
-  let seqLen = 0;
-  let realTokens = 0;
-  for (const c of cells) {
-    if (c.length === 0) throw new Error("collateMlm: a cell has no tokens");
-    seqLen = Math.max(seqLen, c.length);
-    realTokens += c.length;
-  }
-  const B = cells.length;
-  const inputIds = new Int32Array(B * seqLen).fill(pad);
-  const attentionMask = new Float32Array(B * seqLen);
+  const { batch: B, seqLen, inputIds, attentionMask, realTokens } = padRows(cells, undefined, pad, undefined, "collateMlm");
   const pos: number[] = [];
   const lab: number[] = [];
   for (let b = 0; b < B; b++) {
@@ -86,8 +77,6 @@ export function collateMlm(cells: readonly Int32Array[], rng: Rng, opts: Masking
     const off = b * seqLen;
     for (let i = 0; i < c.length; i++) {
       const id = c[i];
-      inputIds[off + i] = id;
-      attentionMask[off + i] = 1;
       if (id === pad || id === mask) continue;
       if (rng() < p) {
         pos.push(off + i);
@@ -123,16 +112,4 @@ export function collateMlm(cells: readonly Int32Array[], rng: Rng, opts: Masking
     labels: Int32Array.from(lab),
     realTokens,
   };
-}
-
-/**
- * Truncate a cell to at most `maxLength` tokens, keeping the highest-ranked genes (rank-value
- * encoding puts them first). When the cell ends with `eosId` (Geneformer V2's `<eos>`) it is kept
- * as the last token, as V2's tokenizer truncates before appending `<eos>`.
- */
-export function truncateCell(ids: Int32Array, maxLength: number, eosId?: number): Int32Array {
-  if (ids.length <= maxLength) return ids;
-  const out = ids.slice(0, maxLength);
-  if (eosId !== undefined && ids[ids.length - 1] === eosId) out[maxLength - 1] = eosId;
-  return out;
 }

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { buildContexts, predictCounts } from "../../src/compare/predict.js";
 import type { DenseCounts } from "../../src/compare/denoise.js";
 import { buildModel } from "../../src/model/factory.js";
+import { predictMeans } from "../../src/denoise/predict.js";
 import { TINY, useBackend } from "../model/helpers.js";
 
 beforeAll(async () => {
@@ -84,5 +85,21 @@ describe("denoising benchmark prediction", () => {
     const mlm = buildModel(TINY, { encoding: "geneformer-rank-value", objective: "mlm" });
     expect(() => predictCounts(mlm, "geneformer-rank-value", noisy, { maxLength: 4, geneTokens })).toThrow(/has no count head/);
     mlm.dispose();
+  });
+
+  it("binned: the benchmark bins a cell with the model's n_bins (cellfm.head.n_bins), not scGPT's default 51", () => {
+    const b5 = buildContexts(noisy, "scgpt-binned", { maxLength: 8, geneTokens, seed: 1, nBins: 5 });
+    const b51 = buildContexts(noisy, "scgpt-binned", { maxLength: 8, geneTokens, seed: 1 });
+    expect(Math.max(...b5.flatMap((c) => Array.from(c.values)))).toBe(4);
+    expect(Math.max(...b51.flatMap((c) => Array.from(c.values)))).toBe(50);
+    const model = buildModel(
+      { ...TINY, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 },
+      { encoding: "scgpt-binned", objective: "denoise", head: { likelihood: "nb", n_bins: 5 } },
+      { seed: 2 },
+    );
+    const pred = predictCounts(model, "scgpt-binned", noisy, { maxLength: 8, geneTokens, seed: 1 });
+    const mu = predictMeans(model, b5.map((c) => ({ ids: c.ids, values: c.values, libSize: c.lib })));
+    b5.forEach((c, k) => c.cols.forEach((j, q) => expect(pred.data[c.cell * 8 + j]).toBe(mu[k][q])));
+    model.dispose();
   });
 });

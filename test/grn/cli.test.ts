@@ -7,7 +7,8 @@ import { main } from "../../src/cli.js";
 import { packagePath } from "../../src/io.js";
 import { BertForMaskedLM } from "../../src/model/bert.js";
 import { readSafetensors, writeSafetensors } from "../../src/model/safetensors.js";
-import { buildModel, BINNED_ENCODING, COUNTS_ENCODING } from "../../src/model/factory.js";
+import { buildModel } from "../../src/model/factory.js";
+import { BINNED, COUNTS } from "../../src/encoding/index.js";
 import { type CellfmMeta, writeCheckpoint } from "../../src/model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../../src/tokenize/dictionaries.js";
 import { readTruth } from "../../src/grn/truth.js";
@@ -95,8 +96,8 @@ describe("cellfm grn", () => {
   });
 
   for (const [encoding, objective, head] of [
-    [BINNED_ENCODING, "mlm", { n_bins: 51 }],
-    [COUNTS_ENCODING, "denoise", { likelihood: "zinb" }],
+    [BINNED.name, "mlm", { n_bins: 51 }],
+    [COUNTS.name, "denoise", { likelihood: "zinb" }],
   ] as const) {
     it(`${encoding} checkpoints: networks from value-keeping inputs, end to end`, async () => {
       const ck = path.join(dir, `ck-${encoding}`);
@@ -113,7 +114,7 @@ describe("cellfm grn", () => {
       const j = JSON.parse(fs.readFileSync(path.join(out, "grn.json"), "utf8"));
       expect(j.settings.encoding).toBe(encoding);
       expect(j.settings.input_context).toMatch(/expressed list genes with their values/);
-      if (encoding === BINNED_ENCODING) expect([j.settings.n_bins, j.settings.binning_seed]).toEqual([51, 0]);
+      if (encoding === BINNED.name) expect([j.settings.n_bins, j.settings.binning_seed]).toEqual([51, 0]);
       const net = j.networks[0];
       expect(net.n_cells_tokenized).toBe(20);
       expect(Object.keys(net.scores).sort()).toEqual(["attention", "coexpression", "random", "untrained"]);

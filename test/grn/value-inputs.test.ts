@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "../../src/backend.js";
 import { validateBertConfig } from "../../src/model/config.js";
-import { buildModel, BINNED_ENCODING, COUNTS_ENCODING } from "../../src/model/factory.js";
+import { buildModel } from "../../src/model/factory.js";
+import { BINNED, COUNTS } from "../../src/encoding/index.js";
 import { attentionMeans, attentionModelOf, qkHeadNetwork, qkMeans } from "../../src/grn/attention.js";
 import { cellInputs, type GrnCellTokens, listContext, tokenizeRows } from "../../src/grn/inputs.js";
 import { openCounts } from "../../src/data/open.js";
@@ -90,8 +91,8 @@ describe("cellfm grn inputs of value-keeping encodings", () => {
   });
 
   for (const [encoding, objective, kind, head] of [
-    [BINNED_ENCODING, "mlm", "binned", { n_bins: NB }],
-    [COUNTS_ENCODING, "denoise", "counts", { likelihood: "zinb" }],
+    [BINNED.name, "mlm", "binned", { n_bins: NB }],
+    [COUNTS.name, "denoise", "counts", { likelihood: "zinb" }],
   ] as const) {
     it(`${kind}: extraction matches a direct computation from the model's weights (values embedded as in training)`, () => {
       const model = buildModel(config, { encoding, objective, head }, { seed: 3 });

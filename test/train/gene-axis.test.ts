@@ -24,7 +24,7 @@ import { openH5ad } from "../../src/data/h5ad.js";
 import { loadGeneformerDictionaries } from "../../src/tokenize/dictionaries.js";
 import { loadTrainConfig, parseTrainConfig } from "../../src/train/config.js";
 import { train } from "../../src/train/loop.js";
-import { cellSamplingRng, sampleGenes } from "../../src/train/gene-sampling.js";
+import { cellSamplingRng, sampleGenes } from "../../src/encoding/gene-set.js";
 import type { CollatedBatch } from "../../src/train/objectives/index.js";
 import { TINY_MODEL } from "./helpers.js";
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { makeRng } from "../../src/rng.js";
-import { collateMlm, truncateCell } from "../../src/train/masking.js";
+import { collateMlm } from "../../src/train/masking.js";
+import { truncateCell } from "../../src/encoding/rank.js";
 
 describe("MLM collator (HF DataCollatorForLanguageModeling)", () => {
   const V = 25426;

@@ -14,7 +14,8 @@ import { GENEFORMER_V1_6L } from "../../src/model/config.js";
 import { makeRng } from "../../src/rng.js";
 import { parseTrainConfig, type TrainConfig } from "../../src/train/config.js";
 import { defaultWorkers, MIN_PARALLEL_STEP_FLOPS, train } from "../../src/train/loop.js";
-import { collateMlm, truncateCell, type MlmBatch } from "../../src/train/masking.js";
+import { collateMlm, type MlmBatch } from "../../src/train/masking.js";
+import { truncateCell } from "../../src/encoding/rank.js";
 import { DataParallel, shardBatch } from "../../src/train/parallel.js";
 import { tinyTrainConfig, writeGoldenTokens, TINY_MODEL } from "./helpers.js";
 

@@ -3,8 +3,7 @@
  * one function that makes the {@link Objective} for a pair. `cellfm train` and `cellfm compare`
  * validate their configs against {@link SUPPORTED_PAIRS}.
  */
-import { RANK_ENCODING } from "../../model/bert.js";
-import { BINNED_ENCODING, buildableModels, COUNTS_ENCODING } from "../../model/factory.js";
+import { BINNED, COUNTS, ENCODINGS, RANK } from "../../encoding/index.js";
 import type { TokenizedManifest } from "../../data/tokenized.js";
 import type { Vocabulary } from "../../tokenize/dictionaries.js";
 import type { TrainingSection } from "../config.js";
@@ -21,15 +20,10 @@ export interface ObjectivePair {
   objective: string;
 }
 
-/** Every encoding × objective pair cellfm can train (and build a model for). */
-export const SUPPORTED_PAIRS: readonly ObjectivePair[] = [
-  { encoding: RANK_ENCODING, objective: "mlm" },
-  { encoding: BINNED_ENCODING, objective: "mlm" },
-  { encoding: COUNTS_ENCODING, objective: "denoise" },
-  { encoding: RANK_ENCODING, objective: "denoise" },
-  { encoding: COUNTS_ENCODING, objective: "mlm" },
-  { encoding: BINNED_ENCODING, objective: "denoise" },
-];
+/** Every encoding × objective pair cellfm can train: each encoding's models (`src/encoding/`), by objective. */
+export const SUPPORTED_PAIRS: readonly ObjectivePair[] = ["mlm", "denoise"].flatMap((objective) =>
+  ENCODINGS.filter((e) => objective in e.models).map((e) => ({ encoding: e.name, objective })),
+);
 
 /** True when `encoding` × `objective` is in {@link SUPPORTED_PAIRS}. */
 export function isSupportedPair(encoding: string, objective: string): boolean {
@@ -67,7 +61,7 @@ export interface ObjectiveContext {
 export function makeObjective(encoding: string, objective: string, ctx: ObjectiveContext, where = "config"): Objective {
   assertSupportedPair(encoding, objective, where);
   const t = ctx.training, m = ctx.manifest;
-  if (encoding === RANK_ENCODING && objective === "mlm") {
+  if (encoding === RANK.name && objective === "mlm") {
     return new RankMlmObjective(
       {
         vocabSize: ctx.vocabulary.size,
@@ -78,7 +72,7 @@ export function makeObjective(encoding: string, objective: string, ctx: Objectiv
       { maxLength: ctx.maxLength, eosId: ctx.vocabulary.eos },
     );
   }
-  if (encoding === RANK_ENCODING && objective === "denoise") {
+  if (encoding === RANK.name && objective === "denoise") {
     if (m.values_kind !== "count" || (m.model_version !== "V1" && m.model_version !== "V2")) {
       throw new Error(`${ctx.tokens}: rank tokens without their raw counts; re-run cellfm tokenize --encoding rank with this cellfm version (it stores the counts)`);
     }
@@ -98,21 +92,21 @@ export function makeObjective(encoding: string, objective: string, ctx: Objectiv
   if (t.pad_with_unexpressed && !sampling.pool) {
     throw new Error(`${where}: training.pad_with_unexpressed needs ${ctx.tokens}/manifest.json measured_tokens; re-tokenize with this cellfm version`);
   }
-  if (encoding === BINNED_ENCODING && objective === "mlm") {
+  if (encoding === BINNED.name && objective === "mlm") {
     if (m.values_kind !== "bin") throw new Error(`${ctx.tokens}: binned MLM needs bin values; run cellfm tokenize --encoding binned`);
-    return new BinnedMlmObjective(sampling, ctx.vocabulary.pad, m.n_bins ?? 51, t.mask_probability);
+    return new BinnedMlmObjective(sampling, ctx.vocabulary.pad, m.n_bins ?? BINNED.defaults.n_bins, t.mask_probability);
   }
-  if (encoding === COUNTS_ENCODING && objective === "mlm") {
+  if (encoding === COUNTS.name && objective === "mlm") {
     if (m.values_kind !== "count") throw new Error(`${ctx.tokens}: masked value regression needs raw counts; run cellfm tokenize --encoding counts`);
     return new CountsMlmObjective(sampling, ctx.vocabulary.pad, t.mask_probability);
   }
-  if (encoding === BINNED_ENCODING && objective === "denoise") {
+  if (encoding === BINNED.name && objective === "denoise") {
     if (m.values_kind !== "bin" || !m.columns.some((c) => c.name === "counts")) {
       throw new Error(
         `${ctx.tokens}: training.objective denoise on binned tokens needs the bins and the raw counts per token (counts column); re-run cellfm tokenize --encoding binned with this cellfm version`,
       );
     }
-    return new BinnedDenoiseObjective(sampling, ctx.vocabulary.pad, t.likelihood, t.noise, t.downsample, m.n_bins ?? 51);
+    return new BinnedDenoiseObjective(sampling, ctx.vocabulary.pad, t.likelihood, t.noise, t.downsample, m.n_bins ?? BINNED.defaults.n_bins);
   }
   if (objective === "denoise") {
     if (m.values_kind !== "count") {
@@ -121,11 +115,4 @@ export function makeObjective(encoding: string, objective: string, ctx: Objectiv
     return new DenoiseObjective(sampling, ctx.vocabulary.pad, t.likelihood, t.noise, t.downsample);
   }
   throw new Error(`${where}: no objective implementation for ${encoding} + ${objective}`);
-}
-
-// every trainable pair must have a model
-for (const p of SUPPORTED_PAIRS) {
-  if (!buildableModels().some((m) => m.encoding === p.encoding && m.objective === p.objective)) {
-    throw new Error(`internal: ${p.encoding} + ${p.objective} is trainable but src/model/factory.ts cannot build it`);
-  }
 }

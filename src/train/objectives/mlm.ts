@@ -9,7 +9,8 @@ import type { CellModel } from "../../model/bert.js";
 import type { BertConfig } from "../../model/config.js";
 import type { Rng } from "../../rng.js";
 import { mlmHeadFlops } from "../flops.js";
-import { collateMlm, truncateCell, type MaskingOptions } from "../masking.js";
+import { collateMlm, type MaskingOptions } from "../masking.js";
+import { truncateCell } from "../../encoding/rank.js";
 import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
 
 /**

@@ -19,7 +19,7 @@
  *   dataset's `counts` column) are downsampled and re-binned (scGPT binning of the downsampled
  *   counts); the head predicts the original counts as for `counts` + `denoise`.
  *
- * All choose each cell's context with `../gene-sampling.ts` (`data.max_length` genes: all expressed
+ * All choose each cell's context with `src/encoding/gene-set.ts` (`data.max_length` genes: all expressed
  * genes when fewer, else a random subset drawn from the training stream, so a new one each time the
  * cell comes round; `training.pad_with_unexpressed` adds unexpressed measured genes with value 0).
  */
@@ -29,30 +29,22 @@ import type { BertConfig } from "../../model/config.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import type { Rng } from "../../rng.js";
 import { downsampleCounts, type DownsampleMethod } from "../downsample.js";
-import { sampleGenes, type GeneSampleOptions } from "../gene-sampling.js";
+import { sampleGenes, type GeneSampleOptions } from "../../encoding/gene-set.js";
+import { padRows } from "../../model/batch.js";
 import { rankValueOrder } from "../../tokenize/geneformer.js";
 import { binCounts } from "../../tokenize/binning.js";
 import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
 
 /** Pad per-cell (ids, values) into a collated batch; `values` after masking/noise. */
 function pad(cells: { ids: Int32Array; values: Float32Array }[], padId: number): CollatedBatch {
-  if (cells.length === 0) throw new Error("collate: empty batch");
-  let seqLen = 0, realTokens = 0;
-  for (const c of cells) {
-    if (c.ids.length === 0) throw new Error("collate: a cell has no tokens");
-    seqLen = Math.max(seqLen, c.ids.length);
-    realTokens += c.ids.length;
-  }
-  const B = cells.length;
-  const inputIds = new Int32Array(B * seqLen).fill(padId);
-  const attentionMask = new Float32Array(B * seqLen);
-  const values = new Float32Array(B * seqLen);
-  cells.forEach((c, b) => {
-    inputIds.set(c.ids, b * seqLen);
-    values.set(c.values, b * seqLen);
-    attentionMask.fill(1, b * seqLen, b * seqLen + c.ids.length);
-  });
-  return { batch: B, seqLen, inputIds, attentionMask, values, positions: new Int32Array(0), realTokens };
+  const p = padRows(
+    cells.map((c) => c.ids),
+    cells.map((c) => c.values),
+    padId,
+    undefined,
+    "collate",
+  );
+  return { batch: p.batch, seqLen: p.seqLen, inputIds: p.inputIds, attentionMask: p.attentionMask, values: p.values, positions: new Int32Array(0), realTokens: p.realTokens };
 }
 
 /** Shared: dataset cells with values, sampled to a context per draw. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { makeRng } from "../../src/rng.js";
-import { cellSamplingRng, sampleGenes } from "../../src/train/gene-sampling.js";
+import { cellSamplingRng, sampleGenes } from "../../src/encoding/gene-set.js";
 
 const range = (a: number, b: number) => Int32Array.from({ length: b - a }, (_, i) => a + i);
 

@@ -1,5 +1,8 @@
 /**
- * Genes per cell for the `binned` and `counts` encodings: a fixed context of `max_length` genes.
+ * The choice of a cell's context genes for the gene-set encodings (`binned`, `counts`): the model
+ * has no position, so a context is any subset of the cell's genes. Training draws a fixed context
+ * of `max_length` genes ({@link sampleGenes}); inference, denoising, gene networks and the compare
+ * benchmark choose theirs below, each seeded so a cell's context depends only on the cell.
  *
  * Reference: scPRINT's collator, jkobject/scDataLoader `scdataloader/collator.py@831fabd` (`how="random
  * expr"`, `max_len=2200` in scPRINT `config/base.yml`): a cell expressing more than `max_length` genes
@@ -14,6 +17,8 @@
  * {@link cellSamplingRng} so a cell's context does not depend on its batch.
  */
 import { makeRng, type Rng } from "../rng.js";
+import type { BenchmarkContextOptions } from "./types.js";
+import { topByRankValue } from "./rank.js";
 
 /** scPRINT's context size (`max_len: 2200`). */
 export const SCPRINT_MAX_LENGTH = 2200;
@@ -117,4 +122,94 @@ export function sampleGenes(ids: Int32Array, values: Float32Array, opts: GeneSam
 /** The generator of a cell's context when embedding: depends on the seed and the cell id only. */
 export function cellSamplingRng(seed: number, cellId: string): Rng {
   return makeRng(`${seed}:genes:${cellId}`);
+}
+
+/**
+ * A gene-set cell's one inference context (`cellfm embed`, gene networks without a list): all its
+ * genes up to `maxLength`, else a uniform subset seeded by the cell id only.
+ * @throws Error when `values` is missing.
+ */
+export function setInferenceContext(ids: Int32Array, values: Float32Array | undefined, o: { maxLength: number; cellId: string }): { ids: Int32Array; values: Float32Array } {
+  if (!values) throw new Error(`cell ${o.cellId}: a value encoding needs per-token values`);
+  const s = sampleGenes(ids, values, { maxLength: o.maxLength }, cellSamplingRng(0, o.cellId));
+  return { ids: s.ids, values: s.values };
+}
+
+/**
+ * Contexts covering all of a gene-set cell's tokens exactly once (`cellfm denoise`): one context when
+ * they fit in `maxLength`, else ⌈n / maxLength⌉ contexts of near-equal size from a shuffle seeded by
+ * the cell id (each ascending), so the result depends only on the cell.
+ * @returns positions into the cell's tokens per context.
+ */
+export function coveringSetContexts(counts: Float32Array, o: { maxLength: number; cellId: string }): Int32Array[] {
+  const n = counts.length;
+  const nParts = Math.ceil(n / o.maxLength);
+  if (nParts <= 1) return n ? [Int32Array.from({ length: n }, (_, i) => i)] : [];
+  const order = Int32Array.from({ length: n }, (_, i) => i);
+  const rng = cellSamplingRng(0, o.cellId);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  const parts: Int32Array[] = [];
+  for (let k = 0; k < nParts; k++) parts.push(order.slice(Math.floor((k * n) / nParts), Math.floor(((k + 1) * n) / nParts)).sort());
+  return parts;
+}
+
+/**
+ * A gene-set cell's context for a gene list (`cellfm grn`): its expressed list genes (a uniform
+ * subset when more than `maxLength`), then a uniform subset of its other genes up to `maxLength`; in
+ * ascending token order. Subsets are seeded by `seed` and the cell id.
+ * @param isListToken true for the tokens of the gene list.
+ * @throws Error when the cell has no values.
+ */
+export function listSetContext(
+  cell: { cellId: string; ids: Int32Array; values?: Float32Array },
+  isListToken: (t: number) => boolean,
+  maxLength: number,
+  seed: number,
+): { ids: Int32Array; values: Float32Array; nList: number } {
+  if (!cell.values) throw new Error(`cell ${cell.cellId}: a value encoding needs per-token values`);
+  const inList: number[] = [], other: number[] = [];
+  cell.ids.forEach((t, i) => (isListToken(t) ? inList : other).push(i));
+  const rng = cellSamplingRng(seed, cell.cellId);
+  // k of the positions `pos`, uniformly (all of them when k = |pos|)
+  const pick = (pos: number[], k: number) =>
+    k <= 0 || pos.length === 0
+      ? { ids: new Int32Array(0), values: new Float32Array(0) }
+      : sampleGenes(Int32Array.from(pos, (i) => cell.ids[i]), Float32Array.from(pos, (i) => cell.values![i]), { maxLength: k }, rng);
+  const a = pick(inList, Math.min(inList.length, maxLength));
+  const b = pick(other, Math.min(other.length, maxLength - a.ids.length));
+  const m = a.ids.length + b.ids.length;
+  const order = Array.from({ length: m }, (_, i) => i);
+  const idAt = (i: number) => (i < a.ids.length ? a.ids[i] : b.ids[i - a.ids.length]);
+  const valAt = (i: number) => (i < a.ids.length ? a.values[i] : b.values[i - a.ids.length]);
+  order.sort((x, y) => idAt(x) - idAt(y));
+  return { ids: Int32Array.from(order, idAt), values: Float32Array.from(order, valAt), nList: a.ids.length };
+}
+
+/** Fisher–Yates shuffle in place with a seeded stream. */
+function shuffle(a: Int32Array, rng: () => number): void {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    const t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+  }
+}
+
+/**
+ * A gene-set cell's benchmark contexts (`cellfm compare`'s denoising benchmark): its nonzero columns
+ * (with `topGenes`: only the `topGenes` first by rank value, as `--top-genes` tokens), shuffled with
+ * the benchmark's stream and cut into contexts of at most `maxLength`, so every gene is predicted once.
+ * @returns columns per context.
+ */
+export function setBenchmarkGroups(row: Float32Array, nz: number[], geneTokens: Int32Array, rng: Rng, o: BenchmarkContextOptions): Int32Array[] {
+  const perm = o.topGenes !== undefined ? topByRankValue(row, nz, geneTokens, o.tokenMedian, o.topGenes).sort() : Int32Array.from(nz);
+  shuffle(perm, rng);
+  const groups: Int32Array[] = [];
+  for (let s = 0; s < perm.length; s += o.maxLength) groups.push(perm.slice(s, s + o.maxLength));
+  return groups;
 }

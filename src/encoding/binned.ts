@@ -1,0 +1,45 @@
+/**
+ * scGPT's binned values (Cui et al., Nature Methods 2024; `src/tokenize/binning.ts`): each of a cell's
+ * expressed genes carries the bin of log1p(count / total × 10⁴) among the cell's own quantiles
+ * (bins 1..n_bins−1, bin 0 = not expressed); the model reads gene identity + a bin embedding, with
+ * no position (`GeneValueEmbeddings`). The dataset also stores the raw counts (`counts` column), for
+ * denoising. Contexts are gene sets (`./gene-set.ts`).
+ */
+import { CellModel, type EmbeddingFactory, type ModelSpec } from "../model/bert.js";
+import { BinHead, GeneValueEmbeddings } from "../model/value-model.js";
+import { makeRng } from "../rng.js";
+import { binCounts, DEFAULT_N_BINS } from "../tokenize/binning.js";
+import { coveringSetContexts, listSetContext, setBenchmarkGroups, setInferenceContext } from "./gene-set.js";
+import { denoiseModel, geneIdentityOf, nBinsOf } from "./models.js";
+import type { Encoding } from "./types.js";
+
+const embedding = (spec: ModelSpec): EmbeddingFactory => (c, p) =>
+  new GeneValueEmbeddings(c, p, { kind: "bins", nBins: nBinsOf(spec, DEFAULT_N_BINS) }, geneIdentityOf(spec));
+
+export const BINNED = {
+  key: "binned",
+  name: "scgpt-binned",
+  source: "scGPT binned values (Cui et al. 2024)",
+  valuesKind: "bin",
+  readsValues: true,
+  defaults: { n_bins: DEFAULT_N_BINS },
+  models: {
+    mlm: {
+      architecture: "CellfmForMaskedBins",
+      build: (config, spec, seed) => new CellModel(config, { seed }, spec, embedding(spec), (c, p) => new BinHead(c, p, nBinsOf(spec, DEFAULT_N_BINS))),
+    },
+    denoise: denoiseModel("CellfmForDenoising", embedding),
+  },
+  inferenceContext: setInferenceContext,
+  coveringContexts: coveringSetContexts,
+  listContext: listSetContext,
+  benchmarkContexts(row, nz, cell, geneTokens, rng, o) {
+    const groups = setBenchmarkGroups(row, nz, geneTokens, rng, o);
+    // the cell's bins over all its nonzero benchmark genes, as the tokenizer bins a cell
+    let total = 0;
+    for (const j of nz) total += row[j];
+    const bins = binCounts(Float64Array.from(nz, (j) => row[j]), total, makeRng(`${o.seed}:bins:${cell}`), o.nBins ?? DEFAULT_N_BINS);
+    const binOfCol = new Map(nz.map((j, q) => [j, bins[q]]));
+    return { groups, valueOf: (j) => binOfCol.get(j)! };
+  },
+} as const satisfies Encoding<"binned">;

@@ -1,0 +1,36 @@
+/**
+ * scPRINT's raw counts (Kalfon et al., Nature Communications 2025): each expressed gene carries its
+ * raw count; the model reads gene identity + an MLP of log2(1 + count), with no position
+ * (`GeneValueEmbeddings`). Contexts are gene sets (`./gene-set.ts`), scPRINT's collator's
+ * `how="random expr"`.
+ */
+import { CellModel, type EmbeddingFactory, type ModelSpec } from "../model/bert.js";
+import { GeneValueEmbeddings, ValueRegressionHead } from "../model/value-model.js";
+import { coveringSetContexts, listSetContext, setBenchmarkGroups, setInferenceContext } from "./gene-set.js";
+import { denoiseModel, geneIdentityOf } from "./models.js";
+import type { Encoding } from "./types.js";
+
+const embedding = (spec: ModelSpec): EmbeddingFactory => (c, p) =>
+  new GeneValueEmbeddings(c, p, { kind: "counts" }, geneIdentityOf(spec));
+
+export const COUNTS = {
+  key: "counts",
+  name: "scprint-counts",
+  source: "scPRINT raw counts (Kalfon et al. 2025)",
+  valuesKind: "count",
+  readsValues: true,
+  defaults: {},
+  models: {
+    mlm: {
+      architecture: "CellfmForMaskedValues",
+      build: (config, spec, seed) => new CellModel(config, { seed }, spec, embedding(spec), (c, p) => new ValueRegressionHead(c, p)),
+    },
+    denoise: denoiseModel("CellfmForDenoising", embedding),
+  },
+  inferenceContext: setInferenceContext,
+  coveringContexts: coveringSetContexts,
+  listContext: listSetContext,
+  benchmarkContexts(row, nz, _cell, geneTokens, rng, o) {
+    return { groups: setBenchmarkGroups(row, nz, geneTokens, rng, o), valueOf: (j) => row[j] };
+  },
+} as const satisfies Encoding<"counts">;

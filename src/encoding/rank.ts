@@ -1,0 +1,68 @@
+/**
+ * Geneformer's rank-value encoding (Theodoris et al., Nature 2023; tokenizer `src/tokenize/geneformer.ts`):
+ * a cell is its genes ordered by count / n_counts × 10,000 / the gene's nonzero median, highest
+ * first; the model reads token ids only and the learned absolute position carries the rank
+ * (HF `BertForMaskedLM`). The stored `values` are the raw counts (for denoising and its benchmark),
+ * never read by the model.
+ *
+ * A context cannot be reordered or subsampled, only truncated: every choice of context genes here
+ * keeps the cell's top genes (V2 keeps `<eos>` last, as Geneformer's tokenizer truncates before
+ * appending it).
+ */
+import { BertEmbeddings, BertForMaskedLM } from "../model/bert.js";
+import { rankValueOrder } from "../tokenize/geneformer.js";
+import { denoiseModel } from "./models.js";
+import type { Encoding } from "./types.js";
+
+/**
+ * Truncate a cell to at most `maxLength` tokens, keeping the highest-ranked genes (rank-value
+ * encoding puts them first). When the cell ends with `eosId` (Geneformer V2's `<eos>`) it is kept
+ * as the last token, as V2's tokenizer truncates before appending `<eos>`.
+ */
+export function truncateCell(ids: Int32Array, maxLength: number, eosId?: number): Int32Array {
+  if (ids.length <= maxLength) return ids;
+  const out = ids.slice(0, maxLength);
+  if (eosId !== undefined && ids[ids.length - 1] === eosId) out[maxLength - 1] = eosId;
+  return out;
+}
+
+/**
+ * The top `k` of a cell's nonzero columns by rank value (count / the gene's nonzero median),
+ * Geneformer's order, as columns.
+ * @throws Error when `tokenMedian` is missing.
+ */
+export function topByRankValue(row: Float32Array, nz: number[], geneTokens: Int32Array, tokenMedian: Float64Array | undefined, k: number): Int32Array {
+  if (!tokenMedian) throw new Error("predictCounts: ranking genes by rank-value needs the gene medians (tokenMedian)");
+  const toks = Int32Array.from(nz, (j) => geneTokens[j]);
+  const key = Float64Array.from(nz, (j) => row[j] / (tokenMedian[geneTokens[j]] || 1));
+  const order = rankValueOrder(toks, key, k);
+  const colOf = new Map<number, number>(nz.map((j) => [geneTokens[j], j]));
+  return Int32Array.from(order, (t) => colOf.get(t)!);
+}
+
+export const RANK = {
+  key: "rank",
+  name: "geneformer-rank-value",
+  source: "Geneformer rank-value tokens (Theodoris et al. 2023)",
+  valuesKind: "count",
+  readsValues: false,
+  defaults: {},
+  models: {
+    mlm: { architecture: "BertForMaskedLM", build: (config, _spec, seed) => new BertForMaskedLM(config, { seed }) },
+    denoise: denoiseModel("CellfmRankForDenoising", () => (c, p) => new BertEmbeddings(c, p)),
+  },
+  inferenceContext(ids, _values, o) {
+    // token ids only: the model does not read values
+    return { ids: truncateCell(ids, o.maxLength, o.eosId) };
+  },
+  coveringContexts(counts, o) {
+    // the cell's top-ranked genes the model was trained on; special tokens carry count 0
+    const keep: number[] = [];
+    for (let i = 0; i < counts.length && keep.length < o.maxLength; i++) if (counts[i] > 0) keep.push(i);
+    return keep.length ? [keep] : [];
+  },
+  benchmarkContexts(row, nz, _cell, geneTokens, _rng, o) {
+    // the top max_length genes by downsampled count / median, what RankDenoiseObjective feeds in training
+    return { groups: [topByRankValue(row, nz, geneTokens, o.tokenMedian, o.maxLength)], valueOf: (j) => row[j] };
+  },
+} as const satisfies Encoding<"rank">;
