@@ -11,10 +11,8 @@
  */
 import { readTokenizedDataset } from "../data/tokenized.js";
 import { pca } from "../assess/linalg.js";
-import { RANK_ENCODING } from "../model/bert.js";
-import { COUNTS_ENCODING } from "../model/factory.js";
+import { encodingOf, type Encoding } from "../encoding/index.js";
 import { vocabularyOf } from "../tokenize/dictionaries.js";
-import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
 
 /** Genes (columns) of the bag at most. */
 export const CEILING_MAX_GENES = 3000;
@@ -34,14 +32,15 @@ export interface InputCeiling {
  * first `maxLength` gene tokens (special tokens left out); value encodings, `sampleGenes` with the
  * cell's embedding generator (every gene when the cell has ≤ maxLength).
  */
-function contextOf(encoding: string, ids: Int32Array, values: Float32Array | undefined, cellId: string, maxLength: number, special: Set<number>): { ids: Int32Array; values: Float32Array } {
-  if (encoding === RANK_ENCODING) {
+function contextOf(enc: Encoding, ids: Int32Array, values: Float32Array | undefined, cellId: string, maxLength: number, special: Set<number>): { ids: Int32Array; values: Float32Array } {
+  if (!enc.readsValues) {
     const genes = Array.from(ids).filter((t) => !special.has(t)).slice(0, maxLength);
     return { ids: Int32Array.from(genes), values: new Float32Array(genes.length).fill(1) };
   }
-  if (!values) throw new Error(`input ceiling: the ${encoding} tokens have no values column`);
-  const s = sampleGenes(ids, values, { maxLength }, cellSamplingRng(0, cellId));
-  return { ids: s.ids, values: encoding === COUNTS_ENCODING ? s.values.map((v) => Math.log1p(v)) : s.values };
+  if (!values) throw new Error(`input ceiling: the ${enc.name} tokens have no values column`);
+  const s = enc.inferenceContext(ids, values, { maxLength, cellId });
+  const v = s.values!;
+  return { ids: s.ids, values: enc.valuesKind === "count" ? v.map((x) => Math.log1p(x)) : v };
 }
 
 /**
@@ -54,7 +53,7 @@ export function inputCeiling(tokens: string, opts: { maxLength: number; nCompone
   const ds = readTokenizedDataset(tokens);
   const n = ds.cellIds.length;
   if (n < 2) throw new Error(`input ceiling: ${tokens} has ${n} cell(s), needs at least 2`);
-  const enc = ds.manifest.encoding;
+  const enc = encodingOf(ds.manifest, tokens);
   const v = vocabularyOf(ds.manifest, tokens);
   const special = new Set([v.pad, v.mask, v.cls, v.eos].filter((t): t is number => t !== undefined));
   const ctx = ds.inputIds.map((ids, i) => contextOf(enc, ids, ds.values?.[i], ds.cellIds[i], opts.maxLength, special));
