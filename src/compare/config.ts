@@ -27,6 +27,7 @@
 import * as path from "node:path";
 import { z } from "zod";
 import { BINNED, ENCODINGS, encodingByKey, encodingByName } from "../encoding/index.js";
+import { DOWNSAMPLE_METHODS } from "../train/downsample.js";
 import { canPredictCounts } from "./predict.js";
 import { isSupportedPair, SUPPORTED_PAIRS } from "../train/objectives/index.js";
 import { anyInt, formatIssue, num, oneOf, parseTrainConfig, posInt, prob, readYamlMapping, str, type TrainConfig } from "../train/config.js";
@@ -110,7 +111,7 @@ const rootSchema = z.strictObject({
   denoise: z
     .strictObject({
       fraction: num("a number in (0, 1)", (x) => x > 0 && x < 1).default(0.7),
-      method: oneOf(["binomial", "scprint"] as const).default("binomial"),
+      method: oneOf(DOWNSAMPLE_METHODS).default("binomial"),
       cells: posInt().default(500),
       knn_k: posInt().default(10),
       n_pcs: posInt().default(50),

@@ -39,6 +39,7 @@ import { cellfmVersion, readCheckpoint } from "../model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { GeneformerTokenizer, type FlatTokenizedChunk } from "../tokenize/geneformer.js";
 import { encodingOf } from "../encoding/index.js";
+import { likelihoodOf } from "../encoding/models.js";
 import { contextGeneMask } from "../model/value-model.js";
 import { type DenoiseInput, predictMeans } from "./predict.js";
 
@@ -175,7 +176,7 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
           `not the bundled ${dict.files.tokens.name}; cellfm denoise tokenizes with the bundled dictionaries`,
       );
     }
-    const likelihood = String(ck.cellfm.head?.likelihood ?? "zinb");
+    const likelihood = likelihoodOf(ck.cellfm);
     const nBins = typeof ck.cellfm.head?.n_bins === "number" ? (ck.cellfm.head.n_bins as number) : undefined;
     const maxLen = ck.config.max_position_embeddings;
     log(`backend: ${backend.name}; checkpoint ${ck.cellfm.encoding} + denoise (${likelihood}), contexts of at most ${maxLen} genes`);

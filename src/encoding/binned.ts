@@ -10,6 +10,8 @@ import { BinHead, GeneValueEmbeddings } from "../model/value-model.js";
 import { makeRng } from "../rng.js";
 import { binCounts, DEFAULT_N_BINS } from "../tokenize/binning.js";
 import { coveringSetContexts, listSetContext, setBenchmarkGroups, setInferenceContext } from "./gene-set.js";
+import { binnedNoisyInput, geneSetCells, geneSetSampling, noiseOf } from "../train/objectives/inputs.js";
+import { binTarget } from "../train/objectives/targets.js";
 import { denoiseModel, geneIdentityOf, nBinsOf } from "./models.js";
 import type { Encoding } from "./types.js";
 
@@ -29,6 +31,21 @@ export const BINNED = {
       build: (config, spec, seed) => new CellModel(config, { seed }, spec, embedding(spec), (c, p) => new BinHead(c, p, nBinsOf(spec, DEFAULT_N_BINS))),
     },
     denoise: denoiseModel("CellfmForDenoising", embedding),
+  },
+  masked(o, where) {
+    const sampling = geneSetSampling(o, where);
+    if (o.manifest.values_kind !== "bin") throw new Error(`${o.tokens}: binned MLM needs bin values; run cellfm tokenize --encoding binned`);
+    return { cells: geneSetCells("mlm", sampling, "cellfm tokenize --encoding binned"), target: binTarget(o.manifest.n_bins ?? DEFAULT_N_BINS, o.training.mask_probability) };
+  },
+  noisy(o, where) {
+    const sampling = geneSetSampling(o, where);
+    const m = o.manifest;
+    if (m.values_kind !== "bin" || !m.columns.some((c) => c.name === "counts")) {
+      throw new Error(
+        `${o.tokens}: training.objective denoise on binned tokens needs the bins and the raw counts per token (counts column); re-run cellfm tokenize --encoding binned with this cellfm version`,
+      );
+    }
+    return binnedNoisyInput(sampling, m.n_bins ?? DEFAULT_N_BINS, noiseOf(o));
   },
   inferenceContext: setInferenceContext,
   coveringContexts: coveringSetContexts,

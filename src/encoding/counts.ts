@@ -7,6 +7,8 @@
 import { CellModel, type EmbeddingFactory, type ModelSpec } from "../model/bert.js";
 import { GeneValueEmbeddings, ValueRegressionHead } from "../model/value-model.js";
 import { coveringSetContexts, listSetContext, setBenchmarkGroups, setInferenceContext } from "./gene-set.js";
+import { countsNoisyInput, geneSetCells, geneSetSampling, noiseOf } from "../train/objectives/inputs.js";
+import { log1pTarget } from "../train/objectives/targets.js";
 import { denoiseModel, geneIdentityOf } from "./models.js";
 import type { Encoding } from "./types.js";
 
@@ -26,6 +28,18 @@ export const COUNTS = {
       build: (config, spec, seed) => new CellModel(config, { seed }, spec, embedding(spec), (c, p) => new ValueRegressionHead(c, p)),
     },
     denoise: denoiseModel("CellfmForDenoising", embedding),
+  },
+  masked(o, where) {
+    const sampling = geneSetSampling(o, where);
+    if (o.manifest.values_kind !== "count") throw new Error(`${o.tokens}: masked value regression needs raw counts; run cellfm tokenize --encoding counts`);
+    return { cells: geneSetCells("mlm", sampling, "cellfm tokenize --encoding counts"), target: log1pTarget(o.training.mask_probability) };
+  },
+  noisy(o, where) {
+    const sampling = geneSetSampling(o, where);
+    if (o.manifest.values_kind !== "count") {
+      throw new Error(`${o.tokens}: training.objective denoise needs raw counts and library sizes (values column of counts); run cellfm tokenize --encoding counts`);
+    }
+    return countsNoisyInput(sampling, noiseOf(o));
   },
   inferenceContext: setInferenceContext,
   coveringContexts: coveringSetContexts,

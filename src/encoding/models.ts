@@ -4,7 +4,7 @@
  * and the denoising model (any input embedding + scPRINT's count head).
  */
 import { CellModel, type EmbeddingFactory, type ModelSpec } from "../model/bert.js";
-import type { Likelihood } from "../model/likelihoods.js";
+import { LIKELIHOODS, type Likelihood } from "../model/likelihoods.js";
 import { DenoiseHead, type GeneIdentityOptions } from "../model/value-model.js";
 import type { EncodingModel } from "./types.js";
 
@@ -17,9 +17,9 @@ export function nBinsOf(spec: Pick<ModelSpec, "head">, fallback: number): number
 
 /** `cellfm.head.likelihood` of a spec (default zinb). @throws Error when not zinb | nb | poisson. */
 export function likelihoodOf(spec: Pick<ModelSpec, "head">): Likelihood {
-  const l = spec.head?.likelihood ?? "zinb";
-  if (l !== "zinb" && l !== "nb" && l !== "poisson") throw new Error(`cellfm.head.likelihood: expected one of zinb | nb | poisson, got ${JSON.stringify(l)}`);
-  return l;
+  const l = spec.head?.likelihood ?? LIKELIHOODS[0];
+  if (!(LIKELIHOODS as readonly unknown[]).includes(l)) throw new Error(`cellfm.head.likelihood: expected one of ${LIKELIHOODS.join(" | ")}, got ${JSON.stringify(l)}`);
+  return l as Likelihood;
 }
 
 /** The gene-identity options of a spec (`cellfm.gene_embeddings`, `cellfm.genomic_positions`). */

@@ -11,6 +11,9 @@
  */
 import { BertEmbeddings, BertForMaskedLM } from "../model/bert.js";
 import { rankValueOrder } from "../tokenize/geneformer.js";
+import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
+import { noiseOf, rankCells, rankNoisyInput } from "../train/objectives/inputs.js";
+import { tokenTarget } from "../train/objectives/targets.js";
 import { denoiseModel } from "./models.js";
 import type { Encoding } from "./types.js";
 
@@ -50,6 +53,24 @@ export const RANK = {
   models: {
     mlm: { architecture: "BertForMaskedLM", build: (config, _spec, seed) => new BertForMaskedLM(config, { seed }) },
     denoise: denoiseModel("CellfmRankForDenoising", () => (c, p) => new BertEmbeddings(c, p)),
+  },
+  masked: (o) => ({
+    cells: rankCells({ maxLength: o.maxLength, eosId: o.vocabulary.eos }),
+    target: tokenTarget({ vocabSize: o.vocabulary.size, mlmProbability: o.training.mask_probability, padTokenId: o.vocabulary.pad, maskTokenId: o.vocabulary.mask }),
+  }),
+  noisy(o) {
+    const m = o.manifest;
+    if (m.values_kind !== "count" || (m.model_version !== "V1" && m.model_version !== "V2")) {
+      throw new Error(`${o.tokens}: rank tokens without their raw counts; re-run cellfm tokenize --encoding rank with this cellfm version (it stores the counts)`);
+    }
+    // the downsampled genes are ranked by count / nonzero median, as the tokenizer ranks
+    const d = loadGeneformerDictionaries(m.model_version);
+    const med = new Float64Array(o.vocabulary.size).fill(1);
+    for (const [gene, id] of d.tokens) {
+      const v = d.medians.get(gene);
+      if (v !== undefined && v > 0 && id < med.length) med[id] = v;
+    }
+    return rankNoisyInput(o.maxLength, med, noiseOf(o));
   },
   inferenceContext(ids, _values, o) {
     // token ids only: the model does not read values

@@ -10,6 +10,9 @@
 import type { CellModel, ModelSpec } from "../model/bert.js";
 import type { BertConfig } from "../model/config.js";
 import type { Rng } from "../rng.js";
+import type { ObjectiveContext } from "../train/objectives/index.js";
+import type { CellReader, NoisyInput } from "../train/objectives/inputs.js";
+import type { MaskedTarget } from "../train/objectives/targets.js";
 
 /** A cell's context: token ids and their values, aligned (`[k]` each). */
 export interface GeneContext {
@@ -65,6 +68,18 @@ export interface Encoding<K extends string = string> {
   readonly defaults: Readonly<{ n_bins?: number }>;
   /** the model of each objective this encoding trains (objective → model). */
   readonly models: Readonly<Record<string, EncodingModel>>;
+  /**
+   * Masked modelling (`src/train/objectives/masked.ts`): how training reads this encoding's cells and
+   * what a masked position predicts (the encoding's target transform: gene token, bin, log1p count).
+   * @param where prefix of messages (the config file).
+   * @throws Error naming the dataset when it lacks what is read.
+   */
+  masked(o: ObjectiveContext, where: string): { cells: CellReader; target: MaskedTarget };
+  /**
+   * Denoising (`src/train/objectives/denoise.ts`): the model input from a cell's downsampled counts.
+   * @throws Error naming the dataset when it lacks the raw counts.
+   */
+  noisy(o: ObjectiveContext, where: string): NoisyInput;
   /**
    * The one context of a cell for inference (`cellfm embed`; a gene-network run's cells): depends
    * only on the cell (its id seeds any subset), not on its batch.

@@ -33,8 +33,9 @@ import { custom } from "./ops.js";
 /** ε of scVI's stable forms. */
 export const LIKELIHOOD_EPS = 1e-8;
 
-/** `training.likelihood` choices. */
-export type Likelihood = "zinb" | "nb" | "poisson";
+/** `training.likelihood` choices (zod enums and messages are built from this list). */
+export const LIKELIHOODS = ["zinb", "nb", "poisson"] as const;
+export type Likelihood = (typeof LIKELIHOODS)[number];
 
 const HALF_LOG_2PI = 0.5 * Math.log(2 * Math.PI);
 

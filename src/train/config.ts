@@ -26,6 +26,9 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 import { GENEFORMER_V1_12L, GENEFORMER_V1_6L, type BertConfig } from "../model/config.js";
+import { LIKELIHOODS } from "../model/likelihoods.js";
+import { DEFAULT_NOISE, DOWNSAMPLE_METHODS } from "./downsample.js";
+import { OBJECTIVE_NAMES } from "./objectives/names.js";
 
 /**
  * Architecture presets accepted by `model.preset` (reference-spec §1b). They come from
@@ -135,10 +138,10 @@ const dataSchema = z.strictObject({
 });
 
 const trainingSchema = z.strictObject({
-  objective: oneOf(["mlm", "denoise"] as const).default("mlm"),
-  likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("zinb"),
-  noise: prob().default(0.6),
-  downsample: oneOf(["scprint", "binomial"] as const).default("scprint"),
+  objective: oneOf(OBJECTIVE_NAMES).default(OBJECTIVE_NAMES[0]),
+  likelihood: oneOf(LIKELIHOODS).default(LIKELIHOODS[0]),
+  noise: prob().default(DEFAULT_NOISE),
+  downsample: oneOf(DOWNSAMPLE_METHODS).default(DOWNSAMPLE_METHODS[0]),
   pad_with_unexpressed: z.boolean({ error: "expected true or false" }).default(false),
   mask_probability: openProb().default(0.15),
   batch_size: posInt().default(12),

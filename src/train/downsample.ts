@@ -19,7 +19,9 @@ import type { Rng } from "../rng.js";
 import { lgammaF64 } from "../model/likelihoods.js";
 
 /** `training.downsample` methods. */
-export type DownsampleMethod = "scprint" | "binomial";
+/** `training.downsample` choices (zod enums and messages are built from this list). */
+export const DOWNSAMPLE_METHODS = ["scprint", "binomial"] as const;
+export type DownsampleMethod = (typeof DOWNSAMPLE_METHODS)[number];
 
 /** scPRINT's default noise level (`noise: [0.6]` in its `config/base.yml`). */
 export const DEFAULT_NOISE = 0.6;

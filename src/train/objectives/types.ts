@@ -1,5 +1,5 @@
 /**
- * The interface every pretraining objective implements (`mlm.ts`, ...). The training loop, the
+ * The interface every pretraining objective implements (`masked.ts`, `denoise.ts`). The training loop, the
  * data-parallel code and the gradient workers only talk to this interface: an objective turns
  * cells into collated batches (inputs + loss targets as plain arrays), knows its baseline, how to
  * initialise the output bias and the FLOPs of its head. The loss itself is computed by the model's
@@ -59,6 +59,11 @@ export interface Objective {
   readonly name: string;
   /** What the loss measures, for logs (e.g. "masked-token cross-entropy"). */
   readonly lossDescription: string;
+  /**
+   * True when a scored position's gene is its label, not its input id (masked gene tokens: the input
+   * there is `<mask>` or a random token); held-out-gene evaluation then selects positions by label.
+   */
+  readonly labelIsGene?: boolean;
   /** Head options recorded in config.json `cellfm.head` (e.g. `{ likelihood: "zinb" }`). */
   readonly head?: Record<string, unknown>;
   /**
