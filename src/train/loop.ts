@@ -40,7 +40,6 @@ import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
 import type { CellModel } from "../model/bert.js";
-import { RANK } from "../encoding/index.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
@@ -294,14 +293,14 @@ function validationBatches(p: PreparedData, config: TrainConfig, objective: Obje
  * The held-out-gene evaluation batches: the validation cells with their held-out genes, collated
  * with a fixed seed, scored only at the positions of held-out genes (batches without one are left out).
  */
-function heldOutGeneBatches(p: PreparedData, config: TrainConfig, objective: Objective, encoding: string): CollatedBatch[] {
+function heldOutGeneBatches(p: PreparedData, config: TrainConfig, objective: Objective): CollatedBatch[] {
   if (!p.heldOutGeneCells || !p.axis.heldOut) return [];
   const t = config.training;
   const n = Math.min(p.heldOutGeneCells.length, t.eval_cells);
   const lengths = Int32Array.from({ length: n }, (_, k) => objective.contextLength(p.heldOutGeneCells![k]));
   const plan = epochBatches(lengths, 0, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: config.data.split_seed });
   const rng = makeRng(`${t.seed}:val-mask-held-out-genes`);
-  const byLabel = encoding === RANK.name && objective.name === "mlm";
+  const byLabel = objective.labelIsGene === true;
   return plan
     .map((b) => restrictToGenes(objective.collate(Array.from(b, (k) => p.heldOutGeneCells![k]), rng), p.axis.heldOut!, byLabel))
     .filter((b) => b.positions.length > 0);
@@ -518,7 +517,41 @@ function typicalStep(c: BertConfig, lengths: Int32Array, batchSize: number, maxT
   return { cells, flops: trainingFlops(c, new Array(cells).fill(mean), 0) };
 }
 
-export async function train(config: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+/** A run of {@link train}: what it trains, on what, and where it is (the mutable position). */
+interface Run {
+  config: TrainConfig;
+  opts: TrainOptions;
+  t: TrainConfig["training"];
+  outDir: string;
+  log: (s: string) => void;
+  say: (s: string) => void;
+  p: PreparedData;
+  bertConfig: BertConfig;
+  encoding: string;
+  objective: Objective;
+  backend: BackendInfo;
+  totalSteps: number;
+  splitFingerprint: string;
+  /** workers asked for (`--workers`, `training.workers`), and the ranks used. */
+  askedWorkers?: number;
+  workers: number;
+  model: CellModel;
+  optimizer: AdamW;
+  /** the checkpoint this run continues from (`--resume`). */
+  resumeFrom?: string;
+  /** optimizer steps done, real (non-pad) training tokens seen (the x axis of token budgets), the mask/dropout stream. */
+  step: number;
+  tokensSeen: number;
+  rng: Rng;
+  position: { epoch: number; batch: number };
+}
+
+/**
+ * Run setup: validate everything that can fail before touching the output folder, read the data,
+ * start the backend, prepare the output folder, build the model (fresh weights, output bias) and
+ * the optimizer; with `--resume`, continue from the newest checkpoint ({@link resumeRun}).
+ */
+async function setupRun(config: TrainConfig, opts: TrainOptions): Promise<Run> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   const say = (s: string) => {
     if (!opts.quiet) log(s);
@@ -526,8 +559,6 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const t = config.training;
   const outDir = config.output.dir;
   const bertNoVocab = resolveModelSection(config.model) as Omit<BertConfig, "vocab_size">;
-
-  // Validate everything that can fail before touching the output folder.
   if (opts.resume && opts.force) throw new Error("pass either --resume or --force, not both");
   const askedWorkers = opts.workers ?? t.workers;
   if (askedWorkers !== undefined) checkThreadCount(askedWorkers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
@@ -550,7 +581,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(",") + (p.axis.heldOutTokens ? `|genes:${Array.from(p.axis.heldOutTokens).join(",")}` : ""));
   const typical = typicalStep(bertConfig, p.trainLengths, t.batch_size, t.max_tokens_per_batch);
-  let workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
+  const workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
 
   const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec }, { seed: t.seed });
   applyGeneAxis(model, p.axis);
@@ -560,395 +591,528 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     epsilon: t.adam_epsilon,
     weightDecay: t.weight_decay,
   });
-  const trainCells = (): TrainCell[] => Array.from(p.trainIdx, (i) => p.cells[i]);
-  if (t.init_output_bias !== "zeros" && !resumeFrom) objective.initOutputBias(model, trainCells(), t.init_output_bias);
-  let step = 0;
-  /** real (non-pad) training tokens seen so far (the x axis of token-budget comparisons) */
-  let tokensSeen = 0;
-  let position = { epoch: 0, batch: 0 };
-  let rng: Rng = makeRng(`${t.seed}:mask`);
+  if (t.init_output_bias !== "zeros" && !resumeFrom) objective.initOutputBias(model, trainCellsOf(p), t.init_output_bias);
+  const run: Run = {
+    config,
+    opts,
+    t,
+    outDir,
+    log,
+    say,
+    p,
+    bertConfig,
+    encoding,
+    objective,
+    backend,
+    totalSteps,
+    splitFingerprint,
+    askedWorkers,
+    workers,
+    model,
+    optimizer,
+    resumeFrom,
+    step: 0,
+    tokensSeen: 0,
+    position: { epoch: 0, batch: 0 },
+    rng: makeRng(`${t.seed}:mask`),
+  };
+  if (resumeFrom) resumeRun(run, resumeFrom);
+  return run;
+}
 
-  if (resumeFrom) {
-    const ck = loadTrainingCheckpoint(resumeFrom, model);
-    const diff = architectureDiff(bertConfig, ck.config);
-    if (diff.length > 0) {
-      ck.dispose();
-      model.dispose();
-      optimizer.dispose();
-      throw new Error(`cannot resume from ${resumeFrom}: the architecture differs:\n  ${diff.join("\n  ")}`);
-    }
-    const st = ck.trainerState;
-    const dictNow = p.dataset.manifest.dictionary?.sha256;
-    if (st.dictionary_sha256 && dictNow && st.dictionary_sha256 !== dictNow) {
-      throw new Error(`cannot resume from ${resumeFrom}: the tokens in ${config.data.tokens} use a different dictionary`);
-    }
-    if (st.split_fingerprint !== splitFingerprint) {
-      throw new Error(`cannot resume from ${resumeFrom}: the train/validation split differs (data or data.split_seed/val_fraction changed)`);
-    }
-    ck.applyWeights();
-    optimizer.loadState(ck.optimizerState);
-    for (const x of Object.values(ck.optimizerState)) x.dispose();
-    const wasWorkers = st.workers ?? st.training?.workers ?? 1;
-    // the default follows the checkpoint (so a resume is exact) when this machine has the cores for it
-    if (askedWorkers === undefined && wasWorkers !== workers && backend.name !== "tensorflow" && wasWorkers <= availableCores()) workers = wasWorkers;
-    if (wasWorkers !== workers) {
-      say(
-        `note: ${resumeFrom} was trained with workers=${wasWorkers}, this run uses workers=${workers}; ` +
-          `the batches are the same but the losses will not be bit-identical to an uninterrupted run`,
-      );
-    }
-    step = st.step;
-    tokensSeen = st.tokens_seen ?? 0;
-    position = st.data_position;
-    rng = makeRng(`${t.seed}:mask`, st.rng_state);
-    // drop metrics logged after the checkpoint (they will be produced again)
-    const mfile = path.join(outDir, "metrics.jsonl");
-    if (fs.existsSync(mfile)) {
-      const keep = fs
-        .readFileSync(mfile, "utf8")
-        .split("\n")
-        .filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= step);
-      writeFileAtomic(mfile, keep.map((l) => l + "\n").join(""));
-    }
-    say(`resuming from ${resumeFrom} at step ${step}`);
+/** The training cells of the data (in training order). */
+function trainCellsOf(p: PreparedData): TrainCell[] {
+  return Array.from(p.trainIdx, (i) => p.cells[i]);
+}
+
+/**
+ * Resume: the newest checkpoint's weights, optimizer state, step, data position and generator
+ * state; its workers when none are asked for; metrics logged after it are dropped (they come again).
+ * @throws Error (model and optimizer freed on an architecture mismatch) when the checkpoint's
+ *   architecture, dictionary or split differs from this run's.
+ */
+function resumeRun(run: Run, resumeFrom: string): void {
+  const { model, optimizer, p, t } = run;
+  const ck = loadTrainingCheckpoint(resumeFrom, model);
+  const diff = architectureDiff(run.bertConfig, ck.config);
+  if (diff.length > 0) {
+    ck.dispose();
+    model.dispose();
+    optimizer.dispose();
+    throw new Error(`cannot resume from ${resumeFrom}: the architecture differs:\n  ${diff.join("\n  ")}`);
   }
+  const st = ck.trainerState;
+  const dictNow = p.dataset.manifest.dictionary?.sha256;
+  if (st.dictionary_sha256 && dictNow && st.dictionary_sha256 !== dictNow) {
+    throw new Error(`cannot resume from ${resumeFrom}: the tokens in ${run.config.data.tokens} use a different dictionary`);
+  }
+  if (st.split_fingerprint !== run.splitFingerprint) {
+    throw new Error(`cannot resume from ${resumeFrom}: the train/validation split differs (data or data.split_seed/val_fraction changed)`);
+  }
+  ck.applyWeights();
+  optimizer.loadState(ck.optimizerState);
+  for (const x of Object.values(ck.optimizerState)) x.dispose();
+  const wasWorkers = st.workers ?? st.training?.workers ?? 1;
+  // the default follows the checkpoint (so a resume is exact) when this machine has the cores for it
+  if (run.askedWorkers === undefined && wasWorkers !== run.workers && run.backend.name !== "tensorflow" && wasWorkers <= availableCores()) run.workers = wasWorkers;
+  if (wasWorkers !== run.workers) {
+    run.say(
+      `note: ${resumeFrom} was trained with workers=${wasWorkers}, this run uses workers=${run.workers}; ` +
+        `the batches are the same but the losses will not be bit-identical to an uninterrupted run`,
+    );
+  }
+  run.step = st.step;
+  run.tokensSeen = st.tokens_seen ?? 0;
+  run.position = st.data_position;
+  run.rng = makeRng(`${t.seed}:mask`, st.rng_state);
+  // drop metrics logged after the checkpoint (they will be produced again)
+  const mfile = path.join(run.outDir, "metrics.jsonl");
+  if (fs.existsSync(mfile)) {
+    const keep = fs
+      .readFileSync(mfile, "utf8")
+      .split("\n")
+      .filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= run.step);
+    writeFileAtomic(mfile, keep.map((l) => l + "\n").join(""));
+  }
+  run.say(`resuming from ${resumeFrom} at step ${run.step}`);
+}
 
+/**
+ * The run log: `run.json` (config, backend, split, model size, the MFU peak) and the opening lines.
+ * @returns the peak FLOP/s MFU is measured against.
+ */
+function writeRunLog(run: Run): { flops: number; source: string } {
+  const { t, p, backend, workers, model } = run;
   let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name);
   if (!t.peak_flops && workers > 1 && backend.name !== "tensorflow") {
     // one backend thread per rank: the single-thread peak times the ranks
     peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };
   }
   const runInfo = {
-    config_file: config.source,
-    config: { model: bertConfig, data: config.data, training: t, output: config.output },
+    config_file: run.config.source,
+    config: { model: run.bertConfig, data: run.config.data, training: t, output: run.config.output },
     backend: backend.name,
     backend_package: backend.package,
     workers,
-    total_steps: totalSteps,
+    total_steps: run.totalSteps,
     n_cells: p.cells.length,
     n_train_cells: p.trainIdx.length,
     n_val_cells: p.valIdx.length,
-    split_fingerprint: splitFingerprint,
+    split_fingerprint: run.splitFingerprint,
     n_parameters: model.numParameters,
     mfu_peak_flops: peak.flops,
     mfu_peak_source: peak.source,
-    tokens: { path: config.data.tokens, manifest: p.dataset.manifest },
+    tokens: { path: run.config.data.tokens, manifest: p.dataset.manifest },
     ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
     ...(p.axis.heldOutTokens ? { held_out_genes: Array.from(p.axis.heldOutTokens) } : {}),
     started: new Date().toISOString(),
   };
-  writeFileAtomic(path.join(outDir, "run.json"), JSON.stringify(runInfo, null, 2) + "\n");
-  say(
+  writeFileAtomic(path.join(run.outDir, "run.json"), JSON.stringify(runInfo, null, 2) + "\n");
+  run.say(
     `cellfm train: backend ${backend.name} (${backend.package}); ${model.numParameters.toLocaleString("en-US")} parameters; ` +
-      `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${totalSteps} steps` +
+      `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${run.totalSteps} steps` +
       (workers > 1 ? `; ${workers} workers (data-parallel)` : ""),
   );
-  for (const l of p.axis.lines) say(l);
-  for (const w of p.axis.warnings) log(w);
+  for (const l of p.axis.lines) run.say(l);
+  for (const w of p.axis.warnings) run.log(w);
   if (workers > 1 && backend.name === "tensorflow") {
-    say(`note: training.workers ${workers}: worker threads are meant for the wasm/cpu backends; tensorflow already uses every core`);
+    run.say(`note: training.workers ${workers}: worker threads are meant for the wasm/cpu backends; tensorflow already uses every core`);
   }
+  return peak;
+}
 
-  const stream = new BatchStream(p.trainLengths, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }, position);
-  const valBatches = validationBatches(p, config, objective);
-  const heldOutBatches = heldOutGeneBatches(p, config, objective, encoding);
-  if (p.axis.heldOut && heldOutBatches.length === 0) {
-    log(`warning: no held-out cell of the first ${t.eval_cells} has a held-out gene in its context; eval.json will have no held-out-gene loss`);
-  }
-  const metricsFile = path.join(outDir, "metrics.jsonl");
-
+/**
+ * The checkpointer: `save(dir)` writes the model, optimizer and trainer state (step, data position,
+ * generator state) atomically, refusing a diverged model; `prune()` keeps the last `keep_last`
+ * `checkpoint-<step>` folders.
+ */
+function checkpointer(run: Run, stream: BatchStream): { save(dir: string): void; prune(): void } {
+  const { t, p, model, optimizer } = run;
   const cellfmMeta = {
-    encoding,
-    objective: objective.name,
-    ...(objective.head ? { head: objective.head } : {}),
+    encoding: run.encoding,
+    objective: run.objective.name,
+    ...(run.objective.head ? { head: run.objective.head } : {}),
     ...p.axis.spec,
     model_version: p.modelVersion,
     dictionary: p.dataset.manifest.dictionary,
     // value encodings tokenized with --top-genes: `cellfm denoise` reads the same genes per cell
     ...(p.dataset.manifest.top_genes !== undefined ? { top_genes: p.dataset.manifest.top_genes } : {}),
-    backend: backend.name,
+    backend: run.backend.name,
   };
   const state = (): TrainerState => ({
-    step,
-    total_steps: totalSteps,
+    step: run.step,
+    total_steps: run.totalSteps,
     epoch: stream.fractionalEpoch(),
-    tokens_seen: tokensSeen,
+    tokens_seen: run.tokensSeen,
     data_position: stream.position(),
     rng_seed: `${t.seed}:mask`,
-    rng_state: rng.state(),
-    split_fingerprint: splitFingerprint,
+    rng_state: run.rng.state(),
+    split_fingerprint: run.splitFingerprint,
     dictionary_sha256: p.dataset.manifest.dictionary?.sha256,
-    backend: backend.name,
-    workers,
+    backend: run.backend.name,
+    workers: run.workers,
     training: t,
     saved: new Date().toISOString(),
   });
-  const save = (dir: string): void => {
-    // never save a diverged model: a finite loss and gradient can still overflow a weight
-    for (const [name, v] of model.weights) {
-      if (firstNonFinite(v.dataSync()) >= 0) throw new Error(divergedMessage(outDir, `weight ${name} non-finite after the update`, step));
-    }
-    const optState = optimizer.exportState();
-    try {
-      saveTrainingCheckpoint(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() });
-    } finally {
-      for (const x of Object.values(optState)) x.dispose();
-    }
+  return {
+    save(dir) {
+      // never save a diverged model: a finite loss and gradient can still overflow a weight
+      for (const [name, v] of model.weights) {
+        if (firstNonFinite(v.dataSync()) >= 0) throw new Error(divergedMessage(run.outDir, `weight ${name} non-finite after the update`, run.step));
+      }
+      const optState = optimizer.exportState();
+      try {
+        saveTrainingCheckpoint(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() });
+      } finally {
+        for (const x of Object.values(optState)) x.dispose();
+      }
+    },
+    prune() {
+      const cks = listCheckpoints(run.outDir).filter((c) => c.name.startsWith("checkpoint-"));
+      for (const c of cks.slice(0, Math.max(0, cks.length - t.keep_last))) fs.rmSync(c.dir, { recursive: true, force: true });
+    },
   };
-  const prune = (): void => {
-    const cks = listCheckpoints(outDir).filter((c) => c.name.startsWith("checkpoint-"));
-    for (const c of cks.slice(0, Math.max(0, cks.length - t.keep_last))) fs.rmSync(c.dir, { recursive: true, force: true });
-  };
+}
 
-  // Ctrl-C, SIGTERM (Slurm, Kubernetes), SIGHUP: finish the current step, save a checkpoint,
-  // return. A second signal exits at once (128 + its number, the shell's convention).
-  let interruptRequested = false;
-  let stopSignal: NodeJS.Signals | undefined;
+/**
+ * Ctrl-C, SIGTERM (Slurm, Kubernetes), SIGHUP: the loop finishes the current step, saves a
+ * checkpoint and returns. A second signal exits at once (128 + its number, the shell's convention).
+ * @returns the stop request and `dispose()` (removes the handlers).
+ */
+function listenForStop(log: (s: string) => void, install: boolean): { requested: boolean; signal?: NodeJS.Signals; dispose(): void } {
+  const stop: { requested: boolean; signal?: NodeJS.Signals; dispose(): void } = { requested: false, dispose: () => undefined };
   const onSignal = (sig: NodeJS.Signals) => {
-    if (interruptRequested) process.exit(128 + (os.constants.signals[sig] ?? 2));
-    interruptRequested = true;
-    stopSignal = sig;
+    if (stop.requested) process.exit(128 + (os.constants.signals[sig] ?? 2));
+    stop.requested = true;
+    stop.signal = sig;
     log(`\ncellfm train: ${sig} received; saving a checkpoint after this step (a second signal aborts without saving)`);
   };
-  const handle = opts.handleSigint ?? true;
-  if (handle) for (const s of STOP_SIGNALS) process.on(s, onSignal);
+  if (install) {
+    for (const s of STOP_SIGNALS) process.on(s, onSignal);
+    stop.dispose = () => {
+      for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    };
+  }
+  return stop;
+}
 
-  const useBar = !opts.quiet && process.stderr.isTTY === true;
-  const bar = useBar
-    ? new cliProgress.SingleBar(
-        {
-          stream: process.stderr,
-          format: "train |{bar}| step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_formatted}",
-          etaBuffer: 50,
-          hideCursor: true,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  bar?.start(totalSteps, step, { loss: "-", val: "-", tps: "-" });
+/** The progress bar (a TTY and not quiet), or undefined. */
+function progressBar(run: Run): cliProgress.SingleBar | undefined {
+  if (run.opts.quiet || process.stderr.isTTY !== true) return undefined;
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: process.stderr,
+      format: "train |{bar}| step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_formatted}",
+      etaBuffer: 50,
+      hideCursor: true,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(run.totalSteps, run.step, { loss: "-", val: "-", tps: "-" });
+  return bar;
+}
 
-  // data-parallel replicas start in the background (about a second) while the main thread evaluates
-  const dpStart = workers > 1 ? DataParallel.start(model, { workers, backend: backend.name as BackendChoice }) : undefined;
-  dpStart?.catch(() => undefined); // awaited below; a failure must not surface as unhandled first
-  let dp: DataParallel | undefined;
+/** What the step loop works with besides the run. */
+interface StepLoop {
+  stream: BatchStream;
+  valBatches: CollatedBatch[];
+  metricsFile: string;
+  peak: { flops: number };
+  ck: { save(dir: string): void; prune(): void };
+  stop: { requested: boolean };
+  bar?: cliProgress.SingleBar;
+  dp?: DataParallel;
+  acc: GradAccumulator;
+  /** per-step losses of this call. */
+  losses: number[];
+}
 
-  const losses: number[] = [];
-  let interrupted = false;
+/** The log interval's sums (reset at every logged step). */
+interface Interval {
+  loss: number;
+  steps: number;
+  tokens: number;
+  flops: number;
+  start: number;
+}
+
+/**
+ * One optimizer step: `grad_accumulation` micro-batches collated from the run's generator, their
+ * gradients (data-parallel over the ranks when `dp`), clipped and applied by AdamW.
+ * @throws Error (nothing applied) on a non-finite loss or gradient norm.
+ */
+async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: number; lr: number; norm: number }> {
+  const { t, p, objective, model } = run;
+  let stepLoss = 0;
+  let micro = 0;
+  for (let k = 0; k < t.grad_accumulation; k++) {
+    const idx = s.stream.next();
+    const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
+    const mb = objective.collate(cells, run.rng);
+    run.opts.onBatch?.(mb);
+    const dropoutSeed = Math.floor(run.rng() * 2147483647);
+    let loss: number, grads: Map<string, tf.Tensor>;
+    if (s.dp) {
+      // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
+      ({ loss, grads } = await s.dp.lossAndGrads(shardBatch(mb, s.dp.size, dropoutSeed)));
+    } else {
+      const tens = batchTensors(mb);
+      try {
+        ({ loss, grads } = model.lossAndGrads(tens, mb, { training: true, dropoutSeed }));
+      } finally {
+        disposeBatch(tens);
+      }
+    }
+    if (!Number.isFinite(loss)) {
+      for (const g of grads.values()) g.dispose();
+      throw new Error(divergedMessage(run.outDir, `loss ${loss}`, run.step + 1));
+    }
+    s.acc.add(grads, 1 / t.grad_accumulation);
+    stepLoss += loss;
+    micro++;
+    iv.tokens += mb.realTokens;
+    run.tokensSeen += mb.realTokens;
+    iv.flops += trainingFlops(run.bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(run.bertConfig, mb));
+  }
+  const lr = lrAt(run.step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps: run.totalSteps, schedule: t.schedule });
+  const { grads, norm } = clipByGlobalNorm(s.acc.take(), t.max_grad_norm);
+  if (!Number.isFinite(norm)) {
+    // stop before the update: the weights (and the checkpoints) stay finite
+    for (const g of grads.values()) g.dispose();
+    throw new Error(divergedMessage(run.outDir, `gradient norm ${norm}`, run.step + 1));
+  }
+  run.optimizer.applyGradients(grads, lr);
+  for (const g of grads.values()) g.dispose();
+  s.dp?.syncWeights(); // replicas take the updated weights before their next shard
+  return { loss: stepLoss / micro, lr, norm };
+}
+
+/** Log a step: `onStep`, and on log / evaluation / last steps a metrics.jsonl row (the interval's mean loss), the bar or a line. */
+function logStep(run: Run, s: StepLoop, iv: Interval, m: StepMetrics, lastVal: number | undefined): void {
+  run.opts.onStep?.(m);
+  const { step } = m;
+  if (step % run.t.log_every === 0 || m.val_loss !== undefined || step === run.totalSteps) {
+    const row = { ...m, loss: iv.loss / iv.steps };
+    fs.appendFileSync(s.metricsFile, JSON.stringify(row) + "\n");
+    s.bar?.update(step, {
+      loss: row.loss.toFixed(3),
+      val: lastVal !== undefined ? lastVal.toFixed(3) : "-",
+      tps: Math.round(row.tokens_per_s).toString(),
+    });
+    if (!s.bar) {
+      run.say(
+        `step ${step}/${run.totalSteps} epoch ${row.epoch.toFixed(2)} loss ${row.loss.toFixed(4)}` +
+          (m.val_loss !== undefined ? ` val_loss ${m.val_loss.toFixed(4)}` : "") +
+          ` lr ${m.lr.toExponential(2)} grad_norm ${m.grad_norm.toFixed(3)} ${Math.round(row.tokens_per_s)} tok/s MFU ${(row.mfu * 100).toFixed(1)}%`,
+      );
+    }
+    Object.assign(iv, { loss: 0, steps: 0, tokens: 0, flops: 0, start: performance.now() });
+  } else {
+    s.bar?.update(step);
+  }
+}
+
+/**
+ * The step loop: optimizer steps until `totalSteps`, a stop request or `stopAfter`; held-out loss
+ * every `eval_every`, metrics every `log_every`, a checkpoint every `save_every`.
+ * @returns whether it stopped early.
+ */
+async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
+  const { t } = run;
+  const iv: Interval = { loss: 0, steps: 0, tokens: 0, flops: 0, start: performance.now() };
   let lastVal: number | undefined;
   let stepsThisCall = 0;
-  // log-interval accumulators
-  let intLoss = 0;
-  let intSteps = 0;
-  let intTokens = 0;
-  let intFlops = 0;
-  let intStart = performance.now();
-  const acc = new GradAccumulator();
-  // held-out loss of the untrained model (step 0), the starting point of the learning curve
-  let initialLoss: number | undefined;
-  let initialHeldOutGeneLoss: number | undefined;
-  try {
-    if (!resumeFrom && heldOutBatches.length > 0) initialHeldOutGeneLoss = evaluateLoss(model, heldOutBatches).loss;
-    if (!resumeFrom && valBatches.length > 0) {
-      initialLoss = evaluateLoss(model, valBatches).loss;
-      fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss }) + "\n");
-      say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
-    } else if (fs.existsSync(metricsFile)) {
-      for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
-        if (!l.trim()) continue;
-        const r = JSON.parse(l) as { step: number; val_loss?: number };
-        if (r.step === 0 && r.val_loss !== undefined) initialLoss = r.val_loss;
-      }
+  while (run.step < run.totalSteps) {
+    if (s.stop.requested || (run.opts.stopAfter !== undefined && stepsThisCall >= run.opts.stopAfter)) return true;
+    const { loss, lr, norm } = await trainStep(run, s, iv);
+    run.step++;
+    stepsThisCall++;
+    s.losses.push(loss);
+    iv.loss += loss;
+    iv.steps++;
+    const step = run.step;
+    let valLoss: number | undefined;
+    if (t.eval_every > 0 && step % t.eval_every === 0 && step < run.totalSteps && s.valBatches.length > 0) {
+      valLoss = evaluateLoss(run.model, s.valBatches).loss;
+      lastVal = valLoss;
     }
-    if (dpStart) {
-      dp = await dpStart;
-      dp.syncWeights();
-      intStart = performance.now();
+    const secs = (performance.now() - iv.start) / 1000;
+    const m: StepMetrics = {
+      step,
+      epoch: Number(s.stream.fractionalEpoch().toFixed(4)),
+      tokens: run.tokensSeen,
+      loss,
+      lr,
+      grad_norm: norm,
+      tokens_per_s: iv.tokens / Math.max(secs, 1e-9),
+      mfu: iv.flops / Math.max(secs, 1e-9) / s.peak.flops,
+    };
+    if (valLoss !== undefined) m.val_loss = valLoss;
+    logStep(run, s, iv, m, lastVal);
+    if (t.save_every > 0 && step % t.save_every === 0 && step < run.totalSteps) {
+      s.ck.save(path.join(run.outDir, `checkpoint-${step}`));
+      s.ck.prune();
     }
-    while (step < totalSteps) {
-      if (interruptRequested || (opts.stopAfter !== undefined && stepsThisCall >= opts.stopAfter)) {
-        interrupted = true;
-        break;
-      }
-      let stepLoss = 0;
-      let micro = 0;
-      for (let k = 0; k < t.grad_accumulation; k++) {
-        const idx = stream.next();
-        const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
-        const mb = objective.collate(cells, rng);
-        opts.onBatch?.(mb);
-        const dropoutSeed = Math.floor(rng() * 2147483647);
-        let loss: number, grads: Map<string, tf.Tensor>;
-        if (dp) {
-          // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
-          ({ loss, grads } = await dp.lossAndGrads(shardBatch(mb, dp.size, dropoutSeed)));
-        } else {
-          const tens = batchTensors(mb);
-          try {
-            ({ loss, grads } = model.lossAndGrads(tens, mb, { training: true, dropoutSeed }));
-          } finally {
-            disposeBatch(tens);
-          }
-        }
-        if (!Number.isFinite(loss)) {
-          for (const g of grads.values()) g.dispose();
-          throw new Error(divergedMessage(outDir, `loss ${loss}`, step + 1));
-        }
-        acc.add(grads, 1 / t.grad_accumulation);
-        stepLoss += loss;
-        micro++;
-        intTokens += mb.realTokens;
-        tokensSeen += mb.realTokens;
-        intFlops += trainingFlops(bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(bertConfig, mb));
-      }
-      const lr = lrAt(step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps, schedule: t.schedule });
-      const { grads, norm } = clipByGlobalNorm(acc.take(), t.max_grad_norm);
-      if (!Number.isFinite(norm)) {
-        // stop before the update: the weights (and the checkpoints) stay finite
-        for (const g of grads.values()) g.dispose();
-        throw new Error(divergedMessage(outDir, `gradient norm ${norm}`, step + 1));
-      }
-      optimizer.applyGradients(grads, lr);
-      for (const g of grads.values()) g.dispose();
-      dp?.syncWeights(); // replicas take the updated weights before their next shard
-      step++;
-      stepsThisCall++;
-      const loss = stepLoss / micro;
-      losses.push(loss);
-      intLoss += loss;
-      intSteps++;
+    // let signals (Ctrl-C) and other events in
+    await new Promise((r) => setImmediate(r));
+  }
+  return false;
+}
 
-      let valLoss: number | undefined;
-      if (t.eval_every > 0 && step % t.eval_every === 0 && step < totalSteps && valBatches.length > 0) {
-        valLoss = evaluateLoss(model, valBatches).loss;
-        lastVal = valLoss;
-      }
-      const now = performance.now();
-      const secs = (now - intStart) / 1000;
-      const m: StepMetrics = {
-        step,
-        epoch: Number(stream.fractionalEpoch().toFixed(4)),
-        tokens: tokensSeen,
-        loss,
-        lr,
-        grad_norm: norm,
-        tokens_per_s: intTokens / Math.max(secs, 1e-9),
-        mfu: intFlops / Math.max(secs, 1e-9) / peak.flops,
-      };
-      if (valLoss !== undefined) m.val_loss = valLoss;
-      opts.onStep?.(m);
-      if (step % t.log_every === 0 || valLoss !== undefined || step === totalSteps) {
-        const row = { ...m, loss: intLoss / intSteps };
-        fs.appendFileSync(metricsFile, JSON.stringify(row) + "\n");
-        bar?.update(step, {
-          loss: row.loss.toFixed(3),
-          val: lastVal !== undefined ? lastVal.toFixed(3) : "-",
-          tps: Math.round(row.tokens_per_s).toString(),
-        });
-        if (!useBar) {
-          say(
-            `step ${step}/${totalSteps} epoch ${row.epoch.toFixed(2)} loss ${row.loss.toFixed(4)}` +
-              (valLoss !== undefined ? ` val_loss ${valLoss.toFixed(4)}` : "") +
-              ` lr ${lr.toExponential(2)} grad_norm ${norm.toFixed(3)} ${Math.round(row.tokens_per_s)} tok/s MFU ${(row.mfu * 100).toFixed(1)}%`,
-          );
-        }
-        intLoss = 0;
-        intSteps = 0;
-        intTokens = 0;
-        intFlops = 0;
-        intStart = performance.now();
-      } else {
-        bar?.update(step);
-      }
-      if (t.save_every > 0 && step % t.save_every === 0 && step < totalSteps) {
-        save(path.join(outDir, `checkpoint-${step}`));
-        prune();
-      }
-      // let signals (Ctrl-C) and other events in
-      await new Promise((r) => setImmediate(r));
+/**
+ * The held-out loss of the untrained model (step 0), the start of the learning curve: measured on a
+ * fresh run (and logged), read back from metrics.jsonl on a resumed one.
+ */
+function initialLosses(run: Run, valBatches: CollatedBatch[], heldOutBatches: CollatedBatch[], metricsFile: string): { val?: number; heldOutGenes?: number } {
+  const out: { val?: number; heldOutGenes?: number } = {};
+  if (!run.resumeFrom && heldOutBatches.length > 0) out.heldOutGenes = evaluateLoss(run.model, heldOutBatches).loss;
+  if (!run.resumeFrom && valBatches.length > 0) {
+    out.val = evaluateLoss(run.model, valBatches).loss;
+    fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: out.val }) + "\n");
+    run.say(`step 0 val_loss ${out.val.toFixed(4)} (untrained)`);
+  } else if (fs.existsSync(metricsFile)) {
+    for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
+      if (!l.trim()) continue;
+      const r = JSON.parse(l) as { step: number; val_loss?: number };
+      if (r.step === 0 && r.val_loss !== undefined) out.val = r.val_loss;
     }
+  }
+  return out;
+}
+
+/**
+ * The final evaluation: the model's held-out loss next to the objective's baseline (and, with
+ * held-out genes, both at those genes' positions) → `eval.json` and the last metrics.jsonl row.
+ */
+function finalEvaluation(
+  run: Run,
+  stream: BatchStream,
+  valBatches: CollatedBatch[],
+  heldOutBatches: CollatedBatch[],
+  initial: { val?: number; heldOutGenes?: number },
+  metricsFile: string,
+): EvalResult {
+  const { p, t, objective, model } = run;
+  const ev = evaluateLoss(model, valBatches);
+  const base = objective.baseline(trainCellsOf(p), valBatches);
+  const evalResult: EvalResult = {
+    step: run.step,
+    objective: objective.name,
+    encoding: run.encoding,
+    model_loss: ev.loss,
+    baseline_loss: base.loss,
+    baseline_name: base.name,
+    ...base.extra,
+    initial_loss: initial.val,
+    improvement: base.loss - ev.loss,
+    n_cells: Math.min(p.valIdx.length, t.eval_cells),
+    n_masked: ev.n,
+    baseline: base.description,
+    ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
+  };
+  if (heldOutBatches.length > 0) {
+    const hv = evaluateLoss(model, heldOutBatches);
+    // the baseline sees the held-out genes' counts in the training cells (which the model never did)
+    const fullTrain = Array.from(p.trainIdx, (i) => {
+      const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
+      return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts);
+    });
+    const hb = objective.baseline(fullTrain, heldOutBatches);
+    evalResult.held_out_genes = {
+      n_genes: p.axis.heldOutTokens!.length,
+      n_cells: Math.min(p.valIdx.length, t.eval_cells),
+      n_positions: hv.n,
+      model_loss: hv.loss,
+      ...(initial.heldOutGenes !== undefined ? { initial_loss: initial.heldOutGenes } : {}),
+      baseline_loss: hb.loss,
+      baseline_name: hb.name,
+      improvement: hb.loss - hv.loss,
+      note:
+        "loss at the positions of held-out genes (never in a training context) in the held-out cells; the baseline is fitted on the training cells " +
+        "including those genes' counts, so it knows each held-out gene's mean, which the model can only infer from its external vector",
+    };
+  } else if (p.axis.heldOut) {
+    evalResult.held_out_genes = {
+      n_genes: p.axis.heldOutTokens!.length,
+      n_cells: Math.min(p.valIdx.length, t.eval_cells),
+      n_positions: 0,
+      note: "no held-out cell had a held-out gene in its context",
+    };
+  }
+  writeFileAtomic(path.join(run.outDir, "eval.json"), JSON.stringify(evalResult, null, 2) + "\n");
+  fs.appendFileSync(
+    metricsFile,
+    JSON.stringify({
+      step: run.step,
+      epoch: stream.fractionalEpoch(),
+      tokens: run.tokensSeen,
+      val_loss: ev.loss,
+      [`${base.name}_val_loss`]: base.loss,
+      ...(evalResult.held_out_genes?.model_loss !== undefined
+        ? { held_out_gene_val_loss: evalResult.held_out_genes.model_loss, [`held_out_gene_${evalResult.held_out_genes.baseline_name}_val_loss`]: evalResult.held_out_genes.baseline_loss }
+        : {}),
+    }) + "\n",
+  );
+  return evalResult;
+}
+
+/**
+ * Train (see the module comment): set up (or resume) the run, write its log, run the step loop with
+ * checkpoints and stop signals, then evaluate the final model.
+ * @throws Error before anything is written for bad options, data or config; during training on a
+ *   diverged loss, gradient or weight (naming the last good checkpoint).
+ */
+export async function train(config: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  const run = await setupRun(config, opts);
+  const { t, p, model, optimizer, outDir, backend } = run;
+  const peak = writeRunLog(run);
+  const stream = new BatchStream(p.trainLengths, { batchSize: t.batch_size, maxTokensPerBatch: t.max_tokens_per_batch, seed: t.seed }, run.position);
+  const valBatches = validationBatches(p, config, run.objective);
+  const heldOutBatches = heldOutGeneBatches(p, config, run.objective);
+  if (p.axis.heldOut && heldOutBatches.length === 0) {
+    run.log(`warning: no held-out cell of the first ${t.eval_cells} has a held-out gene in its context; eval.json will have no held-out-gene loss`);
+  }
+  const metricsFile = path.join(outDir, "metrics.jsonl");
+  const ck = checkpointer(run, stream);
+  const stop = listenForStop(run.log, opts.handleSigint ?? true);
+  const bar = progressBar(run);
+  // data-parallel replicas start in the background (about a second) while the main thread evaluates
+  const dpStart = run.workers > 1 ? DataParallel.start(model, { workers: run.workers, backend: backend.name as BackendChoice }) : undefined;
+  dpStart?.catch(() => undefined); // awaited below; a failure must not surface as unhandled first
+  const s: StepLoop = { stream, valBatches, metricsFile, peak, ck, stop, bar, acc: new GradAccumulator(), losses: [] };
+  let interrupted = false;
+  let initial: { val?: number; heldOutGenes?: number };
+  try {
+    initial = initialLosses(run, valBatches, heldOutBatches, metricsFile);
+    if (dpStart) {
+      s.dp = await dpStart;
+      s.dp.syncWeights();
+    }
+    interrupted = await runSteps(run, s);
   } catch (e) {
     optimizer.dispose();
     model.dispose();
     throw e;
   } finally {
-    acc.dispose();
+    s.acc.dispose();
     bar?.stop();
-    if (handle) for (const s of STOP_SIGNALS) process.off(s, onSignal);
+    stop.dispose();
     // stop the worker threads on every exit path (a live worker keeps the process running)
     await dpStart?.then((d) => d.dispose(), () => undefined);
   }
 
+  const { step, totalSteps } = run;
   try {
     if (interrupted) {
       const dir = path.join(outDir, `checkpoint-${step}`);
-      if (!fs.existsSync(dir)) save(dir);
-      say(`cellfm train: stopped at step ${step}/${totalSteps}; checkpoint ${dir}; continue with --resume`);
-      return { outputDir: outDir, checkpoint: dir, step, totalSteps, interrupted: true, signal: stopSignal, backend, losses };
+      if (!fs.existsSync(dir)) ck.save(dir);
+      run.say(`cellfm train: stopped at step ${step}/${totalSteps}; checkpoint ${dir}; continue with --resume`);
+      return { outputDir: outDir, checkpoint: dir, step, totalSteps, interrupted: true, signal: stop.signal, backend, losses: s.losses };
     }
-
     const finalDir = path.join(outDir, "final");
-    save(finalDir);
-    const ev = evaluateLoss(model, valBatches);
-    const base = objective.baseline(trainCells(), valBatches);
-    const evalResult: EvalResult = {
-      step,
-      objective: objective.name,
-      encoding,
-      model_loss: ev.loss,
-      baseline_loss: base.loss,
-      baseline_name: base.name,
-      ...base.extra,
-      initial_loss: initialLoss,
-      improvement: base.loss - ev.loss,
-      n_cells: Math.min(p.valIdx.length, t.eval_cells),
-      n_masked: ev.n,
-      baseline: base.description,
-      ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
-    };
-    if (heldOutBatches.length > 0) {
-      const hv = evaluateLoss(model, heldOutBatches);
-      // the baseline sees the held-out genes' counts in the training cells (which the model never did)
-      const fullTrain = Array.from(p.trainIdx, (i) => {
-        const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
-        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts);
-      });
-      const hb = objective.baseline(fullTrain, heldOutBatches);
-      evalResult.held_out_genes = {
-        n_genes: p.axis.heldOutTokens!.length,
-        n_cells: Math.min(p.valIdx.length, t.eval_cells),
-        n_positions: hv.n,
-        model_loss: hv.loss,
-        ...(initialHeldOutGeneLoss !== undefined ? { initial_loss: initialHeldOutGeneLoss } : {}),
-        baseline_loss: hb.loss,
-        baseline_name: hb.name,
-        improvement: hb.loss - hv.loss,
-        note:
-          "loss at the positions of held-out genes (never in a training context) in the held-out cells; the baseline is fitted on the training cells " +
-          "including those genes' counts, so it knows each held-out gene's mean, which the model can only infer from its external vector",
-      };
-    } else if (p.axis.heldOut) {
-      evalResult.held_out_genes = {
-        n_genes: p.axis.heldOutTokens!.length,
-        n_cells: Math.min(p.valIdx.length, t.eval_cells),
-        n_positions: 0,
-        note: "no held-out cell had a held-out gene in its context",
-      };
-    }
-    writeFileAtomic(path.join(outDir, "eval.json"), JSON.stringify(evalResult, null, 2) + "\n");
-    fs.appendFileSync(
-      metricsFile,
-      JSON.stringify({
-        step,
-        epoch: stream.fractionalEpoch(),
-        tokens: tokensSeen,
-        val_loss: ev.loss,
-        [`${base.name}_val_loss`]: base.loss,
-        ...(evalResult.held_out_genes?.model_loss !== undefined
-          ? { held_out_gene_val_loss: evalResult.held_out_genes.model_loss, [`held_out_gene_${evalResult.held_out_genes.baseline_name}_val_loss`]: evalResult.held_out_genes.baseline_loss }
-          : {}),
-      }) + "\n",
-    );
-    return { outputDir: outDir, checkpoint: finalDir, step, totalSteps, interrupted: false, backend, eval: evalResult, losses };
+    ck.save(finalDir);
+    const evalResult = finalEvaluation(run, stream, valBatches, heldOutBatches, initial, metricsFile);
+    return { outputDir: outDir, checkpoint: finalDir, step, totalSteps, interrupted: false, backend, eval: evalResult, losses: s.losses };
   } finally {
     optimizer.dispose();
     model.dispose();
