@@ -155,9 +155,303 @@ function leaveOutEmptyCells(src: CountMatrixSource, embs: LoadedEmbeddings[], la
   return n > 0 ? { n, examples, reason: "cells with zero counts have no embedding (the tokenizer drops them) and are left out" } : undefined;
 }
 
+/** One embeddings file, its rows for the selected cells and for the probe's extra held-out cells. */
+interface SelectedEmbeddings {
+  name: string;
+  file: string;
+  e: LoadedEmbeddings;
+  rows: Int32Array;
+  probeRows: Int32Array;
+  /** cells of the file that are not in the data. */
+  extra: number;
+}
+
+/** A representation scored next to the others: `x` the selected cells `[nSel, d]`, `xe` the probe's extra held-out cells. */
+interface Representation {
+  id: string;
+  name: string;
+  x: Float32Array;
+  xe: Float32Array;
+  d: number;
+}
+
+/**
+ * Find the rows of the selected cells (and the probe's extra
+ * held-out cells) in it.
+ * @throws Error when a file comes from other data (recorded sha256, unless allowed) or lacks a selected or held-out cell.
+ */
+async function openEmbeddings(
+  opts: AssessOptions,
+  src: CountMatrixSource,
+  sel: Selection,
+  probeExtraRows: Int32Array,
+  loaded: LoadedEmbeddings[],
+  embNames: string[],
+): Promise<SelectedEmbeddings[]> {
+  const embFiles = opts.embeddings ?? [];
+  const nSel = sel.rows.length;
+  const embs: SelectedEmbeddings[] = [];
+  let inputSha: string | undefined;
+  for (let f = 0; f < embFiles.length; f++) {
+    const e = loaded[f];
+    // embeddings written by cellfm embed record the counts they come from: same cell ids are not
+    // enough (a copy with a permuted obs index has them too), the bytes must be the same
+    const recorded = e.meta.source_sha256;
+    if (recorded && !opts.source) {
+      inputSha ??= await sha256File(sourceFileFor(opts.input));
+      if (inputSha !== recorded) {
+        const msg =
+          `embeddings ${embFiles[f]} were computed from ${e.meta.source || "another file"} (sha256 ${recorded.slice(0, 12)}…), ` +
+          `but --input ${opts.input} has sha256 ${inputSha.slice(0, 12)}…: not the same data`;
+        if (!opts.allowInputMismatch) throw new Error(`${msg}; pass --allow-input-mismatch to score them anyway`);
+        process.stderr.write(`cellfm assess: warning: ${msg} (scored anyway: --allow-input-mismatch)\n`);
+      }
+    }
+    const pos = new Map<string, number>();
+    e.cellIds.forEach((id, i) => pos.set(id, i));
+    const rows = new Int32Array(nSel);
+    const missing: string[] = [];
+    let nMissing = 0;
+    for (let i = 0; i < nSel; i++) {
+      const id = src.obs.index[sel.rows[i]];
+      const p = pos.get(id);
+      if (p === undefined) {
+        nMissing++;
+        if (missing.length < 3) missing.push(id);
+      } else rows[i] = p;
+    }
+    if (nMissing > 0) {
+      const common = src.obs.index.filter((id) => pos.has(id)).length;
+      throw new Error(
+        `embeddings ${embFiles[f]}: ${nMissing} of the ${nSel} selected cells of ${opts.input} have no embedding (e.g. ${missing.join(", ")}); ` +
+          `${common} of ${src.nCells} data cell ids appear in the file — were the embeddings computed from this data?`,
+      );
+    }
+    const probeRows = Int32Array.from(probeExtraRows, (r) => {
+      const p = pos.get(src.obs.index[r]);
+      if (p === undefined) throw new Error(`embeddings ${embFiles[f]}: held-out cell ${src.obs.index[r]} (linear probe) has no embedding`);
+      return p;
+    });
+    const dataIds = new Set(src.obs.index);
+    const extra = e.cellIds.filter((id) => !dataIds.has(id)).length;
+    embs.push({ name: embNames[f], file: embFiles[f], e, rows, probeRows, extra });
+  }
+  return embs;
+}
+
+/** What the one streaming pass over the counts collects. */
+interface CountsPass {
+  moments: GeneMoments;
+  /** zero fraction of every cell, in data order. */
+  zeroFracAll: number[];
+  /** data row → index among the selected cells, −1 when not selected. */
+  position: Int32Array;
+  /** log-normalised nonzeros of the selected cells, then of the probe's extra held-out cells. */
+  selIdx: Int32Array[];
+  selVal: Float32Array[];
+}
+
+/** One streaming pass: sparsity, gene moments (all cells), the selected (and probe) rows log-normalised. */
+function readCounts(src: CountMatrixSource, sel: Selection, probeExtraRows: Int32Array, rep: Reporter): CountsPass {
+  const nSel = sel.rows.length;
+  const position = new Int32Array(src.nCells).fill(-1);
+  sel.rows.forEach((r, i) => (position[r] = i));
+  // the probe's held-out cells outside the selection: rows nSel.. of the arrays below
+  const extraPos = new Map<number, number>();
+  probeExtraRows.forEach((r, k) => extraPos.set(r, nSel + k));
+  const moments = new GeneMoments(src.nGenes);
+  const zeroFracAll: number[] = [];
+  const selIdx: Int32Array[] = new Array(nSel + probeExtraRows.length);
+  const selVal: Float32Array[] = new Array(nSel + probeExtraRows.length);
+  rep.bar0(src.nCells, "cells");
+  for (const ch of src.chunks(2048)) {
+    for (let r = 0; r < ch.nCells; r++) {
+      const lo = ch.indptr[r];
+      const hi = ch.indptr[r + 1];
+      let nz = 0;
+      let total = 0;
+      for (let p = lo; p < hi; p++) {
+        if (ch.data[p] !== 0) nz++;
+        total += ch.data[p];
+      }
+      zeroFracAll.push(1 - nz / src.nGenes);
+      moments.addCell(ch.indices, ch.data, lo, hi);
+      const sp = position[ch.start + r] >= 0 ? position[ch.start + r] : (extraPos.get(ch.start + r) ?? -1);
+      if (sp >= 0) {
+        const idx = new Int32Array(hi - lo);
+        const val = new Float32Array(hi - lo);
+        const f = total > 0 ? TARGET_SUM / total : 0;
+        for (let p = lo; p < hi; p++) {
+          idx[p - lo] = ch.indices[p];
+          val[p - lo] = Math.log1p(ch.data[p] * f);
+        }
+        selIdx[sp] = idx;
+        selVal[sp] = val;
+      }
+    }
+    rep.tick(ch.start + ch.nCells);
+  }
+  return { moments, zeroFracAll, position, selIdx, selVal };
+}
+
+/** The HVG expression matrices: selected cells `X [nSel, p]`, the probe's extra cells `Xe [nExtra, p]` (the pass's rows are released). */
+function hvgMatrices(pass: CountsPass, nGenes: number, nSel: number, nExtra: number, nHvgWanted: number): { genes: number; X: Float32Array; Xe: Float32Array } {
+  const mv = pass.moments.meanVar();
+  const hvg = seuratHvg(mv.mean, mv.variance, nHvgWanted);
+  const p = hvg.genes.length;
+  const col = new Int32Array(nGenes).fill(-1);
+  hvg.genes.forEach((g, j) => (col[g] = j));
+  const X = new Float32Array(nSel * p);
+  const Xe = new Float32Array(nExtra * p);
+  for (let i = 0; i < nSel + nExtra; i++) {
+    const idx = pass.selIdx[i];
+    const val = pass.selVal[i];
+    const [M, o] = i < nSel ? [X, i * p] : [Xe, (i - nSel) * p];
+    for (let t = 0; t < idx.length; t++) {
+      const c = col[idx[t]];
+      if (c >= 0) M[o + c] = val[t];
+    }
+  }
+  pass.selIdx.length = 0;
+  pass.selVal.length = 0;
+  return { genes: p, X, Xe };
+}
+
+/** Every representation: HVG (+ PCA, the baseline) first, then each embeddings file's rows. */
+function representations(
+  opts: AssessOptions,
+  h: { genes: number; X: Float32Array; Xe: Float32Array },
+  embs: SelectedEmbeddings[],
+  nSel: number,
+  nExtra: number,
+  seed: number,
+  rep: Reporter,
+): { reps: Representation[]; explained?: number[] } {
+  const usePca = opts.pca ?? true;
+  const p = h.genes;
+  let base: Representation;
+  let explained: number[] | undefined;
+  if (usePca) {
+    rep.stage(`PCA of ${nSel} × ${p} HVG expression`);
+    const pc = pca(h.X, nSel, p, opts.nPcs ?? 50, { seed });
+    explained = pc.explainedVarianceRatio;
+    base = { id: "hvg", name: `HVG + PCA${pc.nComponents}`, x: pc.scores, xe: projectPca(pc, h.Xe, nExtra), d: pc.nComponents };
+  } else {
+    base = { id: "hvg", name: "HVG", x: h.X, xe: h.Xe, d: p };
+  }
+  rep.time("pca");
+  const reps = [base];
+  for (const e of embs) {
+    const d = e.e.dim;
+    const x = new Float32Array(nSel * d);
+    for (let i = 0; i < nSel; i++) x.set(e.e.data.subarray(e.rows[i] * d, e.rows[i] * d + d), i * d);
+    const xe = new Float32Array(nExtra * d);
+    for (let i = 0; i < nExtra; i++) xe.set(e.e.data.subarray(e.probeRows[i] * d, e.probeRows[i] * d + d), i * d);
+    reps.push({ id: sanitize(e.name), name: e.name, x, xe, d });
+  }
+  return { reps, explained };
+}
+
+/** The standard metrics of one representation: kNN accuracy, ASW, k-means NMI/ARI, graph connectivity, batch ASW, the linear probe. */
+function scoreRepresentation(
+  R: Representation,
+  g: KnnGraph,
+  ctx: { nSel: number; nExtra: number; labels: string[]; batches?: string[]; nTypes: number; k: number; seed: number; kmeansRestarts: number; probe: ReturnType<typeof probeCells> },
+): RepresentationMetrics {
+  const { nSel, nExtra, labels, batches, k, seed, probe } = ctx;
+  const acc = knnAccuracy(R.x, nSel, R.d, labels, { k, knn: g });
+  const asw = silhouetteScore(R.x, nSel, R.d, labels);
+  const km = kmeansClusters(R.x, nSel, R.d, ctx.nTypes, { seed, restarts: ctx.kmeansRestarts });
+  const m: RepresentationMetrics = {
+    id: R.id,
+    name: R.name,
+    dim: R.d,
+    knnAccuracy: acc,
+    aswRaw: asw.raw,
+    aswScaled: asw.scaled,
+    kmeansNmi: nmi(km.clusters, labels),
+    kmeansAri: ari(km.clusters, labels),
+    graphConnectivity: graphConnectivity(g, labels).score,
+  };
+  if (batches) m.batchAsw = batchAsw(R.x, nSel, R.d, labels, batches).score;
+  const xp = new Float32Array((nSel + nExtra) * R.d);
+  xp.set(R.x);
+  xp.set(R.xe, nSel * R.d);
+  const pr = linearProbe(xp, nSel + nExtra, R.d, [...labels, ...probe.extraLabels], probe.isTest);
+  m.probeAccuracy = pr.accuracy;
+  m.probeMacroF1 = pr.macroF1;
+  return m;
+}
+
+/** A pairwise measure's within/between medians, separations and (with batches) same- vs cross-batch medians. */
+function summarizeMeasure(s: Awaited<ReturnType<AssessRunner["scanPairs"]>>["summaries"][number]): MeasureSummary {
+  const w = [...s.within.values()];
+  const b = [...s.between.values()];
+  // per type: is its within median below every between median involving it?
+  let sep = 0;
+  for (const t of s.within.keys()) {
+    let minB = Infinity;
+    for (const [key, v] of s.between) {
+      const [a, c] = key.split("|");
+      if (a === t || c === t) minB = Math.min(minB, v);
+    }
+    if (s.within.get(t)! < minB) sep++;
+  }
+  const mw = median(w);
+  const mb = median(b);
+  const out: MeasureSummary = {
+    id: s.id,
+    label: s.label,
+    rankBased: s.id === "spearman",
+    medianWithin: mw,
+    medianBetween: mb,
+    ratio: mw / mb,
+    aucTypePairs: aucLess(w, b),
+    aucPairs: histogramAuc(s.histWithin, s.histBetween),
+    typesSeparated: sep / s.within.size,
+    withinAllBelowBetween: Math.max(...w) < Math.min(...b),
+    within: Object.fromEntries(s.within),
+    between: Object.fromEntries(s.between),
+  };
+  if (s.withinSameBatch && s.withinCrossBatch) {
+    const same: number[] = [];
+    const cross: number[] = [];
+    for (const t of s.within.keys()) {
+      const a = s.withinSameBatch.get(t);
+      const c = s.withinCrossBatch.get(t);
+      if (a !== undefined && c !== undefined && Number.isFinite(a) && Number.isFinite(c)) {
+        same.push(a);
+        cross.push(c);
+      }
+    }
+    if (same.length) {
+      out.batch = {
+        typesWithSeveralBatches: same.length,
+        medianWithinSameBatch: median(same),
+        medianWithinCrossBatch: median(cross),
+        // how much of the between-type gap a batch change costs; undefined when types are not
+        // apart (between ≤ within): a ratio to a gap that does not exist means nothing
+        ...(mb > mw ? { batchGapOverTypeGap: (median(cross) - median(same)) / (mb - mw) } : {}),
+      };
+    }
+  }
+  return out;
+}
+
+/** Cells plotted in the scatter figures: all, or 8,000 evenly spaced. */
+function plottedCells(nSel: number): number[] {
+  const maxPts = 8000;
+  if (nSel <= maxPts) return Array.from({ length: nSel }, (_, i) => i);
+  const step = nSel / maxPts;
+  return Array.from({ length: maxPts }, (_, i) => Math.floor(i * step));
+}
+
 /**
  * Run the assessment and write `<output>/report.md`, `report.html` (self-contained), `metrics.json`,
  * `figures/*.svg|png`. The folder is built under a temporary name and renamed at the end.
+ * Stages: selection and embeddings; one pass over the counts; HVGs (+ PCA); then, in the worker
+ * threads where there are several, exact kNN graphs, UMAP layouts, per-representation metrics,
+ * figures and the all-pairs measures; the report.
  * @returns the computed result (also in metrics.json).
  * @throws Error (nothing written) when the output exists without `force`, the label/batch column is
  *   missing (the message lists the obs columns), fewer than 2 types pass `minCells`, or an embeddings
@@ -201,160 +495,25 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     const nSel = sel.rows.length;
     const probe = probeCells(sel, allLabels, src.obs.index, opts.heldOutCells ? new Set(opts.heldOutCells) : undefined, makeRng(`${seed}:probe`));
     const nExtra = probe.extraRows.length;
-
-    // embeddings: every selected cell must be present
-    const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; probeRows: Int32Array; extra: number }[] = [];
-    let inputSha: string | undefined;
-    for (let f = 0; f < embFiles.length; f++) {
-      const e = loaded[f];
-      // embeddings written by cellfm embed record the counts they come from: same cell ids are not
-      // enough (a copy with a permuted obs index has them too), the bytes must be the same
-      const recorded = e.meta.source_sha256;
-      if (recorded && !opts.source) {
-        inputSha ??= await sha256File(sourceFileFor(opts.input));
-        if (inputSha !== recorded) {
-          const msg =
-            `embeddings ${embFiles[f]} were computed from ${e.meta.source || "another file"} (sha256 ${recorded.slice(0, 12)}…), ` +
-            `but --input ${opts.input} has sha256 ${inputSha.slice(0, 12)}…: not the same data`;
-          if (!opts.allowInputMismatch) throw new Error(`${msg}; pass --allow-input-mismatch to score them anyway`);
-          process.stderr.write(`cellfm assess: warning: ${msg} (scored anyway: --allow-input-mismatch)\n`);
-        }
-      }
-      const pos = new Map<string, number>();
-      e.cellIds.forEach((id, i) => pos.set(id, i));
-      const rows = new Int32Array(nSel);
-      const missing: string[] = [];
-      let nMissing = 0;
-      for (let i = 0; i < nSel; i++) {
-        const id = src.obs.index[sel.rows[i]];
-        const p = pos.get(id);
-        if (p === undefined) {
-          nMissing++;
-          if (missing.length < 3) missing.push(id);
-        } else rows[i] = p;
-      }
-      if (nMissing > 0) {
-        const common = src.obs.index.filter((id) => pos.has(id)).length;
-        throw new Error(
-          `embeddings ${embFiles[f]}: ${nMissing} of the ${nSel} selected cells of ${opts.input} have no embedding (e.g. ${missing.join(", ")}); ` +
-            `${common} of ${src.nCells} data cell ids appear in the file — were the embeddings computed from this data?`,
-        );
-      }
-      const probeRows = Int32Array.from(probe.extraRows, (r) => {
-        const p = pos.get(src.obs.index[r]);
-        if (p === undefined) throw new Error(`embeddings ${embFiles[f]}: held-out cell ${src.obs.index[r]} (linear probe) has no embedding`);
-        return p;
-      });
-      const dataIds = new Set(src.obs.index);
-      const extra = e.cellIds.filter((id) => !dataIds.has(id)).length;
-      embs.push({ name: embNames[f], file: embFiles[f], e, rows, probeRows, extra });
-    }
+    const embs = await openEmbeddings(opts, src, sel, probe.extraRows, loaded, embNames);
     rep.time("open");
 
-    // one streaming pass: sparsity, gene moments (all cells), selected rows
     rep.stage(`reading ${src.nCells} cells × ${src.nGenes} genes`);
-    const position = new Int32Array(src.nCells).fill(-1);
-    sel.rows.forEach((r, i) => (position[r] = i));
-    // the probe's held-out cells outside the selection: rows nSel.. of the arrays below
-    const extraPos = new Map<number, number>();
-    probe.extraRows.forEach((r, k) => extraPos.set(r, nSel + k));
-    const moments = new GeneMoments(src.nGenes);
-    const sparsAll = new Histogram1D(0, 1, 50);
-    const sparsSel = new Histogram1D(0, 1, 50);
-    const zeroFracAll: number[] = [];
-    const selIdx: Int32Array[] = new Array(nSel + nExtra);
-    const selVal: Float32Array[] = new Array(nSel + nExtra);
-    rep.bar0(src.nCells, "cells");
-    for (const ch of src.chunks(2048)) {
-      for (let r = 0; r < ch.nCells; r++) {
-        const lo = ch.indptr[r];
-        const hi = ch.indptr[r + 1];
-        let nz = 0;
-        let total = 0;
-        for (let p = lo; p < hi; p++) {
-          if (ch.data[p] !== 0) nz++;
-          total += ch.data[p];
-        }
-        const zf = 1 - nz / src.nGenes;
-        sparsAll.add(zf);
-        zeroFracAll.push(zf);
-        moments.addCell(ch.indices, ch.data, lo, hi);
-        const sp = position[ch.start + r] >= 0 ? position[ch.start + r] : (extraPos.get(ch.start + r) ?? -1);
-        if (sp >= 0) {
-          if (sp < nSel) sparsSel.add(zf);
-          const idx = new Int32Array(hi - lo);
-          const val = new Float32Array(hi - lo);
-          const f = total > 0 ? TARGET_SUM / total : 0;
-          for (let p = lo; p < hi; p++) {
-            idx[p - lo] = ch.indices[p];
-            val[p - lo] = Math.log1p(ch.data[p] * f);
-          }
-          selIdx[sp] = idx;
-          selVal[sp] = val;
-        }
-      }
-      rep.tick(ch.start + ch.nCells);
-    }
+    const pass = readCounts(src, sel, probe.extraRows, rep);
+    const { zeroFracAll, position } = pass;
     rep.time("read");
-
     rep.stage("highly variable genes");
-    const mv = moments.meanVar();
-    const hvg = seuratHvg(mv.mean, mv.variance, nHvgWanted);
-    const p = hvg.genes.length;
-    const col = new Int32Array(src.nGenes).fill(-1);
-    hvg.genes.forEach((g, j) => (col[g] = j));
-    const X = new Float32Array(nSel * p);
-    const Xe = new Float32Array(nExtra * p); // the probe's held-out cells outside the selection
-    for (let i = 0; i < nSel + nExtra; i++) {
-      const idx = selIdx[i];
-      const val = selVal[i];
-      const [M, o] = i < nSel ? [X, i * p] : [Xe, (i - nSel) * p];
-      for (let t = 0; t < idx.length; t++) {
-        const c = col[idx[t]];
-        if (c >= 0) M[o + c] = val[t];
-      }
-    }
-    selIdx.length = 0;
-    selVal.length = 0;
+    const h = hvgMatrices(pass, src.nGenes, nSel, nExtra, nHvgWanted);
+    const p = h.genes;
     rep.time("hvg");
-
-    // baseline representation
-    let base: Float32Array;
-    let baseD: number;
-    let baseExtra: Float32Array;
-    let explained: number[] | undefined;
-    if (usePca) {
-      rep.stage(`PCA of ${nSel} × ${p} HVG expression`);
-      const pc = pca(X, nSel, p, opts.nPcs ?? 50, { seed });
-      base = pc.scores;
-      baseD = pc.nComponents;
-      explained = pc.explainedVarianceRatio;
-      baseExtra = projectPca(pc, Xe, nExtra);
-    } else {
-      base = X;
-      baseD = p;
-      baseExtra = Xe;
-    }
-    rep.time("pca");
+    const { reps, explained } = representations(opts, h, embs, nSel, nExtra, seed, rep);
+    const base = reps[0];
     rep.stage("Spearman ranks");
-    const { ranks, constantRows } = rankStandardize(X, nSel, p);
+    const { ranks, constantRows } = rankStandardize(h.X, nSel, p);
     rep.time("ranks");
 
     const labels = sel.labels;
     const batches = allBatches ? Array.from(sel.rows, (r) => allBatches[r]) : undefined;
-    // xe: the rows of the probe's held-out cells outside the selection
-    const reps: { id: string; name: string; x: Float32Array; xe: Float32Array; d: number }[] = [
-      { id: "hvg", name: usePca ? `HVG + PCA${baseD}` : "HVG", x: base, xe: baseExtra, d: baseD },
-    ];
-    for (const e of embs) {
-      const d = e.e.dim;
-      const x = new Float32Array(nSel * d);
-      for (let i = 0; i < nSel; i++) x.set(e.e.data.subarray(e.rows[i] * d, e.rows[i] * d + d), i * d);
-      const xe = new Float32Array(nExtra * d);
-      for (let i = 0; i < nExtra; i++) xe.set(e.e.data.subarray(e.probeRows[i] * d, e.probeRows[i] * d + d), i * d);
-      reps.push({ id: sanitize(e.name), name: e.name, x, xe, d });
-    }
-
     const tmp = tempDirFor(opts.output, "assess");
     const threads = opts.threads !== undefined ? checkThreadCount(opts.threads, "--threads") : defaultThreads();
     let runner: AssessRunner | undefined;
@@ -362,22 +521,15 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       runner = threads > 1 ? await AssessPool.start(threads, backend.name as BackendChoice) : new InlineRunner();
       const run = runner;
       const where = run.size > 1 ? ` in ${run.size} worker threads` : "";
-      fs.mkdirSync(path.join(tmp, "figures"));
+      const fdir = path.join(tmp, "figures");
+      fs.mkdirSync(fdir);
       const figures: { name: string; title: string; svg: string }[] = [];
-      const metrics: RepresentationMetrics[] = [];
-      const umap5: Float32Array[] = [];
-      const umapSeedBase = seed;
-      const subsample = (() => {
-        const maxPts = 8000;
-        if (nSel <= maxPts) return Array.from({ length: nSel }, (_, i) => i);
-        const step = nSel / maxPts;
-        return Array.from({ length: maxPts }, (_, i) => Math.floor(i * step));
-      })();
+      const subsample = plottedCells(nSel);
       // 1. exact kNN graphs (rows split over the worker threads); 2. UMAP layouts in the workers while
       // the main thread computes the metrics; 3. figures; 4. all pairs (row types over the workers).
       // With threads = 1 every job runs here in the same order. Every job is deterministic, so
       // results do not depend on threads.
-      const subRows = (R: (typeof reps)[number]) => {
+      const subRows = (R: Representation) => {
         const xs = new Float32Array(subsample.length * R.d);
         subsample.forEach((r, i) => xs.set(R.x.subarray(r * R.d, r * R.d + R.d), i * R.d));
         return xs;
@@ -394,62 +546,41 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       rep.time("knn");
       // the long 5-D layouts first (the workers take jobs in order), then the 2-D figure layouts
       const umapJobs = [
-        ...reps.map((_, ri) => ({ dim: 5, knn: graphs[ri].g, seed: umapSeedBase + ri })),
-        ...reps.map((_, ri) => ({ dim: 2, knn: graphs[ri].g2, seed: umapSeedBase + 100 + ri })),
+        ...reps.map((_, ri) => ({ dim: 5, knn: graphs[ri].g, seed: seed + ri })),
+        ...reps.map((_, ri) => ({ dim: 2, knn: graphs[ri].g2, seed: seed + 100 + ri })),
       ];
       rep.stage(`UMAP 5-D and 2-D (figure) of ${reps.length} representation(s)${where}`);
       const umapResults = Promise.all(umapJobs.map((j) => run.umap(j.knn, { nComponents: j.dim, nNeighbors: k, seed: j.seed, nEpochs: opts.umapEpochs })));
       umapResults.catch(() => {}); // awaited below
       rep.time("umap");
+      const metrics: RepresentationMetrics[] = [];
+      const scoreCtx = { nSel, nExtra, labels, batches, nTypes: sel.kept.length, k, seed, kmeansRestarts: opts.kmeansRestarts ?? 3, probe };
       for (let ri = 0; ri < reps.length; ri++) {
-        const R = reps[ri];
-        const g = graphs[ri].g;
-        rep.stage(`${R.name}: metrics (kNN accuracy, ASW, k-means NMI/ARI${batches ? ", batch ASW, graph connectivity" : ""})`);
-        const acc = knnAccuracy(R.x, nSel, R.d, labels, { k, knn: g });
-        const asw = silhouetteScore(R.x, nSel, R.d, labels);
-        const km = kmeansClusters(R.x, nSel, R.d, sel.kept.length, { seed, restarts: opts.kmeansRestarts ?? 3 });
-        const m: RepresentationMetrics = {
-          id: R.id,
-          name: R.name,
-          dim: R.d,
-          knnAccuracy: acc,
-          aswRaw: asw.raw,
-          aswScaled: asw.scaled,
-          kmeansNmi: nmi(km.clusters, labels),
-          kmeansAri: ari(km.clusters, labels),
-          graphConnectivity: graphConnectivity(g, labels).score,
-        };
-        if (batches) m.batchAsw = batchAsw(R.x, nSel, R.d, labels, batches).score;
-        const xp = new Float32Array((nSel + nExtra) * R.d);
-        xp.set(R.x);
-        xp.set(R.xe, nSel * R.d);
-        const pr = linearProbe(xp, nSel + nExtra, R.d, [...labels, ...probe.extraLabels], probe.isTest);
-        m.probeAccuracy = pr.accuracy;
-        m.probeMacroF1 = pr.macroF1;
-        metrics.push(m);
+        rep.stage(`${reps[ri].name}: metrics (kNN accuracy, ASW, k-means NMI/ARI${batches ? ", batch ASW, graph connectivity" : ""})`);
+        metrics.push(scoreRepresentation(reps[ri], graphs[ri].g, scoreCtx));
         rep.time("metrics");
       }
       rep.stage("waiting for the UMAP layouts");
       const layouts = await umapResults;
       rep.time("umap");
+      const umap5 = reps.map((_, ri) => layouts[ri]);
       for (let ri = 0; ri < reps.length; ri++) {
         const R = reps[ri];
-        umap5.push(layouts[ri]);
         const u2 = layouts[reps.length + ri];
         const pts = subsample.map((i, t) => ({ x: u2[t * 2], y: u2[t * 2 + 1], c: labels[i] }));
-        figures.push({ name: `umap_${R.id}_celltype`, title: `UMAP of ${R.name}, by cell type`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — cell type`, pts, labelKey), path.join(tmp, "figures"), `umap_${R.id}_celltype`) });
+        figures.push({ name: `umap_${R.id}_celltype`, title: `UMAP of ${R.name}, by cell type`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — cell type`, pts, labelKey), fdir, `umap_${R.id}_celltype`) });
         if (batches) {
           const pb = subsample.map((i, t) => ({ x: u2[t * 2], y: u2[t * 2 + 1], c: batches[i] }));
-          figures.push({ name: `umap_${R.id}_batch`, title: `UMAP of ${R.name}, by batch`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — batch`, pb, opts.batch!), path.join(tmp, "figures"), `umap_${R.id}_batch`) });
+          figures.push({ name: `umap_${R.id}_batch`, title: `UMAP of ${R.name}, by batch`, svg: await renderFigure(scatterSpec(`UMAP of ${R.name} — batch`, pb, opts.batch!), fdir, `umap_${R.id}_batch`) });
         }
         rep.time("figures");
       }
 
       // pairwise measures
       const specs: MeasureSpec[] = [
-        { kind: "euclidean", id: "umap_hvg", label: `UMAP-5 of ${reps[0].name}`, x: umap5[0], n: nSel, d: 5 },
+        { kind: "euclidean", id: "umap_hvg", label: `UMAP-5 of ${base.name}`, x: umap5[0], n: nSel, d: 5 },
         { kind: "spearman", id: "spearman", label: "Spearman distance 1 − ρ (HVG)", x: ranks, n: nSel, d: p },
-        { kind: "euclidean", id: "space_hvg", label: `${reps[0].name} space`, x: base, n: nSel, d: baseD },
+        { kind: "euclidean", id: "space_hvg", label: `${base.name} space`, x: base.x, n: nSel, d: base.d },
       ];
       for (let ri = 1; ri < reps.length; ri++) {
         specs.push({ kind: "euclidean", id: `umap_${reps[ri].id}`, label: `UMAP-5 of ${reps[ri].name}`, x: umap5[ri], n: nSel, d: 5 });
@@ -465,60 +596,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       rep.time("pairs");
 
       rep.stage("figures and report");
-      const summaries: MeasureSummary[] = scan.summaries.map((s) => {
-        const w = [...s.within.values()];
-        const b = [...s.between.values()];
-        // per type: is its within median below every between median involving it?
-        let sep = 0;
-        for (const t of s.within.keys()) {
-          let minB = Infinity;
-          for (const [key, v] of s.between) {
-            const [a, c] = key.split("|");
-            if (a === t || c === t) minB = Math.min(minB, v);
-          }
-          if (s.within.get(t)! < minB) sep++;
-        }
-        const mw = median(w);
-        const mb = median(b);
-        const out: MeasureSummary = {
-          id: s.id,
-          label: s.label,
-          rankBased: s.id === "spearman",
-          medianWithin: mw,
-          medianBetween: mb,
-          ratio: mw / mb,
-          aucTypePairs: aucLess(w, b),
-          aucPairs: histogramAuc(s.histWithin, s.histBetween),
-          typesSeparated: sep / s.within.size,
-          withinAllBelowBetween: Math.max(...w) < Math.min(...b),
-          within: Object.fromEntries(s.within),
-          between: Object.fromEntries(s.between),
-        };
-        if (s.withinSameBatch && s.withinCrossBatch) {
-          const same: number[] = [];
-          const cross: number[] = [];
-          for (const t of s.within.keys()) {
-            const a = s.withinSameBatch.get(t);
-            const c = s.withinCrossBatch.get(t);
-            if (a !== undefined && c !== undefined && Number.isFinite(a) && Number.isFinite(c)) {
-              same.push(a);
-              cross.push(c);
-            }
-          }
-          if (same.length) {
-            out.batch = {
-              typesWithSeveralBatches: same.length,
-              medianWithinSameBatch: median(same),
-              medianWithinCrossBatch: median(cross),
-              // how much of the between-type gap a batch change costs; undefined when types are not
-              // apart (between ≤ within): a ratio to a gap that does not exist means nothing
-              ...(mb > mw ? { batchGapOverTypeGap: (median(cross) - median(same)) / (mb - mw) } : {}),
-            };
-          }
-        }
-        return out;
-      });
-      const fdir = path.join(tmp, "figures");
+      const summaries: MeasureSummary[] = scan.summaries.map(summarizeMeasure);
       const wbRows = scan.summaries.flatMap((s) => [
         ...[...s.within.values()].map((value) => ({ measure: s.label, kind: "within" as const, value })),
         ...[...s.between.values()].map((value) => ({ measure: s.label, kind: "between" as const, value })),
@@ -547,7 +625,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         label: labelKey,
         batch: opts.batch,
         probe: { how: probe.how, nTrain: probe.isTest.filter((t) => !t).length, nTest: probe.isTest.filter(Boolean).length, model: "multinomial logistic regression, L2 with C = 1, standardised features (sklearn LogisticRegression defaults), L-BFGS" },
-        settings: { minCells, perType, nHvg: p, nHvgRequested: nHvgWanted, pca: usePca, nPcs: usePca ? baseD : undefined, seed, k, backend: backend.name, umap: "umap-learn algorithm (typed-array port), exact kNN, n_neighbors=k, min_dist=0.1, random init" },
+        settings: { minCells, perType, nHvg: p, nHvgRequested: nHvgWanted, pca: usePca, nPcs: usePca ? base.d : undefined, seed, k, backend: backend.name, umap: "umap-learn algorithm (typed-array port), exact kNN, n_neighbors=k, min_dist=0.1, random init" },
         kept: sel.kept.map(({ type, nCells, nSelected }) => ({ type, nCells, nSelected })),
         dropped: sel.dropped.map(({ type, nCells }) => ({ type, nCells })),
         nSelected: nSel,

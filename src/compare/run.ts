@@ -142,32 +142,31 @@ interface Job {
   totalSteps: number;
 }
 
-/**
- * Run (or continue) the comparison and write its report.
- * @returns the aggregated result (also `<output>/compare.json`); `interrupted` when a training run
- *   was stopped (Ctrl-C or `stopAfterSteps`): re-run the same command to continue.
- * @throws Error (before anything trains) for a missing label/batch column, a token budget smaller
- *   than one optimizer step, or an output folder made by a different configuration.
- */
-export async function runCompare(o: CompareRunOptions): Promise<CompareResult & { interrupted: boolean }> {
-  const c = o.config;
-  const out = path.resolve(o.output);
-  const log = o.log ?? ((s: string) => process.stderr.write(s + "\n"));
-  const say = (s: string) => {
-    if (!o.quiet) log(s);
-  };
-  const t0 = Date.now();
-  await checkData(c);
-  prepareOutput(c, out, o.force ?? false);
-  const backend = await initBackend(o.backend ?? c.backend);
-  const carry = [c.data.label, ...(c.data.batch && c.data.batch !== c.data.label ? [c.data.batch] : [])];
+/** The denoising benchmark of a comparison: its held-out cells, baselines and matrices. */
+interface Benchmark {
+  denoise: DenoiseBaselines;
+  matrices: ReturnType<typeof readBenchmarkMatrices>;
+  /** the training runs' validation cells (the linear probe scores them). */
+  heldOutIds: string[];
+  /** nonzero median per token id (rank-value order of the benchmark contexts). */
+  tokenMedian: Float64Array;
+}
 
-  // 1. tokens of every arm (skipped when complete), then every arm × seed's plan: all checked before training
+/** Training progress over the whole comparison (for the ETA), and what is left of `stopAfterSteps`. */
+interface Progress {
+  budget: number;
+  tokensTrainedNow: number;
+  secondsTrainingNow: number;
+  stopBudget?: number;
+}
+
+/** 1a. The tokens of every arm (arms with the same encoding and tokenizer options share them; skipped when complete). */
+async function tokenizeArms(c: CompareConfig, out: string, say: (s: string) => void): Promise<void> {
+  const carry = [c.data.label, ...(c.data.batch && c.data.batch !== c.data.label ? [c.data.batch] : [])];
   for (const arm of c.arms) {
     const dir = armDir(out, arm.name);
     fs.mkdirSync(dir, { recursive: true });
     writeFileAtomic(path.join(dir, "arm.json"), JSON.stringify({ ...arm, seeds: c.seeds }, null, 2) + "\n");
-    // arms with the same encoding and tokenizer options share one tokenization
     const tokens = tokensDir(out, arm);
     if (!fs.existsSync(path.join(tokens, "manifest.json"))) {
       say(`compare: tokenizing for arm ${arm.name} (encoding ${arm.encoding}, ${path.relative(out, tokens)})`);
@@ -190,13 +189,16 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
     const want = encodingByKey(arm.encoding)?.name;
     if (want && m.encoding !== want) throw new Error(`arm "${arm.name}": ${tokens} holds encoding ${m.encoding}, expected ${want}`);
   }
-  let tokenMedian: Float64Array | undefined;
+}
+
+/** 1b. Every arm × seed's training plan, all checked before anything trains. @throws Error listing every plan error */
+function planJobs(c: CompareConfig, out: string, workers: number | undefined): Job[] {
   const jobs: Job[] = [];
   const planErrors: string[] = [];
   for (const arm of c.arms) {
     for (const seed of c.seeds) {
       const tc = armTrainConfig(c, arm, seed, out);
-      if (o.workers !== undefined) tc.training.workers = o.workers;
+      if (workers !== undefined) tc.training.workers = workers;
       try {
         jobs.push({ arm, seed, dir: seedDir(out, arm.name, seed), train: tc, totalSteps: trainingPlan(tc).totalSteps });
       } catch (e) {
@@ -205,161 +207,158 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
     }
   }
   if (planErrors.length) throw new Error([...new Set(planErrors)].join("\n"));
+  return jobs;
+}
 
-  // the denoising benchmark's held-out cells and baselines (the training runs' validation cells, never
-  // trained on), built before training so that every arm × seed is scored as soon as it is trained
-  let denoise: DenoiseBaselines;
-  let heldOutIds: string[]; // the training runs' validation cells: the linear probe scores them
-  {
-    const src = await openCounts(c.data.input, { layer: c.data.layer, useRaw: c.data.use_raw });
-    try {
-      // the split is over the tokenized cells (a cell without known genes is not tokenized): map its ids to rows
-      const ids = readTokenizedDataset(jobs[0].train.data.tokens).cellIds;
-      const { val } = splitCells(ids.length, c.data.val_fraction, c.data.split_seed);
-      heldOutIds = Array.from(val, (i) => ids[i]);
-      const row = new Map(src.obs.index.map((id, i) => [id, i]));
-      const rows = Array.from(val, (i) => row.get(ids[i])).filter((r): r is number => r !== undefined);
-      const plan = planGenes(src.var, loadGeneformerDictionaries(c.data.model_version), { file: c.data.input });
-      tokenMedian = plan.tokenMedian;
-      denoise = runDenoiseBaselines(src, rows, c.denoise, path.join(out, "denoise"), say, plan.colToken);
-    } finally {
-      src.close();
-    }
+/**
+ * 1c. The denoising benchmark's held-out cells and baselines (the training runs' validation cells,
+ * never trained on), built before training so that every arm × seed is scored as soon as it is trained.
+ */
+async function denoiseBenchmark(c: CompareConfig, out: string, jobs: Job[], say: (s: string) => void): Promise<Benchmark> {
+  const src = await openCounts(c.data.input, { layer: c.data.layer, useRaw: c.data.use_raw });
+  let denoise: DenoiseBaselines, heldOutIds: string[], tokenMedian: Float64Array;
+  try {
+    // the split is over the tokenized cells (a cell without known genes is not tokenized): map its ids to rows
+    const ids = readTokenizedDataset(jobs[0].train.data.tokens).cellIds;
+    const { val } = splitCells(ids.length, c.data.val_fraction, c.data.split_seed);
+    heldOutIds = Array.from(val, (i) => ids[i]);
+    const row = new Map(src.obs.index.map((id, i) => [id, i]));
+    const rows = Array.from(val, (i) => row.get(ids[i])).filter((r): r is number => r !== undefined);
+    const plan = planGenes(src.var, loadGeneformerDictionaries(c.data.model_version), { file: c.data.input });
+    tokenMedian = plan.tokenMedian;
+    denoise = runDenoiseBaselines(src, rows, c.denoise, path.join(out, "denoise"), say, plan.colToken);
+  } finally {
+    src.close();
   }
-  const bench = readBenchmarkMatrices(path.join(out, "denoise"), denoise);
+  return { denoise, matrices: readBenchmarkMatrices(path.join(out, "denoise"), denoise), heldOutIds, tokenMedian };
+}
 
-  // 2. train, untrained floor, embed, denoising scores: per arm × seed
-  const budget = Number(jobs[0]?.train.training.max_tokens ?? 0);
-  const isDone = (j: Job) => fs.existsSync(path.join(j.dir, "done.json"));
-  const todo = jobs.filter((j) => !isDone(j));
-  let tokensTrainedNow = 0;
-  let secondsTrainingNow = 0;
-  let interrupted = false;
-  let stopBudget = o.stopAfterSteps;
-  say(
-    `compare: ${c.arms.length} arm(s) × ${c.seeds.length} seed(s), budget ${budget.toLocaleString("en-US")} tokens each; ` +
-      `${jobs.length - todo.length} finished, ${todo.length} to run; backend ${backend.name}`,
-  );
-  for (let ji = 0; ji < jobs.length; ji++) {
-    const j = jobs[ji];
-    if (isDone(j)) continue;
-    fs.mkdirSync(j.dir, { recursive: true });
-    const trainDir = j.train.output.dir;
-    const finished = fs.existsSync(path.join(trainDir, "eval.json")) && fs.existsSync(path.join(trainDir, "final"));
-    const timingFile = path.join(j.dir, "timing.json");
-    const timing = readJson<{ train_s: number }>(timingFile) ?? { train_s: 0 };
-    if (!finished) {
-      const resume = fs.existsSync(trainDir) && listCheckpoints(trainDir).length > 0;
-      const remainingJobs = todo.filter((x) => jobs.indexOf(x) > ji).length;
-      const tag = `arm ${c.arms.indexOf(j.arm) + 1}/${c.arms.length} ${j.arm.name} · seed ${j.seed}`;
-      say(`compare [${tag}]: ${resume ? "resuming" : "training"} ${j.totalSteps} steps`);
-      const start = Date.now();
-      let lastPrint = 0;
-      // throughput of the comparison so far: this call's steps after its first, plus earlier runs
-      let first: { tokens: number; t: number } | undefined;
-      let last = { tokens: 0, t: 0 };
-      const r = await train(j.train, {
-        resume,
-        force: !resume,
-        quiet: true,
-        backend: o.backend,
-        stopAfter: stopBudget,
-        onStep: (m) => {
-          const now = Date.now();
-          first ??= { tokens: m.tokens, t: now };
-          last = { tokens: m.tokens, t: now };
-          if (now - lastPrint < 5000 && m.step !== j.totalSteps) return;
-          lastPrint = now;
-          const tok = tokensTrainedNow + (m.tokens - first.tokens);
-          const secs = secondsTrainingNow + (now - first.t) / 1000;
-          const left = Math.max(0, budget - m.tokens) + remainingJobs * budget;
-          const eta = tok > 0 && secs > 0 ? fmtDuration(left / (tok / secs)) : "?";
-          say(
-            `compare [${tag}] step ${m.step}/${j.totalSteps} · tokens ${m.tokens.toLocaleString("en-US")}/${budget.toLocaleString("en-US")} · loss ${m.loss.toFixed(3)} · ` +
-              `${Math.round(m.tokens_per_s)} tok/s · whole comparison ETA ${eta} (training)`,
-          );
-        },
-      });
-      if (first) {
-        tokensTrainedNow += last.tokens - first.tokens;
-        secondsTrainingNow += (last.t - first.t) / 1000;
-      }
-      const secs = (Date.now() - start) / 1000;
-      timing.train_s += secs;
-      writeFileAtomic(timingFile, JSON.stringify(timing) + "\n");
-      if (stopBudget !== undefined) stopBudget = undefined;
-      if (r.interrupted) {
-        interrupted = true;
-        say(`compare: interrupted in arm ${j.arm.name} seed ${j.seed} at step ${r.step}/${r.totalSteps}; run the same command again to continue`);
-        break;
-      }
-    }
-    // the untrained floor: the same architecture and the same seeded initialisation training started from
-    const untrained = path.join(j.dir, "untrained");
-    if (!fs.existsSync(path.join(untrained, "config.json"))) {
-      const trained = readCheckpoint(path.join(trainDir, "final"));
-      // the same model class as the trained arm (any encoding x objective), fresh weights from the run's seed
-      const model = buildModel(trained.config, trained.model.spec, { seed: j.seed });
-      copyGeneTables(trained.model, model); // gene vectors / genomic positions come from files, not the initialiser
-      writeCheckpoint(untrained, { model, cellfm: { ...trained.cellfm, untrained_floor: true } }, { force: true });
-      model.dispose();
-      trained.model.dispose();
-    }
-    for (const [which, ck] of [["trained", path.join(trainDir, "final")], ["untrained", untrained]] as const) {
-      const file = path.join(j.dir, `emb_${which}.arrow`);
-      if (fs.existsSync(file)) continue;
-      await embedToFile({ checkpoint: ck, input: j.train.data.tokens, output: file, layer: c.embed.layer, backend: o.backend ?? c.backend, quiet: true, log: () => undefined });
-    }
-    let scores: ArmSeedResult["denoise"];
-    if (j.arm.predictsCounts) {
-      const score = (ck: string) => {
-        const loaded = readCheckpoint(ck);
-        try {
-          const m = loaded.model;
-          const maxLen = Math.min(j.train.data.max_length ?? m.config.max_position_embeddings, m.config.max_position_embeddings);
-          const pred = predictCounts(m, m.spec.encoding, bench.noisy, {
-            maxLength: maxLen,
-            geneTokens: Int32Array.from(denoise.tokens),
-            tokenMedian,
-            topGenes: j.arm.tokenize.top_genes,
-            seed: c.denoise.seed,
-          });
-          return denoiseScore(bench.full, bench.noisy, pred);
-        } finally {
-          loaded.model.dispose();
-        }
-      };
-      scores = { trained: score(path.join(trainDir, "final")), untrained: score(untrained) };
+/**
+ * 2a. Train one arm × seed (resuming its checkpoint), with progress lines and the comparison's ETA;
+ * the training seconds accumulate in `timing.json`.
+ * @returns the training result, or undefined when it had already finished.
+ */
+async function trainJob(c: CompareConfig, j: Job, jobs: Job[], todo: Job[], pr: Progress, o: CompareRunOptions, say: (s: string) => void): Promise<{ interrupted: boolean; step: number; totalSteps: number } | undefined> {
+  const trainDir = j.train.output.dir;
+  if (fs.existsSync(path.join(trainDir, "eval.json")) && fs.existsSync(path.join(trainDir, "final"))) return undefined;
+  const timingFile = path.join(j.dir, "timing.json");
+  const timing = readJson<{ train_s: number }>(timingFile) ?? { train_s: 0 };
+  const resume = fs.existsSync(trainDir) && listCheckpoints(trainDir).length > 0;
+  const remainingJobs = todo.filter((x) => jobs.indexOf(x) > jobs.indexOf(j)).length;
+  const tag = `arm ${c.arms.indexOf(j.arm) + 1}/${c.arms.length} ${j.arm.name} · seed ${j.seed}`;
+  say(`compare [${tag}]: ${resume ? "resuming" : "training"} ${j.totalSteps} steps`);
+  const start = Date.now();
+  let lastPrint = 0;
+  // throughput of the comparison so far: this call's steps after its first, plus earlier runs
+  let first: { tokens: number; t: number } | undefined;
+  let last = { tokens: 0, t: 0 };
+  const r = await train(j.train, {
+    resume,
+    force: !resume,
+    quiet: true,
+    backend: o.backend,
+    stopAfter: pr.stopBudget,
+    onStep: (m) => {
+      const now = Date.now();
+      first ??= { tokens: m.tokens, t: now };
+      last = { tokens: m.tokens, t: now };
+      if (now - lastPrint < 5000 && m.step !== j.totalSteps) return;
+      lastPrint = now;
+      const tok = pr.tokensTrainedNow + (m.tokens - first.tokens);
+      const secs = pr.secondsTrainingNow + (now - first.t) / 1000;
+      const left = Math.max(0, pr.budget - m.tokens) + remainingJobs * pr.budget;
+      const eta = tok > 0 && secs > 0 ? fmtDuration(left / (tok / secs)) : "?";
       say(
-        `compare: arm ${j.arm.name} seed ${j.seed} denoising: improvement over the downsampled input ${scores.trained.improvement.toFixed(4)} ` +
-          `(untrained ${scores.untrained.improvement.toFixed(4)}${scores.untrained.improvement > 0 ? ", ABOVE 0: the benchmark's sanity check fails" : ", <= 0 as it must be"})`,
+        `compare [${tag}] step ${m.step}/${j.totalSteps} · tokens ${m.tokens.toLocaleString("en-US")}/${pr.budget.toLocaleString("en-US")} · loss ${m.loss.toFixed(3)} · ` +
+          `${Math.round(m.tokens_per_s)} tok/s · whole comparison ETA ${eta} (training)`,
       );
-    }
-    const ev = readJson<EvalResult>(path.join(trainDir, "eval.json"))!;
-    const rows = fs
-      .readFileSync(path.join(trainDir, "metrics.jsonl"), "utf8")
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as Record<string, number>);
-    const tokens = rows.reduce((m, r) => Math.max(m, r.tokens ?? 0), 0);
-    const done: ArmSeedResult = {
-      arm: j.arm.name,
-      seed: j.seed,
-      steps: ev.step,
-      tokens,
-      eval: ev,
-      train_seconds: timing.train_s,
-      tokens_per_s: tokens / Math.max(timing.train_s, 1e-9),
-      ...(scores ? { denoise: scores } : {}),
-    };
-    writeFileAtomic(path.join(j.dir, "done.json"), JSON.stringify(done, null, 2) + "\n");
-    say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.baseline_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
+    },
+  });
+  if (first) {
+    pr.tokensTrainedNow += last.tokens - first.tokens;
+    pr.secondsTrainingNow += (last.t - first.t) / 1000;
   }
-  if (interrupted) {
-    return { ...buildEmpty(c, out), interrupted: true };
-  }
+  timing.train_s += (Date.now() - start) / 1000;
+  writeFileAtomic(timingFile, JSON.stringify(timing) + "\n");
+  if (pr.stopBudget !== undefined) pr.stopBudget = undefined;
+  return r;
+}
 
-  // 3. assessment per arm: every seed's trained and untrained embeddings, next to HVG + PCA
+/**
+ * 2b. Score a trained arm × seed: its untrained floor (the same architecture and seeded
+ * initialisation training started from), both embeddings, the denoising benchmark (count models),
+ * and `done.json`.
+ */
+async function scoreJob(c: CompareConfig, j: Job, bench: Benchmark, o: CompareRunOptions, say: (s: string) => void): Promise<void> {
+  const trainDir = j.train.output.dir;
+  const untrained = path.join(j.dir, "untrained");
+  if (!fs.existsSync(path.join(untrained, "config.json"))) {
+    const trained = readCheckpoint(path.join(trainDir, "final"));
+    // the same model class as the trained arm (any encoding x objective), fresh weights from the run's seed
+    const model = buildModel(trained.config, trained.model.spec, { seed: j.seed });
+    copyGeneTables(trained.model, model); // gene vectors / genomic positions come from files, not the initialiser
+    writeCheckpoint(untrained, { model, cellfm: { ...trained.cellfm, untrained_floor: true } }, { force: true });
+    model.dispose();
+    trained.model.dispose();
+  }
+  for (const [which, ck] of [["trained", path.join(trainDir, "final")], ["untrained", untrained]] as const) {
+    const file = path.join(j.dir, `emb_${which}.arrow`);
+    if (fs.existsSync(file)) continue;
+    await embedToFile({ checkpoint: ck, input: j.train.data.tokens, output: file, layer: c.embed.layer, backend: o.backend ?? c.backend, quiet: true, log: () => undefined });
+  }
+  let scores: ArmSeedResult["denoise"];
+  if (j.arm.predictsCounts) {
+    const score = (ck: string) => {
+      const loaded = readCheckpoint(ck);
+      try {
+        const m = loaded.model;
+        const maxLen = Math.min(j.train.data.max_length ?? m.config.max_position_embeddings, m.config.max_position_embeddings);
+        const pred = predictCounts(m, m.spec.encoding, bench.matrices.noisy, {
+          maxLength: maxLen,
+          geneTokens: Int32Array.from(bench.denoise.tokens),
+          tokenMedian: bench.tokenMedian,
+          topGenes: j.arm.tokenize.top_genes,
+          seed: c.denoise.seed,
+        });
+        return denoiseScore(bench.matrices.full, bench.matrices.noisy, pred);
+      } finally {
+        loaded.model.dispose();
+      }
+    };
+    scores = { trained: score(path.join(trainDir, "final")), untrained: score(untrained) };
+    say(
+      `compare: arm ${j.arm.name} seed ${j.seed} denoising: improvement over the downsampled input ${scores.trained.improvement.toFixed(4)} ` +
+        `(untrained ${scores.untrained.improvement.toFixed(4)}${scores.untrained.improvement > 0 ? ", ABOVE 0: the benchmark's sanity check fails" : ", <= 0 as it must be"})`,
+    );
+  }
+  const ev = readJson<EvalResult>(path.join(trainDir, "eval.json"))!;
+  const tokens = metricsRows(trainDir).reduce((m, r) => Math.max(m, r.tokens ?? 0), 0);
+  const timing = readJson<{ train_s: number }>(path.join(j.dir, "timing.json")) ?? { train_s: 0 };
+  const done: ArmSeedResult = {
+    arm: j.arm.name,
+    seed: j.seed,
+    steps: ev.step,
+    tokens,
+    eval: ev,
+    train_seconds: timing.train_s,
+    tokens_per_s: tokens / Math.max(timing.train_s, 1e-9),
+    ...(scores ? { denoise: scores } : {}),
+  };
+  writeFileAtomic(path.join(j.dir, "done.json"), JSON.stringify(done, null, 2) + "\n");
+  say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.baseline_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
+}
+
+/** The rows of a training run's metrics.jsonl. */
+function metricsRows(trainDir: string): Record<string, number>[] {
+  return fs
+    .readFileSync(path.join(trainDir, "metrics.jsonl"), "utf8")
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Record<string, number>);
+}
+
+/** 3. The assessment of each arm: every seed's trained and untrained embeddings and its input ceiling, next to HVG + PCA. */
+async function assessArms(c: CompareConfig, out: string, jobs: Job[], heldOutIds: string[], o: CompareRunOptions, say: (s: string) => void): Promise<Record<string, AssessmentResult>> {
   const assessments: Record<string, AssessmentResult> = {};
   for (const arm of c.arms) {
     const dir = path.join(armDir(out, arm.name), "assess");
@@ -397,24 +396,60 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       threads: c.assess.threads,
       umapEpochs: c.assess.umap_epochs,
       backend: o.backend ?? c.backend,
-      heldOutCells: heldOutIds!,
+      heldOutCells: heldOutIds,
       force: true,
       quiet: true,
     });
   }
+  return assessments;
+}
 
-  // 5. the report
+/**
+ * Run (or continue) the comparison and write its report: 1. tokens, plans and the denoising
+ * benchmark, all checked before training; 2. per arm × seed: train, untrained floor, embeddings,
+ * denoising scores; 3. per arm: the assessment; 4. the report.
+ * @returns the aggregated result (also `<output>/compare.json`); `interrupted` when a training run
+ *   was stopped (Ctrl-C or `stopAfterSteps`): re-run the same command to continue.
+ * @throws Error (before anything trains) for a missing label/batch column, a token budget smaller
+ *   than one optimizer step, or an output folder made by a different configuration.
+ */
+export async function runCompare(o: CompareRunOptions): Promise<CompareResult & { interrupted: boolean }> {
+  const c = o.config;
+  const out = path.resolve(o.output);
+  const log = o.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const say = (s: string) => {
+    if (!o.quiet) log(s);
+  };
+  const t0 = Date.now();
+  await checkData(c);
+  prepareOutput(c, out, o.force ?? false);
+  const backend = await initBackend(o.backend ?? c.backend);
+  await tokenizeArms(c, out, say);
+  const jobs = planJobs(c, out, o.workers);
+  const bench = await denoiseBenchmark(c, out, jobs, say);
+
+  const isDone = (j: Job) => fs.existsSync(path.join(j.dir, "done.json"));
+  const todo = jobs.filter((j) => !isDone(j));
+  const pr: Progress = { budget: Number(jobs[0]?.train.training.max_tokens ?? 0), tokensTrainedNow: 0, secondsTrainingNow: 0, stopBudget: o.stopAfterSteps };
+  say(
+    `compare: ${c.arms.length} arm(s) × ${c.seeds.length} seed(s), budget ${pr.budget.toLocaleString("en-US")} tokens each; ` +
+      `${jobs.length - todo.length} finished, ${todo.length} to run; backend ${backend.name}`,
+  );
+  for (const j of jobs) {
+    if (isDone(j)) continue;
+    fs.mkdirSync(j.dir, { recursive: true });
+    const r = await trainJob(c, j, jobs, todo, pr, o, say);
+    if (r?.interrupted) {
+      say(`compare: interrupted in arm ${j.arm.name} seed ${j.seed} at step ${r.step}/${r.totalSteps}; run the same command again to continue`);
+      return { ...buildEmpty(c, out), interrupted: true };
+    }
+    await scoreJob(c, j, bench, o, say);
+  }
+
+  const assessments = await assessArms(c, out, jobs, bench.heldOutIds, o, say);
   const results: ArmSeedResult[] = jobs.map((j) => readJson<ArmSeedResult>(path.join(j.dir, "done.json"))!);
-  const curves = jobs.map((j) => ({
-    arm: j.arm.name,
-    seed: j.seed,
-    rows: fs
-      .readFileSync(path.join(j.train.output.dir, "metrics.jsonl"), "utf8")
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as Record<string, number>),
-  }));
-  const result = await buildReport({ config: c, output: out, results, assessments, curves, denoise, wallSeconds: (Date.now() - t0) / 1000 });
+  const curves = jobs.map((j) => ({ arm: j.arm.name, seed: j.seed, rows: metricsRows(j.train.output.dir) }));
+  const result = await buildReport({ config: c, output: out, results, assessments, curves, denoise: bench.denoise, wallSeconds: (Date.now() - t0) / 1000 });
   say(`compare: report ${path.join(out, "report.md")} (and report.html, compare.json)`);
   return { ...result, interrupted: false };
 }
