@@ -118,6 +118,11 @@ export interface CellSpec {
   bottleneck?: { genes: number[]; likelihood: Likelihood; [extra: string]: unknown };
 }
 
+/** The token objective's head of a model's head (inside a {@link CompositeHead}, its token head, if any). */
+export function tokenHeadOf(head: Head): Head | undefined {
+  return head instanceof CompositeHead ? head.token : head;
+}
+
 /** Σ_k w_k · term_k over the token head (when its weight > 0) and the cell heads (module comment). */
 export class CompositeHead implements Head<LossTargets & CellTargets> {
   readonly bottleneck?: BottleneckHead;

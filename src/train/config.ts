@@ -145,6 +145,9 @@ const trainingSchema = z.strictObject({
     .strictObject({
       genes: posInt().default(2000),
       likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("nb"),
+      // a tokenized dataset of the same cells whose tokens carry every expressed gene's count (rank
+      // tokens): the bottleneck's targets, for tokens that keep a few genes per cell (--top-genes)
+      counts_from: str().optional(),
     })
     .default(() => ({ genes: 2000, likelihood: "nb" as const })),
   likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("zinb"),
@@ -319,6 +322,7 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
   }
   if (errors.length) throw new Error(errors.join("\n"));
   const { split: _split, ...dataRest } = c.data;
+  if (t.bottleneck.counts_from) t.bottleneck.counts_from = path.resolve(cwd, t.bottleneck.counts_from);
   const model = c.model.gene_embeddings ? { ...c.model, gene_embeddings: { ...c.model.gene_embeddings, path: path.resolve(cwd, c.model.gene_embeddings.path) } } : c.model;
   return {
     source,

@@ -257,7 +257,7 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
     const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], removed, dataset.counts?.[i]);
-    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
+    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts, i);
     for (const t of c.inputIds) if (t > maxId) maxId = t;
     cells.push(c);
   }
@@ -273,7 +273,7 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const heldOutGeneCells = axis.heldOut
     ? Array.from(val, (i) => {
         const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], [axis.dropped], dataset.counts?.[i]);
-        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
+        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts, i);
       })
     : undefined;
   return {
@@ -957,7 +957,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       // the baseline sees the held-out genes' counts in the training cells (which the model never did)
       const fullTrain = Array.from(p.trainIdx, (i) => {
         const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
-        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts);
+        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts, i);
       });
       const hb = objective.baseline(fullTrain, heldOutBatches);
       evalResult.held_out_genes = {

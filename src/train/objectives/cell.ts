@@ -30,6 +30,7 @@ import { sampleGenes, type GeneSampleOptions } from "../gene-sampling.js";
 import { truncateCell } from "../masking.js";
 import { batchTensors, disposeBatch } from "../grad-protocol.js";
 import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
+import { readTokenizedDataset } from "../../data/tokenized.js";
 
 /** The raw counts of a dataset cell's tokens (rank / counts: the values; binned: the counts column). */
 export function tokenCounts(values: Float32Array | undefined, counts: Float32Array | undefined, valuesKind: string | undefined): Float32Array | undefined {
@@ -67,7 +68,8 @@ export interface CellObjectiveOptions {
   /** weight per term (the token objective under its own name). */
   objectives: Record<string, number>;
   pooling: Pooling;
-  bottleneck?: { genes: Int32Array; likelihood: Likelihood };
+  /** the decoder's genes and likelihood; `targets`: every dataset cell's gene tokens and counts (the source of each cell's target). */
+  bottleneck?: { genes: Int32Array; likelihood: Likelihood; targets?: readonly { ids: Int32Array; counts: Float32Array }[] };
   /** the token objective's encoding and the context choice when it does not collate (weight 0). */
   encoding: string;
   padId: number;
@@ -104,15 +106,17 @@ export class CellObjective implements Objective {
     };
   }
 
-  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array): TrainCell {
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array, index?: number): TrainCell {
     const c = this.tokenOn || this.o.encoding !== RANK_ENCODING ? this.token.cellFromDataset(inputIds, values, nCounts, counts) : { inputIds: truncateCell(inputIds, this.o.maxLength, this.o.eosId) };
     if (this.o.bottleneck) {
-      const raw = tokenCounts(values, counts, this.o.valuesKind);
+      // the cell's counts of every expressed gene: from the targets' dataset (by index) or its own tokens
+      const src = index !== undefined && this.o.bottleneck.targets ? this.o.bottleneck.targets[index] : { ids: inputIds, counts: tokenCounts(values, counts, this.o.valuesKind) };
+      const raw = src.counts;
       if (!raw) throw new Error("training.objectives.bottleneck: the tokens carry no counts (rank and counts tokens carry them, binned tokens a counts column); re-tokenize with this cellfm version");
       const idx: number[] = [], val: number[] = [];
       let lib = 0;
-      for (let i = 0; i < inputIds.length; i++) {
-        const j = this.column.get(inputIds[i]);
+      for (let i = 0; i < src.ids.length; i++) {
+        const j = this.column.get(src.ids[i]);
         if (j !== undefined && raw[i] > 0) {
           idx.push(j);
           val.push(raw[i]);
@@ -284,30 +288,44 @@ export function withCellObjectives(
   a: {
     objectives?: Record<string, number>;
     pooling?: Pooling;
-    bottleneck: { genes: number; likelihood: Likelihood };
+    bottleneck: { genes: number; likelihood: Likelihood; counts_from?: string };
     encoding: string;
     manifest: { values_kind?: string; top_genes?: number };
     tokens: string;
     vocabulary: { size: number; pad: number; mask: number; cls?: number; eos?: number };
     maxLength: number;
     sampling: GeneSampleOptions;
-    dataset: { inputIds: Int32Array[]; values?: Float32Array[]; counts?: Float32Array[] };
+    dataset: { cellIds: string[]; inputIds: Int32Array[]; values?: Float32Array[]; counts?: Float32Array[] };
   },
 ): Objective {
   if (!a.objectives && !a.pooling) return token;
   const objectives = a.objectives ?? { [token.name]: 1 };
   let bottleneck: CellObjectiveOptions["bottleneck"];
+  let targetCells: { ids: Int32Array; counts: Float32Array }[] | undefined;
   if ((objectives.bottleneck ?? 0) > 0) {
-    if (a.manifest.top_genes !== undefined) {
+    const from = a.bottleneck.counts_from;
+    if (a.manifest.top_genes !== undefined && !from) {
       throw new Error(
-        `training.objectives.bottleneck: ${a.tokens} keeps only each cell's top ${a.manifest.top_genes} genes (--top-genes), so it has no counts of the other genes to decode; tokenize without --top-genes (rank tokens keep every expressed gene's count)`,
+        `training.objectives.bottleneck: ${a.tokens} keeps only each cell's top ${a.manifest.top_genes} genes (--top-genes), so it has no counts of the other genes to decode; ` +
+          `tokenize without --top-genes, or give training.bottleneck.counts_from: a rank tokenization of the same cells`,
       );
     }
-    const cells = a.dataset.inputIds.map((ids, i) => ({ ids, counts: tokenCounts(a.dataset.values?.[i], a.dataset.counts?.[i], a.manifest.values_kind) }));
-    if (cells.some((c) => !c.counts)) throw new Error(`training.objectives.bottleneck: ${a.tokens} has no raw counts per token; re-tokenize with this cellfm version`);
+    let cells: { ids: Int32Array; counts?: Float32Array }[];
+    if (from) {
+      // the targets come from another tokenization of the same cells (e.g. rank tokens: every expressed gene's count)
+      const other = readTokenizedDataset(from);
+      const row = new Map(other.cellIds.map((id, i) => [id, i]));
+      cells = a.dataset.cellIds.map((id) => {
+        const i = row.get(id);
+        if (i === undefined) throw new Error(`training.bottleneck.counts_from: cell ${id} of ${a.tokens} is not in ${from}`);
+        return { ids: other.inputIds[i], counts: tokenCounts(other.values?.[i], other.counts?.[i], other.manifest.values_kind) };
+      });
+    } else cells = a.dataset.inputIds.map((ids, i) => ({ ids, counts: tokenCounts(a.dataset.values?.[i], a.dataset.counts?.[i], a.manifest.values_kind) }));
+    if (cells.some((c) => !c.counts)) throw new Error(`training.objectives.bottleneck: ${from ?? a.tokens} has no raw counts per token; re-tokenize with this cellfm version`);
+    targetCells = cells as { ids: Int32Array; counts: Float32Array }[];
     const special = new Set([a.vocabulary.pad, a.vocabulary.mask, a.vocabulary.cls, a.vocabulary.eos].filter((t): t is number => t !== undefined));
-    const genes = bottleneckGenes(cells as { ids: Int32Array; counts: Float32Array }[], a.vocabulary.size, a.bottleneck.genes, special);
-    bottleneck = { genes, likelihood: a.bottleneck.likelihood };
+    const genes = bottleneckGenes(targetCells, a.vocabulary.size, a.bottleneck.genes, special);
+    bottleneck = { genes, likelihood: a.bottleneck.likelihood, targets: targetCells };
   }
   return new CellObjective(token, {
     objectives,

@@ -68,7 +68,7 @@ export interface Objective {
    * One training cell from the dataset's columns (rank: truncated to the context; value encodings:
    * kept whole, the context is sampled at collate time).
    */
-  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array): TrainCell;
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array, index?: number): TrainCell;
   /** Tokens the cell has in a batch (for length-grouped batch planning). */
   contextLength(cell: TrainCell): number;
   /**
