@@ -70,11 +70,18 @@ export function poolCells(hidden: tf.Tensor2D, weights: tf.Tensor2D, pooling: Po
 export class BottleneckHead {
   private readonly w: Record<string, tf.Variable> = {};
 
-  constructor(c: BertConfig, p: ParamStore, readonly nGenes: number, readonly likelihood: Likelihood) {
+  /**
+   * @param decoder `mlp`: one hidden layer act(W₁c + b₁) before the gene logits (scVI's `DecoderSCVI`);
+   *   `linear`: the gene logits are W₂c + b₂ (scVI's `LinearDecoderSCVI`, LDVAE), so the cell embedding
+   *   must hold the expression program linearly
+   */
+  constructor(c: BertConfig, p: ParamStore, readonly nGenes: number, readonly likelihood: Likelihood, readonly decoder: BottleneckDecoder = "mlp") {
     if (!Number.isInteger(nGenes) || nGenes < 1) throw new Error(`bottleneck: expected a positive number of genes, got ${nGenes}`);
     const H = c.hidden_size;
-    this.w.dW = p.add("cls.bottleneck.transform.dense.weight", [H, H], "normal", { linear: true });
-    this.w.dB = p.add("cls.bottleneck.transform.dense.bias", [H], "zeros");
+    if (decoder === "mlp") {
+      this.w.dW = p.add("cls.bottleneck.transform.dense.weight", [H, H], "normal", { linear: true });
+      this.w.dB = p.add("cls.bottleneck.transform.dense.bias", [H], "zeros");
+    }
     this.w.oW = p.add("cls.bottleneck.decoder.weight", [H, nGenes], "normal", { linear: true });
     this.w.oB = p.add("cls.bottleneck.decoder.bias", [nGenes], "zeros");
     this.w.theta = p.add("cls.bottleneck.dispersion", [nGenes], "zeros");
@@ -87,7 +94,7 @@ export class BottleneckHead {
   /** Per-cell mean NLL over the genes, `[batch]`. */
   nllPerCell(cell: tf.Tensor2D, t: CellTargets, ctx: ForwardContext): tf.Tensor1D {
     const B = cell.shape[0], G = this.nGenes;
-    const h = linear(cell, this.w.dW as tf.Tensor2D, this.w.dB as tf.Tensor1D, ctx.config.hidden_act);
+    const h = this.decoder === "mlp" ? linear(cell, this.w.dW as tf.Tensor2D, this.w.dB as tf.Tensor1D, ctx.config.hidden_act) : cell;
     const rho = tf.softmax(linear(h, this.w.oW as tf.Tensor2D, this.w.oB as tf.Tensor1D));
     const mu = tf.mul(rho, tf.tensor2d(t.cellLibrary!, [B, 1]));
     const x = tf.tensor2d(t.cellCounts!, [B, G]);
@@ -109,13 +116,17 @@ export class BottleneckHead {
   }
 }
 
+/** `training.bottleneck.decoder` choices (see {@link BottleneckHead}). */
+export const BOTTLENECK_DECODERS = ["mlp", "linear"] as const;
+export type BottleneckDecoder = (typeof BOTTLENECK_DECODERS)[number];
+
 /** The cell block of a model spec (config.json `cellfm.cell`). */
 export interface CellSpec {
   pooling: Pooling;
   /** weight of each term; the token objective's under its own name (`mlm`, `denoise`), absent or 0 = off. */
   objectives: Record<string, number>;
   /** the bottleneck's decoder: genes (token ids of the dataset's HVGs) and likelihood. */
-  bottleneck?: { genes: number[]; likelihood: Likelihood; [extra: string]: unknown };
+  bottleneck?: { genes: number[]; likelihood: Likelihood; decoder?: BottleneckDecoder; [extra: string]: unknown };
 }
 
 /** The token objective's head of a model's head (inside a {@link CompositeHead}, its token head, if any). */
@@ -136,7 +147,7 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
     this.tokenWeight = token ? (cell.objectives[tokenName] ?? 0) : 0;
     if ((cell.objectives.bottleneck ?? 0) > 0) {
       if (!cell.bottleneck) throw new Error("cellfm.cell.bottleneck: the bottleneck objective needs its gene list");
-      this.bottleneck = new BottleneckHead(c, p, cell.bottleneck.genes.length, cell.bottleneck.likelihood);
+      this.bottleneck = new BottleneckHead(c, p, cell.bottleneck.genes.length, cell.bottleneck.likelihood, cell.bottleneck.decoder ?? "mlp");
     }
   }
 

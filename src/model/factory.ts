@@ -10,7 +10,7 @@
  */
 import { z } from "zod";
 import { BertEmbeddings, BertForMaskedLM, CellModel, type HeadFactory, type LossTargets, MlmHead, type ModelSpec, RANK_ENCODING } from "./bert.js";
-import { type CellSpec, CompositeHead, POOLINGS } from "./cell-heads.js";
+import { BOTTLENECK_DECODERS, type CellSpec, CompositeHead, POOLINGS } from "./cell-heads.js";
 import type { BertConfig } from "./config.js";
 import type { Likelihood } from "./likelihoods.js";
 import { BinHead, DenoiseHead, type GeneIdentityOptions, GeneValueEmbeddings, ValueRegressionHead } from "./value-model.js";
@@ -155,6 +155,7 @@ export const CellfmModelBlockSchema = z
             .object({
               genes: z.array(z.number().int().nonnegative(), { error: "cellfm.cell.bottleneck.genes: expected a list of token ids" }),
               likelihood: z.enum(["zinb", "nb", "poisson"], { error: "cellfm.cell.bottleneck.likelihood: expected zinb | nb | poisson" }),
+              decoder: z.enum(BOTTLENECK_DECODERS, { error: `cellfm.cell.bottleneck.decoder: expected ${BOTTLENECK_DECODERS.join(" | ")}` }).optional(),
             })
             .passthrough()
             .optional(),

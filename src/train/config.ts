@@ -25,7 +25,7 @@ import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { GENEFORMER_V1_12L, GENEFORMER_V1_6L, type BertConfig } from "../model/config.js";
-import { CELL_OBJECTIVES, POOLINGS } from "../model/cell-heads.js";
+import { BOTTLENECK_DECODERS, CELL_OBJECTIVES, POOLINGS } from "../model/cell-heads.js";
 
 /** Token objectives (`training.objective`; also keys of `training.objectives`). */
 export const TOKEN_OBJECTIVES = ["mlm", "denoise"] as const;
@@ -145,11 +145,12 @@ const trainingSchema = z.strictObject({
     .strictObject({
       genes: posInt().default(2000),
       likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("nb"),
+      decoder: oneOf(BOTTLENECK_DECODERS).default("mlp"),
       // a tokenized dataset of the same cells whose tokens carry every expressed gene's count (rank
       // tokens): the bottleneck's targets, for tokens that keep a few genes per cell (--top-genes)
       counts_from: str().optional(),
     })
-    .default(() => ({ genes: 2000, likelihood: "nb" as const })),
+    .default(() => ({ genes: 2000, likelihood: "nb" as const, decoder: "mlp" as const })),
   likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("zinb"),
   noise: prob().default(0.6),
   downsample: oneOf(["scprint", "binomial"] as const).default("scprint"),

@@ -22,7 +22,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { GeneMoments, seuratHvg } from "../../assess/hvg.js";
 import { type CellModel, type ForwardContext, RANK_ENCODING } from "../../model/bert.js";
 import type { BertConfig } from "../../model/config.js";
-import { type CellSpec, CompositeHead, type Pooling } from "../../model/cell-heads.js";
+import { type BottleneckDecoder, type CellSpec, CompositeHead, type Pooling } from "../../model/cell-heads.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import { DropoutContext } from "../../model/ops.js";
 import type { Rng } from "../../rng.js";
@@ -69,7 +69,7 @@ export interface CellObjectiveOptions {
   objectives: Record<string, number>;
   pooling: Pooling;
   /** the decoder's genes and likelihood; `targets`: every dataset cell's gene tokens and counts (the source of each cell's target). */
-  bottleneck?: { genes: Int32Array; likelihood: Likelihood; targets?: readonly { ids: Int32Array; counts: Float32Array }[] };
+  bottleneck?: { genes: Int32Array; likelihood: Likelihood; decoder: BottleneckDecoder; targets?: readonly { ids: Int32Array; counts: Float32Array }[] };
   /** the token objective's encoding and the context choice when it does not collate (weight 0). */
   encoding: string;
   padId: number;
@@ -101,7 +101,7 @@ export class CellObjective implements Objective {
       cell: {
         pooling: o.pooling,
         objectives: o.objectives,
-        ...(o.bottleneck ? { bottleneck: { genes: Array.from(o.bottleneck.genes), likelihood: o.bottleneck.likelihood, selection: "seurat-flavour highly variable genes of the tokenized dataset" } } : {}),
+        ...(o.bottleneck ? { bottleneck: { genes: Array.from(o.bottleneck.genes), likelihood: o.bottleneck.likelihood, decoder: o.bottleneck.decoder, selection: "seurat-flavour highly variable genes of the tokenized dataset" } } : {}),
       },
     };
   }
@@ -288,7 +288,7 @@ export function withCellObjectives(
   a: {
     objectives?: Record<string, number>;
     pooling?: Pooling;
-    bottleneck: { genes: number; likelihood: Likelihood; counts_from?: string };
+    bottleneck: { genes: number; likelihood: Likelihood; decoder: BottleneckDecoder; counts_from?: string };
     encoding: string;
     manifest: { values_kind?: string; top_genes?: number };
     tokens: string;
@@ -325,7 +325,7 @@ export function withCellObjectives(
     targetCells = cells as { ids: Int32Array; counts: Float32Array }[];
     const special = new Set([a.vocabulary.pad, a.vocabulary.mask, a.vocabulary.cls, a.vocabulary.eos].filter((t): t is number => t !== undefined));
     const genes = bottleneckGenes(targetCells, a.vocabulary.size, a.bottleneck.genes, special);
-    bottleneck = { genes, likelihood: a.bottleneck.likelihood, targets: targetCells };
+    bottleneck = { genes, likelihood: a.bottleneck.likelihood, decoder: a.bottleneck.decoder, targets: targetCells };
   }
   return new CellObjective(token, {
     objectives,
