@@ -25,6 +25,7 @@
 import { encodingByName, ENCODINGS } from "../encoding/index.js";
 import type { CellModel } from "../model/bert.js";
 import { DenoiseHead } from "../model/value-model.js";
+import { tokenHeadOf } from "../model/cell-heads.js";
 import { makeRng } from "../rng.js";
 import { predictMeans } from "../denoise/predict.js";
 import type { DenseCounts } from "./denoise.js";
@@ -101,7 +102,7 @@ export function buildContexts(noisy: DenseCounts, encoding: string, o: PredictOp
  * @throws Error when the model has no count head, the encoding cannot be fed, or μ is not finite.
  */
 export function predictCounts(model: CellModel, encoding: string, noisy: DenseCounts, o: PredictOptions): DenseCounts {
-  if (!(model.head instanceof DenoiseHead)) throw new Error(`predictCounts: the model (${model.spec.architecture}) has no count head; only objective denoise predicts counts`);
+  if (!(tokenHeadOf(model.head) instanceof DenoiseHead)) throw new Error(`predictCounts: the model (${model.spec.architecture}) has no count head; only objective denoise predicts counts`);
   // binned: the bins the model was trained on (its cellfm.head.n_bins), not the default
   const nBins = o.nBins ?? (typeof model.spec.head?.n_bins === "number" ? model.spec.head.n_bins : undefined);
   const contexts = buildContexts(noisy, encoding, { ...o, nBins });

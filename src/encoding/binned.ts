@@ -5,7 +5,7 @@
  * no position (`GeneValueEmbeddings`). The dataset also stores the raw counts (`counts` column), for
  * denoising. Contexts are gene sets (`./gene-set.ts`).
  */
-import { CellModel, type EmbeddingFactory, type ModelSpec } from "../model/bert.js";
+import type { EmbeddingFactory, ModelSpec } from "../model/bert.js";
 import { BinHead, GeneValueEmbeddings } from "../model/value-model.js";
 import { makeRng } from "../rng.js";
 import { binCounts, DEFAULT_N_BINS } from "../tokenize/binning.js";
@@ -26,10 +26,7 @@ export const BINNED = {
   readsValues: true,
   defaults: { n_bins: DEFAULT_N_BINS },
   models: {
-    mlm: {
-      architecture: "CellfmForMaskedBins",
-      build: (config, spec, seed) => new CellModel(config, { seed }, spec, embedding(spec), (c, p) => new BinHead(c, p, nBinsOf(spec, DEFAULT_N_BINS))),
-    },
+    mlm: { architecture: "CellfmForMaskedBins", embedding, head: (spec) => (c, p) => new BinHead(c, p, nBinsOf(spec, DEFAULT_N_BINS)) },
     denoise: denoiseModel("CellfmForDenoising", embedding),
   },
   masked(o, where) {

@@ -4,7 +4,7 @@
  * (`GeneValueEmbeddings`). Contexts are gene sets (`./gene-set.ts`), scPRINT's collator's
  * `how="random expr"`.
  */
-import { CellModel, type EmbeddingFactory, type ModelSpec } from "../model/bert.js";
+import type { EmbeddingFactory, ModelSpec } from "../model/bert.js";
 import { GeneValueEmbeddings, ValueRegressionHead } from "../model/value-model.js";
 import { coveringSetContexts, listSetContext, setBenchmarkGroups, setInferenceContext } from "./gene-set.js";
 import { countsNoisyInput, geneSetCells, geneSetSampling, noiseOf } from "../train/objectives/inputs.js";
@@ -23,10 +23,7 @@ export const COUNTS = {
   readsValues: true,
   defaults: {},
   models: {
-    mlm: {
-      architecture: "CellfmForMaskedValues",
-      build: (config, spec, seed) => new CellModel(config, { seed }, spec, embedding(spec), (c, p) => new ValueRegressionHead(c, p)),
-    },
+    mlm: { architecture: "CellfmForMaskedValues", embedding, head: () => (c, p) => new ValueRegressionHead(c, p) },
     denoise: denoiseModel("CellfmForDenoising", embedding),
   },
   masked(o, where) {

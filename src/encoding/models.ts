@@ -3,7 +3,7 @@
  * identity of the value encodings' input embedding (`cellfm.gene_embeddings`, `cellfm.genomic_positions`)
  * and the denoising model (any input embedding + scPRINT's count head).
  */
-import { CellModel, type EmbeddingFactory, type ModelSpec } from "../model/bert.js";
+import type { EmbeddingFactory, ModelSpec } from "../model/bert.js";
 import { LIKELIHOODS, type Likelihood } from "../model/likelihoods.js";
 import { DenoiseHead, type GeneIdentityOptions } from "../model/value-model.js";
 import type { EncodingModel } from "./types.js";
@@ -33,8 +33,5 @@ export function geneIdentityOf(spec: Pick<ModelSpec, "gene_embeddings" | "genomi
 
 /** A denoising model (scPRINT's count head, `cellfm.head.likelihood`) on an encoding's input embedding. */
 export function denoiseModel(architecture: string, embedding: (spec: ModelSpec) => EmbeddingFactory): EncodingModel {
-  return {
-    architecture,
-    build: (config, spec, seed) => new CellModel(config, { seed }, spec, embedding(spec), (c, p) => new DenoiseHead(c, p, likelihoodOf(spec))),
-  };
+  return { architecture, embedding, head: (spec) => (c, p) => new DenoiseHead(c, p, likelihoodOf(spec)) };
 }

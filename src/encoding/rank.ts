@@ -9,7 +9,7 @@
  * keeps the cell's top genes (V2 keeps `<eos>` last, as Geneformer's tokenizer truncates before
  * appending it).
  */
-import { BertEmbeddings, BertForMaskedLM } from "../model/bert.js";
+import { BertEmbeddings, BertForMaskedLM, MlmHead } from "../model/bert.js";
 import { rankValueOrder } from "../tokenize/geneformer.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { noiseOf, rankCells, rankNoisyInput } from "../train/objectives/inputs.js";
@@ -51,7 +51,13 @@ export const RANK = {
   readsValues: false,
   defaults: {},
   models: {
-    mlm: { architecture: "BertForMaskedLM", build: (config, _spec, seed) => new BertForMaskedLM(config, { seed }) },
+    mlm: {
+      architecture: "BertForMaskedLM",
+      embedding: () => (c, p) => new BertEmbeddings(c, p),
+      // the decoder is tied to the word embeddings, as HF BertForMaskedLM
+      head: () => (c, p, emb) => new MlmHead(c, p, (emb as BertEmbeddings).word),
+      plain: (config, seed) => new BertForMaskedLM(config, { seed }),
+    },
     denoise: denoiseModel("CellfmRankForDenoising", () => (c, p) => new BertEmbeddings(c, p)),
   },
   masked: (o) => ({

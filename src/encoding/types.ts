@@ -7,7 +7,7 @@
  * them. A new encoding is one file and one row of that list (as a new likelihood is one key of
  * scvi-tools' `scvi/module/_vae.py` `gene_likelihood` switch).
  */
-import type { CellModel, ModelSpec } from "../model/bert.js";
+import type { CellModel, EmbeddingFactory, HeadFactory, LossTargets, ModelSpec } from "../model/bert.js";
 import type { BertConfig } from "../model/config.js";
 import type { Rng } from "../rng.js";
 import type { ObjectiveContext } from "../train/objectives/index.js";
@@ -20,11 +20,18 @@ export interface GeneContext {
   values: Float32Array;
 }
 
-/** A model an encoding builds for one objective, and the HF `architectures[0]` it is saved under. */
+/**
+ * A model an encoding builds for one objective: the HF `architectures[0]` it is saved under, its
+ * input embedding and its token head (the factory adds cell-level heads, `src/model/factory.ts`).
+ */
 export interface EncodingModel {
   architecture: string;
-  /** fresh weights from `seed` (the spec is validated; `spec.head` holds the head options). */
-  build(config: BertConfig, spec: ModelSpec, seed: number): CellModel;
+  /** the input embedding (the spec is validated; `spec.head` holds the head options). */
+  embedding(spec: ModelSpec): EmbeddingFactory;
+  /** the token objective's head. */
+  head(spec: ModelSpec): HeadFactory<LossTargets>;
+  /** the same model as a class of its own, built when there are no cell-level heads (rank + mlm: HF `BertForMaskedLM`). */
+  plain?(config: BertConfig, seed: number): CellModel;
 }
 
 /** Options of {@link Encoding.benchmarkContexts}. */

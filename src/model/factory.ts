@@ -10,10 +10,22 @@
  */
 import { z } from "zod";
 import { ENCODINGS, encodingByName } from "../encoding/index.js";
-import type { CellModel, ModelSpec } from "./bert.js";
+import { CellModel, type HeadFactory, type LossTargets, type ModelSpec } from "./bert.js";
+import { BOTTLENECK_DECODERS, type CellSpec, CompositeHead, POOLINGS } from "./cell-heads.js";
 import type { BertConfig } from "./config.js";
+import { LIKELIHOODS } from "./likelihoods.js";
 
 export { geneIdentityOf } from "../encoding/models.js";
+
+/**
+ * The head of a model: the token objective's head, or with a `cellfm.cell` block the
+ * {@link CompositeHead} of the token head (left out when its weight is 0) and the cell heads.
+ */
+function withCell<T extends LossTargets>(spec: ModelSpec, head: HeadFactory<T>): HeadFactory<LossTargets> {
+  const cell = spec.cell;
+  if (!cell) return head as HeadFactory<LossTargets>;
+  return (c, p, e) => new CompositeHead(c, p, (cell.objectives[spec.objective] ?? 0) > 0 ? (head(c, p, e) as never) : undefined, spec.objective, cell);
+}
 
 /** A model the factory can build: encoding × objective, and the HF architecture name it is saved under. */
 interface Builder {
@@ -23,9 +35,19 @@ interface Builder {
   build(config: BertConfig, spec: ModelSpec, seed: number): CellModel;
 }
 
-/** Every encoding's models (`src/encoding/`), one row per encoding × objective. */
+/**
+ * Every encoding's models (`src/encoding/`), one row per encoding × objective: the encoding's input
+ * embedding and token head (with cell-level heads, {@link withCell}); the encoding's own class
+ * (`plain`, rank + mlm: HF `BertForMaskedLM`) when there is no `cellfm.cell` block.
+ */
 const BUILDERS: Builder[] = ENCODINGS.flatMap((e) =>
-  Object.entries(e.models).map(([objective, m]) => ({ encoding: e.name, objective, architecture: m.architecture, build: m.build })),
+  Object.entries(e.models).map(([objective, m]) => ({
+    encoding: e.name,
+    objective,
+    architecture: m.architecture,
+    build: (config: BertConfig, spec: ModelSpec, seed: number) =>
+      m.plain && !spec.cell ? m.plain(config, seed) : new CellModel(config, { seed }, spec, m.embedding(spec), withCell(spec, m.head(spec))),
+  })),
 );
 
 /** Encoding × objective pairs the model factory can build, with their HF architecture names. */
@@ -53,6 +75,23 @@ export const CellfmModelBlockSchema = z
     genomic_positions: z
       .union([z.boolean(), z.record(z.string(), z.unknown())], { error: "cellfm.genomic_positions: expected true, false or a mapping" })
       .optional(),
+    cell: z
+      .object(
+        {
+          pooling: z.enum(POOLINGS, { error: `cellfm.cell.pooling: expected ${POOLINGS.join(" | ")}` }),
+          objectives: z.record(z.string(), z.number().nonnegative(), { error: "cellfm.cell.objectives: expected a mapping of term → weight >= 0" }),
+          bottleneck: z
+            .object({
+              genes: z.array(z.number().int().nonnegative(), { error: "cellfm.cell.bottleneck.genes: expected a list of token ids" }),
+              likelihood: z.enum(LIKELIHOODS, { error: `cellfm.cell.bottleneck.likelihood: expected ${LIKELIHOODS.join(" | ")}` }),
+              decoder: z.enum(BOTTLENECK_DECODERS, { error: `cellfm.cell.bottleneck.decoder: expected ${BOTTLENECK_DECODERS.join(" | ")}` }).optional(),
+            })
+            .passthrough()
+            .optional(),
+        },
+        { error: "cellfm.cell: expected a mapping (pooling, objectives, bottleneck)" },
+      )
+      .optional(),
   })
   .passthrough();
 
@@ -76,7 +115,7 @@ export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpe
         .join("; "),
     );
   }
-  const { encoding, objective, head, gene_embeddings, genomic_positions } = r.data;
+  const { encoding, objective, head, gene_embeddings, genomic_positions, cell } = r.data;
   const b = BUILDERS.find((x) => x.encoding === encoding && x.objective === objective);
   if (!b) {
     const pairs = BUILDERS.map((x) => `${x.encoding} + ${x.objective}`).join(", ");
@@ -102,6 +141,7 @@ export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpe
     ...(head ? { head } : {}),
     ...(gene_embeddings ? { gene_embeddings: gene_embeddings as ModelSpec["gene_embeddings"] } : {}),
     ...(genomic_positions ? { genomic_positions } : {}),
+    ...(cell ? { cell: cell as CellSpec } : {}),
   };
 }
 

@@ -52,6 +52,7 @@ import { resolveModelSection, type TrainConfig } from "./config.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { batchTensors, disposeBatch } from "./grad-protocol.js";
 import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
+import { CellObjective, evaluateTerms, withCellObjectives } from "./objectives/cell.js";
 import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
 import { DataParallel, shardBatch } from "./parallel.js";
 import { BatchStream, epochBatches } from "./sampler.js";
@@ -133,6 +134,13 @@ export interface EvalResult {
   n_masked: number;
   /** How the baseline is defined. */
   baseline: string;
+  /**
+   * `training.objectives`: each term on the held-out cells (its weight, the model's loss, the
+   * untrained model's, its own baseline's); `model_loss` above is the weighted sum.
+   */
+  terms?: Record<string, { weight: number; model_loss: number; initial_loss?: number; baseline_loss?: number; baseline_name?: string; improvement?: number }>;
+  /** The cell embedding's pooling (`model.pooling`), with cell-level objectives. */
+  pooling?: string;
   /** Gene-axis counts (genes with / without a vector, placed / unplaced, held out), when any option is on. */
   gene_axis?: GeneAxisReport;
   /**
@@ -226,17 +234,30 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const mt = dataset.manifest.measured_tokens;
   const manifest =
     mt && (axis.dropped || axis.heldOut) ? { ...dataset.manifest, measured_tokens: mt.filter((t) => !axis.dropped?.[t] && !axis.heldOut?.[t]) } : dataset.manifest;
-  const objective = makeObjective(
+  const tokenObjective = makeObjective(
     dataset.manifest.encoding,
     config.training.objective,
     { vocabulary, training: config.training, maxLength, manifest, tokens: config.data.tokens },
     config.source,
   );
+  // training.objectives / model.pooling: cell-level terms on top of the token objective (./objectives/cell.ts)
+  const objective = withCellObjectives(tokenObjective, {
+    objectives: config.training.objectives,
+    pooling: config.model.pooling,
+    bottleneck: config.training.bottleneck,
+    encoding: dataset.manifest.encoding,
+    manifest,
+    tokens: config.data.tokens,
+    vocabulary,
+    maxLength,
+    sampling: { maxLength, padWithUnexpressed: config.training.pad_with_unexpressed, pool: manifest.measured_tokens ? Int32Array.from(manifest.measured_tokens) : undefined },
+    dataset,
+  });
   const cells: TrainCell[] = [];
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
     const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], removed, dataset.counts?.[i]);
-    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
+    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts, i);
     for (const t of c.inputIds) if (t > maxId) maxId = t;
     cells.push(c);
   }
@@ -252,7 +273,7 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const heldOutGeneCells = axis.heldOut
     ? Array.from(val, (i) => {
         const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], [axis.dropped], dataset.counts?.[i]);
-        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
+        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts, i);
       })
     : undefined;
   return {
@@ -583,7 +604,7 @@ async function setupRun(config: TrainConfig, opts: TrainOptions): Promise<Run> {
   const typical = typicalStep(bertConfig, p.trainLengths, t.batch_size, t.max_tokens_per_batch);
   const workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
 
-  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec }, { seed: t.seed });
+  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec, ...objective.spec }, { seed: t.seed });
   applyGeneAxis(model, p.axis);
   const optimizer = new AdamW(model.trainableWeights, {
     beta1: t.adam_beta1,
@@ -733,6 +754,7 @@ function checkpointer(run: Run, stream: BatchStream): { save(dir: string): void;
     objective: run.objective.name,
     ...(run.objective.head ? { head: run.objective.head } : {}),
     ...p.axis.spec,
+    ...run.objective.spec,
     model_version: p.modelVersion,
     dictionary: p.dataset.manifest.dictionary,
     // value encodings tokenized with --top-genes: `cellfm denoise` reads the same genes per cell
@@ -888,11 +910,11 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
 }
 
 /** Log a step: `onStep`, and on log / evaluation / last steps a metrics.jsonl row (the interval's mean loss), the bar or a line. */
-function logStep(run: Run, s: StepLoop, iv: Interval, m: StepMetrics, lastVal: number | undefined): void {
+function logStep(run: Run, s: StepLoop, iv: Interval, m: StepMetrics, lastVal: number | undefined, valTerms?: Record<string, number>): void {
   run.opts.onStep?.(m);
   const { step } = m;
   if (step % run.t.log_every === 0 || m.val_loss !== undefined || step === run.totalSteps) {
-    const row = { ...m, loss: iv.loss / iv.steps };
+    const row = { ...m, loss: iv.loss / iv.steps, ...termColumns(valTerms) };
     fs.appendFileSync(s.metricsFile, JSON.stringify(row) + "\n");
     s.bar?.update(step, {
       loss: row.loss.toFixed(3),
@@ -932,9 +954,11 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
     iv.steps++;
     const step = run.step;
     let valLoss: number | undefined;
+    let valTerms: Record<string, number> | undefined;
     if (t.eval_every > 0 && step % t.eval_every === 0 && step < run.totalSteps && s.valBatches.length > 0) {
       valLoss = evaluateLoss(run.model, s.valBatches).loss;
       lastVal = valLoss;
+      if (run.objective instanceof CellObjective) valTerms = evaluateTerms(run.model, s.valBatches);
     }
     const secs = (performance.now() - iv.start) / 1000;
     const m: StepMetrics = {
@@ -948,7 +972,7 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
       mfu: iv.flops / Math.max(secs, 1e-9) / s.peak.flops,
     };
     if (valLoss !== undefined) m.val_loss = valLoss;
-    logStep(run, s, iv, m, lastVal);
+    logStep(run, s, iv, m, lastVal, valTerms);
     if (t.save_every > 0 && step % t.save_every === 0 && step < run.totalSteps) {
       s.ck.save(path.join(run.outDir, `checkpoint-${step}`));
       s.ck.prune();
@@ -963,21 +987,38 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
  * The held-out loss of the untrained model (step 0), the start of the learning curve: measured on a
  * fresh run (and logged), read back from metrics.jsonl on a resumed one.
  */
-function initialLosses(run: Run, valBatches: CollatedBatch[], heldOutBatches: CollatedBatch[], metricsFile: string): { val?: number; heldOutGenes?: number } {
-  const out: { val?: number; heldOutGenes?: number } = {};
+function initialLosses(run: Run, valBatches: CollatedBatch[], heldOutBatches: CollatedBatch[], metricsFile: string): Initial {
+  const out: Initial = {};
   if (!run.resumeFrom && heldOutBatches.length > 0) out.heldOutGenes = evaluateLoss(run.model, heldOutBatches).loss;
   if (!run.resumeFrom && valBatches.length > 0) {
     out.val = evaluateLoss(run.model, valBatches).loss;
-    fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: out.val }) + "\n");
+    out.terms = run.objective instanceof CellObjective ? evaluateTerms(run.model, valBatches) : undefined;
+    fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: out.val, ...termColumns(out.terms) }) + "\n");
     run.say(`step 0 val_loss ${out.val.toFixed(4)} (untrained)`);
   } else if (fs.existsSync(metricsFile)) {
     for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
       if (!l.trim()) continue;
-      const r = JSON.parse(l) as { step: number; val_loss?: number };
+      const r = JSON.parse(l) as { step: number; val_loss?: number } & Record<string, number>;
       if (r.step === 0 && r.val_loss !== undefined) out.val = r.val_loss;
+      if (r.step === 0) {
+        const tv = Object.entries(r).filter(([k]) => k.startsWith("val_") && k !== "val_loss");
+        if (tv.length) out.terms = Object.fromEntries(tv.map(([k, v]) => [k.slice(4), v]));
+      }
     }
   }
   return out;
+}
+
+/** The untrained model's held-out losses (step 0): the objective's, each cell-level term's, the held-out genes'. */
+interface Initial {
+  val?: number;
+  terms?: Record<string, number>;
+  heldOutGenes?: number;
+}
+
+/** metrics.jsonl columns of the cell-level terms' held-out losses (`val_<term>`). */
+function termColumns(terms: Record<string, number> | undefined): Record<string, number> {
+  return terms ? Object.fromEntries(Object.entries(terms).map(([k, v]) => [`val_${k}`, v])) : {};
 }
 
 /**
@@ -989,7 +1030,7 @@ function finalEvaluation(
   stream: BatchStream,
   valBatches: CollatedBatch[],
   heldOutBatches: CollatedBatch[],
-  initial: { val?: number; heldOutGenes?: number },
+  initial: Initial,
   metricsFile: string,
 ): EvalResult {
   const { p, t, objective, model } = run;
@@ -1010,12 +1051,29 @@ function finalEvaluation(
     baseline: base.description,
     ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
   };
+  if (objective instanceof CellObjective) {
+    // every term of training.objectives on the held-out cells, next to its own baseline
+    const now = evaluateTerms(model, valBatches);
+    const bases = objective.termBaselines(trainCellsOf(p), valBatches);
+    evalResult.terms = Object.fromEntries(
+      Object.entries(now).map(([k, v]) => [
+        k,
+        {
+          weight: objective.o.objectives[k] ?? 0,
+          model_loss: v,
+          ...(initial.terms?.[k] !== undefined ? { initial_loss: initial.terms[k] } : {}),
+          ...(bases[k] ? { baseline_loss: bases[k].loss, baseline_name: bases[k].name, improvement: bases[k].loss - v } : {}),
+        },
+      ]),
+    );
+    evalResult.pooling = objective.o.pooling;
+  }
   if (heldOutBatches.length > 0) {
     const hv = evaluateLoss(model, heldOutBatches);
     // the baseline sees the held-out genes' counts in the training cells (which the model never did)
     const fullTrain = Array.from(p.trainIdx, (i) => {
       const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
-      return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts);
+      return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts, i);
     });
     const hb = objective.baseline(fullTrain, heldOutBatches);
     evalResult.held_out_genes = {
@@ -1081,7 +1139,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   dpStart?.catch(() => undefined); // awaited below; a failure must not surface as unhandled first
   const s: StepLoop = { stream, valBatches, metricsFile, peak, ck, stop, bar, acc: new GradAccumulator(), losses: [] };
   let interrupted = false;
-  let initial: { val?: number; heldOutGenes?: number };
+  let initial: Initial;
   try {
     initial = initialLosses(run, valBatches, heldOutBatches, metricsFile);
     if (dpStart) {
