@@ -49,6 +49,7 @@ import { availableCores, checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
 import { resolveModelSection, type TrainConfig } from "./config.js";
+import { checkResumeEncoding, checkTrainingMemory } from "./preflight.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { batchTensors, disposeBatch } from "./grad-protocol.js";
 import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
@@ -532,6 +533,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   if (askedWorkers !== undefined) checkThreadCount(askedWorkers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
   const p = prepareData(config, bertNoVocab);
   const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabulary.size });
+  checkTrainingMemory(config, bertConfig, p.trainLengths);
   const encoding = p.dataset.manifest.encoding;
   const objective = p.objective;
   let resumeFrom: string | undefined;
@@ -539,6 +541,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const cks = listCheckpoints(outDir);
     if (cks.length === 0) throw new Error(`--resume: no checkpoint in ${outDir} (expected checkpoint-<step>/ or final/)`);
     resumeFrom = cks[cks.length - 1].dir;
+    checkResumeEncoding(resumeFrom, encoding, config.data.tokens);
   }
   if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
