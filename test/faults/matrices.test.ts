@@ -196,6 +196,11 @@ describe("data the reader cannot take: one line naming the file and what to do",
     await expectRefused(tok(f), [f, "X/data", '"lzf" filter', "not support", 'adata.write_h5ad(path, compression="gzip")'], [f]);
   });
 
+  it("lzf on an obs column: named when the column is read (--carry)", async () => {
+    const f = path.resolve("test/fixtures/faults/lzf-obs.h5ad");
+    await expectRefused(tok(f, ["--carry", "cell_type"]), [f, "obs/cell_type", '"lzf" filter'], [f]);
+  });
+
   it("float16 X names the file and the element", async () => {
     const f = path.resolve("test/fixtures/faults/float16.h5ad");
     await expectRefused(tok(f), [f, "X/data", "float16", 'astype("float32")'], [f]);
