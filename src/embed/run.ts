@@ -123,7 +123,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
   }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   const backend = await initBackend(o.backend ?? "auto");
-  log(`backend: ${backend.name} (${backend.package})`);
+  log(`backend: ${backend.name} (${backend.package}); matmul kernels: ${backend.kernels}`);
   const ck = readCheckpoint(o.checkpoint);
   const model = ck.model;
   try {
