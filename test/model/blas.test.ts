@@ -12,6 +12,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-cpu";
 import { installBlasKernels, nativeBlas } from "../../src/blas.js";
+import { BertForMaskedLM } from "../../src/model/bert.js";
+import { makeBatch, maxAbsDiff, randomCells, TINY } from "./helpers.js";
 
 const have = nativeBlas() !== null;
 if (!have) console.log("blas.test: native BLAS kernels not built; testing only the fallback");
@@ -91,5 +93,37 @@ describe("native BLAS matmul kernels", () => {
     // without the native piece the wasm kernels stay, bugs included
     expectClose(mine, cpu, "cpu", (c) => !have && c.wasmWrong);
     expectClose(mine, wasm, "wasm", (c) => c.wasmWrong);
+  });
+
+  it("give the model's forward pass, loss and every gradient as the cpu backend does (relu, gelu)", async () => {
+    // runs after the test above: on wasm the native kernels are installed where built, and the
+    // model's ops then pass transposes and batches to them (src/model/ops.ts `mm`)
+    const cells = randomCells(3, 5, 30, 200, 11);
+    const t = { positions: new Int32Array([0, 2, 31, 40, 65]), labels: new Int32Array([3, 4, 5, 6, 7]) };
+    for (const act of ["relu", "gelu"] as const) {
+      const run = async (be: "cpu" | "wasm") => {
+        await tf.setBackend(be);
+        const m = new BertForMaskedLM({ ...TINY, hidden_act: act }, { seed: 5 });
+        const b = makeBatch(cells);
+        const n0 = tf.memory().numTensors;
+        const h = m.forward(b, { training: false }).lastHiddenState;
+        const hv = h.dataSync().slice();
+        h.dispose();
+        const r = m.lossAndGrads(b, t, { training: true, dropoutSeed: 9 });
+        const grads = new Map([...r.grads].map(([k, g]) => [k, g.dataSync().slice() as Float32Array]));
+        tf.dispose([...r.grads.values()]);
+        const leaked = tf.memory().numTensors - n0;
+        tf.dispose([b.inputIds, b.attentionMask]);
+        m.dispose();
+        return { hv, loss: r.loss, grads, leaked };
+      };
+      const c = await run("cpu");
+      const w = await run("wasm");
+      expect(w.leaked).toBe(0);
+      expect(maxAbsDiff(c.hv, w.hv)).toBeLessThan(1e-4);
+      expect(Math.abs(c.loss - w.loss)).toBeLessThan(1e-4);
+      expect([...w.grads.keys()]).toEqual([...c.grads.keys()]);
+      for (const [k, g] of c.grads) expect(maxAbsDiff(g, w.grads.get(k)!), `${act} ${k}`).toBeLessThan(1e-4);
+    }
   });
 });
