@@ -123,7 +123,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
   }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   const backend = await initBackend(o.backend ?? "auto", { webgpu: true });
-  log(`backend: ${backend.name} (${backend.package}${backend.adapter ? `, ${backend.adapter}` : ""})`);
+  log(`backend: ${backend.name} (${backend.package}${backend.adapter ? `, ${backend.adapter}` : ""}); matmul kernels: ${backend.kernels}`);
   const ck = readCheckpoint(o.checkpoint);
   const model = ck.model;
   try {

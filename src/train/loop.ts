@@ -114,6 +114,8 @@ export interface StepMetrics {
 export interface EvalResult {
   /** Optimizer steps of the evaluated model. */
   step: number;
+  /** What ran the matmuls (`BackendInfo.kernels`: the native BLAS or plain wasm). */
+  kernels: string;
   /** Training objective ("mlm", ...) and the tokenized dataset's encoding. */
   objective: string;
   encoding: string;
@@ -593,6 +595,9 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const wasWorkers = st.workers ?? st.training?.workers ?? 1;
     // the default follows the checkpoint (so a resume is exact) when this machine has the cores for it
     if (askedWorkers === undefined && wasWorkers !== workers && backend.name !== "tensorflow" && wasWorkers <= availableCores()) workers = wasWorkers;
+    if (st.kernels && st.kernels !== backend.kernels) {
+      say(`note: ${resumeFrom} was trained with matmul kernels "${st.kernels}", this run uses "${backend.kernels}"; the losses will not be bit-identical to an uninterrupted run`);
+    }
     if (wasWorkers !== workers) {
       say(
         `note: ${resumeFrom} was trained with workers=${wasWorkers}, this run uses workers=${workers}; ` +
@@ -625,6 +630,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     config: { model: bertConfig, data: config.data, training: t, output: config.output },
     backend: backend.name,
     backend_package: backend.package,
+    kernels: backend.kernels,
     workers,
     total_steps: totalSteps,
     n_cells: p.cells.length,
@@ -645,6 +651,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${totalSteps} steps` +
       (workers > 1 ? `; ${workers} workers (data-parallel)` : ""),
   );
+  say(`matmul kernels: ${backend.kernels}`);
   for (const l of p.axis.lines) say(l);
   for (const w of p.axis.warnings) log(w);
   if (workers > 1 && backend.name === "tensorflow") {
@@ -681,6 +688,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     split_fingerprint: splitFingerprint,
     dictionary_sha256: p.dataset.manifest.dictionary?.sha256,
     backend: backend.name,
+    kernels: backend.kernels,
     workers,
     training: t,
     saved: new Date().toISOString(),
@@ -894,6 +902,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const base = objective.baseline(trainCells(), valBatches);
     const evalResult: EvalResult = {
       step,
+      kernels: backend.kernels,
       objective: objective.name,
       encoding,
       model_loss: ev.loss,
