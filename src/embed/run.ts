@@ -14,6 +14,7 @@ import { readTokenizedDataset, readTokenizedManifest, readTokenizedRange } from 
 import type { ObsTable, ObsValues } from "../data/types.js";
 import { assertWritable, sha256File } from "../io.js";
 import { contextGeneMask } from "../model/value-model.js";
+import type { Pooling } from "../model/cell-heads.js";
 import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
@@ -36,9 +37,13 @@ export interface EmbedRunOptions {
   input: string;
   /** output Arrow IPC file. */
   output: string;
-  /** Geneformer emb_layer (default −1 = second-to-last layer; 0 = last). */
+  /**
+   * Geneformer emb_layer (−1 = second-to-last layer; 0 = last). Default: 0 for a model trained with
+   * cell-level objectives (`cellfm.cell`: its cell embedding is trained on the last layer), else −1.
+   */
   layer?: number;
-  pool?: "mean" | "cls";
+  /** Pooling (default: the checkpoint's `cellfm.cell.pooling`, else mean). */
+  pool?: Pooling;
   /** also write an AnnData file with `obsm["X_cellfm"]`. */
   h5ad?: string;
   backend?: BackendChoice;
@@ -68,7 +73,7 @@ export interface EmbedRunSummary {
   nCells: number;
   dim: number;
   layer: number;
-  pool: "mean" | "cls";
+  pool: Pooling;
   backend: string;
   seconds: number;
   cellsPerSecond: number;
@@ -111,8 +116,8 @@ function progress(total: number, quiet: boolean): { update(n: number): void; sto
  */
 export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> {
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
-  const layer = o.layer ?? -1;
-  const pool = o.pool ?? "mean";
+  let layer = o.layer ?? -1;
+  let pool: Pooling = o.pool ?? "mean";
   const inputs = [
     { path: o.checkpoint, label: "--checkpoint" },
     { path: o.input, label: "--input" },
@@ -127,6 +132,15 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
   const ck = readCheckpoint(o.checkpoint);
   const model = ck.model;
   try {
+    // a model trained with cell-level objectives: its own pooling of its last layer (--layer/--pool override)
+    const cellSpec = model.spec.cell;
+    if (cellSpec) {
+      layer = o.layer ?? 0;
+      pool = o.pool ?? cellSpec.pooling;
+    }
+    if (!Number.isInteger(layer) || layer > 0 || layer < -ck.config.num_hidden_layers) {
+      throw new Error(`--layer must be an integer in [${-ck.config.num_hidden_layers}, 0]; got ${layer}`);
+    }
     const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
     const dict = loadGeneformerDictionaries(version);
     if (dict.vocabSize !== ck.config.vocab_size && ck.cellfm.encoding === "geneformer-rank-value") {
@@ -224,7 +238,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       return t;
     });
     if (truncated) log(`${truncated} cells longer than max_position_embeddings (${maxLen}) were truncated to their top-ranked genes`);
-    const exclude = pool === "mean" && dict.special.cls !== undefined ? [dict.special.cls, dict.special.eos!] : [];
+    const exclude = pool !== "cls" && dict.special.cls !== undefined ? [dict.special.cls, dict.special.eos!] : [];
     const bar = progress(cells.length, o.quiet ?? false);
     const t0 = performance.now();
     const totalTokens = cells.reduce((a, c) => a + c.length, 0);

@@ -26,6 +26,10 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 import { GENEFORMER_V1_12L, GENEFORMER_V1_6L, type BertConfig } from "../model/config.js";
+import { BOTTLENECK_DECODERS, CELL_OBJECTIVES, POOLINGS } from "../model/cell-heads.js";
+
+/** Token objectives (`training.objective`; also keys of `training.objectives`). */
+export const TOKEN_OBJECTIVES = ["mlm", "denoise"] as const;
 
 /**
  * Architecture presets accepted by `model.preset` (reference-spec §1b). They come from
@@ -119,6 +123,7 @@ const modelSchema = z.strictObject({
   genomic_positions: z
     .union([z.boolean(), z.strictObject({ scale: posNum() })], { error: "expected true, false or { scale: <positive number> }" })
     .default(false),
+  pooling: oneOf(POOLINGS).optional(),
 });
 
 const dataSchema = z.strictObject({
@@ -135,7 +140,18 @@ const dataSchema = z.strictObject({
 });
 
 const trainingSchema = z.strictObject({
-  objective: oneOf(["mlm", "denoise"] as const).default("mlm"),
+  objective: oneOf(TOKEN_OBJECTIVES).default("mlm"),
+  objectives: z.record(z.string(), nonNegNum(), { error: "expected a mapping of objective → weight" }).optional(),
+  bottleneck: z
+    .strictObject({
+      genes: posInt().default(2000),
+      likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("nb"),
+      decoder: oneOf(BOTTLENECK_DECODERS).default("mlp"),
+      // a tokenized dataset of the same cells whose tokens carry every expressed gene's count (rank
+      // tokens): the bottleneck's targets, for tokens that keep a few genes per cell (--top-genes)
+      counts_from: str().optional(),
+    })
+    .default(() => ({ genes: 2000, likelihood: "nb" as const, decoder: "mlp" as const })),
   likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("zinb"),
   noise: prob().default(0.6),
   downsample: oneOf(["scprint", "binomial"] as const).default("scprint"),
@@ -299,8 +315,20 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
   if (geneFraction > 0 && valFraction === 0) {
     errors.push(`${source}: data.split.genes: held-out genes are scored on held-out cells; set data.split.cells > 0`);
   }
+  if (t.objectives) {
+    const known = [...TOKEN_OBJECTIVES, ...CELL_OBJECTIVES] as readonly string[];
+    for (const k of Object.keys(t.objectives)) {
+      if (!known.includes(k)) errors.push(`${source}: training.objectives.${k}: unknown objective (choose from ${known.join(", ")})`);
+    }
+    const tokenKeys = Object.keys(t.objectives).filter((k) => (TOKEN_OBJECTIVES as readonly string[]).includes(k));
+    if (tokenKeys.length > 1) errors.push(`${source}: training.objectives: give one token objective (${tokenKeys.join(" or ")}), not both`);
+    if (!Object.values(t.objectives).some((w) => w > 0)) errors.push(`${source}: training.objectives: give at least one objective a weight > 0`);
+    // the token objective named in training.objectives is training.objective
+    if (tokenKeys.length === 1) t.objective = tokenKeys[0] as (typeof TOKEN_OBJECTIVES)[number];
+  }
   if (errors.length) throw new Error(errors.join("\n"));
   const { split: _split, ...dataRest } = c.data;
+  if (t.bottleneck.counts_from) t.bottleneck.counts_from = path.resolve(cwd, t.bottleneck.counts_from);
   const model = c.model.gene_embeddings ? { ...c.model, gene_embeddings: { ...c.model.gene_embeddings, path: path.resolve(cwd, c.model.gene_embeddings.path) } } : c.model;
   return {
     source,
@@ -348,12 +376,12 @@ export function loadTrainConfig(file: string, cwd = process.cwd()): TrainConfig 
  * `vocab_size` stays undefined unless given (the loop fills it from the token dictionary).
  * Defaults without a preset follow Geneformer (ReLU, dropout 0.02, eps 1e-12, 2,048 positions).
  */
-export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions"> {
-  const { preset, gene_embeddings: _ge, genomic_positions: _gp, ...rest } = m;
+export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions" | "pooling"> {
+  const { preset, gene_embeddings: _ge, genomic_positions: _gp, pooling: _pool, ...rest } = m;
   const base = preset
     ? MODEL_PRESETS[preset]
     : geneformerDefaults();
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) out[k] = v;
-  return out as Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions">;
+  return out as Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions" | "pooling">;
 }
