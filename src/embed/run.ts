@@ -10,7 +10,7 @@ import cliProgress from "cli-progress";
 import { type BackendChoice, initBackend } from "../backend.js";
 import { writeEmbeddings } from "../data/embeddings.js";
 import { openCounts, sourceFileFor } from "../data/open.js";
-import { readTokenizedDataset } from "../data/tokenized.js";
+import { readTokenizedDataset, readTokenizedManifest, readTokenizedRange } from "../data/tokenized.js";
 import type { ObsTable, ObsValues } from "../data/types.js";
 import { assertWritable, sha256File } from "../io.js";
 import { contextGeneMask } from "../model/value-model.js";
@@ -128,7 +128,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
   }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   const backend = await initBackend(o.backend ?? "auto", { webgpu: true });
-  log(`backend: ${backend.name} (${backend.package}${backend.adapter ? `, ${backend.adapter}` : ""})`);
+  log(`backend: ${backend.name} (${backend.package}${backend.adapter ? `, ${backend.adapter}` : ""}); matmul kernels: ${backend.kernels}`);
   const ck = readCheckpoint(o.checkpoint);
   const model = ck.model;
   try {
@@ -160,7 +160,10 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     let source: { path: string; sha256: string } = { path: "", sha256: "" };
     const isTokenized = fs.statSync(o.input).isDirectory() && fs.existsSync(path.join(o.input, "manifest.json"));
     if (isTokenized) {
-      const ds = readTokenizedDataset(o.input);
+      // --shard reads only the record batches of its cells, so memory is bounded by the shard
+      const nAll = readTokenizedManifest(o.input).shards.reduce((k, s) => k + s.n_cells, 0);
+      const range = shardRange(nAll, o.shard);
+      const ds = o.shard ? await readTokenizedRange(o.input, range.start, range.end) : readTokenizedDataset(o.input);
       if (ds.manifest.encoding !== ck.cellfm.encoding) {
         throw new Error(`${o.input} has encoding ${ds.manifest.encoding} but checkpoint ${o.checkpoint} expects ${ck.cellfm.encoding}`);
       }
@@ -169,7 +172,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         const sel = (k: unknown) => (k === undefined || k === null ? "every expressed gene" : `the top ${k} genes by rank-value (--top-genes ${k})`);
         log(`warning: checkpoint ${o.checkpoint} was trained on ${sel(ck.cellfm.top_genes)} per cell, but ${o.input} holds ${sel(ds.manifest.top_genes)}; the embeddings read genes the model was not trained to read`);
       }
-      const { start, end } = shardRange(ds.cellIds.length, o.shard);
+      const [start, end] = [0, ds.cellIds.length];
       cellIds = ds.cellIds.slice(start, end);
       cells = ds.inputIds.slice(start, end);
       if (valueEncoding) {

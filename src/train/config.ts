@@ -182,6 +182,8 @@ const trainingSchema = z.strictObject({
   seed: anyInt().default(42),
   peak_flops: posNum().optional(),
   init_output_bias: oneOf(["zeros", "unigram"] as const).default("zeros"),
+  // refuse a model whose estimated memory exceeds this (GiB); absent = this machine's memory (src/model/memory.ts)
+  memory_limit_gb: posNum().optional(),
   // absent = every core on wasm/cpu (see loop.ts `defaultWorkers`)
   workers: num("an integer >= 1", (x) => x >= 1, true).optional(),
 });
@@ -230,7 +232,9 @@ export type DataSection = Omit<z.infer<typeof dataSchema>, "val_fraction" | "spl
  * worker threads, see `parallel.ts`; a speed knob for the wasm/cpu backends, not a batch-size
  * multiplier; absent = the cores this process may use on wasm/cpu, at most the cells of a batch, 1
  * for tiny models and on tensorflow, which threads internally; a resumed run keeps its checkpoint's
- * count: `loop.ts` `defaultWorkers`). Exactly one of `max_steps`, `epochs` and `max_tokens` is required: `max_tokens` is a
+ * count: `loop.ts` `defaultWorkers`), `memory_limit_gb` (a model whose estimated weights, optimizer
+ * state and activations exceed it is refused naming the key, before anything is allocated; default
+ * this machine's physical memory; `src/model/memory.ts`). Exactly one of `max_steps`, `epochs` and `max_tokens` is required: `max_tokens` is a
  * budget in real (non-pad) training tokens, the schedule ends at the first optimizer step whose
  * cumulative tokens reach it (the steps are known in advance: the batch plan is deterministic), so
  * models whose encodings put different numbers of tokens in a cell get the same data budget.
@@ -340,7 +344,8 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
 }
 
 /**
- * Read a YAML configuration file that must hold a mapping (the config's sections).
+ * Read a YAML configuration file that must hold a mapping (the config's sections). Merge keys
+ * (`<<: *defaults`) are resolved; top-level keys named `x-<anything>` hold only anchors and are dropped.
  * @param sections what the mapping should hold, for the error message (e.g. "model, data, training, output").
  * @throws Error when the file is missing, is not valid YAML (with line/column), or is not a mapping.
  */
@@ -348,13 +353,16 @@ export function readYamlMapping(file: string, sections: string): Record<string, 
   if (!fs.existsSync(file)) throw new Error(`config ${file} not found`);
   let obj: unknown;
   try {
-    obj = parseYaml(fs.readFileSync(file, "utf8"));
+    // YAML merge keys (`<<: *defaults`, YAML 1.1) are resolved, as PyYAML and most tools do
+    obj = parseYaml(fs.readFileSync(file, "utf8"), { merge: true });
   } catch (e) {
     throw new Error(`${file}: not valid YAML: ${(e as Error).message}`);
   }
   if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
     throw new Error(`${file}: expected a mapping with sections ${sections}`);
   }
+  // top-level `x-<name>` keys only hold anchors for merge keys (as in Docker Compose): not sections
+  for (const k of Object.keys(obj)) if (k.startsWith("x-")) delete (obj as Record<string, unknown>)[k];
   return obj as Record<string, unknown>;
 }
 

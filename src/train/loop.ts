@@ -49,6 +49,7 @@ import { availableCores, checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
 import { resolveModelSection, type TrainConfig } from "./config.js";
+import { checkResumeEncoding, checkTrainingMemory } from "./preflight.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { batchTensors, disposeBatch } from "./grad-protocol.js";
 import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
@@ -114,6 +115,8 @@ export interface StepMetrics {
 export interface EvalResult {
   /** Optimizer steps of the evaluated model. */
   step: number;
+  /** What ran the matmuls (`BackendInfo.kernels`: the native BLAS or plain wasm). */
+  kernels: string;
   /** Training objective ("mlm", ...) and the tokenized dataset's encoding. */
   objective: string;
   encoding: string;
@@ -585,6 +588,7 @@ async function setupRun(config: TrainConfig, opts: TrainOptions): Promise<Run> {
   if (askedWorkers !== undefined) checkThreadCount(askedWorkers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
   const p = prepareData(config, bertNoVocab);
   const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabulary.size });
+  checkTrainingMemory(config, bertConfig, p.trainLengths);
   const encoding = p.dataset.manifest.encoding;
   const objective = p.objective;
   let resumeFrom: string | undefined;
@@ -592,6 +596,7 @@ async function setupRun(config: TrainConfig, opts: TrainOptions): Promise<Run> {
     const cks = listCheckpoints(outDir);
     if (cks.length === 0) throw new Error(`--resume: no checkpoint in ${outDir} (expected checkpoint-<step>/ or final/)`);
     resumeFrom = cks[cks.length - 1].dir;
+    checkResumeEncoding(resumeFrom, encoding, config.data.tokens);
   }
   if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
@@ -676,6 +681,9 @@ function resumeRun(run: Run, resumeFrom: string): void {
   const wasWorkers = st.workers ?? st.training?.workers ?? 1;
   // the default follows the checkpoint (so a resume is exact) when this machine has the cores for it
   if (run.askedWorkers === undefined && wasWorkers !== run.workers && run.backend.name !== "tensorflow" && wasWorkers <= availableCores()) run.workers = wasWorkers;
+  if (st.kernels && st.kernels !== run.backend.kernels) {
+    run.say(`note: ${resumeFrom} was trained with matmul kernels "${st.kernels}", this run uses "${run.backend.kernels}"; the losses will not be bit-identical to an uninterrupted run`);
+  }
   if (wasWorkers !== run.workers) {
     run.say(
       `note: ${resumeFrom} was trained with workers=${wasWorkers}, this run uses workers=${run.workers}; ` +
@@ -714,6 +722,7 @@ function writeRunLog(run: Run): { flops: number; source: string } {
     config: { model: run.bertConfig, data: run.config.data, training: t, output: run.config.output },
     backend: backend.name,
     backend_package: backend.package,
+    kernels: backend.kernels,
     workers,
     total_steps: run.totalSteps,
     n_cells: p.cells.length,
@@ -734,6 +743,7 @@ function writeRunLog(run: Run): { flops: number; source: string } {
       `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${run.totalSteps} steps` +
       (workers > 1 ? `; ${workers} workers (data-parallel)` : ""),
   );
+  run.say(`matmul kernels: ${backend.kernels}`);
   for (const l of p.axis.lines) run.say(l);
   for (const w of p.axis.warnings) run.log(w);
   if (workers > 1 && backend.name === "tensorflow") {
@@ -772,6 +782,7 @@ function checkpointer(run: Run, stream: BatchStream): { save(dir: string): void;
     split_fingerprint: run.splitFingerprint,
     dictionary_sha256: p.dataset.manifest.dictionary?.sha256,
     backend: run.backend.name,
+    kernels: run.backend.kernels,
     workers: run.workers,
     training: t,
     saved: new Date().toISOString(),
@@ -1038,6 +1049,7 @@ function finalEvaluation(
   const base = objective.baseline(trainCellsOf(p), valBatches);
   const evalResult: EvalResult = {
     step: run.step,
+    kernels: run.backend.kernels,
     objective: objective.name,
     encoding: run.encoding,
     model_loss: ev.loss,
