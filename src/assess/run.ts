@@ -14,7 +14,9 @@ import { readEmbeddings, type LoadedEmbeddings } from "../data/embeddings.js";
 import type { CountMatrixSource, ObsValues } from "../data/types.js";
 import { selectCells, type Selection } from "./select.js";
 import { GeneMoments, seuratHvg, TARGET_SUM } from "./hvg.js";
-import { pca } from "./linalg.js";
+import { pca, projectPca } from "./linalg.js";
+import { linearProbe, probeCells } from "./probe.js";
+import { makeRng } from "../rng.js";
 import { rankStandardize } from "./spearman.js";
 import { knnAccuracy, type KnnGraph } from "./knn.js";
 import { silhouetteScore, batchAsw, graphConnectivity, nmi, ari, kmeansClusters } from "./metrics.js";
@@ -66,6 +68,12 @@ export interface AssessOptions {
    * `input` file [--allow-input-mismatch]; by default that is an error.
    */
   allowInputMismatch?: boolean;
+  /**
+   * Cell ids held out from training (e.g. a training run's validation cells) [--held-out-cells]: the
+   * linear probe is fitted on the selected cells outside them and scored on every one of them of a
+   * kept type. Default: a seeded stratified split of the selection (src/assess/probe.ts).
+   */
+  heldOutCells?: readonly string[];
   /** an already opened count matrix to use instead of opening `input` (benchmarks, in-memory data). */
   source?: CountMatrixSource;
 }
@@ -155,9 +163,11 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     const allBatches = opts.batch ? asStrings(src.obs.columns[opts.batch]) : undefined;
     const sel: Selection = selectCells(allLabels, { minCells, perType, seed, labelName: labelKey });
     const nSel = sel.rows.length;
+    const probe = probeCells(sel, allLabels, src.obs.index, opts.heldOutCells ? new Set(opts.heldOutCells) : undefined, makeRng(`${seed}:probe`));
+    const nExtra = probe.extraRows.length;
 
     // embeddings: every selected cell must be present
-    const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; extra: number }[] = [];
+    const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; probeRows: Int32Array; extra: number }[] = [];
     let inputSha: string | undefined;
     for (let f = 0; f < embFiles.length; f++) {
       const e = readEmbeddings(embFiles[f]);
@@ -194,9 +204,14 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
             `${common} of ${src.nCells} data cell ids appear in the file — were the embeddings computed from this data?`,
         );
       }
+      const probeRows = Int32Array.from(probe.extraRows, (r) => {
+        const p = pos.get(src.obs.index[r]);
+        if (p === undefined) throw new Error(`embeddings ${embFiles[f]}: held-out cell ${src.obs.index[r]} (linear probe) has no embedding`);
+        return p;
+      });
       const dataIds = new Set(src.obs.index);
       const extra = e.cellIds.filter((id) => !dataIds.has(id)).length;
-      embs.push({ name: embNames[f], file: embFiles[f], e, rows, extra });
+      embs.push({ name: embNames[f], file: embFiles[f], e, rows, probeRows, extra });
     }
     rep.time("open");
 
@@ -204,12 +219,15 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     rep.stage(`reading ${src.nCells} cells × ${src.nGenes} genes`);
     const position = new Int32Array(src.nCells).fill(-1);
     sel.rows.forEach((r, i) => (position[r] = i));
+    // the probe's held-out cells outside the selection: rows nSel.. of the arrays below
+    const extraPos = new Map<number, number>();
+    probe.extraRows.forEach((r, k) => extraPos.set(r, nSel + k));
     const moments = new GeneMoments(src.nGenes);
     const sparsAll = new Histogram1D(0, 1, 50);
     const sparsSel = new Histogram1D(0, 1, 50);
     const zeroFracAll: number[] = [];
-    const selIdx: Int32Array[] = new Array(nSel);
-    const selVal: Float32Array[] = new Array(nSel);
+    const selIdx: Int32Array[] = new Array(nSel + nExtra);
+    const selVal: Float32Array[] = new Array(nSel + nExtra);
     rep.bar0(src.nCells, "cells");
     for (const ch of src.chunks(2048)) {
       for (let r = 0; r < ch.nCells; r++) {
@@ -225,9 +243,9 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         sparsAll.add(zf);
         zeroFracAll.push(zf);
         moments.addCell(ch.indices, ch.data, lo, hi);
-        const sp = position[ch.start + r];
+        const sp = position[ch.start + r] >= 0 ? position[ch.start + r] : (extraPos.get(ch.start + r) ?? -1);
         if (sp >= 0) {
-          sparsSel.add(zf);
+          if (sp < nSel) sparsSel.add(zf);
           const idx = new Int32Array(hi - lo);
           const val = new Float32Array(hi - lo);
           const f = total > 0 ? TARGET_SUM / total : 0;
@@ -250,12 +268,14 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     const col = new Int32Array(src.nGenes).fill(-1);
     hvg.genes.forEach((g, j) => (col[g] = j));
     const X = new Float32Array(nSel * p);
-    for (let i = 0; i < nSel; i++) {
+    const Xe = new Float32Array(nExtra * p); // the probe's held-out cells outside the selection
+    for (let i = 0; i < nSel + nExtra; i++) {
       const idx = selIdx[i];
       const val = selVal[i];
+      const [M, o] = i < nSel ? [X, i * p] : [Xe, (i - nSel) * p];
       for (let t = 0; t < idx.length; t++) {
         const c = col[idx[t]];
-        if (c >= 0) X[i * p + c] = val[t];
+        if (c >= 0) M[o + c] = val[t];
       }
     }
     selIdx.length = 0;
@@ -265,6 +285,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     // baseline representation
     let base: Float32Array;
     let baseD: number;
+    let baseExtra: Float32Array;
     let explained: number[] | undefined;
     if (usePca) {
       rep.stage(`PCA of ${nSel} × ${p} HVG expression`);
@@ -272,9 +293,11 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       base = pc.scores;
       baseD = pc.nComponents;
       explained = pc.explainedVarianceRatio;
+      baseExtra = projectPca(pc, Xe, nExtra);
     } else {
       base = X;
       baseD = p;
+      baseExtra = Xe;
     }
     rep.time("pca");
     rep.stage("Spearman ranks");
@@ -283,14 +306,17 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
 
     const labels = sel.labels;
     const batches = allBatches ? Array.from(sel.rows, (r) => allBatches[r]) : undefined;
-    const reps: { id: string; name: string; x: Float32Array; d: number }[] = [
-      { id: "hvg", name: usePca ? `HVG + PCA${baseD}` : "HVG", x: base, d: baseD },
+    // xe: the rows of the probe's held-out cells outside the selection
+    const reps: { id: string; name: string; x: Float32Array; xe: Float32Array; d: number }[] = [
+      { id: "hvg", name: usePca ? `HVG + PCA${baseD}` : "HVG", x: base, xe: baseExtra, d: baseD },
     ];
     for (const e of embs) {
       const d = e.e.dim;
       const x = new Float32Array(nSel * d);
       for (let i = 0; i < nSel; i++) x.set(e.e.data.subarray(e.rows[i] * d, e.rows[i] * d + d), i * d);
-      reps.push({ id: sanitize(e.name), name: e.name, x, d });
+      const xe = new Float32Array(nExtra * d);
+      for (let i = 0; i < nExtra; i++) xe.set(e.e.data.subarray(e.probeRows[i] * d, e.probeRows[i] * d + d), i * d);
+      reps.push({ id: sanitize(e.name), name: e.name, x, xe, d });
     }
 
     const tmp = tempDirFor(opts.output, "assess");
@@ -358,6 +384,12 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
           graphConnectivity: graphConnectivity(g, labels).score,
         };
         if (batches) m.batchAsw = batchAsw(R.x, nSel, R.d, labels, batches).score;
+        const xp = new Float32Array((nSel + nExtra) * R.d);
+        xp.set(R.x);
+        xp.set(R.xe, nSel * R.d);
+        const pr = linearProbe(xp, nSel + nExtra, R.d, [...labels, ...probe.extraLabels], probe.isTest);
+        m.probeAccuracy = pr.accuracy;
+        m.probeMacroF1 = pr.macroF1;
         metrics.push(m);
         rep.time("metrics");
       }
@@ -478,6 +510,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         nGenes: src.nGenes,
         label: labelKey,
         batch: opts.batch,
+        probe: { how: probe.how, nTrain: probe.isTest.filter((t) => !t).length, nTest: probe.isTest.filter(Boolean).length, model: "multinomial logistic regression, L2 with C = 1, standardised features (sklearn LogisticRegression defaults), L-BFGS" },
         settings: { minCells, perType, nHvg: p, nHvgRequested: nHvgWanted, pca: usePca, nPcs: usePca ? baseD : undefined, seed, k, backend: backend.name, umap: "umap-learn algorithm (typed-array port), exact kNN, n_neighbors=k, min_dist=0.1, random init" },
         kept: sel.kept.map(({ type, nCells, nSelected }) => ({ type, nCells, nSelected })),
         dropped: sel.dropped.map(({ type, nCells }) => ({ type, nCells })),
