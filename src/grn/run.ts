@@ -63,6 +63,10 @@ export type GrnMethod = "qk" | "attention";
 export interface GrnRunOptions {
   /** `.h5ad` file or 10x folder of raw counts. */
   input: string;
+  /** `.h5ad` input: read the counts from `layers/<layer>` (scanpy files: `counts`). */
+  layer?: string;
+  /** `.h5ad` input: read the counts from `raw/X`. */
+  useRaw?: boolean;
   /** checkpoint folder; without it only the baselines are computed. */
   checkpoint?: string;
   /** output folder. */
@@ -311,7 +315,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
     const heads = parseHeads(o.heads ?? "mean", ck?.config.num_hidden_layers, ck?.config.num_attention_heads);
     if (heads.kind === "select" && !truth) throw new Error("--heads select needs --truth (heads are fitted to known edges)");
 
-    const src = await openCounts(o.input);
+    const src = await openCounts(o.input, { layer: o.layer, useRaw: o.useRaw });
     const tmp = tempDirFor(o.output, "grn");
     try {
       if (!(label in src.obs.columns)) {
