@@ -54,7 +54,19 @@ export async function readObsmEmbeddings(file: string, key: string): Promise<Loa
     if (!(idx instanceof h5wasm.Dataset)) throw new Error(`${file}: obs has no index dataset "${indexName}"`);
     const cellIds = Array.from((idx as H5Dataset).value as ArrayLike<unknown>, (v) => String(v));
     if (cellIds.length !== shape[0]) throw new Error(`${file}: obsm["${key}"] has ${shape[0]} rows but obs has ${cellIds.length} cells`);
-    return { cellIds, dim: shape[1], data, obs: { index: cellIds, columns: {} }, meta: { source_file: path.resolve(file), obsm_key: key } };
+    // all-NaN rows are cells without an embedding (cellfm embed --h5ad marks them so): left out, as
+    // cells missing from an Arrow file are
+    const dim = shape[1];
+    const keep: number[] = [];
+    for (let r = 0; r < cellIds.length; r++) {
+      let allNaN = dim > 0;
+      for (let j = 0; j < dim && allNaN; j++) allNaN = Number.isNaN(data[r * dim + j]);
+      if (!allNaN) keep.push(r);
+    }
+    const ids = keep.length === cellIds.length ? cellIds : keep.map((r) => cellIds[r]);
+    const kept = keep.length === cellIds.length ? data : new Float32Array(keep.length * dim);
+    if (kept !== data) keep.forEach((r, i) => kept.set(data.subarray(r * dim, (r + 1) * dim), i * dim));
+    return { cellIds: ids, dim, data: kept, obs: { index: ids, columns: {} }, meta: { source_file: path.resolve(file), obsm_key: key } };
   } finally {
     h5.close();
   }

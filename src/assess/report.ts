@@ -69,6 +69,8 @@ export interface AssessmentResult {
   kept: { type: string; nCells: number; nSelected: number }[];
   dropped: { type: string; nCells: number }[];
   nSelected: number;
+  /** cells with zero counts that no embedding holds (the tokenizer drops them), left out of the selection. */
+  cellsLeftOut?: { n: number; examples: string[]; reason: string };
   constantRankCells: number;
   explainedVariance?: number;
   sparsity: { medianZeroFractionAll: number; medianZeroFractionSelected: number };

@@ -126,6 +126,39 @@ class Reporter {
 }
 
 /**
+ * Leave out of the selection (blank their label in `labels`) the cells that some embeddings file
+ * lacks because they have zero counts: the tokenizer drops such cells (nothing to rank), so their
+ * embeddings never exist. Reads the counts only when some labelled cell is missing. Other missing
+ * cells stay, and are an error later.
+ * @returns how many were left out, a few ids and why; undefined when none.
+ */
+function leaveOutEmptyCells(src: CountMatrixSource, embs: LoadedEmbeddings[], labels: string[]): { n: number; examples: string[]; reason: string } | undefined {
+  if (embs.length === 0) return undefined;
+  const sets = embs.map((e) => new Set(e.cellIds));
+  const missing = new Uint8Array(src.nCells);
+  let any = false;
+  src.obs.index.forEach((id, i) => {
+    if (labels[i] !== "" && sets.some((s) => !s.has(id))) any = true, (missing[i] = 1);
+  });
+  if (!any) return undefined;
+  const examples: string[] = [];
+  let n = 0;
+  for (const ch of src.chunks(4096)) {
+    for (let r = 0; r < ch.nCells; r++) {
+      const i = ch.start + r;
+      if (!missing[i]) continue;
+      let total = 0;
+      for (let p = ch.indptr[r]; p < ch.indptr[r + 1]; p++) total += ch.data[p];
+      if (total !== 0) continue;
+      labels[i] = "";
+      n++;
+      if (examples.length < 3) examples.push(src.obs.index[i]);
+    }
+  }
+  return n > 0 ? { n, examples, reason: "cells with zero counts have no embedding (the tokenizer drops them) and are left out" } : undefined;
+}
+
+/**
  * Run the assessment and write `<output>/report.md`, `report.html` (self-contained), `metrics.json`,
  * `figures/*.svg|png`. The folder is built under a temporary name and renamed at the end.
  * @returns the computed result (also in metrics.json).
@@ -161,6 +194,9 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       }
     }
     const allLabels = asStrings(src.obs.columns[labelKey]);
+    const loaded = embInputs.map((x) => x.e);
+    const leftOut = leaveOutEmptyCells(src, loaded, allLabels);
+    if (leftOut) rep.stage(`note: ${leftOut.n} ${leftOut.reason} (e.g. ${leftOut.examples.join(", ")})`);
     const allBatches = opts.batch ? asStrings(src.obs.columns[opts.batch]) : undefined;
     const sel: Selection = selectCells(allLabels, { minCells, perType, seed, labelName: labelKey });
     const nSel = sel.rows.length;
@@ -529,6 +565,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         kept: sel.kept.map(({ type, nCells, nSelected }) => ({ type, nCells, nSelected })),
         dropped: sel.dropped.map(({ type, nCells }) => ({ type, nCells })),
         nSelected: nSel,
+        ...(leftOut ? { cellsLeftOut: leftOut } : {}),
         constantRankCells: constantRows,
         explainedVariance: explained ? explained.reduce((a, v) => a + v, 0) : undefined,
         sparsity: {

@@ -256,6 +256,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         );
       }
       const src = await openCounts(o.input, { layer: o.countsLayer, useRaw: o.useRaw });
+      for (const n of src.notes ?? []) log(`note: ${n}`);
       source = { path: path.resolve(sourceFileFor(o.input)), sha256: await sha256File(sourceFileFor(o.input)) };
       try {
         const carry = Object.keys(src.obs.columns);

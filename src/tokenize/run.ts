@@ -150,6 +150,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
   }
   const userMedians = o.medians ? readMediansTsv(o.medians) : undefined;
   const source = await openCounts(o.input, { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger, obsTsv: o.obsTsv });
+  if (!o.quiet) for (const n of source.notes ?? []) process.stderr.write(`note: ${n}\n`);
   try {
     const tk = new GeneformerTokenizer(source, {
       modelVersion: o.modelVersion,
