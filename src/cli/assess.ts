@@ -56,7 +56,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       .option("batch", { alias: "batch-key", type: "string", describe: "obs column with batches (scIB: batch_key; adds batch ASW, graph connectivity and cross-batch distances)" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (report.md, report.html, metrics.json, figures/)" })
       .option("min-cells", { type: "number", default: 100, describe: "keep cell types with at least this many cells" })
-      .option("per-type", { type: "number", default: 500, describe: "at most this many cells sampled per kept type (the study's 500; smaller types keep all their cells)" })
+      .option("per-type", { type: "number", describe: "cells sampled per kept type (default: --min-cells)" })
       .option("n-top-genes", { alias: "n-hvg", type: "number", default: 2000, describe: "number of highly variable genes (Seurat flavour; scanpy: n_top_genes)" })
       .option("pca", { type: "boolean", default: true, describe: "PCA to 50 dimensions before the HVG UMAP (--no-pca: the study's exact setting)" })
       .option("seed", { type: "number", default: 0, describe: "seed for sampling, UMAP and k-means" })
