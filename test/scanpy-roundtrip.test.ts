@@ -140,7 +140,11 @@ describe("a scanpy-shaped AnnData, end to end", () => {
       "-o", at("grn"), "--backend", "wasm", "--quiet",
     ]);
     expect(fs.existsSync(at("grn/grn.json"))).toBe(true);
+    // cells from a 10x folder have no AnnData to copy: --h5ad holds obs and obsm only, still read without a warning
+    await main(["tokenize", "-i", "data/tiny_mtx", "--obs", "data/tiny_mtx/tiny_labels.tsv", "--carry", "cell_type", "-o", at("tokens10x"), "--quiet"]);
+    await main(["embed", "-c", ck, "-i", at("tokens10x"), "-o", at("e10x.arrow"), "--h5ad", at("e10x.h5ad"), "--backend", "wasm", "--quiet"]);
     if (py) {
+      expect(readWithAnndata([at("e10x.h5ad")])[0]).toMatch(/ 300 0 X_cellfm  object/);
       const lines = readWithAnndata([at("mine_cellfm.h5ad"), at("mine_denoised.h5ad")]);
       expect(lines[0]).toMatch(/2638 13714 X_cellfm,X_pca counts category/);
       expect(lines[1]).toMatch(/2638 13714 X_cellfm,X_pca counts,denoised category/);

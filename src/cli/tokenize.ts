@@ -64,7 +64,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("layer", { type: "string", describe: LAYER_DESCRIBE })
       .option("use-raw", { type: "boolean", describe: USE_RAW_DESCRIBE })
       .option("medians", { type: "string", describe: "nonzero-median TSV (from `cellfm medians`) replacing the dictionary's medians" })
-      .option("obs", { type: "string", describe: "10x folders: TSV of per-cell annotations, first column = barcode" })
+      .option("obs", { type: "string", describe: "10x folders: per-cell annotations, CSV or TSV (quoted or not; pandas to_csv, R write.table), first column = barcode" })
       .option("chunk-size", { type: "number", default: 512, describe: "cells per block read (does not change the output)" })
       .option("allow-non-integer", { type: "boolean", describe: "accept non-integer counts" })
       .option("shard", { type: "string", describe: "k/N: tokenize only slice k (0-based) of N of the cells; `cellfm merge` joins the N outputs" })
