@@ -9,10 +9,10 @@ interface EmbedArgs {
   checkpoint: string;
   input: string;
   output: string;
-  "hidden-layer": number;
+  "hidden-layer"?: number;
   layer?: string;
   "use-raw"?: boolean;
-  pool: "mean" | "cls";
+  pool?: "mean" | "max" | "cls";
   h5ad?: string;
   "obsm-key": string;
   backend: BackendChoice;
@@ -33,10 +33,10 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       .option("checkpoint", { alias: "c", type: "string", demandOption: true, describe: "checkpoint folder (config.json + model.safetensors)" })
       .option("input", { alias: "i", type: "string", demandOption: true, describe: "tokenized dataset folder, or .h5ad / 10x folder of raw counts (tokenized with the checkpoint's dictionary)" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output Arrow IPC file (cell_id, carried obs, embedding)" })
-      .option("hidden-layer", { type: "number", default: -1, describe: "transformer layer of the embedding (Geneformer's emb_layer): -1 = second-to-last (default), 0 = last" })
+      .option("hidden-layer", { type: "number", describe: "transformer layer of the embedding (Geneformer's emb_layer): -1 = second-to-last, 0 = last (default: 0 for a model trained with cell-level objectives, else -1)" })
       .option("layer", { type: "string", describe: `${LAYER_DESCRIBE} (an integer here is the old spelling of --hidden-layer)` })
       .option("use-raw", { type: "boolean", describe: USE_RAW_DESCRIBE })
-      .option("pool", { choices: ["mean", "cls"] as const, default: "mean" as const, describe: "mean over the cell's gene tokens, or the <cls> state (V2 models)" })
+      .option("pool", { choices: ["mean", "max", "cls"] as const, describe: "mean or max over the cell's gene tokens, or the <cls> state (default: the checkpoint's model.pooling, else mean)" })
       .option("h5ad", { type: "string", describe: "also write a copy of the input AnnData (of a tokenized folder: of the .h5ad it came from) with the embedding in obsm[--obsm-key]" })
       .option("obsm-key", { type: "string", default: "X_cellfm", describe: "obsm key of the embedding in the --h5ad copy" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
@@ -47,7 +47,7 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       .option("force", { type: "boolean", describe: "replace existing outputs" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or messages" })
       .check((a) => {
-        if (!Number.isInteger(a["hidden-layer"])) throw new Error(`--hidden-layer must be an integer (got ${a["hidden-layer"]})`);
+        if (a["hidden-layer"] !== undefined && !Number.isInteger(a["hidden-layer"])) throw new Error(`--hidden-layer must be an integer (got ${a["hidden-layer"]})`);
         checkThreadCount(a.workers, "--workers", 0);
         if (!(a["max-tokens"] >= 1)) throw new Error(`--max-tokens must be >= 1 (got ${a["max-tokens"]})`);
         if (a.shard !== undefined) parseShard(String(a.shard));
