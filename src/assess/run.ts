@@ -135,6 +135,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
   assertWritable(opts.output, opts.force ?? false, {
     command: "assess",
     kind: "dir",
+    lock: "assess",
     inputs: [{ path: opts.input, label: "--input" }, ...embFiles.map((f) => ({ path: f, label: "--embeddings" }))],
   });
   const embNames = opts.embeddingNames?.length ? opts.embeddingNames : embFiles.map((f) => path.basename(f).replace(/\.[^.]+$/, ""));

@@ -24,8 +24,11 @@ export interface ArmSeedResult {
   /** real training tokens seen (≥ the budget, the first step that reached it). */
   tokens: number;
   eval: EvalResult;
-  /** wall time of training (seconds, all calls together when resumed). */
+  /** wall time of every training attempt of this arm × seed (a run resumed after a kill counts both parts, and the steps it redid). */
   train_seconds: number;
+  /** training attempts when more than one (the run was stopped and resumed). */
+  train_attempts?: number;
+  /** tokens trained ÷ train_seconds. */
   tokens_per_s: number;
   /** denoising scores of the trained and the untrained model (count-predicting arms). */
   denoise?: { trained: DenoiseScore; untrained: DenoiseScore };

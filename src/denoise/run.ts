@@ -167,6 +167,7 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
   assertWritable(o.output, o.force ?? false, {
     kind: "file",
+    lock: "denoise",
     inputs: [
       { path: o.checkpoint, label: "--checkpoint" },
       { path: o.input, label: "--input" },

@@ -117,9 +117,9 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     { path: o.checkpoint, label: "--checkpoint" },
     { path: o.input, label: "--input" },
   ];
-  assertWritable(o.output, o.force ?? false, { kind: "file", inputs });
+  assertWritable(o.output, o.force ?? false, { kind: "file", inputs, lock: "embed" });
   if (o.h5ad) {
-    assertWritable(o.h5ad, o.force ?? false, { kind: "file", inputs: [...inputs, { path: o.output, label: "--output" }] });
+    assertWritable(o.h5ad, o.force ?? false, { kind: "file", inputs: [...inputs, { path: o.output, label: "--output" }], lock: "embed" });
   }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   const backend = await initBackend(o.backend ?? "auto");

@@ -263,6 +263,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
   assertWritable(o.output, o.force ?? false, {
     command: "grn",
     kind: "dir",
+    lock: "grn",
     inputs: [
       { path: o.input, label: "--input" },
       ...(o.checkpoint ? [{ path: o.checkpoint, label: "--checkpoint" }] : []),

@@ -139,7 +139,7 @@ export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summar
     ...(o.medians ? [{ path: o.medians, label: "--medians" }] : []),
     ...(o.obsTsv ? [{ path: o.obsTsv, label: "--obs-tsv" }] : []),
   ];
-  assertWritable(o.output, o.force ?? false, { command: "tokenize", kind: "dir", inputs });
+  assertWritable(o.output, o.force ?? false, { command: "tokenize", kind: "dir", inputs, lock: "tokenize" });
   for (const c of o.carry ?? []) {
     if (RESERVED_COLUMNS.includes(c)) {
       throw new Error(
@@ -290,7 +290,7 @@ export interface MediansRunOptions {
  * All inputs are opened (and checked) before any counting; nothing is written on error.
  */
 export async function mediansToFile(o: MediansRunOptions): Promise<MediansResult> {
-  assertWritable(o.output, o.force ?? false, { kind: "file", inputs: o.inputs.map((f) => ({ path: f, label: "--input" })) });
+  assertWritable(o.output, o.force ?? false, { kind: "file", inputs: o.inputs.map((f) => ({ path: f, label: "--input" })), lock: "medians" });
   if (o.inputs.length === 0) throw new Error("give at least one --input");
   let total = 0;
   let cells = 0;
