@@ -90,7 +90,7 @@ export function foreignFiles(dir: string, prefix = ""): string[] {
   const walk = (rel: string) => {
     for (const e of fs.readdirSync(path.join(here, rel), { withFileTypes: true })) {
       const r = rel ? `${rel}/${e.name}` : e.name;
-      if (TEMP_RE.test(e.name) || (!rel && e.name === OUTPUT_MARKER)) continue;
+      if (TEMP_RE.test(e.name) || /\.cellfm-lock(\.|$)/.test(e.name) || (!rel && e.name === OUTPUT_MARKER)) continue;
       if (e.isDirectory()) {
         if (fs.existsSync(path.join(here, r, OUTPUT_MARKER))) out.push(...foreignFiles(here, r));
         else walk(r);
@@ -327,6 +327,17 @@ export function fsErrorMessage(e: unknown, file: string): Error {
   const out = new Error(`${shownPath(file)}: ${what}`);
   if (code) (out as NodeJS.ErrnoException).code = code;
   return out;
+}
+
+/**
+ * An error of a library that wrote `file` (HDF5 through h5wasm) as one line naming the path: a
+ * full disk is said as such; `reason` is the library's one-line reason otherwise.
+ */
+export function libraryWriteError(e: unknown, file: string, reason: string): Error {
+  const raw = String((e as Error)?.message ?? e);
+  if (/No space left on device|ENOSPC/.test(raw)) return fsErrorMessage({ code: "ENOSPC" }, file);
+  if (/Disk quota exceeded|EDQUOT/.test(raw)) return fsErrorMessage({ code: "EDQUOT" }, file);
+  return new Error(`${shownPath(file)}: writing failed (${reason}); nothing was written under this name`);
 }
 
 /**

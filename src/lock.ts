@@ -125,7 +125,11 @@ function installExitHook(): void {
 export function lockOutput(target: string, command: string): void {
   const file = lockPathOf(target);
   if (held.has(file)) return;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const parent = path.dirname(file);
+  if (fs.existsSync(parent) && !fs.statSync(parent).isDirectory()) {
+    throw Object.assign(new Error(`ENOTDIR: not a directory, open '${parent}'`), { code: "ENOTDIR", path: parent });
+  }
+  fs.mkdirSync(parent, { recursive: true });
   const info: LockInfo = { pid: process.pid, host: os.hostname(), command, started: new Date().toISOString(), pid_start: processStart(process.pid) };
   for (let attempt = 0; attempt < 5; attempt++) {
     if (createExclusive(file, info)) {
@@ -167,31 +171,58 @@ export function lockOutput(target: string, command: string): void {
   throw new Error(`output ${target}: could not take its lock ${file}; another cellfm command is starting on it`);
 }
 
-/** Release this process's lock on `target` (if held). */
-export function releaseOutputLock(target: string): void {
-  const file = lockPathOf(target);
+/** Remove lock file `file` of this process (only if it still holds this process's lock). */
+function releaseFile(file: string): void {
   const info = held.get(file);
   if (!info) return;
   held.delete(file);
-  const now = readLock(file);
-  if (now && now.pid === info.pid && now.started === info.started) fs.rmSync(file, { force: true });
+  try {
+    const now = readLock(file);
+    if (now && now.pid === info.pid && now.started === info.started) fs.rmSync(file, { force: true });
+  } catch {
+    /* best effort (at exit) */
+  }
+}
+
+/** Release this process's lock on `target` (if held). */
+export function releaseOutputLock(target: string): void {
+  releaseFile(lockPathOf(target));
 }
 
 /** Release every lock this process holds (the CLI calls it when a command ends; also on exit). */
 export function releaseOutputLocks(): void {
-  for (const file of [...held.keys()]) {
-    const info = held.get(file)!;
-    held.delete(file);
-    try {
-      const now = readLock(file);
-      if (now && now.pid === info.pid && now.started === info.started) fs.rmSync(file, { force: true });
-    } catch {
-      /* best effort at exit */
-    }
-  }
+  for (const file of [...held.keys()]) releaseFile(file);
+}
+
+/** Whether this process holds the lock on `target`. */
+export function isOutputLockHeld(target: string): boolean {
+  return held.has(lockPathOf(target));
 }
 
 /** Locks this process holds (tests). */
 export function heldOutputLocks(): string[] {
   return [...held.keys()];
+}
+
+/**
+ * Run stage `fn` and release the output locks it took (those this process did not hold before),
+ * when it returns or fails: a stage called through the API leaves no lock behind.
+ */
+export async function withOutputLocks<T>(fn: () => Promise<T>): Promise<T> {
+  const before = new Set(held.keys());
+  try {
+    return await fn();
+  } finally {
+    for (const file of [...held.keys()]) if (!before.has(file)) releaseFile(file);
+  }
+}
+
+/** {@link withOutputLocks} for a synchronous stage. */
+export function withOutputLocksSync<T>(fn: () => T): T {
+  const before = new Set(held.keys());
+  try {
+    return fn();
+  } finally {
+    for (const file of [...held.keys()]) if (!before.has(file)) releaseFile(file);
+  }
 }

@@ -462,7 +462,7 @@ export async function buildReport(inp: ReportInput): Promise<CompareResult> {
   md.push("## Denoising benchmark (scPRINT protocol)", "");
   if (inp.denoise) md.push(mdTable(denHead, denRows), "");
   else md.push("Not run: the downsampling of the denoising objective is not available in this build.", "");
-  fs.writeFileSync(path.join(inp.output, "report.md"), md.join("\n"));
+  writeFileAtomic(path.join(inp.output, "report.md"), md.join("\n"));
 
   const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/`([^`]+)`/g, "<code>$1</code>").replace(/\*\*([^*]+)\*\*/g, "<b>$1</b>");
   const bold = (h: string) => h.replace(/\*\*([^*<]+)\*\*/g, "<b>$1</b>");
@@ -482,6 +482,6 @@ export async function buildReport(inp: ReportInput): Promise<CompareResult> {
     inp.denoise ? htmlTable(denHead, denRows) : "<p>Not run: the downsampling of the denoising objective is not available in this build.</p>",
     "</body></html>",
   ].join("\n");
-  fs.writeFileSync(path.join(inp.output, "report.html"), html);
+  writeFileAtomic(path.join(inp.output, "report.html"), html);
   return result;
 }

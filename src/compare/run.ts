@@ -35,7 +35,7 @@ import { buildModel } from "../model/factory.js";
 import { copyGeneTables } from "../model/value-model.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import { assertNoOverlap, assertWritable, setAside, settleSetAside, writeFileAtomic, writeOutputMarker } from "../io.js";
-import { lockOutput } from "../lock.js";
+import { isOutputLockHeld, lockOutput, releaseOutputLock } from "../lock.js";
 import { readMetricsRows } from "../train/output.js";
 import { ENCODING_NAMES, planGenes, type TokenEncoding } from "../tokenize/geneformer.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
@@ -166,11 +166,13 @@ interface Job {
  */
 export async function runCompare(o: CompareRunOptions): Promise<CompareResult & { interrupted: boolean }> {
   const log = o.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const locked = isOutputLockHeld(o.output);
   try {
     return await runCompareIn(o);
   } finally {
     // a previous comparison replaced with --force: removed once the new one has a result, else put back
-    for (const l of settleSetAside(path.resolve(o.output), compareHasResult, true)) log(`compare: ${l}`);
+    if (isOutputLockHeld(o.output)) for (const l of settleSetAside(path.resolve(o.output), compareHasResult, true)) log(`compare: ${l}`);
+    if (!locked) releaseOutputLock(o.output);
   }
 }
 

@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { tableFromIPC } from "./arrow.js";
 import { assertNoOverlap, assertWritable, commitDir, containedPath, tempDirFor, writeFileAtomic } from "../io.js";
-import { lockOutput } from "../lock.js";
+import { lockOutput, withOutputLocksSync } from "../lock.js";
 import { readEmbeddings, writeEmbeddings } from "./embeddings.js";
 import { cellfmVersion, readShardChecked, readTokenizedManifest, type TokenizedManifest } from "./tokenized.js";
 import type { ObsValues } from "./types.js";
@@ -214,6 +214,10 @@ function mergeEmbeddings(inputs: string[], output: string, force: boolean): Merg
  *   runs, or an existing output without `force`.
  */
 export function mergeOutputs(inputs: string[], output: string, opts: { force?: boolean } = {}): MergeSummary {
+  return withOutputLocksSync(() => mergeOutputsLocked(inputs, output, opts));
+}
+
+function mergeOutputsLocked(inputs: string[], output: string, opts: { force?: boolean }): MergeSummary {
   if (inputs.length === 0) throw new Error("give the outputs to merge (--input a b c ...)");
   for (const f of inputs) if (!fs.existsSync(f)) throw new Error(`${f}: not found`);
   assertNoOverlap(output, inputs.map((f) => ({ path: f, label: "--input" })));

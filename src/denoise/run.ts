@@ -33,8 +33,8 @@ import cliProgress from "cli-progress";
 import h5wasm from "h5wasm/node";
 import type { Group as H5Group } from "h5wasm/node";
 import { type BackendChoice, initBackend } from "../backend.js";
-import { h5Ready, isHdf5File, openH5ad } from "../data/h5ad.js";
-import { assertWritable } from "../io.js";
+import { h5Ready, hdf5Reason, isHdf5File, openH5ad } from "../data/h5ad.js";
+import { assertWritable, fsErrorMessage, fsyncFile, libraryWriteError } from "../io.js";
 import { cellfmVersion, readCheckpoint } from "../model/checkpoint.js";
 import { RANK_ENCODING } from "../model/bert.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
@@ -43,6 +43,7 @@ import { cellSamplingRng } from "../train/gene-sampling.js";
 import { BINNED_ENCODING } from "../model/factory.js";
 import { contextGeneMask } from "../model/value-model.js";
 import { type DenoiseInput, predictMeans } from "./predict.js";
+import { withOutputLocks } from "../lock.js";
 
 /** Name of the layer written. */
 export const DENOISED_LAYER = "denoised";
@@ -164,6 +165,10 @@ function encode(g: { create_attribute: H5Group["create_attribute"] }, type: stri
  *   bundled one, fewer than 50% of the genes are known, or a prediction is not finite.
  */
 export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSummary> {
+  return withOutputLocks(() => denoiseToFileLocked(o));
+}
+
+async function denoiseToFileLocked(o: DenoiseRunOptions): Promise<DenoiseRunSummary> {
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
   assertWritable(o.output, o.force ?? false, {
     kind: "file",
@@ -297,9 +302,14 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
     // --- write: a copy of the input + layers/denoised + var column + uns/cellfm_denoise -------------
     const abs = path.resolve(o.output);
     tmp = `${abs}.tmp-${process.pid}-${Date.now()}`;
-    fs.copyFileSync(o.input, tmp);
+    try {
+      fs.copyFileSync(o.input, tmp);
+    } catch (e) {
+      throw fsErrorMessage(e, abs);
+    }
     await h5Ready();
     const h5 = new h5wasm.File(tmp, "a");
+    let closed = false;
     try {
       let layers = h5.get("layers") as H5Group | null;
       if (layers && layers.keys().includes(DENOISED_LAYER)) {
@@ -346,8 +356,19 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
         };
         for (const [k, val] of Object.entries(meta)) encode(u.create_dataset({ name: k, data: val }), "string", "0.2.0");
       }
-    } finally {
-      h5.close();
+      closed = true;
+      if (h5.close() < 0) throw new Error("closing the HDF5 file failed");
+      fsyncFile(tmp);
+    } catch (e) {
+      if (!closed) {
+        try {
+          h5.close();
+        } catch {
+          /* reporting the first error */
+        }
+      }
+      // a full disk (or another write error) is one line naming the output, never HDF5's trace
+      throw String((e as Error)?.message).includes("HDF5-DIAG") || /closing the HDF5/.test(String((e as Error)?.message)) ? libraryWriteError(e, abs, hdf5Reason(e)) : e;
     }
     if (fs.existsSync(abs) && !o.force) throw new Error(`output ${o.output} already exists; pass --force to replace it`);
     fs.renameSync(tmp, abs);

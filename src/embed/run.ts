@@ -24,6 +24,7 @@ import { RANK_ENCODING } from "../model/bert.js";
 import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
 import { embedCellsParallel } from "./parallel.js";
 import { writeEmbeddingH5ad } from "./h5ad-writer.js";
+import { withOutputLocks } from "../lock.js";
 
 /** Total tokens from which `workers: auto` uses worker threads. */
 export const AUTO_WORKERS_MIN_TOKENS = 262144;
@@ -110,6 +111,10 @@ function progress(total: number, quiet: boolean): { update(n: number): void; sto
  *   input's genes are known to the checkpoint's dictionary, or the options are invalid.
  */
 export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> {
+  return withOutputLocks(() => embedToFileLocked(o));
+}
+
+async function embedToFileLocked(o: EmbedRunOptions): Promise<EmbedRunSummary> {
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
   const layer = o.layer ?? -1;
   const pool = o.pool ?? "mean";

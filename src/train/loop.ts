@@ -46,6 +46,7 @@ import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
 import { firstNonFinite } from "../finite.js";
 import { appendChecked, writeFileAtomic } from "../io.js";
 import { finishOutputDir, prepareOutputDir, readMetricsRows } from "./output.js";
+import { isOutputLockHeld, releaseOutputLock } from "../lock.js";
 export { removeAbortedStart } from "./output.js";
 import { availableCores, checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
@@ -485,13 +486,16 @@ function typicalStep(c: BertConfig, lengths: Int32Array, batchSize: number, maxT
  */
 export async function train(config: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const locked = isOutputLockHeld(config.output.dir); // by a caller of this process (re-entrant)
   try {
     const r = await trainRun(config, opts);
     for (const l of finishOutputDir(config.output.dir)) if (!opts.quiet) log(`note: ${l}`);
     return r;
   } catch (e) {
-    for (const l of finishOutputDir(config.output.dir)) log(`note: ${l}`);
+    if (isOutputLockHeld(config.output.dir)) for (const l of finishOutputDir(config.output.dir)) log(`note: ${l}`);
     throw e;
+  } finally {
+    if (!locked) releaseOutputLock(config.output.dir);
   }
 }
 
