@@ -45,7 +45,7 @@ import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
 import { firstNonFinite } from "../finite.js";
 import { appendChecked, writeFileAtomic } from "../io.js";
-import { finishOutputDir, prepareOutputDir, readMetricsRows } from "./output.js";
+import { finishOutputDir, lockRunDir, prepareOutputDir, readMetricsRows } from "./output.js";
 import { isOutputLockHeld, releaseOutputLock } from "../lock.js";
 export { removeAbortedStart } from "./output.js";
 import { availableCores, checkThreadCount } from "../threads.js";
@@ -479,6 +479,11 @@ function typicalStep(c: BertConfig, lengths: Int32Array, batchSize: number, maxT
   return { cells, flops: trainingFlops(c, new Array(cells).fill(mean), 0) };
 }
 
+/** The inputs a run's output folder may not overlap. */
+function runInputs(config: TrainConfig): { path: string; label: string }[] {
+  return [{ path: config.data.tokens, label: `${config.source}: data.tokens` }];
+}
+
 /**
  * Train (or resume) a run into `config.output.dir`, holding the folder's lock for the whole run; a
  * previous run replaced with `--force` is removed once the new run has a checkpoint, and put back
@@ -488,6 +493,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   const locked = isOutputLockHeld(config.output.dir); // by a caller of this process (re-entrant)
   try {
+    lockRunDir(config.output.dir, runInputs(config)); // before a checkpoint is looked for or anything is read
     const r = await trainRun(config, opts);
     for (const l of finishOutputDir(config.output.dir)) if (!opts.quiet) log(`note: ${l}`);
     return r;
@@ -526,7 +532,7 @@ async function trainRun(config: TrainConfig, opts: TrainOptions): Promise<TrainR
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
   const backend = await initBackend(opts.backend ?? config.backend);
-  prepareOutputDir(outDir, opts, say, [{ path: config.data.tokens, label: `${config.source}: data.tokens` }]);
+  prepareOutputDir(outDir, opts, say, runInputs(config));
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(",") + (p.axis.heldOutTokens ? `|genes:${Array.from(p.axis.heldOutTokens).join(",")}` : ""));

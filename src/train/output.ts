@@ -38,6 +38,12 @@ function hasCheckpoint(dir: string): boolean {
   }
 }
 
+/** Check that run folder `dir` does not overlap the run's inputs, then take its lock (held until the run ends). */
+export function lockRunDir(dir: string, inputs: NamedPath[]): void {
+  assertNoOverlap(dir, inputs, "output.dir");
+  lockOutput(dir, "train");
+}
+
 /**
  * Make `dir` ready for a run (before anything is written): lock it against other processes; settle
  * a `--force` replacement a killed run left (the previous run put back when the new one had no
@@ -49,8 +55,7 @@ function hasCheckpoint(dir: string): boolean {
  *   cellfm did not write, overlapping the input)
  */
 export function prepareOutputDir(dir: string, opts: { resume?: boolean; force?: boolean }, say: (s: string) => void, inputs: NamedPath[]): void {
-  assertNoOverlap(dir, inputs, "output.dir");
-  lockOutput(dir, "train");
+  lockRunDir(dir, inputs);
   for (const l of settleSetAside(dir, hasCheckpoint, false)) say(`note: ${l} (an earlier --force run was stopped)`);
   removeStaleTempsIn(dir); // half-written checkpoints of a killed run
   if (!opts.resume && removeAbortedStart(dir)) {
