@@ -2,7 +2,9 @@
  * Picks the TensorFlow.js backend that runs cellfm's model code.
  *
  * Order for `auto`: `@tensorflow/tfjs-node-gpu` (CUDA, "tensorflow" backend) → `@tensorflow/tfjs-node`
- * (libtensorflow on CPU, also "tensorflow") → `@tensorflow/tfjs-backend-wasm` (bundled, the default
+ * (libtensorflow on CPU, also "tensorflow") → `@tensorflow/tfjs-backend-webgpu` (any GPU with a Vulkan
+ * driver, see `./webgpu.ts`; only for callers whose tensor reads are all asynchronous, and never on a
+ * software/fallback adapter) → `@tensorflow/tfjs-backend-wasm` (bundled, the default
  * on machines where the native packages cannot install) → `@tensorflow/tfjs-backend-cpu` (pure JS,
  * last resort, ~25–90× slower than wasm).
  *
@@ -15,16 +17,18 @@
 // for every command's flags, and loading TensorFlow.js costs ~0.2 s of start-up (`cellfm --help`).
 
 /** Backend names accepted by `--backend`. */
-export type BackendChoice = "auto" | "tensorflow" | "wasm" | "cpu";
+export type BackendChoice = "auto" | "tensorflow" | "webgpu" | "wasm" | "cpu";
 
-export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "tensorflow", "wasm", "cpu"];
+export const BACKEND_CHOICES: readonly BackendChoice[] = ["auto", "tensorflow", "webgpu", "wasm", "cpu"];
 
 /** What {@link initBackend} selected. */
 export interface BackendInfo {
-  /** tfjs backend name as reported by `tf.getBackend()`: "tensorflow", "wasm" or "cpu". */
+  /** tfjs backend name as reported by `tf.getBackend()`: "tensorflow", "webgpu", "wasm" or "cpu". */
   name: string;
   /** npm package that provides it, e.g. "@tensorflow/tfjs-node-gpu". */
   package: string;
+  /** webgpu only: the adapter, e.g. "nvidia hopper (NVIDIA: 550.54.15)". */
+  adapter?: string;
 }
 
 let current: BackendInfo | undefined;
@@ -54,12 +58,17 @@ async function activate(name: string): Promise<boolean> {
  * cached result).
  *
  * @param choice `auto` (default) or a specific backend.
+ * @param opts.webgpu the caller reads tensors only asynchronously (`await t.data()`), as WebGPU in
+ *   Node requires (train, embed): `auto` may then take a GPU adapter and `webgpu` is accepted.
  * @returns the backend that is now active.
  * @throws Error when a specific backend was asked for and cannot be loaded (message says how to install it).
  */
-export async function initBackend(choice: BackendChoice = "auto"): Promise<BackendInfo> {
+export async function initBackend(choice: BackendChoice = "auto", opts: { webgpu?: boolean } = {}): Promise<BackendInfo> {
   if (!BACKEND_CHOICES.includes(choice)) {
     throw new Error(`--backend must be one of ${BACKEND_CHOICES.join(", ")}; got "${choice}"`);
+  }
+  if (choice === "webgpu" && !opts.webgpu) {
+    throw new Error("--backend webgpu runs `cellfm train` and `cellfm embed`; this command reads tensors synchronously, use wasm or auto");
   }
   if (current && (choice === "auto" || current.name === choice)) return current;
 
@@ -76,6 +85,10 @@ export async function initBackend(choice: BackendChoice = "auto"): Promise<Backe
       );
     }
   }
+  if (choice === "webgpu" || (choice === "auto" && opts.webgpu)) {
+    const info = await initWebGPU(choice === "webgpu");
+    if (info) return (current = info);
+  }
   if (choice === "auto" || choice === "wasm") {
     if ((await tryImport("@tensorflow/tfjs-backend-wasm")) && (await activate("wasm"))) {
       return (current = { name: "wasm", package: "@tensorflow/tfjs-backend-wasm" });
@@ -85,6 +98,29 @@ export async function initBackend(choice: BackendChoice = "auto"): Promise<Backe
   await import("@tensorflow/tfjs-backend-cpu");
   if (!(await activate("cpu"))) throw new Error("backend 'cpu' could not be initialised");
   return (current = { name: "cpu", package: "@tensorflow/tfjs-backend-cpu" });
+}
+
+/**
+ * Activate tfjs-backend-webgpu. `explicit` (`--backend webgpu`): any adapter, a software one
+ * included, and failures throw. Otherwise (`auto`): only when a probe finds a hardware adapter.
+ */
+async function initWebGPU(explicit: boolean): Promise<BackendInfo | undefined> {
+  const { installWebGPU, probeWebGPU, describeAdapter } = await import("./webgpu.js");
+  if (!explicit) {
+    const probed = probeWebGPU();
+    if (!probed || probed.fallback) return undefined;
+  }
+  const adapter = await installWebGPU();
+  await import("@tensorflow/tfjs-backend-webgpu");
+  const tf = await import("@tensorflow/tfjs-core");
+  try {
+    if (!(await tf.setBackend("webgpu"))) throw new Error("setBackend returned false");
+    await tf.ready();
+  } catch (e) {
+    if (!explicit) return undefined;
+    throw new Error(`backend 'webgpu' could not be initialised on ${describeAdapter(adapter)}: ${(e as Error).message}`);
+  }
+  return { name: "webgpu", package: "@tensorflow/tfjs-backend-webgpu", adapter: describeAdapter(adapter) };
 }
 
 /** The backend chosen by {@link initBackend}, or undefined before it ran. */

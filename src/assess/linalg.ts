@@ -191,6 +191,23 @@ export interface PcaResult {
   nComponents: number;
   /** fraction of total variance explained by each kept component. */
   explainedVarianceRatio: number[];
+  /** column means `[d]` and components `[d, nComponents]` (row-major), to project other rows ({@link projectPca}). */
+  mean: Float64Array;
+  components: Float32Array;
+}
+
+/**
+ * Project rows `[n, d]` onto a fitted PCA (centred with its means): `[n, nComponents]`, as
+ * sklearn's `PCA.transform`.
+ * @throws Error when the width differs from the fitted data's.
+ */
+export function projectPca(p: PcaResult, x: Float32Array, n: number): Float32Array {
+  const d = p.mean.length, k = p.nComponents;
+  if (x.length !== n * d) throw new Error(`projectPca: expected ${n} × ${d} values, got ${x.length}`);
+  if (n === 0) return new Float32Array(0);
+  const xc = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) xc[i * d + j] = x[i * d + j] - p.mean[j];
+  return matmul(xc, n, d, p.components, k);
 }
 
 /**
@@ -364,5 +381,5 @@ export function pca(x: Float32Array, n: number, d: number, nComponents: number, 
     scores.set(matmul(xc, m, d, w, k), r0 * k);
   }
   const total = trace > 0 ? trace : 1;
-  return { scores, nComponents: k, explainedVarianceRatio: Array.from(vals, (v) => Math.max(0, v) / total) };
+  return { scores, nComponents: k, explainedVarianceRatio: Array.from(vals, (v) => Math.max(0, v) / total), mean, components: w };
 }

@@ -52,6 +52,9 @@ export interface RepresentationMetrics {
   graphConnectivity: number;
   /** scib batch ASW (with --batch). */
   batchAsw?: number;
+  /** linear probe (src/assess/probe.ts): held-out accuracy and macro-F1 of a logistic regression. */
+  probeAccuracy?: number;
+  probeMacroF1?: number;
 }
 
 /** Everything `runAssessment` computed; serialised as metrics.json. */
@@ -62,9 +65,13 @@ export interface AssessmentResult {
   label: string;
   batch?: string;
   settings: Record<string, unknown>;
+  /** how the linear probe's cells were split, and how many each side has. */
+  probe?: { how: string; nTrain: number; nTest: number; model: string };
   kept: { type: string; nCells: number; nSelected: number }[];
   dropped: { type: string; nCells: number }[];
   nSelected: number;
+  /** cells with zero counts that no embedding holds (the tokenizer drops them), left out of the selection. */
+  cellsLeftOut?: { n: number; examples: string[]; reason: string };
   constantRankCells: number;
   explainedVariance?: number;
   sparsity: { medianZeroFractionAll: number; medianZeroFractionSelected: number };
@@ -172,8 +179,8 @@ export function writeReport(dir: string, r: AssessmentResult, figures: { name: s
   }
   sections.push({
     title: "Standard metrics",
-    head: ["representation", "dim", "kNN accuracy (LOO)", "ASW raw", "ASW (scaled)", "k-means NMI", "k-means ARI", "graph connectivity", ...(r.batch ? ["batch ASW"] : [])],
-    rows: r.metrics.map((m) => [m.name, m.dim, f3(m.knnAccuracy), f3(m.aswRaw), f3(m.aswScaled), f3(m.kmeansNmi), f3(m.kmeansAri), f3(m.graphConnectivity), ...(r.batch ? [f3(m.batchAsw)] : [])]),
+    head: ["representation", "dim", "kNN accuracy (LOO)", "linear probe accuracy", "linear probe macro-F1", "ASW raw", "ASW (scaled)", "k-means NMI", "k-means ARI", "graph connectivity", ...(r.batch ? ["batch ASW"] : [])],
+    rows: r.metrics.map((m) => [m.name, m.dim, f3(m.knnAccuracy), f3(m.probeAccuracy), f3(m.probeMacroF1), f3(m.aswRaw), f3(m.aswScaled), f3(m.kmeansNmi), f3(m.kmeansAri), f3(m.graphConnectivity), ...(r.batch ? [f3(m.batchAsw)] : [])]),
   });
   const spear = r.measures.find((m) => m.id === "spearman");
   const intro = [
@@ -186,6 +193,7 @@ export function writeReport(dir: string, r: AssessmentResult, figures: { name: s
       (spear ? `, median within-type ρ = ${f3(1 - spear.medianWithin)}` : "") +
       (r.constantRankCells ? `; ${r.constantRankCells} cells have no counts on any HVG and get ρ = 0 with every cell` : "") +
       ".",
+    ...(r.probe ? [`Linear probe: ${r.probe.model}; ${r.probe.how} (${r.probe.nTrain} fitted on, ${r.probe.nTest} scored).`] : []),
     ...r.embeddings.map((e) => `Embedding **${e.name}**: \`${e.file}\`, ${e.dim}-d${Object.keys(e.meta).length ? `, ${Object.entries(e.meta).map(([k, v]) => `${k}=${v}`).join(", ")}` : ""}${e.extraCells ? ` (${e.extraCells} cells in the file are not in the data and were ignored)` : ""}.`),
   ];
   const md: string[] = ["# cellfm assessment", "", ...intro.map((s) => `- ${s}`), "", "## Reading", "", ...reading.map((s) => `- ${s}`), ""];

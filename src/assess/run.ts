@@ -14,7 +14,9 @@ import { readEmbeddings, type LoadedEmbeddings } from "../data/embeddings.js";
 import type { CountMatrixSource, ObsValues } from "../data/types.js";
 import { selectCells, type Selection } from "./select.js";
 import { GeneMoments, seuratHvg, TARGET_SUM } from "./hvg.js";
-import { pca } from "./linalg.js";
+import { pca, projectPca } from "./linalg.js";
+import { linearProbe, probeCells } from "./probe.js";
+import { makeRng } from "../rng.js";
 import { rankStandardize } from "./spearman.js";
 import { knnAccuracy, type KnnGraph } from "./knn.js";
 import { silhouetteScore, batchAsw, graphConnectivity, nmi, ari, kmeansClusters } from "./metrics.js";
@@ -67,6 +69,12 @@ export interface AssessOptions {
    * `input` file [--allow-input-mismatch]; by default that is an error.
    */
   allowInputMismatch?: boolean;
+  /**
+   * Cell ids held out from training (e.g. a training run's validation cells) [--held-out-cells]: the
+   * linear probe is fitted on the selected cells outside them and scored on every one of them of a
+   * kept type. Default: a seeded stratified split of the selection (src/assess/probe.ts).
+   */
+  heldOutCells?: readonly string[];
   /** an already opened count matrix to use instead of opening `input` (benchmarks, in-memory data). */
   source?: CountMatrixSource;
 }
@@ -116,6 +124,39 @@ class Reporter {
 }
 
 /**
+ * Leave out of the selection (blank their label in `labels`) the cells that some embeddings file
+ * lacks because they have zero counts: the tokenizer drops such cells (nothing to rank), so their
+ * embeddings never exist. Reads the counts only when some labelled cell is missing. Other missing
+ * cells stay, and are an error later.
+ * @returns how many were left out, a few ids and why; undefined when none.
+ */
+function leaveOutEmptyCells(src: CountMatrixSource, embs: LoadedEmbeddings[], labels: string[]): { n: number; examples: string[]; reason: string } | undefined {
+  if (embs.length === 0) return undefined;
+  const sets = embs.map((e) => new Set(e.cellIds));
+  const missing = new Uint8Array(src.nCells);
+  let any = false;
+  src.obs.index.forEach((id, i) => {
+    if (labels[i] !== "" && sets.some((s) => !s.has(id))) any = true, (missing[i] = 1);
+  });
+  if (!any) return undefined;
+  const examples: string[] = [];
+  let n = 0;
+  for (const ch of src.chunks(4096)) {
+    for (let r = 0; r < ch.nCells; r++) {
+      const i = ch.start + r;
+      if (!missing[i]) continue;
+      let total = 0;
+      for (let p = ch.indptr[r]; p < ch.indptr[r + 1]; p++) total += ch.data[p];
+      if (total !== 0) continue;
+      labels[i] = "";
+      n++;
+      if (examples.length < 3) examples.push(src.obs.index[i]);
+    }
+  }
+  return n > 0 ? { n, examples, reason: "cells with zero counts have no embedding (the tokenizer drops them) and are left out" } : undefined;
+}
+
+/**
  * Run the assessment and write `<output>/report.md`, `report.html` (self-contained), `metrics.json`,
  * `figures/*.svg|png`. The folder is built under a temporary name and renamed at the end.
  * @returns the computed result (also in metrics.json).
@@ -158,15 +199,20 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
       }
     }
     const allLabels = asStrings(src.obs.columns[labelKey]);
+    const loaded = embFiles.map((f) => readEmbeddings(f));
+    const leftOut = leaveOutEmptyCells(src, loaded, allLabels);
+    if (leftOut) rep.stage(`note: ${leftOut.n} ${leftOut.reason} (e.g. ${leftOut.examples.join(", ")})`);
     const allBatches = opts.batch ? asStrings(src.obs.columns[opts.batch]) : undefined;
     const sel: Selection = selectCells(allLabels, { minCells, perType, seed, labelName: labelKey });
     const nSel = sel.rows.length;
+    const probe = probeCells(sel, allLabels, src.obs.index, opts.heldOutCells ? new Set(opts.heldOutCells) : undefined, makeRng(`${seed}:probe`));
+    const nExtra = probe.extraRows.length;
 
     // embeddings: every selected cell must be present
-    const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; extra: number }[] = [];
+    const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; probeRows: Int32Array; extra: number }[] = [];
     let inputSha: string | undefined;
     for (let f = 0; f < embFiles.length; f++) {
-      const e = readEmbeddings(embFiles[f]);
+      const e = loaded[f];
       // embeddings written by cellfm embed record the counts they come from: same cell ids are not
       // enough (a copy with a permuted obs index has them too), the bytes must be the same
       const recorded = e.meta.source_sha256;
@@ -200,9 +246,14 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
             `${common} of ${src.nCells} data cell ids appear in the file — were the embeddings computed from this data?`,
         );
       }
+      const probeRows = Int32Array.from(probe.extraRows, (r) => {
+        const p = pos.get(src.obs.index[r]);
+        if (p === undefined) throw new Error(`embeddings ${embFiles[f]}: held-out cell ${src.obs.index[r]} (linear probe) has no embedding`);
+        return p;
+      });
       const dataIds = new Set(src.obs.index);
       const extra = e.cellIds.filter((id) => !dataIds.has(id)).length;
-      embs.push({ name: embNames[f], file: embFiles[f], e, rows, extra });
+      embs.push({ name: embNames[f], file: embFiles[f], e, rows, probeRows, extra });
     }
     rep.time("open");
 
@@ -210,12 +261,15 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
     rep.stage(`reading ${src.nCells} cells × ${src.nGenes} genes`);
     const position = new Int32Array(src.nCells).fill(-1);
     sel.rows.forEach((r, i) => (position[r] = i));
+    // the probe's held-out cells outside the selection: rows nSel.. of the arrays below
+    const extraPos = new Map<number, number>();
+    probe.extraRows.forEach((r, k) => extraPos.set(r, nSel + k));
     const moments = new GeneMoments(src.nGenes);
     const sparsAll = new Histogram1D(0, 1, 50);
     const sparsSel = new Histogram1D(0, 1, 50);
     const zeroFracAll: number[] = [];
-    const selIdx: Int32Array[] = new Array(nSel);
-    const selVal: Float32Array[] = new Array(nSel);
+    const selIdx: Int32Array[] = new Array(nSel + nExtra);
+    const selVal: Float32Array[] = new Array(nSel + nExtra);
     rep.bar0(src.nCells, "cells");
     for (const ch of src.chunks(2048)) {
       for (let r = 0; r < ch.nCells; r++) {
@@ -231,9 +285,9 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
         sparsAll.add(zf);
         zeroFracAll.push(zf);
         moments.addCell(ch.indices, ch.data, lo, hi);
-        const sp = position[ch.start + r];
+        const sp = position[ch.start + r] >= 0 ? position[ch.start + r] : (extraPos.get(ch.start + r) ?? -1);
         if (sp >= 0) {
-          sparsSel.add(zf);
+          if (sp < nSel) sparsSel.add(zf);
           const idx = new Int32Array(hi - lo);
           const val = new Float32Array(hi - lo);
           const f = total > 0 ? TARGET_SUM / total : 0;
@@ -256,12 +310,14 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
     const col = new Int32Array(src.nGenes).fill(-1);
     hvg.genes.forEach((g, j) => (col[g] = j));
     const X = new Float32Array(nSel * p);
-    for (let i = 0; i < nSel; i++) {
+    const Xe = new Float32Array(nExtra * p); // the probe's held-out cells outside the selection
+    for (let i = 0; i < nSel + nExtra; i++) {
       const idx = selIdx[i];
       const val = selVal[i];
+      const [M, o] = i < nSel ? [X, i * p] : [Xe, (i - nSel) * p];
       for (let t = 0; t < idx.length; t++) {
         const c = col[idx[t]];
-        if (c >= 0) X[i * p + c] = val[t];
+        if (c >= 0) M[o + c] = val[t];
       }
     }
     selIdx.length = 0;
@@ -271,6 +327,7 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
     // baseline representation
     let base: Float32Array;
     let baseD: number;
+    let baseExtra: Float32Array;
     let explained: number[] | undefined;
     if (usePca) {
       rep.stage(`PCA of ${nSel} × ${p} HVG expression`);
@@ -278,9 +335,11 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
       base = pc.scores;
       baseD = pc.nComponents;
       explained = pc.explainedVarianceRatio;
+      baseExtra = projectPca(pc, Xe, nExtra);
     } else {
       base = X;
       baseD = p;
+      baseExtra = Xe;
     }
     rep.time("pca");
     rep.stage("Spearman ranks");
@@ -289,14 +348,17 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
 
     const labels = sel.labels;
     const batches = allBatches ? Array.from(sel.rows, (r) => allBatches[r]) : undefined;
-    const reps: { id: string; name: string; x: Float32Array; d: number }[] = [
-      { id: "hvg", name: usePca ? `HVG + PCA${baseD}` : "HVG", x: base, d: baseD },
+    // xe: the rows of the probe's held-out cells outside the selection
+    const reps: { id: string; name: string; x: Float32Array; xe: Float32Array; d: number }[] = [
+      { id: "hvg", name: usePca ? `HVG + PCA${baseD}` : "HVG", x: base, xe: baseExtra, d: baseD },
     ];
     for (const e of embs) {
       const d = e.e.dim;
       const x = new Float32Array(nSel * d);
       for (let i = 0; i < nSel; i++) x.set(e.e.data.subarray(e.rows[i] * d, e.rows[i] * d + d), i * d);
-      reps.push({ id: sanitize(e.name), name: e.name, x, d });
+      const xe = new Float32Array(nExtra * d);
+      for (let i = 0; i < nExtra; i++) xe.set(e.e.data.subarray(e.probeRows[i] * d, e.probeRows[i] * d + d), i * d);
+      reps.push({ id: sanitize(e.name), name: e.name, x, xe, d });
     }
 
     const tmp = tempDirFor(opts.output, "assess");
@@ -364,6 +426,12 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
           graphConnectivity: graphConnectivity(g, labels).score,
         };
         if (batches) m.batchAsw = batchAsw(R.x, nSel, R.d, labels, batches).score;
+        const xp = new Float32Array((nSel + nExtra) * R.d);
+        xp.set(R.x);
+        xp.set(R.xe, nSel * R.d);
+        const pr = linearProbe(xp, nSel + nExtra, R.d, [...labels, ...probe.extraLabels], probe.isTest);
+        m.probeAccuracy = pr.accuracy;
+        m.probeMacroF1 = pr.macroF1;
         metrics.push(m);
         rep.time("metrics");
       }
@@ -484,10 +552,12 @@ async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResul
         nGenes: src.nGenes,
         label: labelKey,
         batch: opts.batch,
+        probe: { how: probe.how, nTrain: probe.isTest.filter((t) => !t).length, nTest: probe.isTest.filter(Boolean).length, model: "multinomial logistic regression, L2 with C = 1, standardised features (sklearn LogisticRegression defaults), L-BFGS" },
         settings: { minCells, perType, nHvg: p, nHvgRequested: nHvgWanted, pca: usePca, nPcs: usePca ? baseD : undefined, seed, k, backend: backend.name, umap: "umap-learn algorithm (typed-array port), exact kNN, n_neighbors=k, min_dist=0.1, random init" },
         kept: sel.kept.map(({ type, nCells, nSelected }) => ({ type, nCells, nSelected })),
         dropped: sel.dropped.map(({ type, nCells }) => ({ type, nCells })),
         nSelected: nSel,
+        ...(leftOut ? { cellsLeftOut: leftOut } : {}),
         constantRankCells: constantRows,
         explainedVariance: explained ? explained.reduce((a, v) => a + v, 0) : undefined,
         sparsity: {

@@ -35,6 +35,7 @@ interface AssessArgs {
   backend: BackendChoice;
   threads?: number;
   "allow-input-mismatch"?: boolean;
+  "held-out-cells"?: string;
   force?: boolean;
   quiet?: boolean;
 }
@@ -61,6 +62,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       .option("k", { type: "number", default: 15, describe: "neighbours for kNN accuracy, UMAP and graph connectivity" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend for the matrix products" })
       .option("threads", { type: "number", describe: "worker threads for the kNN graphs, UMAP layouts and all-pairs scan (default: the machine's cores, at most one per 2 GiB of RAM; results do not depend on it)" })
+      .option("held-out-cells", { type: "string", describe: "text file of cell ids (one per line) held out from training: the linear probe is fitted on the other selected cells and scored on these (default: a seeded 80/20 split of the selected cells of each type)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("allow-input-mismatch", { type: "boolean", describe: "score embeddings that record another source file than --input (by default an error)" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress output" })
@@ -76,6 +78,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       }),
   handler: async (a) => {
     const { runAssessment } = await import("../assess/run.js"); // loaded only when the command runs
+    const { readCellIdList } = await import("../assess/probe.js");
     await runAssessment({
       input: a.input,
       embeddings: a.embeddings,
@@ -94,6 +97,7 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       backend: a.backend,
       threads: a.threads,
       allowInputMismatch: a["allow-input-mismatch"],
+      heldOutCells: a["held-out-cells"] !== undefined ? readCellIdList(a["held-out-cells"]) : undefined,
       force: a.force,
       quiet: a.quiet,
     });

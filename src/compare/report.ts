@@ -53,7 +53,8 @@ export interface Column {
 /** One row of the side-by-side table: an arm (trained or its untrained floor) or HVG + PCA. */
 export interface Row {
   name: string;
-  kind: "trained" | "untrained" | "baseline";
+  /** `input`: the arm's input ceiling (its context genes as a bag → PCA50, src/compare/ceiling.ts). */
+  kind: "trained" | "untrained" | "input" | "baseline";
   arm?: string;
   encoding?: string;
   values: Record<string, Stat | undefined>;
@@ -111,6 +112,8 @@ const fmtStat = (s: Stat | undefined) => (s ? (s.sd !== undefined ? `${f3(s.mean
 export function columns(batch: boolean): Column[] {
   return [
     { id: "knn", label: "kNN accuracy", higherBetter: true },
+    { id: "probe_acc", label: "linear probe accuracy (held out)", higherBetter: true },
+    { id: "probe_f1", label: "linear probe macro-F1", higherBetter: true },
     { id: "asw", label: "ASW (scaled)", higherBetter: true },
     { id: "nmi", label: "k-means NMI", higherBetter: true },
     { id: "ari", label: "k-means ARI", higherBetter: true },
@@ -131,6 +134,8 @@ export function columns(batch: boolean): Column[] {
 function valuesOf(m: RepresentationMetrics | undefined, umap: MeasureSummary | undefined, space: MeasureSummary | undefined): Record<string, number | undefined> {
   return {
     knn: m?.knnAccuracy,
+    probe_acc: m?.probeAccuracy,
+    probe_f1: m?.probeMacroF1,
     asw: m?.aswScaled,
     nmi: m?.kmeansNmi,
     ari: m?.kmeansAri,
@@ -171,6 +176,9 @@ export function tableRows(c: CompareConfig, assessments: Record<string, Assessme
     for (const kind of ["trained", "untrained"] as const) {
       const per = c.seeds.map((s) => representationValues(a, `${arm.name}_s${s}${kind === "untrained" ? "_untrained" : ""}`));
       rows.push({ name: kind === "trained" ? arm.name : `${arm.name} (untrained)`, kind, arm: arm.name, encoding: arm.encoding, values: statsOver(per, cols) });
+    }
+    if (a.metrics.some((m) => m.id === `${arm.name}_input`)) {
+      rows.push({ name: `${arm.name} input (genes as a bag → PCA)`, kind: "input", arm: arm.name, encoding: arm.encoding, values: statsOver([representationValues(a, `${arm.name}_input`)], cols) });
     }
     if (!baseline) {
       const hvg = a.metrics.find((m) => m.id === "hvg");
@@ -270,7 +278,9 @@ export function readComparison(
     const u = rows.find((x) => x.kind === "untrained" && x.arm === r.arm);
     if (u?.values.knn && r.values.knn) {
       const d = differ(r.values.knn, u.values.knn);
-      q2 += ` ${r.name} vs its untrained floor: ${d === "higher" ? "training raised" : d === "lower" ? "training LOWERED" : "no difference in"} kNN accuracy (${fmtStat(u.values.knn)} → ${fmtStat(r.values.knn)}).`;
+      q2 += ` ${r.name} vs its untrained floor: ${d === "higher" ? "training raised" : d === "lower" ? "training LOWERED" : "no difference in"} kNN accuracy (${fmtStat(u.values.knn)} → ${fmtStat(r.values.knn)})`;
+      const inp = rows.find((x) => x.kind === "input" && x.arm === r.arm);
+      q2 += inp?.values.knn ? `; its input alone (genes as a bag → PCA) ${f3(inp.values.knn.mean)}.` : ".";
     }
   }
   if (baseline?.values.knn) {

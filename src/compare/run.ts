@@ -46,6 +46,8 @@ import { armDir, armTrainConfig, seedDir, tokensDir, type ArmConfig, type Compar
 import { readBenchmarkMatrices, runDenoiseBaselines, type DenoiseBaselines } from "./bench.js";
 import { denoiseScore } from "./denoise.js";
 import { predictCounts } from "./predict.js";
+import { inputCeiling } from "./ceiling.js";
+import { writeEmbeddings } from "../data/embeddings.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { buildReport, type ArmSeedResult, type CompareResult } from "./report.js";
 
@@ -236,12 +238,14 @@ async function runCompareIn(o: CompareRunOptions): Promise<CompareResult & { int
   // the denoising benchmark's held-out cells and baselines (the training runs' validation cells, never
   // trained on), built before training so that every arm × seed is scored as soon as it is trained
   let denoise: DenoiseBaselines;
+  let heldOutIds: string[]; // the training runs' validation cells: the linear probe scores them
   {
     const src = await openCounts(c.data.input, { layer: c.data.layer, useRaw: c.data.use_raw });
     try {
       // the split is over the tokenized cells (a cell without known genes is not tokenized): map its ids to rows
       const ids = readTokenizedDataset(jobs[0].train.data.tokens).cellIds;
       const { val } = splitCells(ids.length, c.data.val_fraction, c.data.split_seed);
+      heldOutIds = Array.from(val, (i) => ids[i]);
       const row = new Map(src.obs.index.map((id, i) => [id, i]));
       const rows = Array.from(val, (i) => row.get(ids[i])).filter((r): r is number => r !== undefined);
       const plan = planGenes(src.var, loadGeneformerDictionaries(c.data.model_version), { file: c.data.input });
@@ -394,7 +398,16 @@ async function runCompareIn(o: CompareRunOptions): Promise<CompareResult & { int
   for (const arm of c.arms) {
     const dir = path.join(armDir(out, arm.name), "assess");
     const metricsFile = path.join(dir, "metrics.json");
-    const names = c.seeds.flatMap((s) => [`${arm.name}_s${s}`, `${arm.name}_s${s}_untrained`]);
+    // the arm's input ceiling: its context genes as a bag → PCA50 (seed-independent)
+    const ceilingFile = path.join(armDir(out, arm.name), "input_ceiling.arrow");
+    if (!fs.existsSync(ceilingFile)) {
+      const j = jobs.find((x) => x.arm === arm)!;
+      const maxLength = Math.min(j.train.data.max_length ?? Infinity, Number(j.train.model.max_position_embeddings ?? Infinity));
+      const ceil = inputCeiling(j.train.data.tokens, { maxLength, seed: c.assess.seed });
+      const ds = readTokenizedDataset(j.train.data.tokens);
+      writeEmbeddings(ceilingFile, { cellIds: ceil.cellIds, dim: ceil.dim, data: ceil.data, obs: ds.obs, meta: { what: `input ceiling of arm ${arm.name}: its context genes as a bag (${ceil.nGenes} genes) → PCA${ceil.dim}`, source: ds.manifest.source?.path ?? "", source_sha256: ds.manifest.source?.sha256 ?? "" } }, { force: true });
+    }
+    const names = [...c.seeds.flatMap((s) => [`${arm.name}_s${s}`, `${arm.name}_s${s}_untrained`]), `${arm.name}_input`];
     const prev = readJson<AssessmentResult>(metricsFile);
     if (prev && stable(prev.embeddings.map((e) => e.name)) === stable(names)) {
       assessments[arm.name] = prev;
@@ -403,7 +416,7 @@ async function runCompareIn(o: CompareRunOptions): Promise<CompareResult & { int
     say(`compare: assessing arm ${arm.name} (${names.length} embeddings + HVG + PCA)`);
     assessments[arm.name] = await runAssessment({
       input: c.data.input,
-      embeddings: c.seeds.flatMap((s) => [path.join(seedDir(out, arm.name, s), "emb_trained.arrow"), path.join(seedDir(out, arm.name, s), "emb_untrained.arrow")]),
+      embeddings: [...c.seeds.flatMap((s) => [path.join(seedDir(out, arm.name, s), "emb_trained.arrow"), path.join(seedDir(out, arm.name, s), "emb_untrained.arrow")]), ceilingFile],
       embeddingNames: names,
       label: c.data.label,
       batch: c.data.batch,
@@ -418,6 +431,7 @@ async function runCompareIn(o: CompareRunOptions): Promise<CompareResult & { int
       threads: c.assess.threads,
       umapEpochs: c.assess.umap_epochs,
       backend: o.backend ?? c.backend,
+      heldOutCells: heldOutIds!,
       force: true,
       quiet: true,
     });

@@ -16,6 +16,37 @@ export function looksLikeEnsembl(id: string): boolean {
   return ENSEMBL_RE.test(id);
 }
 
+/**
+ * Ensembl gene-ID prefixes of other species than human (Ensembl stable ID prefixes,
+ * ensembl.org/info/genome/stable_ids/prefixes.html): the bundled dictionaries are human, so data
+ * of these species match almost no gene and need mapping to human orthologs first.
+ */
+const SPECIES_PREFIXES: [prefix: string, species: string][] = [
+  ["ENSMUSG", "mouse"],
+  ["ENSRNOG", "rat"],
+  ["ENSDARG", "zebrafish"],
+  ["ENSMMUG", "macaque"],
+  ["ENSSSCG", "pig"],
+  ["ENSGALG", "chicken"],
+  ["ENSBTAG", "cow"],
+  ["ENSCAFG", "dog"],
+];
+
+/**
+ * The non-human species most gene IDs of `ids` belong to, by Ensembl prefix (e.g. ENSMUSG: mouse),
+ * or undefined when fewer than half of the IDs carry one such prefix.
+ */
+export function nonHumanSpecies(ids: readonly string[]): { species: string; prefix: string; count: number } | undefined {
+  const counts = new Map<string, number>();
+  for (const id of ids) {
+    const up = id.slice(0, 7).toUpperCase();
+    for (const [p] of SPECIES_PREFIXES) if (up === p) counts.set(p, (counts.get(p) ?? 0) + 1);
+  }
+  const best = [...counts].sort((a, b) => b[1] - a[1])[0];
+  if (!best || best[1] < ids.length / 2) return undefined;
+  return { prefix: best[0], species: SPECIES_PREFIXES.find(([p]) => p === best[0])![1], count: best[1] };
+}
+
 let symbolTable: Map<string, string> | undefined;
 
 /**

@@ -16,6 +16,7 @@
 import * as fs from "node:fs";
 import h5wasm from "h5wasm/node";
 import type { Dataset as H5Dataset, File as H5File, Group as H5Group, BrokenSoftLink, ExternalLink, Datatype } from "h5wasm/node";
+import { canonicalRows, checkedIndices, checkIndptr } from "./validate.js";
 import { selectedBlocks, type ChunkSelection, type CountMatrixSource, type CsrChunk, type ObsTable, type ObsValues, type VarTable } from "./types.js";
 
 /** Options shared by the count-matrix readers. */
@@ -115,17 +116,6 @@ export function toFloat64(a: unknown): Float64Array {
   throw new Error("not a numeric array");
 }
 
-function toInt32(a: unknown): Int32Array {
-  if (a instanceof Int32Array) return a;
-  if (a instanceof BigInt64Array || a instanceof BigUint64Array) {
-    const out = new Int32Array(a.length);
-    for (let i = 0; i < a.length; i++) out[i] = Number(a[i]);
-    return out;
-  }
-  if (ArrayBuffer.isView(a) && !(a instanceof DataView)) return new Int32Array(a as unknown as ArrayLike<number>);
-  return Int32Array.from(a as ArrayLike<number>);
-}
-
 function isBoolEnum(ds: H5Dataset): boolean {
   const m = ds.metadata;
   const members = m.enum_type?.members;
@@ -153,7 +143,13 @@ function readColumn(file: string, group: H5Group, name: string): ObsValues {
       const cats = readColumn(file, o, "categories");
       const catStr = Array.isArray(cats) ? cats.map(String) : Array.from(cats as Float64Array, String);
       const out = new Array<string>(codes.length);
-      for (let i = 0; i < codes.length; i++) out[i] = codes[i] < 0 ? "" : catStr[codes[i]];
+      for (let i = 0; i < codes.length; i++) {
+        const c = codes[i];
+        if (!(c >= -1 && c < catStr.length) || !Number.isInteger(c)) {
+          throw new Error(`${where}/codes[${i}] = ${c} but the column has ${catStr.length} categories (first bad index ${i}; codes run from 0, -1 = missing)`);
+        }
+        out[i] = c < 0 ? "" : catStr[c];
+      }
       return out;
     }
     if (enc === "nullable-integer" || enc === "nullable-boolean") {
@@ -215,6 +211,64 @@ function readDataframe(file: string, h5: H5File, key: string, n: number, isOpen:
   const table = { columns } as ObsTable;
   Object.defineProperty(table, "index", { enumerable: true, get: readIndex });
   return table;
+}
+
+/** Rows of one dataframe column from its HDF5 metadata (no values read), or undefined if unknown. */
+function columnRows(o: H5Obj): number | undefined {
+  if (o instanceof h5wasm.Dataset) return o.shape?.[0] ?? undefined;
+  if (o instanceof h5wasm.Group) {
+    const enc = attr(o, "encoding-type");
+    const part = o.get(enc === "categorical" ? "codes" : "values");
+    return part instanceof h5wasm.Dataset ? (part.shape?.[0] ?? undefined) : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Check that an obs/var dataframe (index and every column) has one row per cell/gene of the matrix,
+ * from metadata only. A missing dataframe passes (its index is made up).
+ * @param what how the matrix axis is counted, e.g. `X's shape attribute says 2000 genes`.
+ * @throws Error naming the file, the dataframe or column, and both lengths.
+ */
+function checkDataframeRows(file: string, h5: H5File, key: string, n: number, what: string): void {
+  const g = h5.get(key);
+  if (!(g instanceof h5wasm.Group)) return;
+  const indexName = String(attr(g, "_index") ?? "_index");
+  for (const name of g.keys()) {
+    if (name === "__categories") continue;
+    const rows = columnRows(g.get(name) as H5Obj);
+    if (rows === undefined || rows === n) continue;
+    const which = name === indexName ? `${key} has ${rows} rows (index "${name}")` : `${key} column "${name}" has ${rows} values`;
+    throw new Error(`${file}: ${which} but ${what}; the file is inconsistent (corrupt or written by a broken tool)`);
+  }
+}
+
+/** Known HDF5 filter plugins that files from h5py/anndata may use but h5wasm's HDF5 does not include. */
+const PLUGIN_FILTERS: Record<number, string> = { 32000: "lzf", 32001: "blosc", 32004: "lz4", 32008: "bitshuffle", 32015: "zstd", 307: "bzip2" };
+
+/**
+ * Refuse, before any value is read, a dataset cellfm's HDF5 (h5wasm) cannot decode: a compression
+ * filter that is not built in (HDF5's own filters are ids < 256: deflate/gzip, shuffle, fletcher32,
+ * szip, nbit, scaleoffset) or float16 values.
+ * @throws Error naming the file, the element and how to rewrite the file.
+ */
+function checkDecodable(file: string, key: string, ds: H5Dataset): void {
+  for (const f of ds.filters ?? []) {
+    if (f.id < 256) continue;
+    const name = f.name || PLUGIN_FILTERS[f.id] || `filter ${f.id}`;
+    throw new Error(
+      `${file}: ${key} is compressed with the "${name}" filter (HDF5 filter ${f.id}), which cellfm's HDF5 reader does not support; ` +
+        `rewrite the file with gzip compression, e.g. in Python: adata = anndata.read_h5ad(path); adata.write_h5ad(path, compression="gzip")`,
+    );
+  }
+  const m = ds.metadata;
+  if (m.type === 1 && m.size === 2) {
+    throw new Error(
+      `${file}: ${key} holds float16 values, which cellfm's HDF5 reader does not support; ` +
+        `rewrite the counts as float32 or integers, e.g. in Python: adata.X = adata.X.astype("float32"); adata.write_h5ad(path)`,
+    );
+  }
+  if (m.type !== 0 && m.type !== 1) throw new Error(`${file}: ${key} does not hold numbers (HDF5 type class ${m.type})`);
 }
 
 /** Check one block of counts: nonnegative, finite, integer (unless allowed). Throws naming file and cell. */
@@ -294,27 +348,56 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
       const layers = h5.get("layers");
       const avail = layers instanceof h5wasm.Group ? layers.keys() : [];
       const hint = opts.layer ? ` (layers in the file: ${avail.length ? avail.join(", ") : "none"})` : "";
+      if (key === "X" && h5.get("raw/X")) {
+        throw new Error(
+          `${file}: no "X" matrix, but "raw/X" holds one: pass --use-raw to read it` + (avail.length ? ` (or --layer <name>; layers: ${avail.join(", ")})` : ""),
+        );
+      }
+      if (key === "X" && avail.length) throw new Error(`${file}: no "X" matrix; pick one of its layers with --layer <name> (layers: ${avail.join(", ")})`);
       throw new Error(`${file}: no "${key}" matrix${hint}; is this an AnnData file?`);
     }
     let encoding: string;
     let shape: [number, number];
     let dtype: string;
+    /** sparse matrices: the validated pointer array (cells + 1 for CSR, genes + 1 for CSC). */
+    let indptrAll: Float64Array | undefined;
     if (X instanceof h5wasm.Group) {
       const enc = attr(X, "encoding-type") ?? attr(X, "h5sparse_format");
       encoding = enc === "csr_matrix" || enc === "csr" ? "csr" : enc === "csc_matrix" || enc === "csc" ? "csc" : String(enc);
       if (encoding !== "csr" && encoding !== "csc") throw new Error(`${file}: "${key}" has unsupported encoding "${encoding}"`);
       const s = attr(X, "shape") ?? attr(X, "h5sparse_shape");
-      const sa = toFloat64(s);
+      const sa = s === undefined ? new Float64Array(0) : toFloat64(s);
+      if (sa.length !== 2 || !sa.every((x) => Number.isInteger(x) && x >= 0)) {
+        throw new Error(`${file}: ${key} has no valid shape attribute (got ${JSON.stringify(s === undefined ? null : Array.from(sa))}; expected [cells, genes])`);
+      }
       shape = [sa[0], sa[1]];
-      dtype = (X.get("data") as H5Dataset).dtype as string;
+      const parts: Record<string, H5Dataset> = {};
+      for (const name of ["data", "indices", "indptr"]) {
+        const d = X.get(name);
+        if (!(d instanceof h5wasm.Dataset)) throw new Error(`${file}: ${key}/${name} is missing (corrupt sparse matrix)`);
+        checkDecodable(file, `${key}/${name}`, d);
+        parts[name] = d;
+      }
+      dtype = parts.data.dtype as string;
+      const nnz = parts.data.shape?.[0] ?? 0;
+      if ((parts.indices.shape?.[0] ?? 0) !== nnz) {
+        throw new Error(`${file}: ${key}/indices has ${parts.indices.shape?.[0]} values but ${key}/data has ${nnz} (corrupt sparse matrix)`);
+      }
+      indptrAll = toFloat64(parts.indptr.value);
+      const rows = encoding === "csr" ? shape[0] : shape[1];
+      checkIndptr(`${file}: ${key}/indptr`, indptrAll, rows, nnz, encoding === "csr" ? "cells" : "genes");
     } else if (X instanceof h5wasm.Dataset) {
       encoding = "dense";
       const s = X.shape ?? [];
       if (s.length !== 2) throw new Error(`${file}: "${key}" is not a 2-D matrix (shape ${JSON.stringify(s)})`);
+      checkDecodable(file, key, X);
       shape = [s[0], s[1]];
       dtype = X.dtype as string;
     } else throw new Error(`${file}: "${key}" is not a matrix`);
     const [nCells, nGenes] = shape;
+    const axisWhat = (n: number, unit: string) => `${key}${encoding === "dense" ? "" : "'s shape attribute"} says ${n} ${unit}`;
+    checkDataframeRows(file, h5, "obs", nCells, axisWhat(nCells, "cells"));
+    checkDataframeRows(file, h5, opts.useRaw ? "raw/var" : "var", nGenes, axisWhat(nGenes, "genes"));
     let open = true;
     const isOpen = () => open;
     const obs = readDataframe(file, h5, "obs", nCells, isOpen);
@@ -344,17 +427,17 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
       const blocks = selectedBlocks(nCells, chunkSize, select);
       if (encoding === "csr") {
         const g = X as H5Group;
-        const indptrAll = toFloat64((g.get("indptr") as H5Dataset).value);
+        const ptr = indptrAll!;
         const dDs = g.get("data") as H5Dataset;
         const iDs = g.get("indices") as H5Dataset;
         for (const [a, b] of blocks) {
-          const lo = indptrAll[a];
-          const hi = indptrAll[b];
+          const lo = ptr[a];
+          const hi = ptr[b];
           const data = hi > lo ? toFloat64(dDs.slice([[lo, hi]])) : new Float64Array(0);
-          const indices = hi > lo ? toInt32(iDs.slice([[lo, hi]])) : new Int32Array(0);
+          const indices = hi > lo ? checkedIndices(`${file}: ${key}/indices`, iDs.slice([[lo, hi]]), lo, nGenes, "gene (column)") : new Int32Array(0);
           const indptr = new Float64Array(b - a + 1);
-          for (let r = 0; r <= b - a; r++) indptr[r] = indptrAll[a + r] - lo;
-          const chunk: CsrChunk = { start: a, nCells: b - a, indptr, indices, data };
+          for (let r = 0; r <= b - a; r++) indptr[r] = ptr[a + r] - lo;
+          const { chunk } = canonicalRows({ start: a, nCells: b - a, indptr, indices, data });
           validateCounts(where, chunk, cellName, allowNonInteger);
           yield chunk;
         }
@@ -387,8 +470,8 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
         // CSC: read whole and transpose to CSR once.
         if (!csrFromCsc) {
           const g = X as H5Group;
-          const cp = toFloat64((g.get("indptr") as H5Dataset).value);
-          const ri = toInt32((g.get("indices") as H5Dataset).value);
+          const cp = indptrAll!;
+          const ri = checkedIndices(`${file}: ${key}/indices`, (g.get("indices") as H5Dataset).value, 0, nCells, "cell (row)");
           const dv = toFloat64((g.get("data") as H5Dataset).value);
           const counts = new Float64Array(nCells + 1);
           for (let k = 0; k < ri.length; k++) counts[ri[k] + 1]++;
@@ -412,7 +495,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
           const hi = m.indptr[b];
           const indptr = new Float64Array(b - a + 1);
           for (let r = 0; r <= b - a; r++) indptr[r] = m.indptr[a + r] - lo;
-          const chunk: CsrChunk = { start: a, nCells: b - a, indptr, indices: m.indices.subarray(lo, hi), data: m.data.subarray(lo, hi) };
+          const { chunk } = canonicalRows({ start: a, nCells: b - a, indptr, indices: m.indices.subarray(lo, hi), data: m.data.subarray(lo, hi) });
           validateCounts(where, chunk, cellName, allowNonInteger);
           yield chunk;
         }
@@ -432,10 +515,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
       matrixKey: key,
       matrixEncoding: encoding,
       matrixDtype: dtype,
-      storedValues:
-        encoding === "dense"
-          ? nCells * nGenes
-          : toFloat64(((X as H5Group).get("indptr") as H5Dataset).slice([[encoding === "csr" ? nCells : nGenes, (encoding === "csr" ? nCells : nGenes) + 1]]))[0],
+      storedValues: encoding === "dense" ? nCells * nGenes : indptrAll![indptrAll!.length - 1],
     };
   } catch (e) {
     h5.close();

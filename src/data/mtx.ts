@@ -2,7 +2,9 @@
  * 10x Genomics Matrix Market folder reader (Cell Ranger `filtered_feature_bc_matrix/` layout):
  * `matrix.mtx[.gz]` (genes × cells, coordinate format, 1-based), `features.tsv[.gz]` (Cell Ranger ≥ 3:
  * gene id, symbol, feature type) or `genes.tsv[.gz]` (Cell Ranger 2: gene id, symbol), and
- * `barcodes.tsv[.gz]`. The matrix is transposed to cells × genes CSR in memory (10x folders are
+ * `barcodes.tsv[.gz]`. Only "Gene Expression" features are read when `features.tsv` lists others
+ * (CITE-seq "Antibody Capture", CRISPR guides...): {@link CountMatrixSource.notes} says how many
+ * were left out. The matrix is transposed to cells × genes CSR in memory (10x folders are
  * small compared with the `.h5ad` corpora the chunked reader is for).
  * Format: https://math.nist.gov/MatrixMarket/formats.html and the Cell Ranger output docs.
  */
@@ -65,6 +67,26 @@ export function readObsTsv(file: string, barcodes: string[]): ObsTable {
   return { index: barcodes, columns };
 }
 
+/** Cell Ranger's feature type of RNA counts (`features.tsv` column 3); CITE-seq adds "Antibody Capture", CRISPR screens "CRISPR Guide Capture". */
+export const GENE_EXPRESSION = "Gene Expression";
+
+/**
+ * Rows of `features.tsv` to keep when it lists other feature types than {@link GENE_EXPRESSION}
+ * (their counts are not RNA, and antibody rows are often named like genes, e.g. CD3E): the
+ * Gene Expression rows and a count of the others by type; undefined when every row is kept.
+ */
+export function geneExpressionRows(feats: string[][]): { rows: number[]; leftOut: string } | undefined {
+  if (!feats.some((f) => f.length > 2 && f[2] !== GENE_EXPRESSION)) return undefined;
+  const rows: number[] = [];
+  const others = new Map<string, number>();
+  feats.forEach((f, i) => {
+    const t = f[2] ?? GENE_EXPRESSION;
+    if (t === GENE_EXPRESSION) rows.push(i);
+    else others.set(t, (others.get(t) ?? 0) + 1);
+  });
+  return { rows, leftOut: [...others].map(([t, n]) => `${n} ${t}`).join(", ") };
+}
+
 /**
  * Open a 10x Matrix Market folder as a {@link CountMatrixSource}.
  * @param opts.obsTsv optional TSV of cell annotations keyed by barcode (carried like AnnData obs).
@@ -110,6 +132,7 @@ export function openMtx(dir: string, opts: OpenCountsOptions & { obsTsv?: string
   }
   if (!headerSeen) throw new Error(`${mtxFile}: missing %%MatrixMarket header`);
   if (nRows !== feats.length) throw new Error(`${mtxFile}: ${nRows} genes but ${featFile} has ${feats.length} rows`);
+  const kept = geneExpressionRows(feats);
   if (nCols !== barcodes.length) throw new Error(`${mtxFile}: ${nCols} cells but ${bcFile} has ${barcodes.length} rows`);
   const gi = new Int32Array(nnz);
   const ci = new Int32Array(nnz);
@@ -149,23 +172,48 @@ export function openMtx(dir: string, opts: OpenCountsOptions & { obsTsv?: string
     indptr[ci[i] + 1]++;
   }
   for (let c = 0; c < nCols; c++) indptr[c + 1] += indptr[c];
-  const indices = indicesAll.subarray(0, w);
-  const data = dataAll.subarray(0, w);
+  let indices = indicesAll.subarray(0, w);
+  let data = dataAll.subarray(0, w);
+  let genes = feats;
+  const notes: string[] = [];
+  if (kept) {
+    // keep the Gene Expression rows only, renumbered; the CSR stays sorted within each cell
+    const newIndex = new Int32Array(nRows).fill(-1);
+    kept.rows.forEach((r, i) => (newIndex[r] = i));
+    let o = 0;
+    let prev = 0;
+    for (let c = 0; c < nCols; c++) {
+      const end = indptr[c + 1];
+      for (let k = prev; k < end; k++) {
+        const g = newIndex[indices[k]];
+        if (g < 0) continue;
+        indices[o] = g;
+        data[o++] = data[k];
+      }
+      prev = end;
+      indptr[c + 1] = o;
+    }
+    indices = indices.subarray(0, o);
+    data = data.subarray(0, o);
+    genes = kept.rows.map((r) => feats[r]);
+    notes.push(`${featFile}: left out ${nRows - kept.rows.length} of ${nRows} features that are not "Gene Expression" (${kept.leftOut}); only gene expression counts are tokenized`);
+  }
 
   const varTable: VarTable = {
-    index: feats.map((f) => f[0]),
+    index: genes.map((f) => f[0]),
     columns: {
-      ensembl_id: feats.map((f) => f[0]),
-      gene_symbol: feats.map((f) => f[1] ?? f[0]),
+      ensembl_id: genes.map((f) => f[0]),
+      gene_symbol: genes.map((f) => f[1] ?? f[0]),
     },
   };
-  if (feats.some((f) => f.length > 2)) varTable.columns.feature_type = feats.map((f) => f[2] ?? "");
+  if (genes.some((f) => f.length > 2)) varTable.columns.feature_type = genes.map((f) => f[2] ?? "");
   const obs: ObsTable = opts.obsTsv ? readObsTsv(opts.obsTsv, barcodes) : { index: barcodes, columns: {} };
   const allowNonInteger = opts.allowNonInteger ?? false;
   return {
     path: dir,
     nCells: nCols,
-    nGenes: nRows,
+    nGenes: genes.length,
+    notes,
     obs,
     var: varTable,
     matrixFile: mtxFile,

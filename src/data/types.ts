@@ -85,4 +85,6 @@ export interface CountMatrixSource {
   chunks(chunkSize?: number, select?: ChunkSelection): Iterable<CsrChunk>;
   /** Releases file handles. */
   close(): void;
+  /** What the reader left out or changed, one sentence each (e.g. a 10x folder's non-RNA features), for the log. */
+  readonly notes?: string[];
 }

@@ -57,7 +57,8 @@ export function planBatches(lengths: ArrayLike<number>, maxTokensPerBatch: numbe
 
 /**
  * Embed cells given as token ids (no padding). Runs the encoder only ({@link BertModel}; a whole
- * model's head is not used).
+ * model's head is not used). Reads each batch synchronously (`dataSync`): wasm, cpu and tensorflow
+ * backends; on webgpu use {@link embedCellsAsync}.
  * @param model the encoder, or a model whose `bert` is used
  * @param cells token ids per cell, int32, each of length ≤ `max_position_embeddings`
  * @returns float32 `[nCells * hidden]`, row i = cell i (input order). A cell with no token to pool
@@ -65,6 +66,38 @@ export function planBatches(lengths: ArrayLike<number>, maxTokensPerBatch: numbe
  * @throws Error if `layer` is outside `[−num_layers, 0]` or a cell is longer than the position table.
  */
 export function embedCells(model: BertModel | CellModel, cells: Int32Array[], opts: EmbedOptions = {}): Float32Array {
+  const p = embedPlan(model, cells, opts);
+  for (const idx of p.batches) {
+    const pooled = p.forward(idx);
+    const v = pooled.dataSync() as Float32Array;
+    pooled.dispose();
+    p.store(idx, v);
+  }
+  return p.out;
+}
+
+/**
+ * {@link embedCells} with asynchronous reads (`await t.data()`), as the webgpu backend in Node
+ * needs (it has no synchronous read); works on every backend with the same result. The next batch
+ * is queued before the previous one is read, so the device is not left idle while the host waits.
+ */
+export async function embedCellsAsync(model: BertModel | CellModel, cells: Int32Array[], opts: EmbedOptions = {}): Promise<Float32Array> {
+  const p = embedPlan(model, cells, opts);
+  let prev: { idx: number[]; pooled: tf.Tensor } | undefined;
+  for (const idx of [...p.batches, undefined]) {
+    const next = idx ? { idx, pooled: p.forward(idx) } : undefined;
+    if (prev) {
+      const v = (await prev.pooled.data()) as Float32Array;
+      prev.pooled.dispose();
+      p.store(prev.idx, v);
+    }
+    prev = next;
+  }
+  return p.out;
+}
+
+/** Validated options, the batch plan, one batch's forward pass and the output rows (shared by the sync and async drivers). */
+function embedPlan(model: BertModel | CellModel, cells: Int32Array[], opts: EmbedOptions) {
   const encoder = model instanceof BertModel ? model : model.bert;
   const c = encoder.config;
   const layer = opts.layer ?? -1;
@@ -89,7 +122,8 @@ export function embedCells(model: BertModel | CellModel, cells: Int32Array[], op
   );
   const numLayers = c.num_hidden_layers + layer;
   let done = 0;
-  for (const idx of batches) {
+  /** Pooled states `[B, H]` of the cells `idx` (caller reads and disposes). */
+  const forward = (idx: number[]): tf.Tensor => {
     const L = Math.max(1, ...idx.map((i) => cells[i].length));
     const B = idx.length;
     const ids = new Int32Array(B * L).fill(c.pad_token_id);
@@ -105,7 +139,7 @@ export function embedCells(model: BertModel | CellModel, cells: Int32Array[], op
         if (pool === "mean" ? !exclude.has(cell[t]) : t === 0) poolW[b * L + t] = 1;
       }
     });
-    const pooled = tf.tidy(() => {
+    return tf.tidy(() => {
       const batch = {
         inputIds: tf.tensor2d(ids, [B, L], "int32"),
         attentionMask: tf.tensor2d(mask, [B, L], "float32"),
@@ -116,11 +150,12 @@ export function embedCells(model: BertModel | CellModel, cells: Int32Array[], op
       const s = tf.sum(tf.mul(h, tf.expandDims(w, 2)), 1); // [B, H]
       return tf.div(s, tf.expandDims(tf.sum(w, 1), 1));
     });
-    const v = pooled.dataSync() as Float32Array;
-    pooled.dispose();
+  };
+  /** Put batch `idx`'s pooled rows `v` (`[B * H]`) into the output and report progress. */
+  const store = (idx: number[], v: Float32Array): void => {
     idx.forEach((ci, b) => out.set(v.subarray(b * H, (b + 1) * H), ci * H));
-    done += B;
+    done += idx.length;
     opts.onProgress?.(done, cells.length);
-  }
-  return out;
+  };
+  return { batches, forward, store, out };
 }

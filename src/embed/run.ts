@@ -19,7 +19,7 @@ import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
 import { availableCores, checkThreadCount } from "../threads.js";
 import { shardRange, type Shard } from "../shard.js";
-import { embedCells } from "./embed.js";
+import { embedCellsAsync } from "./embed.js";
 import { RANK_ENCODING } from "../model/bert.js";
 import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
 import { embedCellsParallel } from "./parallel.js";
@@ -127,8 +127,8 @@ async function embedToFileLocked(o: EmbedRunOptions): Promise<EmbedRunSummary> {
     assertWritable(o.h5ad, o.force ?? false, { kind: "file", inputs: [...inputs, { path: o.output, label: "--output" }], lock: "embed" });
   }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
-  const backend = await initBackend(o.backend ?? "auto");
-  log(`backend: ${backend.name} (${backend.package})`);
+  const backend = await initBackend(o.backend ?? "auto", { webgpu: true });
+  log(`backend: ${backend.name} (${backend.package}${backend.adapter ? `, ${backend.adapter}` : ""})`);
   const ck = readCheckpoint(o.checkpoint);
   const model = ck.model;
   try {
@@ -196,6 +196,7 @@ async function embedToFileLocked(o: EmbedRunOptions): Promise<EmbedRunSummary> {
         );
       }
       const src = await openCounts(o.input);
+      for (const n of src.notes ?? []) log(`note: ${n}`);
       source = { path: path.resolve(sourceFileFor(o.input)), sha256: await sha256File(sourceFileFor(o.input)) };
       try {
         const carry = Object.keys(src.obs.columns);
@@ -229,13 +230,16 @@ async function embedToFileLocked(o: EmbedRunOptions): Promise<EmbedRunSummary> {
     const bar = progress(cells.length, o.quiet ?? false);
     const t0 = performance.now();
     const totalTokens = cells.reduce((a, c) => a + c.length, 0);
+    // worker threads are for one-thread CPU backends; tfjs-node threads its ops, and a GPU is one device
+    const oneDevice = backend.name === "tensorflow" || backend.name === "webgpu";
+    if (backend.name === "webgpu" && (o.workers ?? 0) > 1) log(`--workers ${o.workers} ignored on webgpu: one process drives the GPU`);
     const nWorkers =
-      o.workers && checkThreadCount(o.workers, "--workers", 0) > 0 ? o.workers : backend.name !== "tensorflow" && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? availableCores() : 1;
+      backend.name === "webgpu" ? 1 : o.workers && checkThreadCount(o.workers, "--workers", 0) > 0 ? o.workers : !oneDevice && totalTokens >= AUTO_WORKERS_MIN_TOKENS ? availableCores() : 1;
     const eopts = { layer, pool, excludeSpecial: exclude, maxTokensPerBatch: o.maxTokensPerBatch, values, onProgress: (d: number) => bar.update(d) };
     const data =
       nWorkers > 1
         ? await embedCellsParallel(o.checkpoint, cells, ck.config.hidden_size, { ...eopts, workers: nWorkers, backend: backend.name as BackendChoice })
-        : embedCells(model, cells, eopts);
+        : await embedCellsAsync(model, cells, eopts);
     if (nWorkers > 1) log(`embedded with ${nWorkers} worker threads`);
     bar.stop();
     const seconds = (performance.now() - t0) / 1000;

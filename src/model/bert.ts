@@ -505,12 +505,21 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
    * @returns the loss (number) and gradients keyed by HF weight name (internal layout, caller disposes).
    */
   lossAndGrads(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): { loss: number; grads: Map<string, tf.Tensor> } {
+    const { loss, grads } = this.lossTensorAndGrads(batch, target, opts);
+    const value = loss.dataSync()[0];
+    loss.dispose();
+    return { loss: value, grads };
+  }
+
+  /**
+   * {@link lossAndGrads} without reading the loss: it stays a scalar tensor (caller disposes), so
+   * nothing waits on the device (webgpu reads asynchronously, once per step).
+   */
+  lossTensorAndGrads(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
     const { value, grads } = tf.variableGrads(() => this.loss(batch, target, opts), this.trainableVariables());
-    const loss = value.dataSync()[0];
-    value.dispose();
     const out = new Map<string, tf.Tensor>();
     for (const [k, g] of Object.entries(grads)) out.set(this.params.hfName(k), g);
-    return { loss, grads: out };
+    return { loss: value, grads: out };
   }
 
   /** Trainable variables (same order as {@link weights}; fixed tables such as a frozen gene-embedding table are left out). */
@@ -544,6 +553,21 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
       if (t !== v) t.dispose();
     }
     return out;
+  }
+
+  /** {@link exportWeights} with asynchronous reads (every backend, webgpu included); the reads are issued together. */
+  async exportWeightsAsync(): Promise<Record<string, HFTensor>> {
+    const names = [...this.weights.keys()];
+    const ts = names.map((name) => {
+      const v = this.weights.get(name)!;
+      return this.isTransposedInHF(name) ? tf.transpose(v) : v;
+    });
+    try {
+      const data = await Promise.all(ts.map((t) => t.data() as Promise<Float32Array>));
+      return Object.fromEntries(names.map((name, i) => [name, { shape: [...ts[i].shape], data: data[i] }]));
+    } finally {
+      ts.forEach((t, i) => t !== this.weights.get(names[i]) && t.dispose());
+    }
   }
 
   /**

@@ -323,8 +323,8 @@ export function sparseSoftmaxCrossEntropy(logits: tf.Tensor2D, labels: tf.Tensor
     // one native softmax pass (wasm's Exp is ~3x slower than its Softmax kernel); probabilities are
     // saved for the backward pass instead of being recomputed.
     const p = tf.softmax(lg) as tf.Tensor2D;
-    const labArr = lab.dataSync();
-    const flatIdx = tf.tensor1d(Int32Array.from(labArr, (l, i) => i * vocab + l), "int32");
+    // row i's label in the flattened probabilities, computed on the device (no read: webgpu has no sync read)
+    const flatIdx = tf.add(tf.mul(tf.range(0, n, 1, "int32"), tf.scalar(vocab, "int32")), lab) as tf.Tensor1D;
     const picked = tf.gather(tf.reshape(p, [n * vocab]), flatIdx);
     // −log p[label], with p floored at 1e-30 (a loss of at most 69 nats per token, never Infinity)
     const loss = tf.div(tf.sum(tf.neg(tf.log(tf.maximum(picked, 1e-30)))), n) as tf.Scalar;

@@ -152,12 +152,10 @@ export class GeneValueEmbeddings implements InputEmbedding {
     let value: tf.Tensor2D;
     if (this.enc.kind === "bins") {
       const nb = this.enc.nBins;
-      // bin indices from the (input, non-differentiable) values; negative = the <mask> row
-      const vals = batch.values.dataSync();
-      const idx = tf.tensor1d(
-        Int32Array.from(vals, (x) => (x < 0 ? nb : Math.min(nb - 1, Math.round(x)))),
-        "int32",
-      );
+      // bin indices from the (input, non-differentiable) values, on the device (webgpu has no sync
+      // read): negative = the <mask> row nb, else round(x) capped at nb − 1 (bins are integers)
+      const vf = tf.reshape(batch.values, [N]);
+      const idx = tf.cast(tf.where(tf.less(vf, 0), tf.fill([N], nb), tf.minimum(tf.floor(tf.add(vf, 0.5)), nb - 1)), "int32") as tf.Tensor1D;
       value = gatherRows(this.w.bins as tf.Tensor2D, idx);
     } else {
       const x = tf.div(tf.log1p(tf.relu(v)), Math.LN2) as tf.Tensor2D; // log2(1 + count)

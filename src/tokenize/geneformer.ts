@@ -24,7 +24,7 @@
  * int32 buffer.
  */
 import type { CountMatrixSource, CsrChunk, ObsValues } from "../data/types.js";
-import { resolveGeneIds } from "../data/genes.js";
+import { nonHumanSpecies, resolveGeneIds } from "../data/genes.js";
 import { loadGeneformerDictionaries, type GeneformerDictionaries, type GeneformerVersion } from "./dictionaries.js";
 import { binCounts, cellBinningRng, DEFAULT_N_BINS } from "./binning.js";
 
@@ -236,6 +236,14 @@ export function planGenes(
   }
   const minFrac = opts.minKnownFraction ?? 0.5;
   if (n > 0 && matched < minFrac * n) {
+    const other = nonHumanSpecies(res.ids);
+    if (other) {
+      throw new Error(
+        `${opts.file ?? "input"}: the genes look like ${other.species} (${other.count} of ${n} IDs from ${res.source} are ${other.prefix}… Ensembl IDs) ` +
+          `but the Geneformer ${dict.version} dictionaries are human (only ${matched} genes matched); map the genes to their human orthologs first ` +
+          `(e.g. with Ensembl BioMart) and give the human Ensembl IDs`,
+      );
+    }
     throw new Error(
       `${opts.file ?? "input"}: only ${matched} of ${n} genes (${((100 * matched) / n).toFixed(1)}%) from ${res.source} are in the Geneformer ${dict.version} dictionary ` +
         `(${res.empty} empty IDs, ${res.fromSymbols} mapped from symbols); expected Ensembl IDs or gene symbols. ` +

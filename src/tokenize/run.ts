@@ -155,6 +155,7 @@ async function tokenizeToDatasetLocked(o: TokenizeRunOptions): Promise<{ summary
   }
   const userMedians = o.medians ? readMediansTsv(o.medians) : undefined;
   const source = await openCounts(o.input, { layer: o.layer, useRaw: o.useRaw, allowNonInteger: o.allowNonInteger, obsTsv: o.obsTsv });
+  if (!o.quiet) for (const n of source.notes ?? []) process.stderr.write(`note: ${n}\n`);
   try {
     const tk = new GeneformerTokenizer(source, {
       modelVersion: o.modelVersion,

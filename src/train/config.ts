@@ -24,6 +24,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 import { GENEFORMER_V1_12L, GENEFORMER_V1_6L, type BertConfig } from "../model/config.js";
 
 /**
@@ -173,7 +174,7 @@ const rootSchema = z.strictObject({
   data: dataSchema,
   training: trainingSchema.default(() => trainingSchema.parse({})),
   output: outputSchema,
-  backend: oneOf(["auto", "tensorflow", "wasm", "cpu"] as const).default("auto"),
+  backend: oneOf(BACKEND_CHOICES).default("auto"),
 });
 
 /**
@@ -226,7 +227,7 @@ export interface TrainConfig {
   data: DataSection;
   training: TrainingSection;
   output: { dir: string };
-  backend: "auto" | "tensorflow" | "wasm" | "cpu";
+  backend: BackendChoice;
 }
 
 /** One zod issue as `<source>: <key.path>: <problem>`. */

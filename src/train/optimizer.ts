@@ -164,23 +164,33 @@ export class AdamW {
 
 /** Global 2-norm of a set of gradients (one number, synchronously read). */
 export function globalNorm(grads: Map<string, tf.Tensor>): number {
-  if (grads.size === 0) return 0;
-  const s = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))));
+  const s = squaredNormTensor(grads);
   const n = Math.sqrt(s.dataSync()[0]);
   s.dispose();
   return n;
 }
 
 /**
+ * Σ g² over all gradients as a scalar tensor on the device (the square of {@link globalNorm}, whose
+ * root is taken on the host), for callers that read asynchronously (webgpu).
+ */
+export function squaredNormTensor(grads: Map<string, tf.Tensor>): tf.Scalar {
+  if (grads.size === 0) return tf.scalar(0);
+  return tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))) as tf.Scalar);
+}
+
+/**
  * `torch.nn.utils.clip_grad_norm_`: scale all gradients by `maxNorm / (norm + 1e-6)` when that is
  * below 1. Returns the norm **before** clipping (what HF logs as `grad_norm`) and the gradients
  * (new tensors when scaled; the inputs are disposed in that case). `maxNorm <= 0` disables clipping.
+ * `knownNorm`: the norm already read (the root of {@link squaredNormTensor}), so nothing is read here.
  */
 export function clipByGlobalNorm(
   grads: Map<string, tf.Tensor>,
   maxNorm: number,
+  knownNorm?: number,
 ): { grads: Map<string, tf.Tensor>; norm: number } {
-  const norm = globalNorm(grads);
+  const norm = knownNorm ?? globalNorm(grads);
   if (!(maxNorm > 0)) return { grads, norm };
   const coef = maxNorm / (norm + 1e-6);
   if (coef >= 1) return { grads, norm };

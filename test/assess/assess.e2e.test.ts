@@ -11,6 +11,7 @@ const TINY = "data/tiny.h5ad";
 let dir: string;
 let embFile: string;
 let cellTypes: string[];
+let ids0: string[];
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-assess-"));
@@ -26,6 +27,7 @@ beforeAll(async () => {
       }
     }
   }
+  ids0 = [...src.obs.index];
   const ids = [...src.obs.index].reverse();
   cellTypes = [...(src.obs.columns.cell_type as string[])];
   embFile = path.join(dir, "genes24.arrow");
@@ -72,6 +74,11 @@ describe("runAssessment on data/tiny.h5ad (6 types x 50 cells)", () => {
     expect(hvg.knnAccuracy).toBeGreaterThan(0.7);
     expect(hvg.aswScaled).toBeCloseTo((hvg.aswRaw + 1) / 2, 10);
     expect(hvg.kmeansNmi).toBeGreaterThan(0.4);
+    // linear probe: fitted on 80 % of the selection, scored on 20 % (seeded, stratified), HVG + PCA separates the types
+    expect(r.probe).toMatchObject({ nTrain: 192, nTest: 48 });
+    expect(hvg.probeAccuracy).toBeGreaterThan(0.7);
+    expect(hvg.probeMacroF1).toBeGreaterThan(0.6);
+    expect(r.metrics.find((m) => m.id === "genes24")!.probeAccuracy).toBeGreaterThan(0);
     // tiny has one batch: batch metrics are undefined (NaN), the report says so
     expect(Number.isNaN(hvg.batchAsw)).toBe(true);
     const md = fs.readFileSync(path.join(out, "report.md"), "utf8");
@@ -87,6 +94,15 @@ describe("runAssessment on data/tiny.h5ad (6 types x 50 cells)", () => {
     const again = await runAssessment({ input: TINY, embeddings: [embFile], label: "cell_type", batch: "batch", output: path.join(dir, "again"), minCells: 50, perType: 40, nHvg: 300, quiet: true, umapEpochs: 60, kmeansRestarts: 2, threads: 1 });
     expect(again.measures).toEqual(r.measures);
     expect(again.metrics).toEqual(r.metrics);
+    expect(md).toContain("linear probe accuracy");
+    // held-out cells given (a training run's validation cells): scored on all of them, selected or not
+    const heldOut = ids0.filter((_, i) => i % 5 === 0);
+    const h = await runAssessment({ input: TINY, embeddings: [embFile], label: "cell_type", output: path.join(dir, "heldout"), minCells: 50, perType: 40, nHvg: 300, quiet: true, umapEpochs: 20, kmeansRestarts: 1, threads: 1, heldOutCells: heldOut });
+    expect(h.probe!.nTest).toBe(heldOut.length);
+    expect(h.probe!.nTrain).toBeGreaterThan(240 - heldOut.length - 1);
+    expect(h.metrics[0].probeAccuracy).toBeGreaterThan(0.7);
+    // the same metrics as without it, except the probe
+    expect(h.metrics.map((m) => m.knnAccuracy)).toEqual(r.metrics.map((m) => m.knnAccuracy));
   });
 
   it("CLI: bad input gives clear errors and writes nothing", async () => {

@@ -64,7 +64,21 @@ describe("cellfm compare", () => {
       expect(last(arm).tokens).toBeLessThan(2500 + 16 * 32);
     }
     const cj = JSON.parse(fs.readFileSync(path.join(straight, "compare.json"), "utf8"));
-    expect(cj.rows.map((x: { name: string }) => x.name)).toEqual(["rank-mlm", "rank-mlm (untrained)", "counts-denoise", "counts-denoise (untrained)"]);
+    expect(cj.rows.map((x: { name: string }) => x.name)).toEqual([
+      "rank-mlm",
+      "rank-mlm (untrained)",
+      "rank-mlm input (genes as a bag → PCA)",
+      "counts-denoise",
+      "counts-denoise (untrained)",
+      "counts-denoise input (genes as a bag → PCA)",
+    ]);
+    // the linear probe scores the held-out (validation) cells, next to HVG + PCA's
+    expect(cj.baseline.values.probe_acc.mean).toBeGreaterThan(0.5);
+    for (const r of cj.rows) expect(r.values.probe_acc.mean).toBeGreaterThanOrEqual(0);
+    const am = JSON.parse(fs.readFileSync(path.join(straight, "rank-mlm", "assess", "metrics.json"), "utf8"));
+    expect(am.probe.how).toMatch(/held-out cells/);
+    // the input ceiling of the rank arm: its 32 top genes as a bag, separates types in this data
+    expect(cj.rows[2].values.knn.mean).toBeGreaterThan(0.4);
     expect(cj.baseline.name).toMatch(/HVG/);
     expect(cj.baseline.values.knn.mean).toBeGreaterThan(0.5);
     expect(cj.reading.join("\n")).toMatch(/1\. Does every encoding keep within < between\?/);
@@ -166,7 +180,7 @@ describe("cellfm compare", () => {
   it("--arms runs a subset", async () => {
     const sub = path.join(tmp, "subset");
     const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml", { arms: ["counts-denoise"] }), output: sub, quiet: true });
-    expect(r.rows!.map((x) => x.name)).toEqual(["counts-denoise", "counts-denoise (untrained)"]);
+    expect(r.rows!.map((x) => x.name)).toEqual(["counts-denoise", "counts-denoise (untrained)", "counts-denoise input (genes as a bag → PCA)"]);
     expect(fs.existsSync(path.join(sub, "rank-mlm"))).toBe(false);
   });
 });
