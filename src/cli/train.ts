@@ -24,7 +24,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     y
       .option("config", { type: "string", demandOption: true, describe: "training config YAML (e.g. configs/demo.yaml)" })
       .option("resume", { type: "boolean", describe: "continue from the newest checkpoint in the output folder" })
-      .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
+      .option("force", { type: "boolean", describe: "start over: the previous run is replaced once the new one has a checkpoint (kept if it fails first); files cellfm did not write are never deleted" })
       .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
       .option("max-steps", { type: "number", describe: "override training.max_steps" })
       .option("workers", { type: "number", describe: "override training.workers (data-parallel threads incl. the main one; wasm/cpu)" })
