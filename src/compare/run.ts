@@ -34,7 +34,9 @@ import type { AssessmentResult } from "../assess/report.js";
 import { buildModel } from "../model/factory.js";
 import { copyGeneTables } from "../model/value-model.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
-import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
+import { assertNoOverlap, assertWritable, setAside, settleSetAside, writeFileAtomic, writeOutputMarker } from "../io.js";
+import { isOutputLockHeld, lockOutput, releaseOutputLock } from "../lock.js";
+import { readMetricsRows } from "../train/output.js";
 import { planGenes } from "../tokenize/geneformer.js";
 import { encodingByKey, type EncodingKey } from "../encoding/index.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
@@ -92,9 +94,13 @@ function sharedFingerprint(c: CompareConfig): Record<string, unknown> {
  */
 function prepareOutput(c: CompareConfig, out: string, force: boolean): void {
   assertNoOverlap(out, [{ path: c.data.input, label: `${c.source}: data.input` }], "--output");
+  lockOutput(out, "compare");
+  settleSetAside(out, compareHasResult, false); // an earlier --force run that was killed
   if (force && fs.existsSync(out)) {
-    assertWritable(out, true, { command: "compare", kind: "dir" }); // --force replaces only a compare folder
-    fs.rmSync(out, { recursive: true, force: true });
+    // --force replaces only a compare folder, and only cellfm's files; the previous comparison is
+    // kept aside until the new one has a result (runCompare settles it)
+    assertWritable(out, true, { command: "compare", kind: "dir" });
+    setAside(out);
   }
   const marker = path.join(out, "compare-config.json");
   if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
@@ -115,6 +121,18 @@ function prepareOutput(c: CompareConfig, out: string, force: boolean): void {
   fs.mkdirSync(out, { recursive: true });
   writeOutputMarker(out, "compare");
   writeFileAtomic(marker, JSON.stringify({ source: c.source, shared: sharedFingerprint(c), seeds: c.seeds, arms: c.arms.map((a) => a.name) }, null, 2) + "\n");
+}
+
+/** A comparison folder holds a result once one training run has a checkpoint or one arm × seed is done. */
+function compareHasResult(dir: string): boolean {
+  const walk = (d: string, depth: number): boolean => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (e.name === "done.json" || (e.isDirectory() && /^(checkpoint-\d+|final)$/.test(e.name))) return true;
+      if (e.isDirectory() && depth < 4 && walk(path.join(d, e.name), depth + 1)) return true;
+    }
+    return false;
+  };
+  return fs.existsSync(dir) && walk(dir, 0);
 }
 
 /** Check the data's obs columns before anything is tokenized or trained. */
@@ -248,12 +266,16 @@ async function trainJob(c: CompareConfig, j: Job, jobs: Job[], todo: Job[], pr: 
   const trainDir = j.train.output.dir;
   if (fs.existsSync(path.join(trainDir, "eval.json")) && fs.existsSync(path.join(trainDir, "final"))) return undefined;
   const timingFile = path.join(j.dir, "timing.json");
-  const timing = readJson<{ train_s: number }>(timingFile) ?? { train_s: 0 };
+  // train_s: every training attempt's wall time, saved as it goes (at most a second is lost to a kill -9)
+  const timing = readJson<{ train_s: number; attempts?: number }>(timingFile) ?? { train_s: 0 };
   const resume = fs.existsSync(trainDir) && listCheckpoints(trainDir).length > 0;
   const remainingJobs = todo.filter((x) => jobs.indexOf(x) > jobs.indexOf(j)).length;
   const tag = `arm ${c.arms.indexOf(j.arm) + 1}/${c.arms.length} ${j.arm.name} · seed ${j.seed}`;
   say(`compare [${tag}]: ${resume ? "resuming" : "training"} ${j.totalSteps} steps`);
   const start = Date.now();
+  const before = timing.train_s;
+  timing.attempts = (timing.attempts ?? 0) + 1;
+  let lastSaved = start;
   let lastPrint = 0;
   // throughput of the comparison so far: this call's steps after its first, plus earlier runs
   let first: { tokens: number; t: number } | undefined;
@@ -266,6 +288,10 @@ async function trainJob(c: CompareConfig, j: Job, jobs: Job[], todo: Job[], pr: 
     stopAfter: pr.stopBudget,
     onStep: (m) => {
       const now = Date.now();
+      if (now - lastSaved >= 1000) {
+        lastSaved = now;
+        writeFileAtomic(timingFile, JSON.stringify({ ...timing, train_s: before + (now - start) / 1000 }) + "\n");
+      }
       first ??= { tokens: m.tokens, t: now };
       last = { tokens: m.tokens, t: now };
       if (now - lastPrint < 5000 && m.step !== j.totalSteps) return;
@@ -284,7 +310,7 @@ async function trainJob(c: CompareConfig, j: Job, jobs: Job[], todo: Job[], pr: 
     pr.tokensTrainedNow += last.tokens - first.tokens;
     pr.secondsTrainingNow += (last.t - first.t) / 1000;
   }
-  timing.train_s += (Date.now() - start) / 1000;
+  timing.train_s = before + (Date.now() - start) / 1000;
   writeFileAtomic(timingFile, JSON.stringify(timing) + "\n");
   if (pr.stopBudget !== undefined) pr.stopBudget = undefined;
   return r;
@@ -338,8 +364,8 @@ async function scoreJob(c: CompareConfig, j: Job, bench: Benchmark, o: CompareRu
     );
   }
   const ev = readJson<EvalResult>(path.join(trainDir, "eval.json"))!;
-  const tokens = metricsRows(trainDir).reduce((m, r) => Math.max(m, r.tokens ?? 0), 0);
-  const timing = readJson<{ train_s: number }>(path.join(j.dir, "timing.json")) ?? { train_s: 0 };
+  const tokens = metricsRows(trainDir, say).reduce((m, r) => Math.max(m, r.tokens ?? 0), 0);
+  const timing = readJson<{ train_s: number; attempts?: number }>(path.join(j.dir, "timing.json")) ?? { train_s: 0 };
   const done: ArmSeedResult = {
     arm: j.arm.name,
     seed: j.seed,
@@ -347,6 +373,7 @@ async function scoreJob(c: CompareConfig, j: Job, bench: Benchmark, o: CompareRu
     tokens,
     eval: ev,
     train_seconds: timing.train_s,
+    ...(timing.attempts !== undefined && timing.attempts > 1 ? { train_attempts: timing.attempts } : {}),
     tokens_per_s: tokens / Math.max(timing.train_s, 1e-9),
     ...(scores ? { denoise: scores } : {}),
   };
@@ -354,13 +381,9 @@ async function scoreJob(c: CompareConfig, j: Job, bench: Benchmark, o: CompareRu
   say(`compare: arm ${j.arm.name} seed ${j.seed} done: held-out loss ${ev.model_loss.toFixed(4)} vs baseline ${ev.baseline_loss.toFixed(4)}, ${tokens.toLocaleString("en-US")} tokens, ${fmtDuration(timing.train_s)}`);
 }
 
-/** The rows of a training run's metrics.jsonl. */
-function metricsRows(trainDir: string): Record<string, number>[] {
-  return fs
-    .readFileSync(path.join(trainDir, "metrics.jsonl"), "utf8")
-    .split("\n")
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as Record<string, number>);
+/** The rows of a training run's metrics.jsonl (a torn last line is reported on `log` and left out). */
+function metricsRows(trainDir: string, log: (s: string) => void): Record<string, number>[] {
+  return readMetricsRows(path.join(trainDir, "metrics.jsonl"), log) as unknown as Record<string, number>[];
 }
 
 /** 3. The assessment of each arm: every seed's trained and untrained embeddings and its input ceiling, next to HVG + PCA. */
@@ -420,6 +443,19 @@ async function assessArms(c: CompareConfig, out: string, jobs: Job[], heldOutIds
  *   than one optimizer step, or an output folder made by a different configuration.
  */
 export async function runCompare(o: CompareRunOptions): Promise<CompareResult & { interrupted: boolean }> {
+  const log = o.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const locked = isOutputLockHeld(o.output);
+  try {
+    return await runCompareIn(o);
+  } finally {
+    // a previous comparison replaced with --force: removed once the new one has a result, else put back
+    if (isOutputLockHeld(o.output)) for (const l of settleSetAside(path.resolve(o.output), compareHasResult, true)) log(`compare: ${l}`);
+    if (!locked) releaseOutputLock(o.output);
+  }
+}
+
+/** {@link runCompare} in its locked output folder. */
+async function runCompareIn(o: CompareRunOptions): Promise<CompareResult & { interrupted: boolean }> {
   const c = o.config;
   const out = path.resolve(o.output);
   const log = o.log ?? ((s: string) => process.stderr.write(s + "\n"));
@@ -454,7 +490,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
 
   const assessments = await assessArms(c, out, jobs, bench.heldOutIds, o, say);
   const results: ArmSeedResult[] = jobs.map((j) => readJson<ArmSeedResult>(path.join(j.dir, "done.json"))!);
-  const curves = jobs.map((j) => ({ arm: j.arm.name, seed: j.seed, rows: metricsRows(j.train.output.dir) }));
+  const curves = jobs.map((j) => ({ arm: j.arm.name, seed: j.seed, rows: metricsRows(j.train.output.dir, log) }));
   const result = await buildReport({ config: c, output: out, results, assessments, curves, denoise: bench.denoise, wallSeconds: (Date.now() - t0) / 1000 });
   say(`compare: report ${path.join(out, "report.md")} (and report.html, compare.json)`);
   return { ...result, interrupted: false };
