@@ -671,7 +671,7 @@ function resumeRun(run: Run, resumeFrom: string): void {
  */
 function writeRunLog(run: Run): { flops: number; source: string } {
   const { t, p, backend, workers, model } = run;
-  let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name);
+  let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name, backend.kernels);
   if (!t.peak_flops && workers > 1 && backend.name !== "tensorflow") {
     // one backend thread per rank: the single-thread peak times the ranks
     peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };
