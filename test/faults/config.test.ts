@@ -126,7 +126,7 @@ describe("--resume onto tokens of another encoding", () => {
 });
 
 describe("embed of a tokenized folder with repeated cell ids", () => {
-  it("is refused when the folder is read, naming it and the rows; no output", async () => {
+  it("is refused when the folder is read, naming it and the id; no output", async () => {
     const ck = path.join(root, "limit-ok", "final");
     expect(fs.existsSync(ck)).toBe(true);
     const ds = readTokenizedDataset(tokens);
@@ -134,7 +134,7 @@ describe("embed of a tokenized folder with repeated cell ids", () => {
     const dup = path.join(root, "tokens-dup");
     writeTokenizedDataset(dup, { meta, cellIds: ds.cellIds.map((id, i) => (i === 30 ? ds.cellIds[3] : id)), inputIds: ds.inputIds, nCounts: ds.nCounts });
     const out = path.join(root, "dup.arrow");
-    await expectRefused(["embed", "-c", ck, "-i", dup, "-o", out, "-q"], [dup, `"${ds.cellIds[3]}"`, "rows 3 and 30", "cell_id column"], [dup, ck]);
+    await expectRefused(["embed", "-c", ck, "-i", dup, "-o", out, "-q"], [dup, ds.cellIds[3], /more than once/], [dup, ck]);
     expect(fs.existsSync(out)).toBe(false);
   });
 });
