@@ -39,9 +39,15 @@ export async function openCounts(path: string, opts: OpenCountsOptions & { obsTs
 /**
  * Cell ids (the obs index, a 10x folder's barcodes) must be unique: outputs (tokens, embeddings)
  * are keyed by them, and AnnData only warns about repeats.
+ * @param where what holds the ids, for the message; `fix` how to make them unique.
  * @throws Error naming the file, the first repeated id, both rows and how many ids repeat.
  */
-export function checkUniqueCellIds(file: string, ids: readonly string[]): void {
+export function checkUniqueCellIds(
+  file: string,
+  ids: readonly string[],
+  where = "the obs index",
+  fix = "make them unique first, e.g. in Python adata.obs_names_make_unique()",
+): void {
   const first = new Map<string, number>();
   let repeated = 0;
   let example: { id: string; a: number; b: number } | undefined;
@@ -55,8 +61,8 @@ export function checkUniqueCellIds(file: string, ids: readonly string[]): void {
   }
   if (example) {
     throw new Error(
-      `${file}: cell id "${example.id}" appears more than once in the obs index (rows ${example.a} and ${example.b}; ${repeated} repeated row${repeated === 1 ? "" : "s"} in all); ` +
-        `cell ids must be unique: make them unique first, e.g. in Python adata.obs_names_make_unique()`,
+      `${file}: cell id "${example.id}" appears more than once in ${where} (rows ${example.a} and ${example.b}; ${repeated} repeated row${repeated === 1 ? "" : "s"} in all); ` +
+        `cell ids must be unique: ${fix}`,
     );
   }
 }

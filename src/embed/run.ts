@@ -10,7 +10,7 @@ import * as path from "node:path";
 import cliProgress from "cli-progress";
 import { type BackendChoice, initBackend } from "../backend.js";
 import { writeEmbeddings } from "../data/embeddings.js";
-import { openCounts, sourceFileFor } from "../data/open.js";
+import { checkUniqueCellIds, openCounts, sourceFileFor } from "../data/open.js";
 import { readTokenizedDataset, readTokenizedManifest, readTokenizedRange } from "../data/tokenized.js";
 import type { ObsTable, ObsValues } from "../data/types.js";
 import { assertWritable, sha256File } from "../io.js";
@@ -235,6 +235,8 @@ async function embedToFileLocked(o: EmbedRunOptions): Promise<EmbedRunSummary> {
       const nAll = readTokenizedManifest(o.input).shards.reduce((k, s) => k + s.n_cells, 0);
       const range = shardRange(nAll, o.shard);
       const ds = o.shard ? await readTokenizedRange(o.input, range.start, range.end) : readTokenizedDataset(o.input);
+      // a folder with repeated ids (hand-made, or from an older cellfm): refused now, not when the output is written
+      checkUniqueCellIds(o.input, ds.cellIds, "its cell_id column", "tokenize an input whose cell ids are unique");
       if (ds.manifest.encoding !== ck.cellfm.encoding) {
         throw new Error(`${o.input} has encoding ${ds.manifest.encoding} but checkpoint ${o.checkpoint} expects ${ck.cellfm.encoding}`);
       }

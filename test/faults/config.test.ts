@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { readTokenizedDataset, readTokenizedManifest, readTokenizedRange } from "../../src/data/tokenized.js";
+import { readTokenizedDataset, readTokenizedManifest, readTokenizedRange, writeTokenizedDataset } from "../../src/data/tokenized.js";
 import { estimateMemory } from "../../src/model/memory.js";
 import { GENEFORMER_V1_6L } from "../../src/model/config.js";
 import { TINY_MODEL } from "../train/helpers.js";
@@ -122,6 +122,20 @@ describe("--resume onto tokens of another encoding", () => {
       ["cannot resume from", "geneformer-rank-value (tokenize --encoding rank)", "scprint-counts (tokenize --encoding counts)", counts],
       [path.join(root, "enc"), counts],
     );
+  });
+});
+
+describe("embed of a tokenized folder with repeated cell ids", () => {
+  it("is refused when the folder is read, naming it and the id; no output", async () => {
+    const ck = path.join(root, "limit-ok", "final");
+    expect(fs.existsSync(ck)).toBe(true);
+    const ds = readTokenizedDataset(tokens);
+    const { format: _f, format_version: _v, n_cells: _n, shards: _s, columns: _c, obs_columns: _o, cellfm_version: _cv, created: _cr, ...meta } = ds.manifest;
+    const dup = path.join(root, "tokens-dup");
+    writeTokenizedDataset(dup, { meta, cellIds: ds.cellIds.map((id, i) => (i === 30 ? ds.cellIds[3] : id)), inputIds: ds.inputIds, nCounts: ds.nCounts });
+    const out = path.join(root, "dup.arrow");
+    await expectRefused(["embed", "-c", ck, "-i", dup, "-o", out, "-q"], [dup, ds.cellIds[3], /more than once/], [dup, ck]);
+    expect(fs.existsSync(out)).toBe(false);
   });
 });
 
