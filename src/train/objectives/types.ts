@@ -5,6 +5,7 @@
  * initialise the output bias and the FLOPs of its head. The loss itself is computed by the model's
  * head (`src/model/bert.ts` `Head`), from the batch's {@link LossTargets}.
  */
+import type { PaddedRows } from "../../model/batch.js";
 import type { LossTargets } from "../../model/bert.js";
 import type { CellTargets } from "../../model/cell-heads.js";
 import type { BertConfig } from "../../model/config.js";
@@ -29,19 +30,11 @@ export interface TrainCell {
  * A collated micro-batch as flat typed arrays (row-major `[batch, seqLen]`), right-padded; plain
  * data, so it can be split by cells ({@link sliceCells}) and posted to a worker thread.
  */
-export interface CollatedBatch extends LossTargets, CellTargets {
-  /** Number of cells. */
-  batch: number;
-  /** Padded length = longest cell in the batch. */
-  seqLen: number;
-  /** Input ids (after masking, if any), int32 `[batch * seqLen]`. */
+export interface CollatedBatch extends PaddedRows, LossTargets, CellTargets {
+  /** Input ids (after masking, if any), int32 `[batch * seqLen]`; `seqLen` = the longest cell. */
   inputIds: Int32Array;
-  /** 1 for real tokens, 0 for padding, float32 `[batch * seqLen]`. */
-  attentionMask: Float32Array;
   /** Input values (after masking/noise), float32 `[batch * seqLen]`, for encodings that carry them. */
   values?: Float32Array;
-  /** Number of real (non-pad) tokens in the batch. */
-  realTokens: number;
 }
 
 /** A baseline loss on the validation batches, written to eval.json next to the model's loss. */
