@@ -200,19 +200,15 @@ export function installBlasKernels(tf: typeof tfc): BlasStatus {
     return out;
   };
 
-  tf.unregisterKernel(tf.BatchMatMul, "wasm");
-  tf.registerKernel({
-    kernelName: tf.BatchMatMul,
-    backendName: "wasm",
-    setupFunc: origBmm.setupFunc,
-    kernelFunc: ((args: KernelArgs) => run(args, false) ?? origBmm.kernelFunc(args as never)) as tfc.KernelFunc,
-  });
-  tf.unregisterKernel(tf._FusedMatMul, "wasm");
-  tf.registerKernel({
-    kernelName: tf._FusedMatMul,
-    backendName: "wasm",
-    setupFunc: origFused.setupFunc,
-    kernelFunc: ((args: KernelArgs) => run(args, true) ?? origFused.kernelFunc(args as never)) as tfc.KernelFunc,
-  });
+  // each kernel falls back to the stock wasm one for the cases `run` does not take (it returns undefined)
+  for (const [orig, fused] of [[origBmm, false], [origFused, true]] as const) {
+    tf.unregisterKernel(orig.kernelName, "wasm");
+    tf.registerKernel({
+      kernelName: orig.kernelName,
+      backendName: "wasm",
+      setupFunc: orig.setupFunc,
+      kernelFunc: ((args: KernelArgs) => run(args, fused) ?? orig.kernelFunc(args as never)) as tfc.KernelFunc,
+    });
+  }
   return (status = { active: true, provider: nativeBlasProvider(m) });
 }
