@@ -1,8 +1,9 @@
 /**
  * Cell embeddings from a trained encoder, the Geneformer way (GF `geneformer/emb_extractor.py@fb6abe0`,
  * reference-spec §1b): hidden states of layer `num_layers + layer` (default −1 = the second-to-last
- * transformer layer; 0 = the last), mean-pooled over a cell's real (non-pad) tokens, or the state at
- * position 0 (`cls`). Unlike Geneformer's extractor, output rows stay in input order.
+ * transformer layer; 0 = the last), mean-pooled over a cell's real (non-pad) tokens, or the `<cls>`
+ * state (`cls`: the learned `<cls>` a model trained with `model.pooling: cls` prepends, else position
+ * 0, Geneformer V2's `<cls>`). Unlike Geneformer's extractor, output rows stay in input order.
  *
  * Cells are sorted by length and batched under a token budget, so padding is small; a cell's
  * embedding does not depend on the other cells in its batch, on padding or on chunking (the
@@ -21,7 +22,7 @@ export interface EmbedOptions {
    * embedding output.
    */
   layer?: number;
-  /** "mean" (default): mean over the cell's tokens; "max": per-unit maximum over them; "cls": the state at position 0. */
+  /** "mean" (default): mean over the cell's tokens; "max": per-unit maximum over them; "cls": the `<cls>` state (the model's learned `<cls>`, else position 0). */
   pool?: Pooling;
   /** Token ids left out of the mean (e.g. V2 `<cls>`, `<eos>`), as Geneformer does for V2 models. */
   excludeSpecial?: number[];
@@ -139,9 +140,9 @@ function embedPlan(model: BertModel | CellModel, cells: Int32Array[], opts: Embe
     });
     return tf.tidy(() => {
       const batch = toModelBatch(rows);
-      const h = encoder.forward(batch, { training: false, numLayers }).lastHiddenState; // [B, L, H]
+      const f = encoder.forward(batch, { training: false, numLayers }); // [B, L, H] (+ a learned <cls>'s state [B, H])
       // the same pooling as the cell-level objectives train (src/model/cell-heads.ts)
-      return poolCells(tf.reshape(h, [B * L, H]) as tf.Tensor2D, tf.tensor2d(poolW, [B, L]), pool);
+      return poolCells(tf.reshape(f.lastHiddenState, [B * L, H]) as tf.Tensor2D, tf.tensor2d(poolW, [B, L]), pool, f.cls);
     });
   };
   /** Put batch `idx`'s pooled rows `v` (`[B * H]`) into the output and report progress. */

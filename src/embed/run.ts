@@ -215,8 +215,11 @@ async function embedToFileLocked(o: EmbedRunOptions): Promise<EmbedRunSummary> {
     if (dict.vocabSize !== ck.config.vocab_size && !enc.readsValues) {
       log(`note: checkpoint vocab_size ${ck.config.vocab_size} differs from the ${version} dictionary (${dict.vocabSize} tokens)`);
     }
-    if (pool === "cls" && dict.special.cls === undefined) {
-      throw new Error(`--pool cls needs a V2 model (cells start with <cls>); this checkpoint is ${version}: use --pool mean`);
+    // cls pooling reads a learned <cls> the model prepends, or Geneformer V2 rank tokens' own <cls> (position 0)
+    if (pool === "cls" && !model.bert.cls && (dict.special.cls === undefined || enc.readsValues)) {
+      throw new Error(
+        `--pool cls needs a <cls>: a V2 rank model (cells start with <cls>) or a model trained with model.pooling: cls; this checkpoint is ${version} ${enc.key} without one: use --pool mean`,
+      );
     }
     let cellIds: string[];
     let cells: Int32Array[];

@@ -24,6 +24,9 @@ import { RANK } from "../encoding/rank.js";
 import type { CellSpec } from "./cell-heads.js";
 import { attention, DropoutContext, gatherRows, layerNorm, linear, sparseSoftmaxCrossEntropy, tiedDecoder } from "./ops.js";
 
+/** Weight name of the learned `<cls>` embedding `[1, hidden]` ({@link BertModel.addClsToken}). */
+export const CLS_TOKEN = "bert.embeddings.cls_token";
+
 /** One padded batch of cells. */
 export interface ModelBatch {
   /** Token ids, int32 `[batch, seqLen]`, right-padded with `pad_token_id`. */
@@ -75,6 +78,8 @@ export interface ForwardOptions {
 export interface ForwardOutput {
   /** Output of the last layer run, `[batch, seqLen, hidden]`. */
   lastHiddenState: tf.Tensor3D;
+  /** A model with a learned `<cls>` ({@link BertModel.addClsToken}): its state after the last layer run, `[batch, hidden]`. */
+  cls?: tf.Tensor2D;
   /** With `outputHiddenStates`: index 0 = embedding output, i = output of layer i; each `[batch, seqLen, hidden]`. */
   hiddenStates?: tf.Tensor3D[];
 }
@@ -124,6 +129,11 @@ export class ParamStore {
 export interface ForwardContext {
   config: BertConfig;
   dropout: DropoutContext;
+  /**
+   * Set by {@link BertModel.encode} on a model with a learned `<cls>` ({@link BertModel.cls}): the
+   * `<cls>` state after the last layer run, `[batch, hidden]` (what `cls` pooling reads).
+   */
+  cls?: tf.Tensor2D;
 }
 
 /**
@@ -349,6 +359,12 @@ export type HeadFactory<T extends LossTargets> = (config: BertConfig, params: Pa
 export class BertModel {
   readonly embeddings: InputEmbedding;
   readonly layers: BertLayer[] = [];
+  /**
+   * The learned `<cls>` embedding `[1, hidden]` (`bert.embeddings.cls_token`, as HF ViT's
+   * `embeddings.cls_token`), when the model prepends one ({@link addClsToken}); else undefined.
+   */
+  cls?: tf.Variable;
+  private clsNorm?: { weight: tf.Variable; bias: tf.Variable };
 
   /**
    * @param config validated model config
@@ -358,6 +374,27 @@ export class BertModel {
   constructor(readonly config: BertConfig, params: ParamStore, embedding: EmbeddingFactory) {
     this.embeddings = embedding(config, params);
     for (let l = 0; l < config.num_hidden_layers; l++) this.layers.push(new BertLayer(config, params, l));
+  }
+
+  /**
+   * Give the encoder a learned `<cls>` token (issue 17 §2; `model.pooling: cls` on tokens without a
+   * `<cls>` of their own: V1 rank, binned, counts). Every cell's sequence then starts with it inside
+   * the encoder: its input state is LayerNorm(e_cls) with the embeddings' own LayerNorm (as a token
+   * whose word row is e_cls and whose position, value and token-type parts are zero: it takes no
+   * position-table row, so `max_position_embeddings` and `data.max_length` count gene tokens only,
+   * and it has no value input), no dropout; it attends to and is attended by the cell's real tokens,
+   * never padding. Its final state is the cell embedding (`ForwardContext.cls`, `ForwardOutput.cls`);
+   * the token states the heads read keep their `[batch * seqLen, hidden]` layout, so it is never
+   * masked nor a loss position. The weight is created after every other one (`params`' seeded init
+   * of the others is unchanged). ViT's class token (Dosovitskiy et al. 2021, HF
+   * `modeling_vit.py` `ViTEmbeddings.cls_token`) and Geneformer V2 / scGPT's `<cls>`.
+   * @throws Error when the input embedding has no `bert.embeddings.LayerNorm` in `params`.
+   */
+  addClsToken(params: ParamStore): void {
+    const weight = params.vars.get("bert.embeddings.LayerNorm.weight"), bias = params.vars.get("bert.embeddings.LayerNorm.bias");
+    if (!weight || !bias) throw new Error("a learned <cls> needs the input embedding's LayerNorm (bert.embeddings.LayerNorm.*)");
+    this.cls = params.add(CLS_TOKEN, [1, this.config.hidden_size], "normal");
+    this.clsNorm = { weight, bias };
   }
 
   /** Additive attention bias `[batch, 1, 1, seqLen]`: 0 for real tokens, −1e9 for padding. */
@@ -387,14 +424,45 @@ export class BertModel {
    */
   encode(batch: ModelBatch, ctx: ForwardContext, numLayers: number, keepAll: boolean): tf.Tensor2D[] {
     const [B, L] = batch.inputIds.shape;
-    const bias = this.maskBias(batch.attentionMask);
     let x = this.embeddings.forward(batch, ctx);
+    if (this.cls) return this.encodeWithCls(x, batch, ctx, numLayers, keepAll);
+    const bias = this.maskBias(batch.attentionMask);
     const all = keepAll ? [x] : [];
     for (let l = 0; l < numLayers; l++) {
       x = this.layers[l].forward(x, bias, B, L, ctx);
       if (keepAll) all.push(x);
     }
     return keepAll ? all : [x];
+  }
+
+  /**
+   * {@link encode} with the learned `<cls>` first in every cell ({@link addClsToken}): the layers run
+   * on `[batch * (seqLen + 1), hidden]`; the token states are returned as without it and the last
+   * `<cls>` state goes to `ctx.cls`.
+   * @param tokens the input embedding's output `[batch * seqLen, hidden]`
+   */
+  private encodeWithCls(tokens: tf.Tensor2D, batch: ModelBatch, ctx: ForwardContext, numLayers: number, keepAll: boolean): tf.Tensor2D[] {
+    const [B, L] = batch.inputIds.shape, H = this.config.hidden_size, L1 = L + 1;
+    const n = this.clsNorm!;
+    const c = layerNorm(this.cls as tf.Tensor2D, n.weight as tf.Tensor1D, n.bias as tf.Tensor1D, this.config.layer_norm_eps); // [1, H]
+    // (a product with ones, not broadcastTo: no Tile gradient is registered, ./gradients.ts)
+    const cls = tf.reshape(tf.mul(tf.ones([B, 1]), c), [B, 1, H]);
+    let x = tf.reshape(tf.concat([cls, tf.reshape(tokens, [B, L, H])], 1), [B * L1, H]) as tf.Tensor2D;
+    const bias = this.maskBias(tf.concat([tf.ones([B, 1]), batch.attentionMask], 1) as tf.Tensor2D);
+    const split = (s: tf.Tensor2D) => {
+      const s3 = tf.reshape(s, [B, L1, H]);
+      return { cls: tf.reshape(tf.slice(s3, [0, 0, 0], [B, 1, H]), [B, H]) as tf.Tensor2D, tokens: tf.reshape(tf.slice(s3, [0, 1, 0], [B, L, H]), [B * L, H]) as tf.Tensor2D };
+    };
+    const all = keepAll ? [tokens] : [];
+    for (let l = 0; l < numLayers; l++) {
+      x = this.layers[l].forward(x, bias, B, L1, ctx);
+      if (keepAll && l < numLayers - 1) all.push(split(x).tokens);
+    }
+    const last = split(x);
+    ctx.cls = last.cls;
+    if (!keepAll) return [last.tokens];
+    if (numLayers > 0) all.push(last.tokens);
+    return all;
   }
 
   /**
@@ -415,6 +483,7 @@ export class BertModel {
       const states = this.encode(batch, ctx, nL, !!opts.outputHiddenStates).map((s) => tf.reshape(s, [B, L, H]) as tf.Tensor3D);
       const out: ForwardOutput = { lastHiddenState: states[states.length - 1] };
       if (opts.outputHiddenStates) out.hiddenStates = states;
+      if (ctx.cls) out.cls = ctx.cls;
       return out as unknown as tf.TensorContainer;
     }) as unknown as ForwardOutput;
   }
@@ -484,6 +553,7 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
     this.weights = this.params.vars;
     this.bert = new BertModel(this.config, this.params, embedding);
     this.head = head(this.config, this.params, this.bert.embeddings);
+    if (spec.cell?.cls === "learned") this.bert.addClsToken(this.params);
   }
 
   /** The encoder's input embedding. */

@@ -4,7 +4,8 @@
  *
  * - {@link poolCells}: one vector per cell from the encoder's token states, `model.pooling`:
  *   `mean` over the real tokens (Geneformer's `emb_mode="cell"`), `max` over them (per hidden unit),
- *   or `cls` (the state at position 0: Geneformer V2 / scGPT read the `<cls>` token there).
+ *   or `cls`: the final state of the `<cls>` token, a learned one the encoder prepends to every cell
+ *   (V1 rank, binned, counts: `BertModel.addClsToken`) or Geneformer V2's own at position 0.
  * - {@link BottleneckHead} (`bottleneck`, scVI's decoder on the transformer's cell embedding; scPRINT's
  *   "generation" task): from the pooled cell embedding alone, h = act(W₁c + b₁), ρ = softmax(W₂h + b₂)
  *   over a fixed gene set (the dataset's highly variable genes), mean μ = ρ × the cell's library
@@ -32,6 +33,10 @@ import { linear } from "./ops.js";
 export const POOLINGS = ["mean", "max", "cls"] as const;
 export type Pooling = (typeof POOLINGS)[number];
 
+/** Where `cls` pooling's `<cls>` comes from (see {@link CellSpec.cls}). */
+export const CLS_SOURCES = ["learned", "token"] as const;
+export type ClsSource = (typeof CLS_SOURCES)[number];
+
 /** Cell-level objectives (`training.objectives` keys besides the token objective). */
 export const CELL_OBJECTIVES = ["bottleneck"] as const;
 export type CellObjectiveName = (typeof CELL_OBJECTIVES)[number];
@@ -53,12 +58,16 @@ export interface CellTargets {
  * Pool token states to one vector per cell.
  * @param hidden `[batch * seqLen, hidden]` (batch-major)
  * @param weights `[batch, seqLen]`: 1 for tokens that enter the pool (real tokens; special tokens may be left out), else 0
- * @returns `[batch, hidden]`. `cls` reads position 0 whatever the weights. A cell without a pooled
- *   token gets NaN (mean) or a very negative number (max); callers keep such cells out.
+ * @param cls the learned `<cls>` state `[batch, hidden]` of a model that prepends one
+ *   (`BertModel.addClsToken`, `ForwardContext.cls`): `cls` pooling returns it
+ * @returns `[batch, hidden]`. `cls` without `cls` states reads position 0 whatever the weights (the
+ *   tokens' own `<cls>`: Geneformer V2). A cell without a pooled token gets NaN (mean) or a very
+ *   negative number (max); callers keep such cells out.
  */
-export function poolCells(hidden: tf.Tensor2D, weights: tf.Tensor2D, pooling: Pooling): tf.Tensor2D {
+export function poolCells(hidden: tf.Tensor2D, weights: tf.Tensor2D, pooling: Pooling, cls?: tf.Tensor2D): tf.Tensor2D {
   const [B, L] = weights.shape;
   const H = hidden.shape[1];
+  if (pooling === "cls" && cls) return cls;
   const h = tf.reshape(hidden, [B, L, H]);
   if (pooling === "cls") return tf.reshape(tf.slice(h, [0, 0, 0], [B, 1, H]), [B, H]);
   const w = tf.expandDims(weights, 2); // [B, L, 1]
@@ -123,6 +132,12 @@ export type BottleneckDecoder = (typeof BOTTLENECK_DECODERS)[number];
 /** The cell block of a model spec (config.json `cellfm.cell`). */
 export interface CellSpec {
   pooling: Pooling;
+  /**
+   * `cls` pooling's `<cls>`: `learned` = the encoder prepends a learned `<cls>` to every cell
+   * (`BertModel.addClsToken`; V1 rank, binned and counts tokens); `token` or absent = the tokens'
+   * own `<cls>` at position 0 (Geneformer V2 rank tokens; checkpoints written before `learned` existed).
+   */
+  cls?: ClsSource;
   /** weight of each term; the token objective's under its own name (`mlm`, `denoise`), absent or 0 = off. */
   objectives: Record<string, number>;
   /** the bottleneck's decoder: genes (token ids of the dataset's HVGs) and likelihood. */
@@ -165,9 +180,9 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
     this.bottleneck?.check(t, B);
   }
 
-  /** The pooled cell embedding `[batch, hidden]` of the last layer's states. */
-  pool(hidden: tf.Tensor2D, batch: ModelBatch): tf.Tensor2D {
-    return poolCells(hidden, batch.attentionMask, this.cell.pooling);
+  /** The pooled cell embedding `[batch, hidden]` of the last layer's states (and the learned `<cls>` state, `ctx.cls`). */
+  pool(hidden: tf.Tensor2D, batch: ModelBatch, ctx: ForwardContext): tf.Tensor2D {
+    return poolCells(hidden, batch.attentionMask, this.cell.pooling, ctx.cls);
   }
 
   /**
@@ -179,7 +194,7 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
     if (this.token && this.tokenWeight > 0) out.set(this.tokenName, this.token.loss(hidden, t, batch, ctx));
     if (this.bottleneck) {
       const B = batch.inputIds.shape[0];
-      const perCell = this.bottleneck.nllPerCell(this.pool(hidden, batch), t, ctx);
+      const perCell = this.bottleneck.nllPerCell(this.pool(hidden, batch, ctx), t, ctx);
       const u = scaled ? t.unitTotals : undefined;
       // mean over the micro-batch's cells, re-weighted for the shard's share of loss positions
       const scale = u ? u.positions / t.positions.length / u.cells : 1 / B;

@@ -11,7 +11,7 @@
 import { z } from "zod";
 import { ENCODINGS, encodingByName } from "../encoding/index.js";
 import { CellModel, type HeadFactory, type LossTargets, type ModelSpec } from "./bert.js";
-import { BOTTLENECK_DECODERS, type CellSpec, CompositeHead, POOLINGS } from "./cell-heads.js";
+import { BOTTLENECK_DECODERS, type CellSpec, CLS_SOURCES, CompositeHead, POOLINGS } from "./cell-heads.js";
 import type { BertConfig } from "./config.js";
 import { LIKELIHOODS } from "./likelihoods.js";
 
@@ -79,6 +79,7 @@ export const CellfmModelBlockSchema = z
       .object(
         {
           pooling: z.enum(POOLINGS, { error: `cellfm.cell.pooling: expected ${POOLINGS.join(" | ")}` }),
+          cls: z.enum(CLS_SOURCES, { error: `cellfm.cell.cls: expected ${CLS_SOURCES.join(" | ")}` }).optional(),
           objectives: z.record(z.string(), z.number().nonnegative(), { error: "cellfm.cell.objectives: expected a mapping of term → weight >= 0" }),
           bottleneck: z
             .object({

@@ -183,6 +183,16 @@ const configs: tf.GradConfig[] = [
     },
   },
   {
+    // concat_grad.ts: dy split along the axis into the inputs' sizes
+    kernelName: tf.Concat,
+    saveAllInputs: true,
+    gradFunc: (dy, saved, attrs) => {
+      const axis = tf.util.parseAxisParam((attrs as Attrs).axis as number, saved[0].shape)[0];
+      const parts = tf.split(dy as tf.Tensor, saved.map((t) => t.shape[axis]), axis);
+      return Object.fromEntries(parts.map((t, i) => [i, () => t]));
+    },
+  },
+  {
     kernelName: tf.Softmax,
     outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => {

@@ -14,6 +14,9 @@ import { embedToFile } from "../../src/embed/run.js";
 import { readEmbeddings } from "../../src/data/embeddings.js";
 import { readTokenizedDataset } from "../../src/data/tokenized.js";
 import { TINY_MODEL } from "./helpers.js";
+import { buildModel } from "../../src/model/factory.js";
+import { CLS_TOKEN } from "../../src/model/bert.js";
+import { clsSourceOf } from "../../src/train/objectives/cell.js";
 
 let root: string;
 let tokens: string;
@@ -49,6 +52,17 @@ describe("poolCells", () => {
     expect(Array.from(poolCells(h, w, "cls").dataSync())).toEqual([1, 5, 4, 0]);
     const g = tf.grad((x: tf.Tensor) => tf.sum(poolCells(x as tf.Tensor2D, w, "max")))(h);
     expect(Array.from(g.dataSync())).toEqual([0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0]);
+  });
+});
+
+describe("the learned <cls>'s ops", () => {
+  it("concat's gradient goes to each input's own slice (src/model/gradients.ts)", () => {
+    const a = tf.tensor3d([[[1, 2]], [[3, 4]]]); // [2, 1, 2]
+    const b = tf.tensor3d([[[5, 6], [7, 8]], [[9, 10], [11, 12]]]); // [2, 2, 2]
+    const w = tf.tensor3d(Array.from({ length: 12 }, (_, i) => i + 1), [2, 3, 2]);
+    const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.concat([x, y], 1), w)))([a, b]);
+    expect(Array.from(ga.dataSync())).toEqual([1, 2, 7, 8]);
+    expect(Array.from(gb.dataSync())).toEqual([3, 4, 5, 6, 9, 10, 11, 12]);
   });
 });
 
@@ -100,6 +114,66 @@ describe("cellfm train with training.objectives", () => {
     for (let i = 0; i < all.length; i++) expect(Math.abs(all[i] - small[i])).toBeLessThan(1e-5);
     ck.model.dispose();
   }, 60_000);
+
+  it("cls pooling on V1 rank tokens: a learned <cls> is trained, stored in the checkpoint and read by embed; its embeddings do not depend on batch composition or padding; workers 2 = workers 1", async () => {
+    const one = await train(cfg("cls1", { max_steps: 4, objectives: { mlm: 1, bottleneck: 1 }, workers: 1 }, { pooling: "cls" }), { quiet: true });
+    const two = await train(cfg("cls2", { max_steps: 4, objectives: { mlm: 1, bottleneck: 1 }, workers: 2 }, { pooling: "cls" }), { quiet: true });
+    for (let i = 0; i < 4; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
+    expect(one.eval!.pooling).toBe("cls");
+    const conf = JSON.parse(fs.readFileSync(path.join(one.checkpoint, "config.json"), "utf8"));
+    expect(conf.cellfm.cell.cls).toBe("learned");
+    const ck = readCheckpoint(one.checkpoint);
+    const init = buildModel(ck.config, ck.model.spec, { seed: 7 });
+    const clsW = ck.model.weights.get(CLS_TOKEN)!;
+    expect(clsW.shape).toEqual([1, 32]);
+    // trained: it moved from its initial value (the gradient reaches it through the bottleneck)
+    expect(Array.from(clsW.dataSync())).not.toEqual(Array.from(init.weights.get(CLS_TOKEN)!.dataSync()));
+    init.dispose();
+    const ds = readTokenizedDataset(tokens);
+    const cells = ds.inputIds.slice(0, 12).map((c) => c.slice(0, 20 + (c.length % 12)));
+    const all = embedCells(ck.model, cells, { pool: "cls", layer: 0 });
+    const alone = embedCells(ck.model, [cells[5]], { pool: "cls", layer: 0 });
+    const small = embedCells(ck.model, cells, { pool: "cls", layer: 0, maxTokensPerBatch: 40 });
+    const pos0 = embedCells(ck.model, [cells[5]], { pool: "mean", layer: 0 });
+    const H = ck.config.hidden_size;
+    for (let j = 0; j < H; j++) expect(Math.abs(all[5 * H + j] - alone[j])).toBeLessThan(1e-5);
+    for (let i = 0; i < all.length; i++) expect(Math.abs(all[i] - small[i])).toBeLessThan(1e-5);
+    expect(Array.from(alone)).not.toEqual(Array.from(pos0));
+    // cellfm embed reads the pooling and the <cls> from the checkpoint; it cuts cells to max_position_embeddings (64)
+    // gene tokens: the <cls> takes no position row, so a 64-token cell + <cls> runs
+    const f = path.join(root, "cls.arrow");
+    const s = await embedToFile({ checkpoint: one.checkpoint, input: tokens, output: f, quiet: true, workers: 1 });
+    expect(s.pool).toBe("cls");
+    const e = readEmbeddings(f);
+    const first = ds.inputIds[0].slice(0, 64);
+    expect(first.length).toBe(64);
+    const direct = embedCells(ck.model, [first], { pool: "cls", layer: 0 });
+    for (let j = 0; j < H; j++) expect(Math.abs(e.data[j] - direct[j])).toBeLessThan(1e-5);
+    ck.model.dispose();
+  }, 120_000);
+
+  it("cls pooling on binned tokens: the learned <cls> has no value input; a checkpoint without cellfm.cell.cls still reads position 0", async () => {
+    // Geneformer V2 rank tokens start with their own <cls>; every other encoding gets a learned one
+    expect(clsSourceOf("geneformer-rank-value", "V2", 2)).toBe("token");
+    expect(clsSourceOf("geneformer-rank-value", "V1", undefined)).toBe("learned");
+    expect(clsSourceOf("scgpt-binned", "V2", 2)).toBe("learned");
+    const binned = path.join(root, "binned");
+    await tokenizeToDataset({ input: "data/tiny.h5ad", output: binned, modelVersion: "V1", encoding: "binned", quiet: true, hashSource: false });
+    const c = cfg("clsb", { max_steps: 3, objectives: { mlm: 1, bottleneck: 1 } }, { pooling: "cls" });
+    c.data.tokens = binned;
+    const r = await train(c, { quiet: true });
+    expect(Number.isFinite(r.eval!.terms!.bottleneck.model_loss)).toBe(true);
+    const ck = readCheckpoint(r.checkpoint);
+    expect(ck.model.spec.cell!.cls).toBe("learned");
+    expect(ck.model.bert.cls).toBeDefined();
+    // an older checkpoint's spec (no cls key): no learned <cls>, cls pooling reads position 0
+    const { cls: _c, ...old } = ck.model.spec.cell!;
+    const m = buildModel(ck.config, { ...ck.model.spec, cell: old }, { seed: 1 });
+    expect(m.bert.cls).toBeUndefined();
+    expect(m.weights.has(CLS_TOKEN)).toBe(false);
+    m.dispose();
+    ck.model.dispose();
+  }, 120_000);
 
   it("mlm + bottleneck: workers 2 gives the losses of workers 1, and both terms are evaluated", async () => {
     const one = await train(cfg("mb1", { max_steps: 4, objectives: { mlm: 1, bottleneck: 0.5 }, workers: 1 }, { pooling: "max" }), { quiet: true });

@@ -23,7 +23,7 @@ import { GeneMoments, seuratHvg } from "../../assess/hvg.js";
 import type { CellModel, ForwardContext } from "../../model/bert.js";
 import { RANK } from "../../encoding/index.js";
 import type { BertConfig } from "../../model/config.js";
-import { type BottleneckDecoder, type CellSpec, CompositeHead, type Pooling } from "../../model/cell-heads.js";
+import { type BottleneckDecoder, type CellSpec, type ClsSource, CompositeHead, type Pooling } from "../../model/cell-heads.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import { DropoutContext } from "../../model/ops.js";
 import type { Rng } from "../../rng.js";
@@ -69,6 +69,8 @@ export interface CellObjectiveOptions {
   /** weight per term (the token objective under its own name). */
   objectives: Record<string, number>;
   pooling: Pooling;
+  /** `cls` pooling: a learned `<cls>` the encoder prepends, or the tokens' own (Geneformer V2 rank); see {@link clsSourceOf}. */
+  cls?: ClsSource;
   /** the decoder's genes and likelihood; `targets`: every dataset cell's gene tokens and counts (the source of each cell's target). */
   bottleneck?: { genes: Int32Array; likelihood: Likelihood; decoder: BottleneckDecoder; targets?: readonly { ids: Int32Array; counts: Float32Array }[] };
   /** the token objective's encoding and the context choice when it does not collate (weight 0). */
@@ -101,6 +103,7 @@ export class CellObjective implements Objective {
     this.spec = {
       cell: {
         pooling: o.pooling,
+        ...(o.cls ? { cls: o.cls } : {}),
         objectives: o.objectives,
         ...(o.bottleneck ? { bottleneck: { genes: Array.from(o.bottleneck.genes), likelihood: o.bottleneck.likelihood, decoder: o.bottleneck.decoder, selection: "seurat-flavour highly variable genes of the tokenized dataset" } } : {}),
       },
@@ -279,6 +282,16 @@ export function evaluateTerms(model: CellModel, batches: readonly CollatedBatch[
 }
 
 /**
+ * Where `cls` pooling's `<cls>` comes from for a tokenized dataset: Geneformer V2 rank tokens start
+ * with their own `<cls>` (the tokenizer writes it, `src/tokenize/geneformer.ts`), so it is read at
+ * position 0, as Geneformer V2's `emb_mode="cls"`; every other encoding (V1 rank, binned, counts)
+ * gets a learned `<cls>` prepended by the encoder (`BertModel.addClsToken`), as scGPT prepends its `<cls>`.
+ */
+export function clsSourceOf(encoding: string, modelVersion: string | undefined, clsId: number | undefined): ClsSource {
+  return encoding === RANK.name && modelVersion === "V2" && clsId !== undefined ? "token" : "learned";
+}
+
+/**
  * Wrap the token objective of a run in a {@link CellObjective} when the config asks for cell-level
  * objectives (`training.objectives`) or a pooling (`model.pooling`); otherwise return it unchanged.
  * @param cells every tokenized cell's gene tokens and the dataset's columns (for the bottleneck's genes)
@@ -291,7 +304,7 @@ export function withCellObjectives(
     pooling?: Pooling;
     bottleneck: { genes: number; likelihood: Likelihood; decoder: BottleneckDecoder; counts_from?: string };
     encoding: string;
-    manifest: { values_kind?: string; top_genes?: number };
+    manifest: { values_kind?: string; top_genes?: number; model_version?: string };
     tokens: string;
     vocabulary: { size: number; pad: number; mask: number; cls?: number; eos?: number };
     maxLength: number;
@@ -328,9 +341,11 @@ export function withCellObjectives(
     const genes = bottleneckGenes(targetCells, a.vocabulary.size, a.bottleneck.genes, special);
     bottleneck = { genes, likelihood: a.bottleneck.likelihood, decoder: a.bottleneck.decoder, targets: targetCells };
   }
+  const pooling = a.pooling ?? "mean";
   return new CellObjective(token, {
     objectives,
-    pooling: a.pooling ?? "mean",
+    pooling,
+    ...(pooling === "cls" ? { cls: clsSourceOf(a.encoding, a.manifest.model_version, a.vocabulary.cls) } : {}),
     bottleneck,
     encoding: a.encoding,
     padId: a.vocabulary.pad,
