@@ -18,10 +18,13 @@
  * - {@link CompositeHead}: Σ_k w_k · term_k, the token objective's head (optional) plus the cell heads;
  *   every term's value is available separately ({@link CompositeHead.terms}) for logs and eval.json.
  *
- * Data-parallel training weights each shard's loss by its share of the micro-batch's loss positions
- * (`src/train/parallel.ts`); a cell term is a mean over cells, so each shard's cell term is scaled by
- * (positions of the micro-batch ÷ the shard's) × (the shard's cells ÷ the micro-batch's), carried in
- * {@link CellTargets.unitTotals}: the combined loss and gradient are then the whole micro-batch's.
+ * Data-parallel training (`src/train/parallel.ts`): a shard of a micro-batch whose batch carries
+ * {@link CellTargets.unitTotals} computes its *contribution* to the micro-batch's loss, each term as
+ * the sum over the shard's units ÷ the micro-batch's units (token term: its mean × the shard's
+ * positions ÷ the micro-batch's; cell terms: the sum over the shard's cells ÷ the micro-batch's), and
+ * the shards' contributions are summed: the combined loss, terms and gradient are the whole
+ * micro-batch's. A shard without a loss position (no masked token) has no token term but still its
+ * cells' terms ({@link cellTermUnits}).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { BertConfig } from "./config.js";
@@ -49,9 +52,17 @@ export interface CellTargets {
   cellLibrary?: Float32Array;
   /**
    * The micro-batch a shard came from: its loss positions and cells (set by collate; a shard keeps
-   * them), so a shard's cell terms can be scaled to the micro-batch's (module comment).
+   * them), so a shard's terms are its contribution to the micro-batch's (module comment).
    */
   unitTotals?: { positions: number; cells: number };
+}
+
+/**
+ * Loss units of a batch's cell-level terms: its cells when it carries a cell term's targets, else 0
+ * (a data-parallel shard with no loss position and no cell unit has nothing to compute).
+ */
+export function cellTermUnits(t: CellTargets, batch: number): number {
+  return t.cellCounts ? batch : 0;
 }
 
 /**
@@ -172,8 +183,11 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
   }
 
   check(t: LossTargets & CellTargets, B: number, L: number): void {
-    if (this.token && this.tokenWeight > 0) this.token.check(t, B, L);
-    else {
+    const shardWithoutPositions = t.unitTotals !== undefined && t.positions.length === 0 && cellTermUnits(t, B) > 0;
+    if (this.token && this.tokenWeight > 0) {
+      // a data-parallel shard whose cells drew no masked token: its cells' terms only (module comment)
+      if (!shardWithoutPositions) this.token.check(t, B, L);
+    } else {
       if (t.positions.length === 0) throw new Error("the batch has no position with a loss term");
       for (const q of t.positions) if (q < 0 || q >= B * L) throw new Error(`loss position ${q} outside [0, ${B * L})`);
     }
@@ -186,19 +200,23 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
   }
 
   /**
-   * Every term as a scalar (each a mean over its own units: the token objective's positions, cells),
-   * with the data-parallel scale of a shard applied (module comment) when `scaled`.
+   * Every term as a scalar, each a mean over its own units (the token objective's positions, cells);
+   * when `scaled` and the batch carries `unitTotals`, the shard's contribution to the micro-batch's
+   * mean instead (module comment): the token term is left out of a shard without a loss position.
    */
   terms(hidden: tf.Tensor2D, t: LossTargets & CellTargets, batch: ModelBatch, ctx: ForwardContext, scaled = true): Map<string, tf.Scalar> {
     const out = new Map<string, tf.Scalar>();
-    if (this.token && this.tokenWeight > 0) out.set(this.tokenName, this.token.loss(hidden, t, batch, ctx));
+    const u = scaled ? t.unitTotals : undefined;
+    const P = t.positions.length;
+    if (this.token && this.tokenWeight > 0 && P > 0) {
+      const v = this.token.loss(hidden, t, batch, ctx);
+      out.set(this.tokenName, u && P !== u.positions ? (tf.mul(v, P / u.positions) as tf.Scalar) : v);
+    }
     if (this.bottleneck) {
       const B = batch.inputIds.shape[0];
       const perCell = this.bottleneck.nllPerCell(this.pool(hidden, batch, ctx), t, ctx);
-      const u = scaled ? t.unitTotals : undefined;
-      // mean over the micro-batch's cells, re-weighted for the shard's share of loss positions
-      const scale = u ? u.positions / t.positions.length / u.cells : 1 / B;
-      out.set("bottleneck", tf.mul(tf.sum(perCell), scale) as tf.Scalar);
+      // the sum over the shard's cells ÷ the micro-batch's cells (the mean over the batch's own when whole)
+      out.set("bottleneck", tf.mul(tf.sum(perCell), 1 / (u ? u.cells : B)) as tf.Scalar);
     }
     return out;
   }

@@ -11,7 +11,10 @@
  *   loss = Σ_k (n_k / n) · loss_k,   grad = Σ_k (n_k / n) · grad_k
  *
  * which is the loss and gradient of the whole micro-batch (cells never interact in BERT; padding
- * is masked out), up to float summation order. Clipping and AdamW then run on the main thread as
+ * is masked out), up to float summation order. A micro-batch with cell-level objectives carries
+ * `unitTotals`: each shard's loss is then already its contribution to the micro-batch's
+ * (`src/model/cell-heads.ts`), so the shards are summed (weight 1), and a shard without a loss
+ * position still counts for its cells' terms; a shard is skipped only when it has no unit of any term. Clipping and AdamW then run on the main thread as
  * before, and {@link DataParallel.syncWeights} broadcasts the updated weights to the replicas
  * (one flat `Float32Array` per worker, transferred, not copied). Broadcast vs. every rank applying
  * the same AdamW update, measured on the Geneformer V1 6-layer model (10.3 M parameters, wasm):
@@ -28,6 +31,7 @@ import { startWorker } from "../threads.js";
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendChoice } from "../backend.js";
 import type { CellModel, LossAndGrads } from "../model/bert.js";
+import { cellTermUnits } from "../model/cell-heads.js";
 import {
   batchBuffers,
   batchTensors,
@@ -302,7 +306,8 @@ export class DataParallel {
   /**
    * Loss and gradients of a micro-batch given as shards (from {@link shardBatch}): shard 0 on the
    * main thread, shard k on worker k − 1, concurrently; each shard's loss is weighted by its share
-   * of the loss positions, and shards without any are skipped (weight 0). The replicas must hold the main model's weights ({@link syncWeights}).
+   * of the loss positions (with cell-level terms: summed, module comment), and shards without any
+   * loss unit are skipped. The replicas must hold the main model's weights ({@link syncWeights}).
    * @returns the combined loss and gradients (= those of the whole micro-batch)
    * @throws Error with more shards than {@link size}, when no shard has a loss position, or when a
    *   worker fails
@@ -313,14 +318,17 @@ export class DataParallel {
     if (shards.length > this.size) throw new Error(`${shards.length} shards for ${this.size} ranks`);
     const counts = shards.map((s) => s.batch.positions.length);
     const nMasked = counts.reduce((a, b) => a + b, 0);
-    if (nMasked === 0) throw new Error("the micro-batch has no position with a loss term (e.g. no masked token)");
+    // loss units per shard (positions, and cells of cell-level terms) and its weight in the sum (module comment)
+    const units = shards.map((s, k) => counts[k] + cellTermUnits(s.batch, s.batch.batch));
+    const weights = shards.map((s, k) => (s.batch.unitTotals ? 1 : counts[k] / nMasked));
+    if (units.every((n) => n === 0)) throw new Error("the micro-batch has no position with a loss term (e.g. no masked token)");
     // send the worker shards first, so they run while the main thread computes shard 0
-    const remote = shards.map((s, k) => (k === 0 || counts[k] === 0 ? undefined : this.submit(k - 1, s)));
+    const remote = shards.map((s, k) => (k === 0 || units[k] === 0 ? undefined : this.submit(k - 1, s)));
     // a rejected job must not go unhandled while the main thread computes
     for (const r of remote) r?.catch(() => undefined);
     let local: LossAndGrads | undefined;
     try {
-      if (counts[0] > 0) {
+      if (units[0] > 0) {
         const b = shards[0].batch;
         const t = batchTensors(b);
         try {
@@ -333,8 +341,8 @@ export class DataParallel {
       let loss = 0;
       const grads = new Map<string, tf.Tensor>();
       const parts = [local, ...results.slice(1)];
-      parts.forEach((r, k) => r && (loss += (counts[k] / nMasked) * r.loss));
-      const terms = combineTerms(parts.map((r, k) => r?.terms && { w: counts[k] / nMasked, terms: r.terms }));
+      parts.forEach((r, k) => r && (loss += weights[k] * r.loss));
+      const terms = combineTerms(parts.map((r, k) => r?.terms && { w: weights[k], terms: r.terms }));
       let off = 0;
       for (const [name, v] of this.model.weights) {
         if (!v.trainable) {
@@ -344,14 +352,14 @@ export class DataParallel {
         }
         const g = tf.tidy(() => {
           const terms: tf.Tensor[] = [];
-          const w0 = counts[0] / nMasked;
+          const w0 = weights[0];
           const g0 = local?.grads.get(name);
           if (g0) terms.push(w0 === 1 ? tf.clone(g0) : tf.mul(g0, w0));
           for (let k = 1; k < shards.length; k++) {
             const r = results[k];
             if (!r) continue;
             const gk = tensorFromReusedBuffer(r.grads.subarray(off, off + v.size), v.shape);
-            const wk = counts[k] / nMasked;
+            const wk = weights[k];
             terms.push(wk === 1 ? gk : tf.mul(gk, wk));
           }
           return terms.length === 0 ? tf.zerosLike(v) : terms.length === 1 ? terms[0] : tf.addN(terms);

@@ -17,6 +17,10 @@ import { TINY_MODEL } from "./helpers.js";
 import { buildModel } from "../../src/model/factory.js";
 import { CLS_TOKEN } from "../../src/model/bert.js";
 import { clsSourceOf } from "../../src/train/objectives/cell.js";
+import { padRows } from "../../src/model/batch.js";
+import { batchTensors, disposeBatch } from "../../src/train/grad-protocol.js";
+import { DataParallel, shardBatch } from "../../src/train/parallel.js";
+import type { CollatedBatch } from "../../src/train/objectives/types.js";
 
 let root: string;
 let tokens: string;
@@ -198,4 +202,50 @@ describe("cellfm train with training.objectives", () => {
     expect(one.eval!.model_loss).toBeCloseTo(t.mlm.model_loss + 0.5 * t.bottleneck.model_loss, 2);
     expect(t.mlm.baseline_name).toBe("unigram");
   }, 120_000);
+});
+
+describe("data-parallel cell-level terms", () => {
+  it("a shard without a masked token still gives its cells' bottleneck term: workers 2 = workers 1 in loss, terms and gradient", async () => {
+    const ds = readTokenizedDataset(tokens);
+    const genes = [...new Set(Array.from(ds.inputIds[0].slice(0, 30)))].sort((a, b) => a - b);
+    const G = genes.length;
+    const ids = ds.inputIds.slice(0, 4).map((c) => c.slice(0, 24 + 4 * (c.length % 3)));
+    const rows = padRows(ids, undefined, 0);
+    const L = rows.seqLen;
+    // masked positions in cells 0 and 1 only: the second shard (cells 2, 3) has none
+    const positions = Int32Array.from([1, 5, L + 2]);
+    const labels = Int32Array.from(positions, (q) => rows.inputIds[q]);
+    const cellCounts = new Float32Array(4 * G);
+    ids.forEach((c, b) => c.forEach((t, i) => genes.includes(t) && (cellCounts[b * G + genes.indexOf(t)] = ds.values![b][i])));
+    const cellLibrary = Float32Array.from({ length: 4 }, (_, b) => cellCounts.subarray(b * G, (b + 1) * G).reduce((a, x) => a + x, 0));
+    const mb: CollatedBatch = { ...rows, positions, labels, cellCounts, cellLibrary, unitTotals: { positions: positions.length, cells: 4 } };
+    const spec = {
+      encoding: "geneformer-rank-value",
+      objective: "mlm",
+      cell: { pooling: "mean" as const, objectives: { mlm: 1, bottleneck: 2 }, bottleneck: { genes, likelihood: "nb" as const } },
+    };
+    const model = buildModel({ ...TINY_MODEL, vocab_size: 25426, hidden_act: "relu", hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 } as never, spec, { seed: 5 });
+    const t = batchTensors(mb);
+    const ref = model.lossAndGrads(t, mb, { training: false });
+    disposeBatch(t);
+    const shards = shardBatch(mb, 2, 1, false);
+    expect(shards.map((x) => x.batch.batch)).toEqual([2, 2]);
+    expect(shards[1].batch.positions.length).toBe(0);
+    const dp = await DataParallel.start(model, { workers: 2, backend: "wasm" });
+    try {
+      dp.syncWeights();
+      const got = await dp.lossAndGrads(shards);
+      expect(Math.abs(got.loss - ref.loss)).toBeLessThan(1e-4);
+      expect(Math.abs(got.terms!.mlm - ref.terms!.mlm)).toBeLessThan(1e-4);
+      expect(Math.abs(got.terms!.bottleneck - ref.terms!.bottleneck)).toBeLessThan(1e-4);
+      for (const [k, g] of ref.grads) {
+        const d = tf.tidy(() => tf.max(tf.abs(tf.sub(g, got.grads.get(k)!))).dataSync()[0]);
+        expect(d, k).toBeLessThan(1e-5);
+      }
+      tf.dispose([...got.grads.values(), ...ref.grads.values()]);
+    } finally {
+      await dp.dispose();
+      model.dispose();
+    }
+  }, 60_000);
 });
