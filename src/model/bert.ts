@@ -605,7 +605,7 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
    *   loss in one device read).
    */
   lossAndGrads(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): LossAndGrads {
-    const { loss, grads, terms } = this.lossTensorAndGrads(batch, target, opts);
+    const { loss, grads, terms } = this.lossTensorAndGrads(batch, target, { ...opts, terms: true });
     if (!terms) {
       const value = loss.dataSync()[0];
       loss.dispose();
@@ -619,18 +619,18 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
 
   /**
    * {@link lossAndGrads} without reading the loss: it stays a scalar tensor (caller disposes), so
-   * nothing waits on the device (webgpu reads asynchronously, once per step). With a head of named
-   * terms, `terms.values` `[nTerms]` holds each term's value in `terms.names` order (caller disposes;
-   * read it with the loss, e.g. `tf.concat`, to keep one read per step).
+   * nothing waits on the device (webgpu reads asynchronously, once per step). With `opts.terms` and
+   * a head of named terms, `terms.values` `[nTerms]` holds each term's value in `terms.names` order
+   * (caller disposes; read it with the loss, e.g. `tf.concat`, to keep one read per step).
    */
   lossTensorAndGrads(
     batch: ModelBatch,
     target: TTarget,
-    opts: { training: boolean; dropoutSeed?: number },
+    opts: { training: boolean; dropoutSeed?: number; terms?: boolean },
   ): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; terms?: { names: string[]; values: tf.Tensor1D } } {
     let terms: { names: string[]; values: tf.Tensor1D } | undefined;
     const f = (): tf.Scalar => {
-      if (!this.head.lossWithTerms) return this.loss(batch, target, opts);
+      if (!opts.terms || !this.head.lossWithTerms) return this.loss(batch, target, opts);
       const r = this.lossParts(batch, target, opts);
       // kept out of the tidy scopes of the forward pass; not on the loss's path, so no gradient flows through it
       terms = { names: [...r.terms.keys()], values: tf.keep(r.values) };
