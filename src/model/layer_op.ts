@@ -12,7 +12,7 @@
  * BertIntermediate, BertOutput); gradients are the standard ones (as in llm.c `train_gpt2.c`).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { bmm, colSum, custom, dropoutMask, geluGrad, layerNormBwd, layerNormFwd, mm, nativeMatmul } from "./ops.js";
+import { bmm, colSum, custom, dropoutMask, geluGrad, layerNormBwd, layerNormFwd, maskedSoftmax, mm, nativeMatmul } from "./ops.js";
 
 /** Weights of one layer in internal layout (dense `[in, out]`). Order matters: it is the op's input order. */
 export const LAYER_WEIGHT_KEYS = [
@@ -58,19 +58,19 @@ export function bertLayerOp(x: tf.Tensor2D, w: Record<string, tf.Tensor>, maskBi
     const qh = split(tf.mul(dense(x2, qW, qB), scale));
     const kT = tf.reshape(tf.transpose(tf.reshape(dense(x2, kW, kB), [B, L, NH, D]), [0, 2, 3, 1]), [n, D, L]) as tf.Tensor3D;
     const vh = split(dense(x2, vW, vB));
-    const p = tf.reshape(tf.softmax(tf.add(tf.reshape(bmm(qh, kT), [B, NH, L, L]), mb)), [n, L, L]) as tf.Tensor3D;
+    const p = tf.reshape(maskedSoftmax(tf.reshape(bmm(qh, kT), [B, NH, L, L]) as tf.Tensor4D, mb as tf.Tensor4D), [n, L, L]) as tf.Tensor3D;
     const m0 = mAttn();
     const ctx = merge(bmm((m0 ? tf.mul(p, m0) : p) as tf.Tensor3D, vh));
     let a: tf.Tensor = dense(ctx, oW, oB);
     const m1 = mHid(1);
     if (m1) a = tf.mul(a, m1);
-    const ln1 = layerNormFwd(tf.add(x2, a) as tf.Tensor2D, g1, b1, eps);
+    const ln1 = layerNormFwd(x2, g1, b1, eps, a as tf.Tensor2D);
     const z = dense(ln1.y, iW, iB, act === "relu"); // relu: z = relu output; gelu: pre-activation
     const h = act === "gelu" ? (tf.mul(tf.mul(z, 0.5), tf.add(tf.erf(tf.mul(z, Math.SQRT1_2)), 1)) as tf.Tensor2D) : z;
     let ff: tf.Tensor = dense(h, fW, fB);
     const m2 = mHid(2);
     if (m2) ff = tf.mul(ff, m2);
-    const ln2 = layerNormFwd(tf.add(ln1.y, ff) as tf.Tensor2D, g2, b2, eps);
+    const ln2 = layerNormFwd(ln1.y, g2, b2, eps, ff as tf.Tensor2D);
     save([xi, qh, kT, vh, p, ctx, ln1.y, ln1.xhat, ln1.rstd, z, h, ln2.xhat, ln2.rstd]);
     return {
       value: ln2.y,
