@@ -25,6 +25,18 @@
  *     variance per row (two passes, as torch.nn.LayerNorm), rstd = 1/sqrt(var + eps),
  *     xhat = (v - mean)·rstd, y = xhat·g + b; xhat [rows, cols] and rstd [rows] are written only
  *     where their offsets are >= 0 (the backward pass needs them).
+ *   attention(buffer, qkvOff, ld, biasOff, dropOff, pOff, ctxOff, batch, heads, L, D, scale)
+ *     BERT self-attention after the projections, per (cell b, head h), reading the heads in place:
+ *     q, k, v of token t are the floats [h·D, (h+1)·D) of rows t of a row-major [batch·L, ld]
+ *     matrix at qkvOff, qkvOff + heads·D and qkvOff + 2·heads·D (the fused q|k|v projection, ld =
+ *     3·heads·D), so no head split or merge is copied. P_bh = softmax(scale · Q Kᵀ + bias_b) is
+ *     written at pOff [batch·heads, L, L] (bias: [batch, L] additive mask, biasOff < 0: none);
+ *     ctx_bh = (P_bh ∘ drop_bh) V_bh (drop: [batch·heads, L, L] dropout multipliers, dropOff < 0:
+ *     none) is written into ctx [batch·L, heads·D] at columns h·D.
+ *   attention_backward(buffer, qkvOff, ld, pOff, dropOff, dctxOff, dqkvOff, batch, heads, L, D, scale)
+ *     Its gradient: from dctx [batch·L, heads·D] and the saved P, writes dq|dk|dv into dqkv (same
+ *     layout as qkv): dV = (P∘drop)ᵀ dctx, dP = (dctx Vᵀ)∘drop, dS = P∘(dP − rowsum(dP∘P)),
+ *     dQ = scale · dS K, dK = scale · dSᵀ Q.
  *   threads(n)  sets the BLAS thread count when n > 0 (OpenBLAS only); returns the count in force
  *               (0 where the library does not say).
  *   config      the library's own description (OpenBLAS: `openblas_get_config()` + core name).
@@ -32,6 +44,7 @@
 #include <node_api.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef __APPLE__
@@ -253,6 +266,24 @@ CELLFM_CLONES static void layernorm_rows(const float* x, const float* res, const
   }
 }
 
+/* In place over rows of dp [rows, cols]: dp ∘= drop (when given), then dS = P∘(dP − rowsum(dP∘P)). */
+CELLFM_CLONES static void softmax_backward_rows(float* dp, const float* p, const float* drop, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) {
+    float* d = dp + r * cols;
+    const float* pr = p + r * cols;
+    if (drop) {
+      const float* mr = drop + r * cols;
+#pragma omp simd
+      for (int64_t j = 0; j < cols; j++) d[j] *= mr[j];
+    }
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < cols; j++) s += d[j] * pr[j];
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) d[j] = pr[j] * (d[j] - s);
+  }
+}
+
 /* The ArrayBuffer argument and `count` integer arguments after it (argv[1..count]). */
 static float* heap_args(napi_env env, napi_callback_info info, size_t want, int64_t* ints, int64_t* len, double* real,
                         const char* name) {
@@ -316,6 +347,103 @@ static napi_value layernorm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value attention(napi_env env, napi_callback_info info) {
+  int64_t a[11], len = 0;
+  double scale = 1;
+  float* heap = heap_args(env, info, 12, a, &len, &scale, "attention");
+  if (!heap) return NULL;
+  const int64_t qkvOff = a[0], ld = a[1], biasOff = a[2], dropOff = a[3], pOff = a[4], ctxOff = a[5];
+  const int64_t B = a[6], NH = a[7], L = a[8], D = a[9], H = NH * D, R = B * L;
+  (void)a[10];
+  if (B < 1 || NH < 1 || L < 1 || D < 1 || ld < 3 * H || L > INT32_MAX / L || !fits(qkvOff, 0, 1, (R - 1) * ld + 3 * H, len) ||
+      (biasOff >= 0 && !fits(biasOff, 0, 1, B * L, len)) || (dropOff >= 0 && !fits(dropOff, 0, 1, B * NH * L * L, len)) ||
+      !fits(pOff, 0, 1, B * NH * L * L, len) || !fits(ctxOff, 0, 1, R * H, len)) {
+    napi_throw_range_error(env, NULL, "cellfm_blas.attention: bad dimensions or a matrix outside the buffer");
+    return NULL;
+  }
+  float* tmp = dropOff >= 0 ? (float*)malloc((size_t)(L * L) * sizeof(float)) : NULL;
+  if (dropOff >= 0 && !tmp) {
+    napi_throw_error(env, NULL, "cellfm_blas.attention: out of memory");
+    return NULL;
+  }
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t h = 0; h < NH; h++) {
+      const float* q = heap + qkvOff + b * L * ld + h * D;
+      const float* k = q + H;
+      const float* v = q + 2 * H;
+      float* p = heap + pOff + (b * NH + h) * L * L;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)L, (int)D, (float)scale, q, (int)ld, k, (int)ld, 0.0f, p,
+                  (int)L);
+      softmax_rows(p, p, L, L, biasOff >= 0 ? heap + biasOff + b * L : NULL, biasOff >= 0 ? 1 : 0, L);
+      const float* pd = p;
+      if (tmp) {
+        const float* m = heap + dropOff + (b * NH + h) * L * L;
+        for (int64_t i = 0; i < L * L; i++) tmp[i] = p[i] * m[i];
+        pd = tmp;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)D, (int)L, 1.0f, pd, (int)L, v, (int)ld, 0.0f,
+                  heap + ctxOff + b * L * H + h * D, (int)H);
+    }
+  }
+  free(tmp);
+  return NULL;
+}
+
+static napi_value attention_backward(napi_env env, napi_callback_info info) {
+  int64_t a[11], len = 0;
+  double scale = 1;
+  float* heap = heap_args(env, info, 12, a, &len, &scale, "attention_backward");
+  if (!heap) return NULL;
+  const int64_t qkvOff = a[0], ld = a[1], pOff = a[2], dropOff = a[3], dctxOff = a[4], dqkvOff = a[5];
+  const int64_t B = a[6], NH = a[7], L = a[8], D = a[9], H = NH * D, R = B * L;
+  (void)a[10];
+  if (B < 1 || NH < 1 || L < 1 || D < 1 || ld < 3 * H || L > INT32_MAX / L || !fits(qkvOff, 0, 1, (R - 1) * ld + 3 * H, len) ||
+      !fits(pOff, 0, 1, B * NH * L * L, len) || (dropOff >= 0 && !fits(dropOff, 0, 1, B * NH * L * L, len)) ||
+      !fits(dctxOff, 0, 1, R * H, len) || !fits(dqkvOff, 0, 1, (R - 1) * ld + 3 * H, len)) {
+    napi_throw_range_error(env, NULL, "cellfm_blas.attention_backward: bad dimensions or a matrix outside the buffer");
+    return NULL;
+  }
+  float* dp = (float*)malloc((size_t)(L * L) * sizeof(float));
+  float* pd = dropOff >= 0 ? (float*)malloc((size_t)(L * L) * sizeof(float)) : NULL;
+  if (!dp || (dropOff >= 0 && !pd)) {
+    free(dp);
+    free(pd);
+    napi_throw_error(env, NULL, "cellfm_blas.attention_backward: out of memory");
+    return NULL;
+  }
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t h = 0; h < NH; h++) {
+      const float* q = heap + qkvOff + b * L * ld + h * D;
+      const float* k = q + H;
+      const float* v = q + 2 * H;
+      float* dq = heap + dqkvOff + b * L * ld + h * D;
+      float* dk = dq + H;
+      float* dv = dq + 2 * H;
+      const float* p = heap + pOff + (b * NH + h) * L * L;
+      const float* m = dropOff >= 0 ? heap + dropOff + (b * NH + h) * L * L : NULL;
+      const float* dc = heap + dctxOff + b * L * H + h * D;
+      const float* pp = p;
+      if (m) {
+        for (int64_t i = 0; i < L * L; i++) pd[i] = p[i] * m[i];
+        pp = pd;
+      }
+      /* dV = (P∘drop)ᵀ dctx */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)D, (int)L, 1.0f, pp, (int)L, dc, (int)H, 0.0f, dv, (int)ld);
+      /* dP = (dctx Vᵀ)∘drop, then dS = P∘(dP − rowsum(dP∘P)) in place */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)L, (int)D, 1.0f, dc, (int)H, v, (int)ld, 0.0f, dp, (int)L);
+      softmax_backward_rows(dp, p, m, L, L);
+      /* dQ = scale · dS K, dK = scale · dSᵀ Q */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, (int)D, (int)L, (float)scale, dp, (int)L, k, (int)ld, 0.0f, dq,
+                  (int)ld);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)L, (int)D, (int)L, (float)scale, dp, (int)L, q, (int)ld, 0.0f, dk,
+                  (int)ld);
+    }
+  }
+  free(dp);
+  free(pd);
+  return NULL;
+}
+
 static napi_value threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -349,6 +477,10 @@ NAPI_MODULE_INIT() {
   if (napi_set_named_property(env, exports, "softmax", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "layernorm", NAPI_AUTO_LENGTH, layernorm, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "layernorm", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "attention", NAPI_AUTO_LENGTH, attention, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "attention", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "attention_backward", NAPI_AUTO_LENGTH, attention_backward, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "attention_backward", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "threads", NAPI_AUTO_LENGTH, threads, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "threads", fn) != napi_ok) return NULL;
   if (napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &cfg) != napi_ok) return NULL;

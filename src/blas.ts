@@ -44,6 +44,14 @@ interface NativeBlas {
     buf: ArrayBuffer, xOff: number, resOff: number, gOff: number, bOff: number, yOff: number, xhatOff: number, rstdOff: number,
     rows: number, cols: number, eps: number,
   ): void;
+  attention(
+    buf: ArrayBuffer, qkvOff: number, ld: number, biasOff: number, dropOff: number, pOff: number, ctxOff: number,
+    batch: number, heads: number, L: number, D: number, scale: number,
+  ): void;
+  attention_backward(
+    buf: ArrayBuffer, qkvOff: number, ld: number, pOff: number, dropOff: number, dctxOff: number, dqkvOff: number,
+    batch: number, heads: number, L: number, D: number, scale: number,
+  ): void;
   threads(n: number): number;
   config: string;
 }
@@ -58,6 +66,16 @@ interface NativeBlas {
  *   `[cols]`; attr `eps`; outputs `y`, `xhat` `[rows, cols]` and `rstd` `[rows, 1]` of LayerNorm(x + residual).
  */
 export const MASKED_SOFTMAX = "CellfmMaskedSoftmax";
+/**
+ * `CellfmAttention`: BERT self-attention after the projections, heads read in place. Inputs `qkv`
+ * `[batch·L, 3·H]` (q | k | v, H = heads·D), `bias` `[batch, 1, 1, L]` additive mask, optional `drop`
+ * `[batch·heads, L, L]` dropout multipliers; attrs `heads`, `scale`. Outputs `p` `[batch·heads, L, L]`
+ * = softmax(scale·q_h k_hᵀ + bias) per (cell, head) and `ctx` `[batch·L, H]` = (p ∘ drop) v_h, heads
+ * side by side (HF `BertSelfAttention`). `CellfmAttentionGrad`: inputs `qkv`, `p`, `dctx` `[batch·L, H]`,
+ * optional `drop`; output `dqkv` `[batch·L, 3·H]`.
+ */
+export const ATTENTION = "CellfmAttention";
+export const ATTENTION_GRAD = "CellfmAttentionGrad";
 export const LAYER_NORM = "CellfmLayerNorm";
 
 /** Which kernels run the matmuls, for logs, run.json, eval.json and `cellfm --version`. */
@@ -296,6 +314,54 @@ export function installBlasKernels(tf: typeof tfc): BlasStatus {
         );
       }
       return [y, xhat, rstd];
+    }) as unknown as tfc.KernelFunc,
+  });
+
+  const attentionGeometry = (qkv: tfc.TensorInfo, attrs: Record<string, unknown> | undefined, what: string) => {
+    const heads = Number(attrs?.heads), scale = Number(attrs?.scale);
+    const [R, H3] = qkv.shape;
+    if (qkv.dtype !== "float32" || qkv.shape.length !== 2 || !(heads >= 1) || H3 % (3 * heads) !== 0 || !Number.isFinite(scale)) {
+      throw new Error(`${what}: qkv must be float32 [rows, 3·heads·D]; got [${qkv.shape}] with heads ${heads}`);
+    }
+    return { R, H: H3 / 3, D: H3 / 3 / heads, heads, scale };
+  };
+  tf.registerKernel({
+    kernelName: ATTENTION,
+    backendName: "wasm",
+    kernelFunc: ((args: KernelArgs) => {
+      const be = args.backend as Backend;
+      const { qkv, bias, drop } = args.inputs as Record<string, tfc.TensorInfo>;
+      const g = attentionGeometry(qkv, args.attrs, ATTENTION);
+      const B = bias.shape[0], L = g.R / B;
+      if (bias.dtype !== "float32" || size(bias.shape) !== g.R || !Number.isInteger(L) || bias.shape[bias.shape.length - 1] !== L) {
+        throw new Error(`${ATTENTION}: bias [${bias.shape}] must be [batch, 1, 1, L] for qkv [${qkv.shape}]`);
+      }
+      if (drop && (drop.dtype !== "float32" || size(drop.shape) !== B * g.heads * L * L)) throw new Error(`${ATTENTION}: drop [${drop.shape}] must be [batch·heads, L, L]`);
+      const p = be.makeOutput([B * g.heads, L, L], "float32"), ctx = be.makeOutput([g.R, g.H], "float32");
+      m.attention(
+        heapF32(be), offsetOf(be, qkv), 3 * g.H, offsetOf(be, bias), drop ? offsetOf(be, drop) : -1, offsetOf(be, p), offsetOf(be, ctx),
+        B, g.heads, L, g.D, g.scale,
+      );
+      return [p, ctx];
+    }) as unknown as tfc.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: ATTENTION_GRAD,
+    backendName: "wasm",
+    kernelFunc: ((args: KernelArgs) => {
+      const be = args.backend as Backend;
+      const { qkv, p, dctx, drop } = args.inputs as Record<string, tfc.TensorInfo>;
+      const g = attentionGeometry(qkv, args.attrs, ATTENTION_GRAD);
+      const n = p.shape[0], L = p.shape[1], B = n / g.heads;
+      if (p.shape.length !== 3 || p.shape[2] !== L || B * L !== g.R || dctx.shape.join() !== [g.R, g.H].join() || (drop && drop.shape.join() !== p.shape.join())) {
+        throw new Error(`${ATTENTION_GRAD}: p [${p.shape}], dctx [${dctx.shape}] do not match qkv [${qkv.shape}]`);
+      }
+      const dqkv = be.makeOutput([g.R, 3 * g.H], "float32");
+      m.attention_backward(
+        heapF32(be), offsetOf(be, qkv), 3 * g.H, offsetOf(be, p), drop ? offsetOf(be, drop) : -1, offsetOf(be, dctx), offsetOf(be, dqkv),
+        B, g.heads, L, g.D, g.scale,
+      );
+      return dqkv;
     }) as unknown as tfc.KernelFunc,
   });
 
