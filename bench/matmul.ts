@@ -8,7 +8,10 @@
  * Matmuls are ~80 % of a training step (`bench/profile.ts`), so cores × this one-thread rate is the
  * most a data-parallel wasm step can multiply at, whatever the rest of the step costs.
  *
- *   npx tsx bench/matmul.ts [--backend wasm] [--seconds 2]
+ *   npx tsx bench/matmul.ts [--backend wasm] [--seconds 2] [--peak]
+ *
+ * `--peak`: 2,048³ alone, the machine's one-thread matmul peak on cellfm's kernels (the MFU
+ * denominator of `bench/compare.ts`).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../src/backend.js";
@@ -52,7 +55,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const info = await initBackend((i >= 0 ? process.argv[i + 1] : "wasm") as "wasm");
   const seconds = j >= 0 ? Number(process.argv[j + 1]) : 2;
   const out: Record<string, number | string> = { backend: info.name, kernels: info.kernels };
-  for (const [name, shape] of Object.entries(MATMUL_SHAPES)) out[name] = matmulGflops(shape, seconds);
-  for (const [name, [b, m, k, n]] of Object.entries(BATCHED_SHAPES)) out[name] = matmulGflops([m, k, n], seconds, b);
+  const peakOnly = process.argv.includes("--peak");
+  for (const [name, shape] of Object.entries(MATMUL_SHAPES)) if (!peakOnly || name === "square_2048") out[name] = matmulGflops(shape, seconds);
+  if (!peakOnly) for (const [name, [b, m, k, n]] of Object.entries(BATCHED_SHAPES)) out[name] = matmulGflops([m, k, n], seconds, b);
   console.log("RESULT " + JSON.stringify(out)); // the line bench/compare.ts reads
 }
