@@ -177,5 +177,13 @@ describe("cellfm train with mvc", () => {
     for (let i = 0; i < 4; i++) expect(Math.abs(two.losses[i] - straight.losses[i])).toBeLessThan(1e-5 * straight.losses[i]);
     const e = straight.eval!;
     expect(e.model_loss).toBeCloseTo(e.terms!.mlm.model_loss + e.terms!.mvc.model_loss, 4);
+    // each term's training loss in metrics.jsonl, combined over the shards as the loss is
+    const rows = (r: { outputDir: string }) => fs.readFileSync(path.join(r.outputDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((x) => x.train_mvc !== undefined);
+    const [r1, r2] = [rows(straight), rows(two)];
+    expect(r1.length).toBeGreaterThan(0);
+    r1.forEach((x, i) => {
+      expect(Math.abs(x.loss - (x.train_mlm + x.train_mvc))).toBeLessThan(1e-5 * x.loss);
+      expect(Math.abs(r2[i].train_mvc - x.train_mvc)).toBeLessThan(1e-5 * x.train_mvc);
+    });
   }, 120_000);
 });
