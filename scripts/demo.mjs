@@ -3,7 +3,7 @@
  * `npm run demo`: the main job end to end on the bundled real data (2,638 PBMCs, data/pbmc3k_seurat.h5ad).
  *
  *   1. cellfm tokenize   Geneformer V1 rank-value encoding, cell_type/batch carried
- *   2. cellfm train      configs/demo.yaml (small BERT, masked-gene modelling + a bottleneck that decodes
+ *   2. cellfm train      configs/demo-cell.yaml (small BERT, masked-gene modelling + a bottleneck that decodes
  *                        each cell's HVG counts from its cell embedding, a few minutes on 2 cores)
  *   3. untrained model   the same architecture and initialisation, no training (the baseline)
  *   4. cellfm embed      both models -> cell embeddings (the checkpoint's pooling: max over the last layer), + .h5ad
@@ -61,7 +61,7 @@ step("1/5 tokenize", [
   "tokenize", "--input", "data/pbmc3k_seurat.h5ad", "--output", `${out}/tokens`,
   "--model-version", "V1", "--carry", "cell_type,batch", "--force", ...q,
 ]);
-step("2/5 train", ["train", "--config", "configs/demo.yaml", "--force", ...be, ...q, ...(maxSteps ? ["--max-steps", maxSteps] : [])]);
+step("2/5 train", ["train", "--config", "configs/demo-cell.yaml", "--force", ...be, ...q, ...(maxSteps ? ["--max-steps", maxSteps] : [])]);
 
 // 3. The untrained baseline: same config and the same seeded initialisation as training started from.
 const { readCheckpoint, writeCheckpoint } = await import("../dist/model/checkpoint.js");
@@ -69,7 +69,7 @@ const { buildModel } = await import("../dist/model/factory.js");
 const { initBackend } = await import("../dist/backend.js");
 const { loadTrainConfig } = await import("../dist/train/config.js");
 // the trainer initialises the model with training.seed (recorded in cellfm_state.json)
-const cfgSeed = () => loadTrainConfig("configs/demo.yaml").training.seed;
+const cfgSeed = () => loadTrainConfig("configs/demo-cell.yaml").training.seed;
 await initBackend(backend ?? "auto");
 {
   const s = Date.now();
@@ -101,7 +101,7 @@ const { readEmbeddings } = await import("../dist/data/embeddings.js");
 const { knnAccuracy } = await import("../dist/assess/knn.js");
 const { splitCells } = await import("../dist/train/loop.js");
 
-const cfg = loadTrainConfig("configs/demo.yaml");
+const cfg = loadTrainConfig("configs/demo-cell.yaml");
 const evalRes = JSON.parse(fs.readFileSync(`${out}/model/eval.json`, "utf8"));
 const embT = readEmbeddings(`${out}/emb_trained.arrow`);
 const embU = readEmbeddings(`${out}/emb_untrained.arrow`);
@@ -156,7 +156,7 @@ const beatsUntrained = tr.acc > un.acc;
 const md = [];
 md.push("# cellfm demo: a first reading", "");
 md.push(`Data: \`data/pbmc3k_seurat.h5ad\` (${n} real PBMCs, 10x v1; Seurat tutorial annotation), Geneformer V1 rank-value tokens.`);
-md.push(`Model: \`configs/demo.yaml\` (${cfg.model.num_hidden_layers ?? "?"} layers, hidden ${cfg.model.hidden_size ?? "?"}), trained ${evalRes.step ?? ""} steps on ${cfg.data.max_length ?? ""}-token cells; ${val.length} cells held out from training.`, "");
+md.push(`Model: \`configs/demo-cell.yaml\` (${cfg.model.num_hidden_layers ?? "?"} layers, hidden ${cfg.model.hidden_size ?? "?"}), trained ${evalRes.step ?? ""} steps on ${cfg.data.max_length ?? ""}-token cells; ${val.length} cells held out from training.`, "");
 md.push("## Did it learn? (held-out cells)", "");
 md.push("| | masked-gene loss (nats) |", "|---|---|");
 md.push(`| trained model | ${fmt(mlmEval.model_loss)} |`);
