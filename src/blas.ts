@@ -29,7 +29,12 @@
 import { createRequire } from "node:module";
 import type * as tfc from "@tensorflow/tfjs-core";
 
-/** BLAS threads when neither `CELLFM_BLAS_THREADS` nor `OPENBLAS_NUM_THREADS` is set. */
+/**
+ * BLAS threads when neither `CELLFM_BLAS_THREADS` nor `OPENBLAS_NUM_THREADS` is set: one, with
+ * data-parallel workers (one per core) as the default, measured faster than one worker with a BLAS
+ * thread per core (training 512 × 4 on 2 cores: faster in 5 of 7 alternating pairs, median 456
+ * against 373 tok/s; docs/benchmarks.md, `npm run bench -- --compare --model-only` prints both).
+ */
 export const DEFAULT_BLAS_THREADS = 1;
 
 /** The compiled native module (`native/cellfm_blas.c`). */
