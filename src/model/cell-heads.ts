@@ -19,22 +19,26 @@
  *   the product of the one-hot with a `[nBatches, ·]` matrix is added to the hidden layer's
  *   pre-activation (`mlp`) or to the gene logits and, for ZINB, the zero-inflation logits (`linear`),
  *   so the counts' batch effect is explained by the decoder and the cell embedding need not hold it.
+ * - {@link MvcHead} (`mvc`, scGPT's GEPC / MVC): each scored context gene's value predicted from the
+ *   pooled cell embedding and the gene's identity embedding by an inner product (scGPT
+ *   `scgpt/model/model.py`, `MVCDecoder`); squared error, a mean over the scored positions. Which
+ *   positions and what value per encoding: `src/train/objectives/cell.ts`.
  * - {@link CompositeHead}: Σ_k w_k · term_k, the token objective's head (optional) plus the cell heads;
  *   every term's value is available separately ({@link CompositeHead.terms}) for logs and eval.json.
  *
  * Data-parallel training (`src/train/parallel.ts`): a shard of a micro-batch whose batch carries
  * {@link CellTargets.unitTotals} computes its *contribution* to the micro-batch's loss, each term as
  * the sum over the shard's units ÷ the micro-batch's units (token term: its mean × the shard's
- * positions ÷ the micro-batch's; cell terms: the sum over the shard's cells ÷ the micro-batch's), and
- * the shards' contributions are summed: the combined loss, terms and gradient are the whole
- * micro-batch's. A shard without a loss position (no masked token) has no token term but still its
- * cells' terms ({@link cellTermUnits}).
+ * positions ÷ the micro-batch's; bottleneck: the sum over the shard's cells ÷ the micro-batch's; MVC:
+ * the sum over the shard's MVC positions ÷ the micro-batch's), and the shards' contributions are
+ * summed: the combined loss, terms and gradient are the whole micro-batch's. A shard without a loss
+ * position (no masked token) has no token term but still its cells' terms ({@link cellTermUnits}).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { BertConfig } from "./config.js";
-import type { ForwardContext, Head, LossTargets, ModelBatch, ParamStore } from "./bert.js";
+import type { ForwardContext, Head, InputEmbedding, LossTargets, ModelBatch, ParamStore } from "./bert.js";
 import { dispersionFromRaw, type Likelihood, nbNll, poissonNll, zinbNll } from "./likelihoods.js";
-import { gatherRows, gelu, linear, type Activation } from "./ops.js";
+import { gatherRows, gelu, linear, matmul2d, type Activation } from "./ops.js";
 
 /** `model.pooling` choices. */
 export const POOLINGS = ["mean", "max", "cls"] as const;
@@ -45,7 +49,7 @@ export const CLS_SOURCES = ["learned", "token"] as const;
 export type ClsSource = (typeof CLS_SOURCES)[number];
 
 /** Cell-level objectives (`training.objectives` keys besides the token objective). */
-export const CELL_OBJECTIVES = ["bottleneck"] as const;
+export const CELL_OBJECTIVES = ["bottleneck", "mvc"] as const;
 export type CellObjectiveName = (typeof CELL_OBJECTIVES)[number];
 
 /** What the cell heads need besides the token objective's targets. */
@@ -54,21 +58,27 @@ export interface CellTargets {
   cellCounts?: Float32Array;
   /** Bottleneck: each cell's library size over the decoder's genes `[batch]` (sum of `cellCounts`' row). */
   cellLibrary?: Float32Array;
+  /** MVC: the flat positions `b * seqLen + i` it scores, ascending `[N]`. */
+  mvcPositions?: Int32Array;
+  /** MVC: the gene (token id) at each scored position `[N]` (a masked gene token's label, not `<mask>`). */
+  mvcGenes?: Int32Array;
+  /** MVC: the encoding's value of that gene in the cell `[N]` (bin, log1p count, log1p normalised count). */
+  mvcTargets?: Float32Array;
   /** Bottleneck with a batch key: each cell's batch as an index into the spec's `batches` `[batch]`. */
   cellBatch?: Int32Array;
   /**
-   * The micro-batch a shard came from: its loss positions and cells (set by collate; a shard keeps
-   * them), so a shard's terms are its contribution to the micro-batch's (module comment).
+   * The micro-batch a shard came from: its loss positions, cells and MVC positions (set by collate; a
+   * shard keeps them), so a shard's terms are its contribution to the micro-batch's (module comment).
    */
-  unitTotals?: { positions: number; cells: number };
+  unitTotals?: { positions: number; cells: number; mvc?: number };
 }
 
 /**
- * Loss units of a batch's cell-level terms: its cells when it carries a cell term's targets, else 0
- * (a data-parallel shard with no loss position and no cell unit has nothing to compute).
+ * Loss units of a batch's cell-level terms: its cells when it carries the bottleneck's targets, plus
+ * its MVC positions (a data-parallel shard with no loss position and no such unit has nothing to compute).
  */
 export function cellTermUnits(t: CellTargets, batch: number): number {
-  return t.cellCounts ? batch : 0;
+  return (t.cellCounts ? batch : 0) + (t.mvcPositions?.length ?? 0);
 }
 
 /**
@@ -181,6 +191,65 @@ function activate(x: tf.Tensor2D, act: Activation): tf.Tensor2D {
   return act === "relu" ? tf.relu(x) : act === "gelu" ? gelu(x) : x;
 }
 
+/**
+ * scGPT's GEPC / MVC decoder, `arch_style="inner product"` (bowang-lab/scGPT
+ * `scgpt/model/model.py@cebd6fa`, class `MVCDecoder`): for gene g of cell b, with e_g the gene's
+ * identity embedding (`InputEmbedding.geneIdentity`, scGPT's `cur_gene_token_embs`) and c_b the
+ * pooled cell embedding,
+ *
+ *   q_g = sigmoid(W_q e_g + b_q),   pred_bg = (W q_g) · c_b,
+ *
+ * W_q `[hidden, hidden]` with bias (`gene2query`), W `[hidden, hidden]` without (`W`). Every
+ * predicted value passes through the one vector c_b, so the term trains the cell embedding.
+ * Loss: squared error against the encoding's value (scGPT's `masked_mse_loss`), summed here; the
+ * caller divides by the positions (module comment). scGPT's optional Bernoulli zero-probability
+ * output (`explicit_zero_prob`) is left out: cellfm's contexts hold expressed genes unless
+ * `training.pad_with_unexpressed`, so it would mostly learn a constant.
+ */
+export class MvcHead {
+  private readonly w: Record<string, tf.Variable> = {};
+
+  constructor(c: BertConfig, p: ParamStore, private readonly embedding: InputEmbedding) {
+    const H = c.hidden_size;
+    this.w.qW = p.add("cls.mvc_decoder.gene2query.weight", [H, H], "normal", { linear: true });
+    this.w.qB = p.add("cls.mvc_decoder.gene2query.bias", [H], "zeros");
+    this.w.W = p.add("cls.mvc_decoder.W.weight", [H, H], "normal", { linear: true });
+  }
+
+  /**
+   * Predicted values `[N]` of genes `genes` `[N]` in cells `rows` `[N]` (indices into `cell`'s rows).
+   * @param cell pooled cell embeddings `[batch, hidden]`
+   */
+  predict(cell: tf.Tensor2D, genes: Int32Array, rows: Int32Array): tf.Tensor1D {
+    const B = cell.shape[0], N = genes.length;
+    const e = this.embedding.geneIdentity(tf.tensor1d(genes, "int32"));
+    const q = tf.sigmoid(linear(e, this.w.qW as tf.Tensor2D, this.w.qB as tf.Tensor1D));
+    const wq = matmul2d(q, this.w.W as tf.Tensor2D); // [N, H]
+    // (W q_g) · c_b for every cell, then the row's own cell by a one-hot mask (no gather gradient needed)
+    const all = matmul2d(wq, tf.transpose(cell)); // [N, B]
+    const oneHot = new Float32Array(N * B);
+    rows.forEach((r, j) => (oneHot[j * B + r] = 1));
+    return tf.sum(tf.mul(all, tf.tensor2d(oneHot, [N, B])), 1) as tf.Tensor1D;
+  }
+
+  /** Σ over the batch's MVC positions of (pred − target)², a scalar. */
+  sumSquaredError(cell: tf.Tensor2D, t: CellTargets, seqLen: number): tf.Scalar {
+    const rows = Int32Array.from(t.mvcPositions!, (q) => Math.floor(q / seqLen));
+    const pred = this.predict(cell, t.mvcGenes!, rows);
+    return tf.sum(tf.square(tf.sub(pred, tf.tensor1d(t.mvcTargets!)))) as tf.Scalar;
+  }
+
+  check(t: CellTargets, B: number, L: number, vocabSize: number): void {
+    const n = t.mvcPositions?.length ?? -1;
+    if (n < 0 || t.mvcGenes?.length !== n || t.mvcTargets?.length !== n) throw new Error(`mvc: expected positions, genes and targets of one length, got ${n}, ${t.mvcGenes?.length}, ${t.mvcTargets?.length}`);
+    t.mvcPositions!.forEach((q, j) => {
+      if (q < 0 || q >= B * L) throw new Error(`mvc: position ${q} outside [0, ${B * L})`);
+      if (t.mvcGenes![j] < 0 || t.mvcGenes![j] >= vocabSize) throw new Error(`mvc: gene ${t.mvcGenes![j]} outside the vocabulary [0, ${vocabSize})`);
+      if (!Number.isFinite(t.mvcTargets![j])) throw new Error(`mvc: target ${t.mvcTargets![j]} is not finite`);
+    });
+  }
+}
+
 /** `training.bottleneck.decoder` choices (see {@link BottleneckHead}). */
 export const BOTTLENECK_DECODERS = ["mlp", "linear"] as const;
 export type BottleneckDecoder = (typeof BOTTLENECK_DECODERS)[number];
@@ -201,6 +270,8 @@ export interface CellSpec {
    * the obs column (`batch_key`) and its categories in index order (`batches`), the decoder's one-hot.
    */
   bottleneck?: { genes: number[]; likelihood: Likelihood; decoder?: BottleneckDecoder; batch_key?: string; batches?: string[]; [extra: string]: unknown };
+  /** the MVC term's target and positions, for the record (the head has no options). */
+  mvc?: { target: string; positions: string };
 }
 
 /** The token objective's head of a model's head (inside a {@link CompositeHead}, its token head, if any). */
@@ -211,23 +282,31 @@ export function tokenHeadOf(head: Head): Head | undefined {
 /** Σ_k w_k · term_k over the token head (when its weight > 0) and the cell heads (module comment). */
 export class CompositeHead implements Head<LossTargets & CellTargets> {
   readonly bottleneck?: BottleneckHead;
+  readonly mvc?: MvcHead;
   readonly tokenWeight: number;
+  private readonly vocabSize: number;
 
   /**
    * @param token the token objective's head (undefined: no token term)
    * @param tokenName its name (`mlm`, `denoise`), the key of its weight
+   * @param embedding the model's input embedding (the MVC decoder reads its gene identities)
    */
-  constructor(c: BertConfig, p: ParamStore, readonly token: Head | undefined, readonly tokenName: string, readonly cell: CellSpec) {
+  constructor(c: BertConfig, p: ParamStore, readonly token: Head | undefined, readonly tokenName: string, readonly cell: CellSpec, embedding?: InputEmbedding) {
     this.tokenWeight = token ? (cell.objectives[tokenName] ?? 0) : 0;
+    this.vocabSize = c.vocab_size;
     if ((cell.objectives.bottleneck ?? 0) > 0) {
       if (!cell.bottleneck) throw new Error("cellfm.cell.bottleneck: the bottleneck objective needs its gene list");
       this.bottleneck = new BottleneckHead(c, p, cell.bottleneck.genes.length, cell.bottleneck.likelihood, cell.bottleneck.decoder ?? "mlp", cell.bottleneck.batches?.length ?? 0);
+    }
+    if ((cell.objectives.mvc ?? 0) > 0) {
+      if (!embedding) throw new Error("mvc: the decoder needs the model's input embedding (its gene identities)");
+      this.mvc = new MvcHead(c, p, embedding);
     }
   }
 
   /** Names of the terms with a weight > 0, in loss order. */
   termNames(): string[] {
-    return [...(this.token && this.tokenWeight > 0 ? [this.tokenName] : []), ...(this.bottleneck ? ["bottleneck"] : [])];
+    return [...(this.token && this.tokenWeight > 0 ? [this.tokenName] : []), ...(this.bottleneck ? ["bottleneck"] : []), ...(this.mvc ? ["mvc"] : [])];
   }
 
   check(t: LossTargets & CellTargets, B: number, L: number): void {
@@ -240,6 +319,7 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
       for (const q of t.positions) if (q < 0 || q >= B * L) throw new Error(`loss position ${q} outside [0, ${B * L})`);
     }
     this.bottleneck?.check(t, B);
+    this.mvc?.check(t, B, L, this.vocabSize);
   }
 
   /** The pooled cell embedding `[batch, hidden]` of the last layer's states (and the learned `<cls>` state, `ctx.cls`). */
@@ -260,11 +340,19 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
       const v = this.token.loss(hidden, t, batch, ctx);
       out.set(this.tokenName, u && P !== u.positions ? (tf.mul(v, P / u.positions) as tf.Scalar) : v);
     }
+    const cell = this.bottleneck || this.mvc ? this.pool(hidden, batch, ctx) : undefined;
     if (this.bottleneck) {
       const B = batch.inputIds.shape[0];
-      const perCell = this.bottleneck.nllPerCell(this.pool(hidden, batch, ctx), t, ctx);
+      const perCell = this.bottleneck.nllPerCell(cell!, t, ctx);
       // the sum over the shard's cells ÷ the micro-batch's cells (the mean over the batch's own when whole)
       out.set("bottleneck", tf.mul(tf.sum(perCell), 1 / (u ? u.cells : B)) as tf.Scalar);
+    }
+    if (this.mvc) {
+      const n = t.mvcPositions!.length;
+      // the sum over the shard's MVC positions ÷ the micro-batch's (the mean over the batch's own when whole)
+      const scale = u ? 1 / u.mvc! : 1 / Math.max(1, n);
+      const sse = n > 0 ? this.mvc.sumSquaredError(cell!, t, batch.inputIds.shape[1]) : tf.scalar(0);
+      out.set("mvc", n > 0 ? (tf.mul(sse, scale) as tf.Scalar) : sse);
     }
     return out;
   }
