@@ -251,6 +251,9 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
     objectives: config.training.objectives,
     pooling: config.model.pooling,
     bottleneck: config.training.bottleneck,
+    contrastive: config.training.contrastive,
+    context: { vocabulary, training: config.training, maxLength, manifest, tokens: config.data.tokens },
+    where: config.source,
     encoding: dataset.manifest.encoding,
     manifest,
     tokens: config.data.tokens,
@@ -707,6 +710,14 @@ function writeRunLog(run: Run): { flops: number; source: string } {
   for (const w of p.axis.warnings) run.log(w);
   if (workers > 1 && backend.name === "tensorflow") {
     run.say(`note: training.workers ${workers}: worker threads are meant for the wasm/cpu backends; tensorflow already uses every core`);
+  }
+  const cg = t.contrastive.group;
+  if (workers > 1 && (t.objectives?.contrastive ?? 0) > 0 && (cg === undefined || cg * 2 > t.batch_size)) {
+    // shards hold whole groups of negatives (src/train/parallel.ts shardBatch)
+    run.say(
+      `note: training.contrastive.group ${cg ?? `(the micro-batch, ${t.batch_size} cells)`}: a micro-batch has one group of negatives, so it is not split over the ${workers} workers; ` +
+        `set training.contrastive.group to at most ${Math.floor(t.batch_size / workers)} to use them`,
+    );
   }
   return peak;
 }

@@ -15,15 +15,33 @@
  *   masking or noise (the model reads the cell as it is), and every cell counts as one loss unit
  *   (its first token is its loss position).
  *
+ * - `contrastive` (SimCLR NT-Xent / scPRINT, `src/model/cell-heads.ts` `ContrastiveHead`): each cell
+ *   gets two views, each one draw of the encoding's denoising input (`src/encoding/*.ts` `noisy`: the
+ *   cell's counts downsampled at `training.contrastive.noise` with `training.contrastive.downsample`;
+ *   rank re-ranks every stored gene's downsampled count and truncates, binned re-bins, value
+ *   encodings draw a random context of `max_length` genes per view), drawn from the run's generator
+ *   after the token objective's draws (resume is exact). The views are rows of the same batch:
+ *   `[block 0 | first views | second views]` (`cellBlocks` 3), block 0 being the token objective's
+ *   batch (or the plain cells for the bottleneck); with neither, block 0 is the first views
+ *   (`cellBlocks` 2) and each cell's loss position its first view's first token. Negatives come from
+ *   the cell's group (`training.contrastive.group` consecutive cells, default the micro-batch),
+ *   which data-parallel shards never split (`src/train/parallel.ts`).
+ *
  * The bottleneck's baseline (eval.json): a per-gene negative binomial with mean = the gene's share of
- * the training cells' counts × the cell's library size, and a method-of-moments dispersion per gene.
+ * the training cells' counts × the cell's library size, and a method-of-moments dispersion per gene;
+ * the contrastive term's: embeddings that tell no cell apart, log(2g − 1) per view.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { GeneMoments, seuratHvg } from "../../assess/hvg.js";
 import type { CellModel, ForwardContext } from "../../model/bert.js";
 import { RANK } from "../../encoding/index.js";
 import type { BertConfig } from "../../model/config.js";
-import { type BottleneckDecoder, type CellSpec, CompositeHead, type Pooling } from "../../model/cell-heads.js";
+import { type BottleneckDecoder, type CellSpec, cellsOf, CompositeHead, type ContrastiveProjection, type Pooling } from "../../model/cell-heads.js";
+import { padRows, type PaddedRows } from "../../model/batch.js";
+import type { DownsampleMethod } from "../downsample.js";
+import type { NoisyContext, NoisyInput } from "./inputs.js";
+import { encodingByName } from "../../encoding/index.js";
+import type { ObjectiveContext } from "./index.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import { DropoutContext } from "../../model/ops.js";
 import type { Rng } from "../../rng.js";
@@ -79,6 +97,20 @@ export interface CellObjectiveOptions {
   sampling: GeneSampleOptions;
   /** the tokenized dataset's `values_kind`. */
   valuesKind?: string;
+  /** the contrastive term: its views (the encoding's denoising input at the term's noise) and options. */
+  contrastive?: ContrastiveOptions & { views: NoisyInput };
+}
+
+/** `training.contrastive` (see the module comment). */
+export interface ContrastiveOptions {
+  /** τ of the NT-Xent. */
+  temperature: number;
+  projection: ContrastiveProjection;
+  /** each view's downsampling: noise level and method. */
+  noise: number;
+  downsample: DownsampleMethod;
+  /** cells per group of negatives (consecutive cells of a micro-batch); undefined: the whole micro-batch. */
+  group?: number;
 }
 
 /** A token objective plus cell-level terms (module comment). */
@@ -96,13 +128,16 @@ export class CellObjective implements Objective {
     this.tokenOn = (o.objectives[token.name] ?? 0) > 0;
     const terms = Object.entries(o.objectives).filter(([, w]) => w > 0);
     if (terms.length === 0) throw new Error("training.objectives: give at least one term a weight > 0");
-    this.lossDescription = terms.map(([k, w]) => `${w} × ${k === token.name ? token.lossDescription : k === "bottleneck" ? "bottleneck NLL (nats per gene)" : k}`).join(" + ");
+    const described: Record<string, string> = { [token.name]: token.lossDescription, bottleneck: "bottleneck NLL (nats per gene)", contrastive: "contrastive NT-Xent (nats per view)" };
+    this.lossDescription = terms.map(([k, w]) => `${w} × ${described[k] ?? k}`).join(" + ");
+    if ((o.objectives.contrastive ?? 0) > 0 && !o.contrastive) throw new Error("training.objectives.contrastive: the contrastive term needs its views (training.contrastive)");
     o.bottleneck?.genes.forEach((g, j) => this.column.set(g, j));
     this.spec = {
       cell: {
         pooling: o.pooling,
         objectives: o.objectives,
         ...(o.bottleneck ? { bottleneck: { genes: Array.from(o.bottleneck.genes), likelihood: o.bottleneck.likelihood, decoder: o.bottleneck.decoder, selection: "seurat-flavour highly variable genes of the tokenized dataset" } } : {}),
+        ...(o.contrastive ? { contrastive: contrastiveSpec(o.contrastive) } : {}),
       },
     };
   }
@@ -126,11 +161,19 @@ export class CellObjective implements Objective {
       }
       c.cellTarget = { idx: Int32Array.from(idx), val: Float32Array.from(val), lib };
     }
+    if (this.o.contrastive) c.viewCell = this.o.contrastive.views.cellFromDataset(inputIds, values, nCounts, counts);
     return c;
   }
 
+  /** The cell's rows in a batch: the token objective's (or the plain cell's) and, with the contrastive term, its two views (at most). */
   contextLength(cell: TrainCell): number {
-    return this.token.contextLength(cell);
+    const c = this.o.contrastive;
+    return (this.hasBase ? this.token.contextLength(cell) : 0) + (c ? 2 * c.views.contextLength(cell.viewCell!) : 0);
+  }
+
+  /** Whether a batch has block 0 of its own (the token objective's or the plain cells), not only the two views. */
+  private get hasBase(): boolean {
+    return this.tokenOn || !!this.o.bottleneck || !this.o.contrastive;
   }
 
   /** Without the token term: the cells as they are (rank: the top genes; values: a sampled context), no masking. */
@@ -159,7 +202,8 @@ export class CellObjective implements Objective {
   }
 
   collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
-    const b = this.tokenOn ? this.token.collate(cells, rng) : this.plain(cells, rng);
+    const base = this.hasBase ? (this.tokenOn ? this.token.collate(cells, rng) : this.plain(cells, rng)) : undefined;
+    const b = this.o.contrastive ? this.withViews(base, cells, rng) : base!;
     if (this.o.bottleneck) {
       const G = this.o.bottleneck.genes.length;
       const x = new Float32Array(cells.length * G);
@@ -172,8 +216,39 @@ export class CellObjective implements Objective {
       b.cellCounts = x;
       b.cellLibrary = lib;
     }
-    b.unitTotals = { positions: b.positions.length, cells: b.batch };
+    b.unitTotals = { positions: b.positions.length, cells: cells.length };
     return b;
+  }
+
+  /**
+   * The batch with the contrastive views (module comment): rows [block 0 (`base`, when there is one) |
+   * first views | second views], all padded to one length, `base`'s loss positions re-indexed; without
+   * a base, block 0 is the first views and each cell's loss position its first view's first token.
+   * Each view is one draw of the encoding's denoising input from `rng`, first views before second.
+   */
+  private withViews(base: CollatedBatch | undefined, cells: readonly TrainCell[], rng: Rng): CollatedBatch {
+    const c = this.o.contrastive!;
+    const n = cells.length;
+    if (n === 0) throw new Error("collate: empty batch");
+    const viewCells = cells.map((x) => x.viewCell!);
+    const views: NoisyContext[] = [...c.views.contexts(viewCells, rng), ...c.views.contexts(viewCells, rng)];
+    const rows = base ? unpad(base) : { ids: [], values: undefined };
+    const hasValues = base ? !!base.values : this.o.encoding !== RANK.name;
+    const r = padRows(
+      [...rows.ids, ...views.map((v) => v.ids)],
+      hasValues ? [...(rows.values ?? []), ...views.map((v) => v.values)] : undefined,
+      this.o.padId,
+      undefined,
+      "collate",
+    );
+    const out: CollatedBatch = { ...(base ?? {}), ...r, positions: new Int32Array(0) };
+    if (base) out.positions = Int32Array.from(base.positions, (p) => Math.floor(p / base.seqLen) * r.seqLen + (p % base.seqLen));
+    else out.positions = Int32Array.from({ length: n }, (_, k) => k * r.seqLen);
+    out.cellBlocks = base ? 3 : 2;
+    out.viewBlocks = base ? [1, 2] : [0, 1];
+    const g = c.group ?? n;
+    out.cellGroups = Int32Array.from({ length: n }, (_, k) => Math.floor(k / g));
+    return out;
   }
 
   baseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult {
@@ -194,6 +269,7 @@ export class CellObjective implements Objective {
     const out: Record<string, BaselineResult> = {};
     if (this.tokenOn) out[this.token.name] = this.token.baseline(trainCells, valBatches);
     if (this.o.bottleneck) out.bottleneck = bottleneckBaseline(trainCells, valBatches, this.o.bottleneck.genes.length);
+    if (this.o.contrastive) out.contrastive = contrastiveBaseline(valBatches);
     return out;
   }
 
@@ -202,8 +278,10 @@ export class CellObjective implements Objective {
   }
 
   headFlops(config: BertConfig, batch: CollatedBatch): number {
-    const H = config.hidden_size, G = this.o.bottleneck?.genes.length ?? 0;
-    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + 2 * batch.batch * (H * H + 2 * H * G);
+    const H = config.hidden_size, G = this.o.bottleneck?.genes.length ?? 0, n = cellsOf(batch.batch, batch);
+    // the bottleneck's decoder; the contrastive projection (2 H × H per view) and similarities (2n × 2n × H)
+    const contrastive = this.o.contrastive ? 2 * 2 * n * (this.o.contrastive.projection === "mlp" ? 2 * H * H : 0) + 2 * (2 * n) ** 2 * H : 0;
+    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + (G > 0 ? 2 * n * (H * H + 2 * H * G) : 0) + contrastive;
   }
 }
 
@@ -235,7 +313,7 @@ export function bottleneckBaseline(trainCells: readonly TrainCell[], valBatches:
   const theta = Float64Array.from(num, (v, j) => (den[j] > 0 ? Math.min(1e6, Math.max(1e-3, v / den[j])) : 1e6));
   let sum = 0, n = 0;
   for (const b of valBatches) {
-    for (let k = 0; k < b.batch; k++) {
+    for (let k = 0; k < cellsOf(b.batch, b); k++) {
       const lib = b.cellLibrary![k];
       for (let j = 0; j < G; j++) sum += nbNllF64(b.cellCounts![k * G + j], Math.max(share[j] * lib, 1e-8), theta[j]);
       n += G;
@@ -245,6 +323,56 @@ export function bottleneckBaseline(trainCells: readonly TrainCell[], valBatches:
     name: "per_gene_nb",
     loss: n > 0 ? sum / n : NaN,
     description: "per-gene negative binomial: mean = the gene's share of the training cells' counts × the cell's library size over the bottleneck genes, dispersion by moments",
+  };
+}
+
+/**
+ * The contrastive term's baseline (eval.json): embeddings that tell no cell apart (all similarities
+ * equal), ℓ = log(2g − 1) per view for a group of g cells, averaged over the validation batches' views.
+ */
+export function contrastiveBaseline(valBatches: readonly CollatedBatch[]): BaselineResult {
+  let sum = 0, n = 0;
+  for (const b of valBatches) {
+    const size = new Map<number, number>();
+    for (const g of b.cellGroups!) size.set(g, (size.get(g) ?? 0) + 1);
+    for (const g of b.cellGroups!) {
+      sum += 2 * Math.log(2 * size.get(g)! - 1);
+      n += 2;
+    }
+  }
+  return {
+    name: "uniform",
+    loss: n > 0 ? sum / n : NaN,
+    description: "embeddings that tell no cell apart: every candidate view equally similar, log(2g − 1) nats per view for a group of g cells (log(2B − 1) for one group of B)",
+  };
+}
+
+/** The rows of a padded batch without their padding (ids, and values when it has them). */
+function unpad(b: PaddedRows): { ids: Int32Array[]; values?: Float32Array[] } {
+  const L = b.seqLen;
+  const len = (r: number) => {
+    let k = 0;
+    while (k < L && b.attentionMask[r * L + k] > 0) k++;
+    return k;
+  };
+  const ids: Int32Array[] = [], values: Float32Array[] = [];
+  for (let r = 0; r < b.batch; r++) {
+    const k = len(r);
+    ids.push(b.inputIds.slice(r * L, r * L + k));
+    if (b.values) values.push(b.values.slice(r * L, r * L + k));
+  }
+  return b.values ? { ids, values } : { ids };
+}
+
+/** The checkpoint's record of the contrastive term (config.json `cellfm.cell.contrastive`). */
+function contrastiveSpec(c: ContrastiveOptions): NonNullable<CellSpec["contrastive"]> {
+  return {
+    temperature: c.temperature,
+    projection: c.projection,
+    views: `two draws of the encoding's denoising input per cell: counts downsampled (${c.downsample}, noise ${c.noise}), value encodings a random context each`,
+    noise: c.noise,
+    downsample: c.downsample,
+    ...(c.group !== undefined ? { group: c.group } : {}),
   };
 }
 
@@ -265,7 +393,8 @@ export function evaluateTerms(model: CellModel, batches: readonly CollatedBatch[
         return [...head.terms(x, b, t, ctx, false)].map(([k, v]) => [k, v.dataSync()[0]] as const);
       });
       for (const [k, v] of vals) {
-        const units = k === "bottleneck" ? b.batch : b.positions.length;
+        const cells = cellsOf(b.batch, b);
+        const units = k === "bottleneck" ? cells : k === "contrastive" ? 2 * cells : b.positions.length;
         const e = sums.get(k) ?? { s: 0, n: 0 };
         e.s += v * units;
         e.n += units;
@@ -290,6 +419,11 @@ export function withCellObjectives(
     objectives?: Record<string, number>;
     pooling?: Pooling;
     bottleneck: { genes: number; likelihood: Likelihood; decoder: BottleneckDecoder; counts_from?: string };
+    contrastive?: ContrastiveOptions;
+    /** the token objective's context (the contrastive views are the encoding's denoising input built from it). */
+    context?: ObjectiveContext;
+    /** prefix of messages (the config file). */
+    where?: string;
     encoding: string;
     manifest: { values_kind?: string; top_genes?: number };
     tokens: string;
@@ -328,8 +462,19 @@ export function withCellObjectives(
     const genes = bottleneckGenes(targetCells, a.vocabulary.size, a.bottleneck.genes, special);
     bottleneck = { genes, likelihood: a.bottleneck.likelihood, decoder: a.bottleneck.decoder, targets: targetCells };
   }
+  let contrastive: CellObjectiveOptions["contrastive"];
+  if ((objectives.contrastive ?? 0) > 0) {
+    const c = a.contrastive, ctx = a.context;
+    if (!c || !ctx) throw new Error("training.objectives.contrastive: training.contrastive and the objective context are needed");
+    const enc = encodingByName(a.encoding);
+    if (!enc) throw new Error(`training.objectives.contrastive: unknown encoding "${a.encoding}" of ${a.tokens}`);
+    // each view: the encoding's denoising input (downsampled counts → its input) at the term's own noise
+    const views = enc.noisy({ ...ctx, training: { ...ctx.training, noise: c.noise, downsample: c.downsample } }, a.where ?? "config");
+    contrastive = { ...c, views };
+  }
   return new CellObjective(token, {
     objectives,
+    contrastive,
     pooling: a.pooling ?? "mean",
     bottleneck,
     encoding: a.encoding,

@@ -24,6 +24,8 @@ export interface TrainCell {
   counts?: Float32Array;
   /** Cell-level objectives: the bottleneck's target, the cell's counts of its genes (columns `idx`, counts `val`) and their sum. */
   cellTarget?: { idx: Int32Array; val: Float32Array; lib: number };
+  /** Contrastive: the cell as its views are drawn from (the encoding's denoising input reads it: every stored gene with its count). */
+  viewCell?: TrainCell;
 }
 
 /**
