@@ -130,6 +130,22 @@ describe("cellfm train with the contrastive term", () => {
     expect(rest.losses.slice(-2).map((x) => x.toFixed(6))).toEqual(one.losses.slice(2).map((x) => x.toFixed(6)));
   }, 180_000);
 
+  it("Geneformer V2 rank cells: every view keeps the cell's <cls> first and <eos> last", async () => {
+    const v2 = path.join(root, "v2-tokens");
+    await tokenizeToDataset({ input: "data/tiny.h5ad", output: v2, modelVersion: "V2", quiet: true });
+    const seen: CollatedBatch[] = [];
+    await train(cfg("v2", { max_steps: 1, objectives: { contrastive: 1 } }, v2), { quiet: true, onBatch: (b) => seen.push(b) });
+    const b = seen[0];
+    expect(b.cellBlocks).toBe(2);
+    for (let r = 0; r < b.batch; r++) {
+      const row = b.inputIds.subarray(r * b.seqLen, (r + 1) * b.seqLen);
+      const len = b.attentionMask.subarray(r * b.seqLen, (r + 1) * b.seqLen).reduce((x, m) => x + m, 0);
+      expect(row[0]).toBe(2);
+      expect(row[len - 1]).toBe(3);
+      expect(len).toBeLessThanOrEqual(32);
+    }
+  }, 60_000);
+
   it("counts tokens with denoise: each view is a random context of downsampled counts", async () => {
     const r = await train(cfg("cd", { max_steps: 2, objective: "denoise", objectives: { denoise: 1, contrastive: 0.5 } }, counts), { quiet: true });
     expect(Object.keys(r.eval!.terms!)).toEqual(["denoise", "contrastive"]);

@@ -94,6 +94,8 @@ export interface CellObjectiveOptions {
   padId: number;
   maxLength: number;
   eosId?: number;
+  /** the vocabulary's `<cls>` (Geneformer V2 rank cells start with it). */
+  clsId?: number;
   sampling: GeneSampleOptions;
   /** the tokenized dataset's `values_kind`. */
   valuesKind?: string;
@@ -221,6 +223,25 @@ export class CellObjective implements Objective {
   }
 
   /**
+   * A rank view with its cell's `<cls>` first and `<eos>` last (Geneformer V2 cells), which the
+   * downsampling drops (their count is 0), so `cls` pooling reads `<cls>` in every row; within `max_length`.
+   */
+  private keepSpecials(v: NoisyContext, cell: Int32Array): NoisyContext {
+    if (this.o.encoding !== RANK.name || cell.length === 0) return v;
+    const head = this.o.clsId !== undefined && cell[0] === this.o.clsId && v.ids[0] !== this.o.clsId ? 1 : 0;
+    const tail = this.o.eosId !== undefined && cell[cell.length - 1] === this.o.eosId && v.ids[v.ids.length - 1] !== this.o.eosId ? 1 : 0;
+    if (!head && !tail) return v;
+    const k = Math.min(v.ids.length, this.o.maxLength - head - tail);
+    const ids = new Int32Array(head + k + tail), values = new Float32Array(head + k + tail), orig = new Float32Array(head + k + tail);
+    if (head) ids[0] = this.o.clsId!;
+    ids.set(v.ids.subarray(0, k), head);
+    values.set(v.values.subarray(0, k), head);
+    orig.set(v.orig.subarray(0, k), head);
+    if (tail) ids[head + k] = this.o.eosId!;
+    return { ids, values, orig };
+  }
+
+  /**
    * The batch with the contrastive views (module comment): rows [block 0 (`base`, when there is one) |
    * first views | second views], all padded to one length, `base`'s loss positions re-indexed; without
    * a base, block 0 is the first views and each cell's loss position its first view's first token.
@@ -231,7 +252,8 @@ export class CellObjective implements Objective {
     const n = cells.length;
     if (n === 0) throw new Error("collate: empty batch");
     const viewCells = cells.map((x) => x.viewCell!);
-    const views: NoisyContext[] = [...c.views.contexts(viewCells, rng), ...c.views.contexts(viewCells, rng)];
+    const draw = () => c.views.contexts(viewCells, rng).map((v, k) => this.keepSpecials(v, viewCells[k].inputIds));
+    const views: NoisyContext[] = [...draw(), ...draw()];
     const rows = base ? unpad(base) : { ids: [], values: undefined };
     const hasValues = base ? !!base.values : this.o.encoding !== RANK.name;
     const r = padRows(
@@ -481,6 +503,7 @@ export function withCellObjectives(
     padId: a.vocabulary.pad,
     maxLength: a.maxLength,
     eosId: a.vocabulary.eos,
+    clsId: a.vocabulary.cls,
     sampling: a.sampling,
     valuesKind: a.manifest.values_kind,
   });
