@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll } from "vitest";
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -26,6 +26,8 @@ beforeAll(async () => {
   await tokenizeToDataset({ input: "data/tiny.h5ad", output: rank, modelVersion: "V1", carry: ["cell_type"], quiet: true });
   await tokenizeToDataset({ input: "data/tiny.h5ad", output: counts, modelVersion: "V1", encoding: "counts", quiet: true });
 }, 60_000);
+
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 function cfg(out: string, training: Record<string, unknown>, tokens = rank) {
   return parseTrainConfig(
