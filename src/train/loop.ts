@@ -10,7 +10,9 @@
  * <output.dir>/
  *   run.json              config, backend, data split, MFU peak used, model size
  *   metrics.jsonl         one JSON object per logged step: step, epoch, tokens (seen so far), loss, lr, grad_norm,
- *                         tokens_per_s, mfu (+ val_loss on evaluation steps)
+ *                         tokens_per_s, mfu (+ val_loss on evaluation steps); with `training.objectives`, each
+ *                         term's training loss `train_<term>` (the interval's mean, before its weight; `loss` is
+ *                         their weighted sum) and on evaluation steps its held-out loss `val_<term>`
  *   checkpoint-<step>/    periodic checkpoints (last `keep_last` kept), written atomically
  *   final/                the checkpoint at the end of training (embed this one)
  *   eval.json             held-out loss of the model vs the objective's baseline (rank MLM: unigram)
@@ -833,6 +835,8 @@ interface StepLoop {
 /** The log interval's sums (reset at every logged step). */
 interface Interval {
   loss: number;
+  /** sums of each named loss term's per-step training value (cell-level objectives). */
+  terms?: Record<string, number>;
   steps: number;
   tokens: number;
   flops: number;
@@ -844,24 +848,25 @@ interface Interval {
  * gradients (data-parallel over the ranks when `dp`), clipped and applied by AdamW.
  * @throws Error (nothing applied) on a non-finite loss or gradient norm.
  */
-async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: number; lr: number; norm: number }> {
+async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: number; lr: number; norm: number; terms?: Record<string, number> }> {
   const { t, p, objective, model } = run;
   let stepLoss = 0;
   let micro = 0;
+  let stepTerms: Record<string, number> | undefined;
   for (let k = 0; k < t.grad_accumulation; k++) {
     const idx = s.stream.next();
     const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
     const mb = objective.collate(cells, run.rng);
     run.opts.onBatch?.(mb);
     const dropoutSeed = Math.floor(run.rng() * 2147483647);
-    let loss: number, grads: Map<string, tf.Tensor>;
+    let loss: number, grads: Map<string, tf.Tensor>, terms: Record<string, number> | undefined;
     if (s.dp) {
       // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
-      ({ loss, grads } = await s.dp.lossAndGrads(shardBatch(mb, s.dp.size, dropoutSeed)));
+      ({ loss, grads, terms } = await s.dp.lossAndGrads(shardBatch(mb, s.dp.size, dropoutSeed)));
     } else {
       const tens = batchTensors(mb);
       try {
-        ({ loss, grads } = model.lossAndGrads(tens, mb, { training: true, dropoutSeed }));
+        ({ loss, grads, terms } = model.lossAndGrads(tens, mb, { training: true, dropoutSeed }));
       } finally {
         disposeBatch(tens);
       }
@@ -872,6 +877,7 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
     }
     s.acc.add(grads, 1 / t.grad_accumulation);
     stepLoss += loss;
+    stepTerms = addTerms(stepTerms, terms, 1);
     micro++;
     iv.tokens += mb.realTokens;
     run.tokensSeen += mb.realTokens;
@@ -887,7 +893,15 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
   run.optimizer.applyGradients(grads, lr);
   for (const g of grads.values()) g.dispose();
   s.dp?.syncWeights(); // replicas take the updated weights before their next shard
-  return { loss: stepLoss / micro, lr, norm };
+  return { loss: stepLoss / micro, lr, norm, ...(stepTerms ? { terms: addTerms(undefined, stepTerms, 1 / micro) } : {}) };
+}
+
+/** `acc` + `scale` × `terms`, per term name (`acc` when `terms` is undefined). */
+function addTerms(acc: Record<string, number> | undefined, terms: Record<string, number> | undefined, scale: number): Record<string, number> | undefined {
+  if (!terms) return acc;
+  const out = { ...acc };
+  for (const [k, v] of Object.entries(terms)) out[k] = (out[k] ?? 0) + scale * v;
+  return out;
 }
 
 /** Log a step: `onStep`, and on log / evaluation / last steps a metrics.jsonl row (the interval's mean loss), the bar or a line. */
@@ -895,7 +909,7 @@ function logStep(run: Run, s: StepLoop, iv: Interval, m: StepMetrics, lastVal: n
   run.opts.onStep?.(m);
   const { step } = m;
   if (step % run.t.log_every === 0 || m.val_loss !== undefined || step === run.totalSteps) {
-    const row = { ...m, loss: iv.loss / iv.steps, ...termColumns(valTerms) };
+    const row = { ...m, loss: iv.loss / iv.steps, ...termColumns(addTerms(undefined, iv.terms, 1 / iv.steps), "train_"), ...termColumns(valTerms) };
     appendChecked(s.metricsFile, JSON.stringify(row) + "\n");
     s.bar?.update(step, {
       loss: row.loss.toFixed(3),
@@ -909,7 +923,7 @@ function logStep(run: Run, s: StepLoop, iv: Interval, m: StepMetrics, lastVal: n
           ` lr ${m.lr.toExponential(2)} grad_norm ${m.grad_norm.toFixed(3)} ${Math.round(row.tokens_per_s)} tok/s MFU ${(row.mfu * 100).toFixed(1)}%`,
       );
     }
-    Object.assign(iv, { loss: 0, steps: 0, tokens: 0, flops: 0, start: performance.now() });
+    Object.assign(iv, { loss: 0, terms: undefined, steps: 0, tokens: 0, flops: 0, start: performance.now() });
   } else {
     s.bar?.update(step);
   }
@@ -927,11 +941,12 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
   let stepsThisCall = 0;
   while (run.step < run.totalSteps) {
     if (s.stop.requested || (run.opts.stopAfter !== undefined && stepsThisCall >= run.opts.stopAfter)) return true;
-    const { loss, lr, norm } = await trainStep(run, s, iv);
+    const { loss, lr, norm, terms } = await trainStep(run, s, iv);
     run.step++;
     stepsThisCall++;
     s.losses.push(loss);
     iv.loss += loss;
+    iv.terms = addTerms(iv.terms, terms, 1);
     iv.steps++;
     const step = run.step;
     let valLoss: number | undefined;
@@ -995,9 +1010,9 @@ interface Initial {
   heldOutGenes?: number;
 }
 
-/** metrics.jsonl columns of the cell-level terms' held-out losses (`val_<term>`). */
-function termColumns(terms: Record<string, number> | undefined): Record<string, number> {
-  return terms ? Object.fromEntries(Object.entries(terms).map(([k, v]) => [`val_${k}`, v])) : {};
+/** metrics.jsonl columns of the cell-level terms' losses: held-out `val_<term>`, training `train_<term>`. */
+function termColumns(terms: Record<string, number> | undefined, prefix = "val_"): Record<string, number> {
+  return terms ? Object.fromEntries(Object.entries(terms).map(([k, v]) => [`${prefix}${k}`, v])) : {};
 }
 
 /**
