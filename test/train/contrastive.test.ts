@@ -88,7 +88,7 @@ describe("cellfm train with the contrastive term", () => {
     expect(ck.cellfm.cell.contrastive).toMatchObject({ temperature: 0.5, projection: "mlp", noise: 0.6, downsample: "scprint" });
     const rows = fs.readFileSync(path.join(r.outputDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
     expect(rows[0].val_contrastive).toBeTypeOf("number");
-    expect(rows[rows.length - 1].train_contrastive).toBeTypeOf("number");
+    expect(rows.filter((x) => x.train_contrastive !== undefined).length).toBeGreaterThan(3);
     // the checkpoint loads with its projection head (embed reads it)
     const m = readCheckpoint(r.checkpoint);
     expect([...m.model.weights.keys()]).toContain("cls.contrastive.projection.dense.weight");
