@@ -881,7 +881,8 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
     micro++;
     iv.tokens += mb.realTokens;
     run.tokensSeen += mb.realTokens;
-    iv.flops += trainingFlops(run.bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(run.bertConfig, mb));
+    // per row of the batch (the contrastive views are rows of their own, not a longer cell)
+    iv.flops += trainingFlops(run.bertConfig, rowLengths(mb), objective.headFlops(run.bertConfig, mb));
   }
   const lr = lrAt(run.step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps: run.totalSteps, schedule: t.schedule });
   const { grads, norm } = clipByGlobalNorm(s.acc.take(), t.max_grad_norm);
@@ -894,6 +895,13 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
   for (const g of grads.values()) g.dispose();
   s.dp?.syncWeights(); // replicas take the updated weights before their next shard
   return { loss: stepLoss / micro, lr, norm, ...(stepTerms ? { terms: addTerms(undefined, stepTerms, 1 / micro) } : {}) };
+}
+
+/** Real tokens of each row of a collated batch `[batch]`. */
+function rowLengths(b: CollatedBatch): Int32Array {
+  const out = new Int32Array(b.batch);
+  for (let r = 0; r < b.batch; r++) for (let i = 0; i < b.seqLen; i++) out[r] += b.attentionMask[r * b.seqLen + i] > 0 ? 1 : 0;
+  return out;
 }
 
 /** `acc` + `scale` × `terms`, per term name (`acc` when `terms` is undefined). */
