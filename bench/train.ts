@@ -3,13 +3,14 @@
  * clipping, AdamW over every weight, logging) on the demo config over the real pbmc3k cells, in
  * tokens/s (real, non-pad tokens) with the MFU the loop reports and the peak RSS of the process
  * (worker threads included), with `training.workers` 1 (main thread only) and 2 (data-parallel,
- * the demo's setting), and with cell-level terms added to the same token objective (issue 17 §3:
- * tokens/s next to the token objective alone; the contrastive term's two views are rows of the
- * same forward pass, so its tokens/s counts them). The model-only numbers for the Geneformer V1
- * 6-layer shapes are in bench/model.ts.
+ * the demo's setting). The model-only numbers for the Geneformer V1 6-layer shapes are in
+ * bench/model.ts. Cell-level objectives (`training.objectives`, issue 17 §3) get rows of their own at
+ * workers 1, next to the token objective alone at workers 1: mlm + mvc, mvc alone (max pooling),
+ * mlm + bottleneck (2,000 HVGs, NB) and mlm + contrastive 0.1 (its two views are rows of the same
+ * forward pass, so its tokens/s counts them; `max_tokens_per_batch` is tripled to keep 32 cells).
  *
  *   npx tsx bench/train.ts                  (parent: tokenizes pbmc3k once, runs each case in a child)
- *   npx tsx bench/train.ts --child <tokens> <out> <steps> <workers> [<training overrides as JSON>]
+ *   npx tsx bench/train.ts --child <tokens> <out> <steps> <workers> [<objectives JSON> <pooling>]
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -20,23 +21,25 @@ import type { BenchRow } from "./run.js";
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "..");
 
-/** The cases: workers, and training overrides on top of configs/demo.yaml (cell-level terms). */
-const CASES: { workers: number; label?: string; training?: Record<string, unknown> }[] = [
-  { workers: 1 },
-  { workers: 2 },
-  // max_tokens_per_batch counts the views' rows too: 3 × 2048 keeps the 32 cells of a micro-batch
-  { workers: 1, label: "{ mlm: 1, contrastive: 0.1 }", training: { objectives: { mlm: 1, contrastive: 0.1 }, max_tokens_per_batch: 6144 } },
-];
-
-async function child(tokens: string, out: string, steps: number, workers: number, overrides: Record<string, unknown> = {}): Promise<void> {
+async function child(tokens: string, out: string, steps: number, workers: number, objectives?: Record<string, number>, pooling?: string): Promise<void> {
   const { loadTrainConfig, parseTrainConfig } = await import("../src/train/config.js");
   const { train } = await import("../src/train/loop.js");
   const base = loadTrainConfig(path.join(root, "configs", "demo.yaml"));
   const c = parseTrainConfig(
     {
-      model: base.model,
+      model: { ...base.model, ...(pooling ? { pooling } : {}) },
       data: { ...base.data, tokens },
-      training: { ...base.training, max_steps: steps, eval_every: 0, save_every: 0, log_every: 1, workers, ...overrides },
+      training: {
+        ...base.training,
+        max_steps: steps,
+        eval_every: 0,
+        save_every: 0,
+        log_every: 1,
+        workers,
+        ...(objectives ? { objectives } : {}),
+        // the contrastive views are rows of their own: 3 × the tokens keeps the micro-batch's cells
+        ...(objectives?.contrastive && base.training.max_tokens_per_batch ? { max_tokens_per_batch: 3 * base.training.max_tokens_per_batch } : {}),
+      },
       output: { dir: out },
       backend: process.env.CELLFM_BENCH_BACKEND ?? "wasm",
     },
@@ -88,15 +91,26 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
     const steps = opts.quick ? 6 : 30;
     const tsx = path.join(root, "node_modules", ".bin", "tsx");
     const rows: BenchRow[] = [];
-    for (const [k, { workers, label, training }] of CASES.entries()) {
-      const p = spawnSync(tsx, [path.join(here, "train.ts"), "--child", tokens, path.join(tmp, `out${k}`), String(steps), String(workers), JSON.stringify(training ?? {})], {
+    // [workers, training.objectives, model.pooling]: the demo (mlm) at workers 1 and 2, then cell-level terms at workers 1
+    const cases: [number, Record<string, number> | undefined, string | undefined][] = [
+      [1, undefined, undefined],
+      [2, undefined, undefined],
+      [1, { mlm: 1, mvc: 1 }, undefined],
+      [1, { mvc: 1 }, "max"],
+      [1, { mlm: 1, bottleneck: 1 }, undefined],
+      [1, { mlm: 1, contrastive: 0.1 }, undefined],
+    ];
+    for (const [k, [workers, objectives, pooling]] of cases.entries()) {
+      const extra = objectives ? [JSON.stringify(objectives), pooling ?? ""] : [];
+      const p = spawnSync(tsx, [path.join(here, "train.ts"), "--child", tokens, path.join(tmp, `out${k}`), String(steps), String(workers), ...extra], {
         encoding: "utf8",
         maxBuffer: 1 << 26,
       });
       const line = (p.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
       if (!line) throw new Error(`training benchmark child failed: ${(p.stderr ?? "").slice(-2000)}`);
       const r = JSON.parse(line.slice(7)) as { tokensPerS: number; mfu: number; secPerStep: number; peakRssMb: number; backend: string; steps: number };
-      const caseName = `cellfm train, configs/demo.yaml${label ? ` + objectives ${label}` : ""} on pbmc3k, workers ${workers} (${steps} steps)`;
+      const terms = objectives ? `, objectives ${Object.entries(objectives).map(([t, w]) => `${t} ${w}`).join(" + ")}${pooling ? `, ${pooling} pooling` : ""}` : "";
+      const caseName = `cellfm train, configs/demo.yaml on pbmc3k${terms}, workers ${workers} (${steps} steps)`;
       const note = `backend ${r.backend}; real tokens; full step incl. AdamW`;
       rows.push(
         { area: "train", case: caseName, metric: "throughput", value: r.tokensPerS, unit: "tokens/s", note },
@@ -112,7 +126,8 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
 }
 
 if (process.argv[2] === "--child") {
-  await child(process.argv[3], process.argv[4], Number(process.argv[5]), Number(process.argv[6] ?? 1), JSON.parse(process.argv[7] ?? "{}"));
+  const objectives = process.argv[7] ? (JSON.parse(process.argv[7]) as Record<string, number>) : undefined;
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]), Number(process.argv[6] ?? 1), objectives, process.argv[8] || undefined);
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   for (const r of await run({ quick: process.argv.includes("--quick") })) console.log(r);
 }

@@ -86,15 +86,7 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
     }
   }
   // positions are ascending and in block 0: the shard's are one contiguous run
-  let p0 = 0;
-  while (p0 < mb.positions.length && mb.positions[p0] < a * L) p0++;
-  let p1 = p0;
-  while (p1 < mb.positions.length && mb.positions[p1] < z * L) p1++;
-  const positions = new Int32Array(p1 - p0);
-  for (let j = p0; j < p1; j++) {
-    const b = Math.floor(mb.positions[j] / L), i = mb.positions[j] % L;
-    positions[j - p0] = (b - a) * seqLen + i;
-  }
+  const { run: [p0, p1], positions } = shardPositions(mb.positions, a, z, L, seqLen);
   const out: CollatedBatch = { batch: blocks * n, seqLen, inputIds, attentionMask, positions, realTokens };
   if (values) out.values = values;
   if (mb.labels) out.labels = mb.labels.slice(p0, p1);
@@ -106,12 +98,35 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
     const G = mb.cellCounts.length / B;
     out.cellCounts = mb.cellCounts.slice(a * G, z * G);
   }
+  if (mb.mvcPositions) {
+    const m = shardPositions(mb.mvcPositions, a, z, L, seqLen);
+    out.mvcPositions = m.positions;
+    out.mvcGenes = mb.mvcGenes!.slice(...m.run);
+    out.mvcTargets = mb.mvcTargets!.slice(...m.run);
+  }
   if (mb.cellBlocks !== undefined) out.cellBlocks = mb.cellBlocks;
   if (mb.viewBlocks) out.viewBlocks = [mb.viewBlocks[0], mb.viewBlocks[1]];
   if (mb.cellGroups) out.cellGroups = mb.cellGroups.slice(a, z);
   // a shard's cell terms are scaled to the micro-batch's (src/model/cell-heads.ts)
   if (mb.unitTotals) out.unitTotals = mb.unitTotals;
   return out;
+}
+
+/**
+ * The flat positions of cells `[a, z)` among a batch's ascending positions (one contiguous run
+ * `[p0, p1)`), re-indexed to a shard of `seqLen` tokens per cell.
+ */
+function shardPositions(all: Int32Array, a: number, z: number, L: number, seqLen: number): { run: [number, number]; positions: Int32Array } {
+  let p0 = 0;
+  while (p0 < all.length && all[p0] < a * L) p0++;
+  let p1 = p0;
+  while (p1 < all.length && all[p1] < z * L) p1++;
+  const positions = new Int32Array(p1 - p0);
+  for (let j = p0; j < p1; j++) {
+    const b = Math.floor(all[j] / L), i = all[j] % L;
+    positions[j - p0] = (b - a) * seqLen + i;
+  }
+  return { run: [p0, p1], positions };
 }
 
 /**

@@ -119,12 +119,12 @@ describe("cellfm train with the contrastive term", () => {
     expect(shardBatch({ ...b, cellGroups: new Int32Array(16) }, 2, 1).length).toBe(1);
   }, 60_000);
 
-  it("mlm + bottleneck + contrastive: workers 2 gives the losses of workers 1; resume is exact", async () => {
-    const training = { max_steps: 4, objectives: { mlm: 1, bottleneck: 0.5, contrastive: 0.1 }, contrastive: { group: 8 } };
+  it("mlm + bottleneck + mvc + contrastive: workers 2 gives the losses of workers 1; resume is exact", async () => {
+    const training = { max_steps: 4, objectives: { mlm: 1, bottleneck: 0.5, mvc: 0.5, contrastive: 0.1 }, contrastive: { group: 8 } };
     const one = await train(cfg("w1", { ...training, workers: 1 }), { quiet: true });
     const two = await train(cfg("w2", { ...training, workers: 2 }), { quiet: true });
     for (let i = 0; i < 4; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
-    expect(Object.keys(one.eval!.terms!)).toEqual(["mlm", "bottleneck", "contrastive"]);
+    expect(Object.keys(one.eval!.terms!).sort()).toEqual(["bottleneck", "contrastive", "mlm", "mvc"]);
     // 60 validation cells, batches of 16 and 12 in groups of 8: groups of 8 and one of 4
     expect(one.eval!.terms!.contrastive.baseline_loss).toBeCloseTo((56 * Math.log(15) + 4 * Math.log(7)) / 60, 4);
     const c = cfg("resume", { ...training, workers: 1 });

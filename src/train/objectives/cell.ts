@@ -15,6 +15,17 @@
  *   batch (a one-hot of that obs column, carried in the tokenized dataset: `cellfm tokenize --carry`),
  *   so the batch's effect on the counts is the decoder's to explain, not the cell embedding's. The
  *   categories (sorted) are recorded in the checkpoint (`cellfm.cell.bottleneck.batches`).
+ * - `mvc` (scGPT GEPC / MVC, `src/model/cell-heads.ts` `MvcHead`): each scored gene's value predicted
+ *   from the cell embedding and the gene's identity. The scored positions are the token objective's
+ *   (as scGPT scores the masked positions, `scgpt/trainer.py@cebd6fa`: `criterion_gep_gepc(
+ *   output_dict["mvc_output"], target_values, masked_positions)`): mlm → the masked genes, denoise →
+ *   every context gene; without a token term (weight 0) every context gene, which the model reads
+ *   unmasked, so the cell embedding must carry every gene's value (an autoencoder through one vector).
+ *   The gene of a masked gene token is its label. The value is the encoding's (`Encoding.mvcTarget`):
+ *   binned → the bin (scGPT), counts → log1p(count), rank → log1p(count / n_counts × 10⁴); a padding
+ *   gene the cell does not express (`training.pad_with_unexpressed`) has value 0; special tokens are
+ *   never scored. Baseline: each gene's mean value over the training cells that express it (the
+ *   global mean for genes none expresses), squared error at the same positions.
  * - With the token objective's weight 0 (e.g. `{ bottleneck: 1 }`), cells are collated without
  *   masking or noise (the model reads the cell as it is), and every cell counts as one loss unit
  *   (its first token is its loss position).
@@ -38,13 +49,13 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { GeneMoments, seuratHvg } from "../../assess/hvg.js";
 import type { CellModel, ForwardContext } from "../../model/bert.js";
-import { RANK } from "../../encoding/index.js";
+import { encodingByName, RANK } from "../../encoding/index.js";
+import type { MvcTarget } from "../../encoding/types.js";
 import type { BertConfig } from "../../model/config.js";
 import { type BottleneckDecoder, type CellSpec, cellsOf, CompositeHead, type ContrastiveProjection, type Pooling } from "../../model/cell-heads.js";
 import { padRows, type PaddedRows } from "../../model/batch.js";
 import type { DownsampleMethod } from "../downsample.js";
 import type { NoisyContext, NoisyInput } from "./inputs.js";
-import { encodingByName } from "../../encoding/index.js";
 import type { ObjectiveContext } from "./index.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import { DropoutContext } from "../../model/ops.js";
@@ -113,6 +124,8 @@ export interface CellObjectiveOptions {
   valuesKind?: string;
   /** the contrastive term: its views (the encoding's denoising input at the term's noise) and options. */
   contrastive?: ContrastiveOptions & { views: NoisyInput };
+  /** special token ids (pad, mask, cls, eos): never an `mvc` position. */
+  special?: readonly number[];
 }
 
 /** `training.contrastive` (see the module comment). */
@@ -135,6 +148,9 @@ export class CellObjective implements Objective {
   readonly spec: { cell: CellSpec };
   private readonly tokenOn: boolean;
   private readonly column = new Map<number, number>();
+  /** the encoding's `mvc` value, when the term is on. */
+  private readonly mvc?: MvcTarget;
+  private readonly special: Set<number>;
 
   constructor(readonly token: Objective, readonly o: CellObjectiveOptions) {
     this.name = token.name;
@@ -142,10 +158,21 @@ export class CellObjective implements Objective {
     this.tokenOn = (o.objectives[token.name] ?? 0) > 0;
     const terms = Object.entries(o.objectives).filter(([, w]) => w > 0);
     if (terms.length === 0) throw new Error("training.objectives: give at least one term a weight > 0");
-    const described: Record<string, string> = { [token.name]: token.lossDescription, bottleneck: "bottleneck NLL (nats per gene)", contrastive: "contrastive NT-Xent (nats per view)" };
+    const described: Record<string, string> = {
+      [token.name]: token.lossDescription,
+      bottleneck: "bottleneck NLL (nats per gene)",
+      mvc: "mvc squared error (per scored gene)",
+      contrastive: "contrastive NT-Xent (nats per view)",
+    };
     this.lossDescription = terms.map(([k, w]) => `${w} × ${described[k] ?? k}`).join(" + ");
     if ((o.objectives.contrastive ?? 0) > 0 && !o.contrastive) throw new Error("training.objectives.contrastive: the contrastive term needs its views (training.contrastive)");
     o.bottleneck?.genes.forEach((g, j) => this.column.set(g, j));
+    this.special = new Set(o.special ?? []);
+    if ((o.objectives.mvc ?? 0) > 0) {
+      const enc = encodingByName(o.encoding);
+      if (!enc) throw new Error(`training.objectives.mvc: unknown encoding "${o.encoding}"`);
+      this.mvc = enc.mvcTarget;
+    }
     this.spec = {
       cell: {
         pooling: o.pooling,
@@ -160,6 +187,9 @@ export class CellObjective implements Objective {
                 ...(o.bottleneck.batch ? { batch_key: o.bottleneck.batch.key, batches: o.bottleneck.batch.categories } : {}),
               },
             }
+          : {}),
+        ...(this.mvc
+          ? { mvc: { target: this.mvc.description, positions: this.tokenOn ? `the ${token.name} objective's scored positions (mlm: the masked genes; denoise: every context gene)` : "every context gene" } }
           : {}),
         ...(o.contrastive ? { contrastive: contrastiveSpec(o.contrastive) } : {}),
       },
@@ -190,6 +220,7 @@ export class CellObjective implements Objective {
         c.cellTarget.batch = bk.codes[index];
       }
     }
+    if (this.mvc) c.mvc = { ids: inputIds, target: this.mvc.of(values, nCounts) };
     if (this.o.contrastive) c.viewCell = this.o.contrastive.views.cellFromDataset(inputIds, values, nCounts, counts);
     return c;
   }
@@ -202,7 +233,7 @@ export class CellObjective implements Objective {
 
   /** Whether a batch has block 0 of its own (the token objective's or the plain cells), not only the two views. */
   private get hasBase(): boolean {
-    return this.tokenOn || !!this.o.bottleneck || !this.o.contrastive;
+    return this.tokenOn || !!this.o.bottleneck || !!this.mvc || !this.o.contrastive;
   }
 
   /** Without the token term: the cells as they are (rank: the top genes; values: a sampled context), no masking. */
@@ -232,6 +263,8 @@ export class CellObjective implements Objective {
 
   collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
     const base = this.hasBase ? (this.tokenOn ? this.token.collate(cells, rng) : this.plain(cells, rng)) : undefined;
+    // mvc's targets are block 0's (before the views are added and its positions re-indexed)
+    if (base && this.mvc) this.addMvcTargets(base, cells);
     const b = this.o.contrastive ? this.withViews(base, cells, rng) : base!;
     if (this.o.bottleneck) {
       const G = this.o.bottleneck.genes.length;
@@ -246,7 +279,7 @@ export class CellObjective implements Objective {
       b.cellLibrary = lib;
       if (this.o.bottleneck.batch) b.cellBatch = Int32Array.from(cells, (c) => c.cellTarget!.batch!);
     }
-    b.unitTotals = { positions: b.positions.length, cells: cells.length };
+    b.unitTotals = { positions: b.positions.length, cells: cells.length, ...(this.mvc ? { mvc: b.mvcPositions!.length } : {}) };
     return b;
   }
 
@@ -292,13 +325,49 @@ export class CellObjective implements Objective {
       "collate",
     );
     const out: CollatedBatch = { ...(base ?? {}), ...r, positions: new Int32Array(0) };
-    if (base) out.positions = Int32Array.from(base.positions, (p) => Math.floor(p / base.seqLen) * r.seqLen + (p % base.seqLen));
+    const reindex = (q: Int32Array, L0: number) => Int32Array.from(q, (p) => Math.floor(p / L0) * r.seqLen + (p % L0));
+    if (base) out.positions = reindex(base.positions, base.seqLen);
     else out.positions = Int32Array.from({ length: n }, (_, k) => k * r.seqLen);
+    // the mvc positions (block 0) too
+    if (base?.mvcPositions) out.mvcPositions = reindex(base.mvcPositions, base.seqLen);
     out.cellBlocks = base ? 3 : 2;
     out.viewBlocks = base ? [1, 2] : [0, 1];
     const g = c.group ?? n;
     out.cellGroups = Int32Array.from({ length: n }, (_, k) => Math.floor(k / g));
     return out;
+  }
+
+  /**
+   * The `mvc` positions, genes and values of a collated batch (module comment): the token objective's
+   * positions (their label when it is the gene), else every real token; special tokens left out.
+   */
+  private addMvcTargets(b: CollatedBatch, cells: readonly TrainCell[]): void {
+    const L = b.seqLen;
+    const pos: number[] = [], gene: number[] = [];
+    if (this.tokenOn) {
+      b.positions.forEach((q, j) => {
+        const g = this.token.labelIsGene ? b.labels![j] : b.inputIds[q];
+        if (!this.special.has(g)) (pos.push(q), gene.push(g));
+      });
+    } else {
+      for (let q = 0; q < b.batch * L; q++) if (b.attentionMask[q] > 0 && !this.special.has(b.inputIds[q])) (pos.push(q), gene.push(b.inputIds[q]));
+    }
+    const target = new Float32Array(pos.length);
+    let row = -1, value = new Map<number, number>();
+    pos.forEach((q, j) => {
+      const k = Math.floor(q / L);
+      if (k !== row) {
+        // positions are ascending: one lookup table per cell
+        row = k;
+        const m = cells[k].mvc!;
+        value = new Map();
+        m.ids.forEach((g, i) => value.set(g, m.target[i]));
+      }
+      target[j] = value.get(gene[j]) ?? 0; // a padding gene the cell does not express
+    });
+    b.mvcPositions = Int32Array.from(pos);
+    b.mvcGenes = Int32Array.from(gene);
+    b.mvcTargets = target;
   }
 
   baseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult {
@@ -319,6 +388,7 @@ export class CellObjective implements Objective {
     const out: Record<string, BaselineResult> = {};
     if (this.tokenOn) out[this.token.name] = this.token.baseline(trainCells, valBatches);
     if (this.o.bottleneck) out.bottleneck = bottleneckBaseline(trainCells, valBatches, this.o.bottleneck.genes.length);
+    if (this.mvc) out.mvc = mvcBaseline(trainCells, valBatches);
     if (this.o.contrastive) out.contrastive = contrastiveBaseline(valBatches);
     return out;
   }
@@ -329,10 +399,48 @@ export class CellObjective implements Objective {
 
   headFlops(config: BertConfig, batch: CollatedBatch): number {
     const H = config.hidden_size, G = this.o.bottleneck?.genes.length ?? 0, n = cellsOf(batch.batch, batch);
-    // the bottleneck's decoder; the contrastive projection (2 H × H per view) and similarities (2n × 2n × H)
+    // the bottleneck's decoder; mvc: two H × H products per scored gene (query, W) and its inner
+    // product with every cell; the contrastive projection (2 H × H per view) and similarities (2n × 2n × H)
+    const mvc = this.mvc ? (batch.mvcPositions?.length ?? 0) * (4 * H * H + 2 * H * n) : 0;
     const contrastive = this.o.contrastive ? 2 * 2 * n * (this.o.contrastive.projection === "mlp" ? 2 * H * H : 0) + 2 * (2 * n) ** 2 * H : 0;
-    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + (G > 0 ? 2 * n * (H * H + 2 * H * G) : 0) + contrastive;
+    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + (G > 0 ? 2 * n * (H * H + 2 * H * G) : 0) + mvc + contrastive;
   }
+}
+
+/**
+ * Per-gene mean baseline of `mvc` (module comment): mean squared error over the validation batches'
+ * `mvc` positions; `extra.global_mean_loss` with one mean for every gene.
+ */
+export function mvcBaseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult {
+  const sum = new Map<number, { s: number; n: number }>();
+  let tot = 0, cnt = 0;
+  for (const c of trainCells) {
+    c.mvc!.ids.forEach((g, i) => {
+      const y = c.mvc!.target[i];
+      const e = sum.get(g) ?? { s: 0, n: 0 };
+      e.s += y;
+      e.n++;
+      sum.set(g, e);
+      tot += y;
+      cnt++;
+    });
+  }
+  const global = cnt ? tot / cnt : 0;
+  let sse = 0, sseGlobal = 0, n = 0;
+  for (const b of valBatches) {
+    b.mvcPositions!.forEach((_, j) => {
+      const y = b.mvcTargets![j], e = sum.get(b.mvcGenes![j]);
+      sse += (y - (e ? e.s / e.n : global)) ** 2;
+      sseGlobal += (y - global) ** 2;
+      n++;
+    });
+  }
+  return {
+    name: "per_gene_mean",
+    loss: n ? sse / n : NaN,
+    description: "per-gene mean: each scored gene's value predicted by its mean over the training cells that express it (the global mean for genes none does); squared error at the same positions",
+    extra: { global_mean_loss: n ? sseGlobal / n : NaN },
+  };
 }
 
 /**
@@ -444,7 +552,7 @@ export function evaluateTerms(model: CellModel, batches: readonly CollatedBatch[
       });
       for (const [k, v] of vals) {
         const cells = cellsOf(b.batch, b);
-        const units = k === "bottleneck" ? cells : k === "contrastive" ? 2 * cells : b.positions.length;
+        const units = k === "bottleneck" ? cells : k === "contrastive" ? 2 * cells : k === "mvc" ? b.mvcPositions!.length : b.positions.length;
         const e = sums.get(k) ?? { s: 0, n: 0 };
         e.s += v * units;
         e.n += units;
@@ -555,5 +663,6 @@ export function withCellObjectives(
     clsId: a.vocabulary.cls,
     sampling: a.sampling,
     valuesKind: a.manifest.values_kind,
+    special: [a.vocabulary.pad, a.vocabulary.mask, a.vocabulary.cls, a.vocabulary.eos].filter((t): t is number => t !== undefined),
   });
 }
