@@ -153,6 +153,9 @@ const trainingSchema = z.strictObject({
       // a tokenized dataset of the same cells whose tokens carry every expressed gene's count (rank
       // tokens): the bottleneck's targets, for tokens that keep a few genes per cell (--top-genes)
       counts_from: str().optional(),
+      // an obs column carried in the tokens (cellfm tokenize --carry): the decoder also reads a one-hot
+      // of the cell's batch (scvi-tools batch_key), so the embedding need not encode it
+      batch_key: str().optional(),
     })
     .default(() => ({ genes: 2000, likelihood: "nb" as const, decoder: "mlp" as const })),
   likelihood: oneOf(LIKELIHOODS).default(LIKELIHOODS[0]),
@@ -326,7 +329,11 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
     const tokenKeys = Object.keys(t.objectives).filter((k) => (TOKEN_OBJECTIVES as readonly string[]).includes(k));
     if (tokenKeys.length > 1) errors.push(`${source}: training.objectives: give one token objective (${tokenKeys.join(" or ")}), not both`);
     if (!Object.values(t.objectives).some((w) => w > 0)) errors.push(`${source}: training.objectives: give at least one objective a weight > 0`);
-    // the token objective named in training.objectives is training.objective
+    // the token objective named in training.objectives is training.objective; an explicit other one is a conflict
+    const given = (obj as { training?: { objective?: unknown } } | undefined)?.training?.objective;
+    if (tokenKeys.length === 1 && given !== undefined && given !== tokenKeys[0]) {
+      errors.push(`${source}: training.objective: ${String(given)} conflicts with training.objectives, which names ${tokenKeys[0]} (give the token objective in one place)`);
+    }
     if (tokenKeys.length === 1) t.objective = tokenKeys[0] as (typeof TOKEN_OBJECTIVES)[number];
   }
   if (errors.length) throw new Error(errors.join("\n"));
