@@ -105,7 +105,7 @@ export async function initBackend(choice: BackendChoice = "auto", opts: { webgpu
  * included, and failures throw. Otherwise (`auto`): only when a probe finds a hardware adapter.
  */
 async function initWebGPU(explicit: boolean): Promise<BackendInfo | undefined> {
-  const { installWebGPU, probeWebGPU, describeAdapter } = await import("./webgpu.js");
+  const { installWebGPU, probeWebGPU, describeAdapter, watchWebGPUDevice } = await import("./webgpu.js");
   if (!explicit) {
     const probed = probeWebGPU();
     if (!probed || probed.fallback) return undefined;
@@ -120,6 +120,7 @@ async function initWebGPU(explicit: boolean): Promise<BackendInfo | undefined> {
     if (!explicit) return undefined;
     throw new Error(`backend 'webgpu' could not be initialised on ${describeAdapter(adapter)}: ${(e as Error).message}`);
   }
+  watchWebGPUDevice(tf.backend());
   return { name: "webgpu", package: "@tensorflow/tfjs-backend-webgpu", adapter: describeAdapter(adapter) };
 }
 

@@ -131,6 +131,34 @@ export function installWebGPU(): Promise<WebGPUAdapter> {
   return installed;
 }
 
+let deviceError: string | undefined;
+
+/**
+ * Record the first validation/out-of-memory error and a device loss of tfjs's WebGPU device. Dawn
+ * reports these asynchronously and tfjs ignores them, while the failed command buffer's work is
+ * silently dropped (measured: an over-limit kernel made the step's loss wrong, with no exception);
+ * {@link throwIfWebGPUFailed} turns them into an error at the next read.
+ * @param backend the active tfjs backend (`tf.backend()`); anything without a `device` is ignored.
+ */
+export function watchWebGPUDevice(backend: unknown): void {
+  const device = (backend as { device?: { addEventListener?: (t: string, f: (e: { error?: { message?: string } }) => void) => void; lost?: Promise<{ message?: string }> } }).device;
+  if (!device?.addEventListener) return;
+  device.addEventListener("uncapturederror", (e) => {
+    deviceError ??= (e.error?.message ?? "unknown error").split("\n")[0];
+  });
+  device.lost?.then((info) => {
+    deviceError ??= `device lost: ${info?.message ?? "no reason given"}`;
+  });
+}
+
+/**
+ * @throws Error with the WebGPU device's first error since the backend started (see
+ *   {@link watchWebGPUDevice}); nothing on other backends or while none occurred.
+ */
+export function throwIfWebGPUFailed(): void {
+  if (deviceError) throw new Error(`WebGPU device error (results after it are invalid): ${deviceError}`);
+}
+
 /** Child-process probe: prints the adapter as JSON (or `null`), nothing else on stdout. */
 const PROBE = `
 const { create } = await import(process.argv[1]);

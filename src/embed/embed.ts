@@ -10,6 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { BertModel, type CellModel } from "../model/bert.js";
+import { throwIfWebGPUFailed } from "../webgpu.js";
 
 /** Options of {@link embedCells}. */
 export interface EmbedOptions {
@@ -89,6 +90,7 @@ export async function embedCellsAsync(model: BertModel | CellModel, cells: Int32
     if (prev) {
       const v = (await prev.pooled.data()) as Float32Array;
       prev.pooled.dispose();
+      throwIfWebGPUFailed();
       p.store(prev.idx, v);
     }
     prev = next;

@@ -38,21 +38,21 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
+import { throwIfWebGPUFailed } from "../webgpu.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
 import { type CellModel, RANK_ENCODING } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
-import { firstNonFinite } from "../finite.js";
 import { assertNoOverlap, assertWritable, type NamedPath, OUTPUT_MARKER, removeStaleTempsIn, writeFileAtomic, writeOutputMarker } from "../io.js";
 import { availableCores, checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
-import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpoint, type TrainerState } from "./checkpoints.js";
+import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpointAsync, type TrainerState } from "./checkpoints.js";
 import { resolveModelSection, type TrainConfig } from "./config.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { batchTensors, disposeBatch } from "./grad-protocol.js";
 import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
-import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
+import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt, squaredNormTensor } from "./optimizer.js";
 import { DataParallel, shardBatch } from "./parallel.js";
 import { BatchStream, epochBatches } from "./sampler.js";
 import { applyGeneAxis, filterCellGenes, type GeneAxis, type GeneAxisReport, prepareGeneAxis, restrictToGenes } from "./gene-axis.js";
@@ -310,22 +310,59 @@ function heldOutGeneBatches(p: PreparedData, config: TrainConfig, objective: Obj
  * Mean loss of the model over fixed batches (eval mode, no dropout), each batch weighted by its
  * loss positions (MLM: masked-token cross-entropy per masked gene).
  */
-export function evaluateLoss(model: CellModel, batches: readonly CollatedBatch[]): { loss: number; n: number } {
-  let sum = 0;
-  let n = 0;
-  for (const b of batches) {
-    if (b.positions.length === 0) continue;
-    const t = batchTensors(b);
-    try {
-      const l = model.loss(t, b, { training: false });
-      sum += l.dataSync()[0] * b.positions.length;
-      n += b.positions.length;
-      l.dispose();
-    } finally {
-      disposeBatch(t);
+export async function evaluateLoss(model: CellModel, batches: readonly CollatedBatch[]): Promise<{ loss: number; n: number }> {
+  const losses: tf.Scalar[] = [];
+  const weights: number[] = [];
+  try {
+    for (const b of batches) {
+      if (b.positions.length === 0) continue;
+      const t = batchTensors(b);
+      try {
+        losses.push(model.loss(t, b, { training: false }));
+        weights.push(b.positions.length);
+      } finally {
+        disposeBatch(t);
+      }
     }
+    // one asynchronous read for all batches (webgpu has no synchronous read)
+    const values = await readScalars(losses);
+    let sum = 0;
+    let n = 0;
+    values.forEach((l, i) => ((sum += l * weights[i]), (n += weights[i])));
+    return { loss: n > 0 ? sum / n : NaN, n };
+  } finally {
+    tf.dispose(losses);
   }
-  return { loss: n > 0 ? sum / n : NaN, n };
+}
+
+/** Read scalar tensors to numbers with one asynchronous device read (stacked first). */
+export async function readScalars(xs: tf.Scalar[]): Promise<number[]> {
+  if (xs.length === 0) return [];
+  const s = tf.stack(xs);
+  try {
+    const v = Array.from(await s.data());
+    throwIfWebGPUFailed();
+    return v;
+  } finally {
+    s.dispose();
+  }
+}
+
+/**
+ * The step's one device read: its micro-batch losses (tensors, disposed here; numbers from the
+ * data-parallel path pass through) and the global gradient norm of `grads`, read together before
+ * clipping and the update (the divergence checks need them first).
+ */
+async function readStep(microLosses: (number | tf.Scalar)[], grads: Map<string, tf.Tensor>): Promise<{ losses: number[]; norm: number }> {
+  const tensors = microLosses.filter((l): l is tf.Scalar => typeof l !== "number");
+  const sq = squaredNormTensor(grads);
+  try {
+    const v = await readScalars([...tensors, sq]);
+    let k = 0;
+    return { losses: microLosses.map((l) => (typeof l === "number" ? l : v[k++])), norm: Math.sqrt(v[v.length - 1]) };
+  } finally {
+    tf.dispose([...tensors, sq]);
+  }
 }
 
 /** Fields that define the architecture (a resume with any of them changed is refused). */
@@ -495,7 +532,8 @@ export const MIN_PARALLEL_STEP_FLOPS = 1e9;
 /**
  * Data-parallel ranks when neither `training.workers` nor `--workers` is given: every core this
  * process may use ({@link availableCores}) on wasm/cpu, where each rank is one backend thread, at
- * most the cells of a micro-batch; 1 on tensorflow (tfjs-node), which already threads every op;
+ * most the cells of a micro-batch; 1 on tensorflow (tfjs-node), which already threads every op, and
+ * on webgpu (one GPU, one process);
  * and 1 for micro-batches under {@link MIN_PARALLEL_STEP_FLOPS} training FLOPs (tiny models: there
  * the worker start-up and the per-step weight/gradient messages cost more than they save, as for
  * `embed`'s one-thread rule for small inputs).
@@ -504,7 +542,7 @@ export const MIN_PARALLEL_STEP_FLOPS = 1e9;
  * @param stepFlops training FLOPs of a typical micro-batch (`./flops.ts`)
  */
 export function defaultWorkers(backendName: string, cellsPerStep: number, stepFlops: number): number {
-  if (backendName === "tensorflow" || !(stepFlops >= MIN_PARALLEL_STEP_FLOPS)) return 1;
+  if (backendName === "tensorflow" || backendName === "webgpu" || !(stepFlops >= MIN_PARALLEL_STEP_FLOPS)) return 1;
   return Math.max(1, Math.min(availableCores(), Math.floor(cellsPerStep)));
 }
 
@@ -543,13 +581,17 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
-  const backend = await initBackend(opts.backend ?? config.backend);
+  const backend = await initBackend(opts.backend ?? config.backend, { webgpu: true });
   prepareOutputDir(outDir, opts, say, [{ path: config.data.tokens, label: `${config.source}: data.tokens` }]);
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(",") + (p.axis.heldOutTokens ? `|genes:${Array.from(p.axis.heldOutTokens).join(",")}` : ""));
   const typical = typicalStep(bertConfig, p.trainLengths, t.batch_size, t.max_tokens_per_batch);
   let workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
+  if (backend.name === "webgpu" && workers > 1) {
+    say(`workers ${workers} ignored on webgpu: one process drives the GPU (the data-parallel ranks are for the one-thread CPU backends)`);
+    workers = 1;
+  }
 
   const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec }, { seed: t.seed });
   applyGeneAxis(model, p.axis);
@@ -682,14 +724,12 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     training: t,
     saved: new Date().toISOString(),
   });
-  const save = (dir: string): void => {
-    // never save a diverged model: a finite loss and gradient can still overflow a weight
-    for (const [name, v] of model.weights) {
-      if (firstNonFinite(v.dataSync()) >= 0) throw new Error(divergedMessage(outDir, `weight ${name} non-finite after the update`, step));
-    }
+  const save = async (dir: string): Promise<void> => {
     const optState = optimizer.exportState();
     try {
-      saveTrainingCheckpoint(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() });
+      // never save a diverged model: a finite loss and gradient can still overflow a weight
+      const diverged = (name: string) => new Error(divergedMessage(outDir, `weight ${name} non-finite after the update`, step));
+      await saveTrainingCheckpointAsync(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() }, diverged);
     } finally {
       for (const x of Object.values(optState)) x.dispose();
     }
@@ -746,9 +786,9 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   let initialLoss: number | undefined;
   let initialHeldOutGeneLoss: number | undefined;
   try {
-    if (!resumeFrom && heldOutBatches.length > 0) initialHeldOutGeneLoss = evaluateLoss(model, heldOutBatches).loss;
+    if (!resumeFrom && heldOutBatches.length > 0) initialHeldOutGeneLoss = (await evaluateLoss(model, heldOutBatches)).loss;
     if (!resumeFrom && valBatches.length > 0) {
-      initialLoss = evaluateLoss(model, valBatches).loss;
+      initialLoss = (await evaluateLoss(model, valBatches)).loss;
       fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss }) + "\n");
       say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
     } else if (fs.existsSync(metricsFile)) {
@@ -768,39 +808,41 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         interrupted = true;
         break;
       }
-      let stepLoss = 0;
-      let micro = 0;
+      // losses stay on the device until the step's one read (with the gradient norm) below
+      const microLosses: (number | tf.Scalar)[] = [];
       for (let k = 0; k < t.grad_accumulation; k++) {
         const idx = stream.next();
         const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
         const mb = objective.collate(cells, rng);
         opts.onBatch?.(mb);
         const dropoutSeed = Math.floor(rng() * 2147483647);
-        let loss: number, grads: Map<string, tf.Tensor>;
+        let loss: number | tf.Scalar, grads: Map<string, tf.Tensor>;
         if (dp) {
           // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
           ({ loss, grads } = await dp.lossAndGrads(shardBatch(mb, dp.size, dropoutSeed)));
         } else {
           const tens = batchTensors(mb);
           try {
-            ({ loss, grads } = model.lossAndGrads(tens, mb, { training: true, dropoutSeed }));
+            ({ loss, grads } = model.lossTensorAndGrads(tens, mb, { training: true, dropoutSeed }));
           } finally {
             disposeBatch(tens);
           }
         }
-        if (!Number.isFinite(loss)) {
-          for (const g of grads.values()) g.dispose();
-          throw new Error(divergedMessage(outDir, `loss ${loss}`, step + 1));
-        }
         acc.add(grads, 1 / t.grad_accumulation);
-        stepLoss += loss;
-        micro++;
+        microLosses.push(loss);
         intTokens += mb.realTokens;
         tokensSeen += mb.realTokens;
         intFlops += trainingFlops(bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(bertConfig, mb));
       }
       const lr = lrAt(step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps, schedule: t.schedule });
-      const { grads, norm } = clipByGlobalNorm(acc.take(), t.max_grad_norm);
+      const summed = acc.take();
+      const { losses: stepLosses, norm: readNorm } = await readStep(microLosses, summed);
+      const bad = stepLosses.find((l) => !Number.isFinite(l));
+      if (bad !== undefined) {
+        for (const g of summed.values()) g.dispose();
+        throw new Error(divergedMessage(outDir, `loss ${bad}`, step + 1));
+      }
+      const { grads, norm } = clipByGlobalNorm(summed, t.max_grad_norm, readNorm);
       if (!Number.isFinite(norm)) {
         // stop before the update: the weights (and the checkpoints) stay finite
         for (const g of grads.values()) g.dispose();
@@ -811,14 +853,14 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       dp?.syncWeights(); // replicas take the updated weights before their next shard
       step++;
       stepsThisCall++;
-      const loss = stepLoss / micro;
+      const loss = stepLosses.reduce((a, b) => a + b, 0) / stepLosses.length;
       losses.push(loss);
       intLoss += loss;
       intSteps++;
 
       let valLoss: number | undefined;
       if (t.eval_every > 0 && step % t.eval_every === 0 && step < totalSteps && valBatches.length > 0) {
-        valLoss = evaluateLoss(model, valBatches).loss;
+        valLoss = (await evaluateLoss(model, valBatches)).loss;
         lastVal = valLoss;
       }
       const now = performance.now();
@@ -859,7 +901,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
         bar?.update(step);
       }
       if (t.save_every > 0 && step % t.save_every === 0 && step < totalSteps) {
-        save(path.join(outDir, `checkpoint-${step}`));
+        await save(path.join(outDir, `checkpoint-${step}`));
         prune();
       }
       // let signals (Ctrl-C) and other events in
@@ -880,14 +922,14 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   try {
     if (interrupted) {
       const dir = path.join(outDir, `checkpoint-${step}`);
-      if (!fs.existsSync(dir)) save(dir);
+      if (!fs.existsSync(dir)) await save(dir);
       say(`cellfm train: stopped at step ${step}/${totalSteps}; checkpoint ${dir}; continue with --resume`);
       return { outputDir: outDir, checkpoint: dir, step, totalSteps, interrupted: true, signal: stopSignal, backend, losses };
     }
 
     const finalDir = path.join(outDir, "final");
-    save(finalDir);
-    const ev = evaluateLoss(model, valBatches);
+    await save(finalDir);
+    const ev = await evaluateLoss(model, valBatches);
     const base = objective.baseline(trainCells(), valBatches);
     const evalResult: EvalResult = {
       step,
@@ -905,7 +947,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
     };
     if (heldOutBatches.length > 0) {
-      const hv = evaluateLoss(model, heldOutBatches);
+      const hv = await evaluateLoss(model, heldOutBatches);
       // the baseline sees the held-out genes' counts in the training cells (which the model never did)
       const fullTrain = Array.from(p.trainIdx, (i) => {
         const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
