@@ -26,9 +26,14 @@
  *   `git clone https://huggingface.co/ctheodoris/Geneformer && git -C Geneformer show HEAD:geneformer/tokenizer.py > gf_tokenizer.py`;
  * - kang2018 (Kang et al. 2018 PBMC control cells, any raw-count `.h5ad`): `--kang FILE` or `CELLFM_BENCH_KANG=FILE`.
  *
- *   npm run bench -- --compare [--quick] [--geneformer-tokenizer gf_tokenizer.py] [--kang kang2018.h5ad] [--tokenize-only]
+ * Where the native BLAS kernels (src/blas.ts) are built, every training, embedding and matmul row is
+ * measured twice in the same rounds: with them (the default) and on plain wasm (`CELLFM_BLAS=off`,
+ * rows marked "plain wasm, before"), so before/after and PyTorch come from the same minutes.
  *
- * `--tokenize-only`: the tokenizer rows alone (no training, embedding or matmul peak).
+ *   npm run bench -- --compare [--quick] [--geneformer-tokenizer gf_tokenizer.py] [--kang kang2018.h5ad] [--tokenize-only | --model-only]
+ *
+ * `--tokenize-only`: the tokenizer rows alone (no training, embedding or matmul peak);
+ * `--model-only`: the training, embedding and matmul rows alone (no tokenizer).
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -68,9 +73,9 @@ function python(mods: string[]): { exe?: string; why?: string } {
   return { why: "no python3 found (set CELLFM_BENCH_PYTHON)" };
 }
 
-/** Run a command and parse its `RESULT {...}` line. */
-function result<T>(cmd: string, args: string[], what: string): T {
-  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 26, cwd: root });
+/** Run a command (with extra environment variables `env`) and parse its `RESULT {...}` line. */
+function result<T>(cmd: string, args: string[], what: string, env: Record<string, string> = {}): T {
+  const r = spawnSync(cmd, args, { encoding: "utf8", maxBuffer: 1 << 26, cwd: root, env: { ...process.env, ...env } });
   const line = (r.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
   if (r.status !== 0 || !line) throw new Error(`${what} failed: ${(r.stderr ?? "").trim().split("\n").slice(-5).join(" | ")}`);
   return JSON.parse(line.slice(7)) as T;
@@ -79,6 +84,12 @@ function result<T>(cmd: string, args: string[], what: string): T {
 const f0 = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "-");
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
 const mb = (x: number) => (Number.isFinite(x) ? `${f0(x)} MB` : "-");
+
+/** True when this checkout's native BLAS kernels load (then "before" rows on plain wasm are added). */
+function blasActive(): boolean {
+  const r = spawnSync(process.execPath, ["--import", "tsx", "-e", 'import("./src/blas.ts").then((b) => console.log(b.nativeBlas() ? "yes" : "no"))'], { encoding: "utf8", cwd: root });
+  return (r.stdout ?? "").includes("yes");
+}
 
 /** Matmul FLOPs per token of the 6-layer V1 shape (as src/train/flops.ts: training = 3 x forward). */
 function flopsPerToken(L: number, mode: "train" | "infer"): number {
@@ -97,6 +108,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
   const gfFile = arg(args, "--geneformer-tokenizer", "CELLFM_GENEFORMER_TOKENIZER");
   const kang = arg(args, "--kang", "CELLFM_BENCH_KANG");
   const tokenizeOnly = args.includes("--tokenize-only");
+  const modelOnly = args.includes("--model-only");
   const gfWhy = !gfFile
     ? "skipped: give upstream geneformer/tokenizer.py with --geneformer-tokenizer FILE (or CELLFM_GENEFORMER_TOKENIZER)"
     : !fs.existsSync(gfFile)
@@ -124,6 +136,8 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
     if (!tokenizeOnly) measurePeak();
 
     // ---- tokenizer
+    if (!modelOnly) await tokenizerRows();
+    async function tokenizerRows(): Promise<void> {
     const inputs: { name: string; file?: string; cells?: number; reps: number; why?: string }[] = [
       { name: "pbmc3k (2,638 cells)", file: path.join(root, "data", "pbmc3k_seurat.h5ad"), reps: 3 },
       kang && fs.existsSync(kang)
@@ -179,11 +193,18 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
       ratios.push({ work: `tokenize V1, ${inp.name}`, cellfm: `${f2(best.wall)} s, ${mb(best.maxRssMb)}`, peer, ratio, target, note });
     });
     fs.rmSync(big, { force: true });
+    }
 
     if (!tokenizeOnly) {
       // ---- training and embedding (Geneformer V1 6L shape)
       const seconds = opts.quick ? 3 : 12;
-      type Cellfm = { tokensPerS: number; peakRssMb: number; backend: string };
+      type Cellfm = { tokensPerS: number; peakRssMb: number; backend: string; kernels?: string };
+      // "after" = the kernels initBackend installs (the native BLAS where built); "before" = plain wasm
+      // (CELLFM_BLAS=off), run in the same rounds so the two see the same load
+      const sides = [
+        { label: "", env: {} as Record<string, string> },
+        ...(blasActive() ? [{ label: " (plain wasm, before)", env: { CELLFM_BLAS: "off" } }] : []),
+      ];
       type Torch = { tokens_per_s: number; peak_rss_mb: number; version: string; threads: number };
       const cases: { work: string; cellfm: string; torch: string[]; flops: number; target: number; note: string }[] = [];
       for (const [L, B] of [[512, 4], [256, 8], [2048, 1]] as const) {
@@ -218,17 +239,20 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
       const mmCellfm: Record<string, number> = {}, mmTorch: Record<string, number> = {};
       let mmWhy = "";
       for (const c of cases) {
-        let cf: Cellfm | undefined;
-        let cfErr = "";
+        const cfs: (Cellfm | undefined)[] = sides.map(() => undefined);
+        const cfErrs = sides.map(() => "");
         let pt: Torch | undefined;
         let ptWhy = torchPy.why ? `skipped: ${torchPy.why}` : "";
         for (let r = 0; r < rounds; r++) {
-          try {
-            const got = result<Cellfm>(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", c.cellfm, "--seconds", String(seconds), "--layer", "0", "--workers", String(cores)], `cellfm ${c.cellfm}`);
-            if (!cf || got.tokensPerS > cf.tokensPerS) cf = { ...got, peakRssMb: Math.max(got.peakRssMb, cf?.peakRssMb ?? 0) };
-          } catch (e) {
-            cfErr = (e as Error).message.slice(0, 200);
-          }
+          sides.forEach((side, si) => {
+            try {
+              const got = result<Cellfm>(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", c.cellfm, "--seconds", String(seconds), "--layer", "0", "--workers", String(cores)], `cellfm ${c.cellfm}`, side.env);
+              const cf = cfs[si];
+              if (!cf || got.tokensPerS > cf.tokensPerS) cfs[si] = { ...got, peakRssMb: Math.max(got.peakRssMb, cf?.peakRssMb ?? 0) };
+            } catch (e) {
+              cfErrs[si] = (e as Error).message.slice(0, 200);
+            }
+          });
           if (torchPy.exe && !ptWhy) {
             try {
               const got = result<Torch>(torchPy.exe, [path.join(here, "peers", "pytorch_bert.py"), ...c.torch, "--reps", opts.quick ? "1" : "2", "--min-sec", opts.quick ? "1" : "3"], "PyTorch peer");
@@ -239,19 +263,33 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
           }
         }
         const mfu = (tps: number) => ` (MFU [${tps * c.flops}])`; // achieved FLOP/s, divided by the peak at the end
-        const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErr}`;
         const ptText = pt ? `${f0(pt.tokens_per_s)} tok/s${mfu(pt.tokens_per_s)}, ${mb(pt.peak_rss_mb)}` : "-";
-        if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; peak RSS ${mb(cf.peakRssMb)}` });
         if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work.replace(/, (workers \d+|\d+ workers|1 thread)/, "")}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
-        ratios.push({ work: c.work, cellfm: cfText, peer: ptText, ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN, target: Number.isFinite(c.target) ? c.target : undefined, note: pt ? c.note : ptWhy || c.note });
+        sides.forEach((side, si) => {
+          const cf = cfs[si];
+          const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErrs[si]}`;
+          if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}${side.label}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; ${cf.kernels ?? ""}; peak RSS ${mb(cf.peakRssMb)}` });
+          ratios.push({
+            work: c.work + side.label,
+            cellfm: cfText,
+            peer: ptText,
+            ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN,
+            target: si === 0 && Number.isFinite(c.target) ? c.target : undefined,
+            note: (pt ? c.note : ptWhy || c.note) + (si === 0 && cf?.kernels ? `; matmuls: ${cf.kernels}` : ""),
+          });
+        });
       }
       // ---- the matmul ceiling at the model's shapes (cellfm: one wasm thread × cores; PyTorch: every core)
+      let mmKernels = "";
       for (let r = 0; r < rounds; r++) {
-        try {
-          const got = result<Record<string, number | string>>(process.execPath, ["--import", "tsx", path.join(here, "matmul.ts"), "--seconds", opts.quick ? "0.5" : "2"], "cellfm matmul");
-          for (const [k, v] of Object.entries(got)) if (typeof v === "number") mmCellfm[k] = Math.max(mmCellfm[k] ?? 0, v);
-        } catch (e) {
-          mmWhy = (e as Error).message.slice(0, 200);
+        for (const side of sides) {
+          try {
+            const got = result<Record<string, number | string>>(process.execPath, ["--import", "tsx", path.join(here, "matmul.ts"), "--seconds", opts.quick ? "0.5" : "2"], "cellfm matmul", side.env);
+            if (!side.label) mmKernels = String(got.kernels ?? "");
+            for (const [k, v] of Object.entries(got)) if (typeof v === "number") mmCellfm[k + side.label] = Math.max(mmCellfm[k + side.label] ?? 0, v);
+          } catch (e) {
+            mmWhy = (e as Error).message.slice(0, 200);
+          }
         }
         if (torchPy.exe) {
           try {
@@ -266,14 +304,14 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
         ratios.push({ work: "matmul ceiling", cellfm: "failed", peer: "-", ratio: NaN, note: mmWhy || "bench/matmul.ts printed no RESULT line" });
       }
       for (const k of Object.keys(mmCellfm)) {
-        const cf = mmCellfm[k] * cores, pt = mmTorch[k];
-        rows.push({ area: "compare", case: `tfjs-wasm matmul ${k}, 1 thread`, metric: "GFLOP/s", value: mmCellfm[k], unit: "GFLOP/s", note: `x ${cores} workers = ${f2(cf)} (ideal)` });
+        const cf = mmCellfm[k] * cores, pt = mmTorch[k.replace(/ \(.*/, "")];
+        rows.push({ area: "compare", case: `cellfm tf.matMul ${k}, 1 thread`, metric: "GFLOP/s", value: mmCellfm[k], unit: "GFLOP/s", note: `x ${cores} workers = ${f2(cf)} (ideal)${k.includes("(") ? "" : `; ${mmKernels}`}` });
         ratios.push({
           work: `matmul ceiling, ${k.replace(/_/g, " ")}`,
           cellfm: `${f2(cf)} GFLOP/s (1 thread x ${cores}, ideal)`,
           peer: pt ? `${f2(pt)} GFLOP/s (${cores} threads)` : "-",
           ratio: pt ? cf / pt : NaN,
-          note: pt ? `${k}: raw matmul speed; matmuls are ~80 % of a wasm step, so training can beat this ratio only by PyTorch idling below its peak (its MFU above)` : torchPy.why ? `skipped: ${torchPy.why}` : mmWhy || "PyTorch matmul not measured",
+          note: pt ? `raw matmul speed${k.includes("(") ? "" : ` (${mmKernels})`}: training can beat this ratio only as far as PyTorch idles below its peak (its MFU above)` : torchPy.why ? `skipped: ${torchPy.why}` : mmWhy || "PyTorch matmul not measured",
         });
       }
       measurePeak();

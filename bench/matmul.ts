@@ -1,6 +1,7 @@
 /**
  * The matmul ceiling of the model benchmarks: FP32 GFLOP/s of one `tf.matMul` on the backend cellfm
- * uses here (tfjs-wasm, XNNPACK, one thread: tfjs-wasm runs single-threaded in Node), at the shapes that
+ * uses here (tfjs-wasm with the native BLAS kernels of src/blas.ts where built, one BLAS thread, else
+ * XNNPACK; one thread either way: tfjs-wasm runs single-threaded in Node), at the shapes that
  * dominate a Geneformer V1 6-layer training step at 512 × 4 (2,048 tokens × hidden 256: the Q/K/V/output
  * projections 256 → 256 and the FFN 256 → 512 and 512 → 256) and at 2,048³. Printed as JSON for
  * `bench/compare.ts`, which puts it next to PyTorch's at the same shapes (`bench/peers/matmul_shapes.py`).
@@ -43,7 +44,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const j = process.argv.indexOf("--seconds");
   const info = await initBackend((i >= 0 ? process.argv[i + 1] : "wasm") as "wasm");
   const seconds = j >= 0 ? Number(process.argv[j + 1]) : 2;
-  const out: Record<string, number | string> = { backend: info.name };
+  const out: Record<string, number | string> = { backend: info.name, kernels: info.kernels };
   for (const [name, shape] of Object.entries(MATMUL_SHAPES)) out[name] = matmulGflops(shape, seconds);
   console.log("RESULT " + JSON.stringify(out)); // the line bench/compare.ts reads
 }

@@ -25,6 +25,8 @@ interface CaseResult {
   secPerStep: number;
   peakRssMb: number;
   backend: string;
+  /** What ran the matmuls (`BackendInfo.kernels`). */
+  kernels?: string;
 }
 
 const here = path.dirname(new URL(import.meta.url).pathname);
@@ -112,7 +114,7 @@ async function runCase(spec: string, backend: string, seconds: number, embedLaye
           sgd(grads);
           dp.syncWeights();
         }, B * L);
-        return { tokensPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+        return { tokensPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name, kernels: info.kernels };
       } finally {
         await dp.dispose();
       }
@@ -121,7 +123,7 @@ async function runCase(spec: string, backend: string, seconds: number, embedLaye
       const { grads } = model.lossAndGrads(batch, masked, { training: true, dropoutSeed: k++ });
       sgd(grads);
     }, B * L);
-    return { tokensPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+    return { tokensPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name, kernels: info.kernels };
   }
   const nCells = B * 4;
   const cells = Array.from({ length: nCells }, () => new Int32Array(L).map(() => 3 + Math.floor(rnd() * (V - 3))));
@@ -141,10 +143,10 @@ async function runCase(spec: string, backend: string, seconds: number, embedLaye
     const many = [...cells, ...cells, ...cells, ...cells];
     const r = await time(() => embedCellsParallel(ck, many, config.hidden_size, { workers: embedWorkers, maxTokensPerBatch: B * L, layer: embedLayer }).then(() => undefined), many.length);
     fs.rmSync(dir, { recursive: true, force: true });
-    return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+    return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name, kernels: info.kernels };
   }
   const r = await time(() => void embedCells(model, cells, { maxTokensPerBatch: B * L, layer: embedLayer }), nCells);
-  return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name };
+  return { tokensPerS: r.rate * L, cellsPerS: r.rate, secPerStep: r.s, peakRssMb: process.resourceUsage().maxRSS / 1024, backend: info.name, kernels: info.kernels };
 }
 
 /** Entry point for bench/run.ts. */

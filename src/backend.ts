@@ -27,6 +27,11 @@ export interface BackendInfo {
   name: string;
   /** npm package that provides it, e.g. "@tensorflow/tfjs-node-gpu". */
   package: string;
+  /**
+   * What runs the matmuls: on wasm the native BLAS (`src/blas.ts`, e.g. "OpenBLAS 0.3.21 …, 1 thread")
+   * or "wasm (XNNPACK)" with the reason the native kernels are off; otherwise the backend's own.
+   */
+  kernels: string;
   /** webgpu only: the adapter, e.g. "nvidia hopper (NVIDIA: 550.54.15)". */
   adapter?: string;
 }
@@ -75,7 +80,7 @@ export async function initBackend(choice: BackendChoice = "auto", opts: { webgpu
   if (choice === "auto" || choice === "tensorflow") {
     for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
       if ((await tryImport(pkg)) && (await activate("tensorflow"))) {
-        return (current = { name: "tensorflow", package: pkg });
+        return (current = { name: "tensorflow", package: pkg, kernels: `libtensorflow (${pkg})` });
       }
     }
     if (choice === "tensorflow") {
@@ -91,13 +96,16 @@ export async function initBackend(choice: BackendChoice = "auto", opts: { webgpu
   }
   if (choice === "auto" || choice === "wasm") {
     if ((await tryImport("@tensorflow/tfjs-backend-wasm")) && (await activate("wasm"))) {
-      return (current = { name: "wasm", package: "@tensorflow/tfjs-backend-wasm" });
+      const { installBlasKernels } = await import("./blas.js");
+      const blas = installBlasKernels(await import("@tensorflow/tfjs-core"));
+      const kernels = blas.active ? blas.provider : `${blas.provider}; no native BLAS: ${blas.reason}`;
+      return (current = { name: "wasm", package: "@tensorflow/tfjs-backend-wasm", kernels });
     }
     if (choice === "wasm") throw new Error("backend 'wasm' could not be initialised (@tensorflow/tfjs-backend-wasm)");
   }
   await import("@tensorflow/tfjs-backend-cpu");
   if (!(await activate("cpu"))) throw new Error("backend 'cpu' could not be initialised");
-  return (current = { name: "cpu", package: "@tensorflow/tfjs-backend-cpu" });
+  return (current = { name: "cpu", package: "@tensorflow/tfjs-backend-cpu", kernels: "JavaScript (tfjs-backend-cpu)" });
 }
 
 /**
@@ -121,7 +129,8 @@ async function initWebGPU(explicit: boolean): Promise<BackendInfo | undefined> {
     throw new Error(`backend 'webgpu' could not be initialised on ${describeAdapter(adapter)}: ${(e as Error).message}`);
   }
   watchWebGPUDevice(tf.backend());
-  return { name: "webgpu", package: "@tensorflow/tfjs-backend-webgpu", adapter: describeAdapter(adapter) };
+  const described = describeAdapter(adapter);
+  return { name: "webgpu", package: "@tensorflow/tfjs-backend-webgpu", adapter: described, kernels: `WebGPU (${described})` };
 }
 
 /** The backend chosen by {@link initBackend}, or undefined before it ran. */

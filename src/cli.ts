@@ -68,8 +68,22 @@ function skipHelpCache<T>(y: T): T {
   return y;
 }
 
+/**
+ * `cellfm --version`: the package version and what runs the matmuls on the wasm backend (the native
+ * BLAS of `src/blas.ts` with its library and threads, or plain wasm and why).
+ */
+async function versionText(): Promise<string> {
+  const { createRequire } = await import("node:module");
+  const pkg = createRequire(import.meta.url)("../package.json") as { version: string };
+  const { nativeBlas, nativeBlasProblem, nativeBlasProvider } = await import("./blas.js");
+  const m = nativeBlas();
+  return `${pkg.version}\nmatmul kernels (wasm backend): ${m ? nativeBlasProvider(m) : `wasm (XNNPACK); no native BLAS: ${nativeBlasProblem()}`}`;
+}
+
 async function parse(argv: string[]): Promise<void> {
-  await skipHelpCache(yargs(argv))
+  const y = skipHelpCache(yargs(argv));
+  if (argv.includes("--version")) y.version(await versionText());
+  await y
     .scriptName("cellfm")
     .usage("$0 <command> [options]\n\nTrain and run single-cell transformer foundation models.")
     .command(tokenizeCommand)

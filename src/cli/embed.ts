@@ -8,8 +8,8 @@ interface EmbedArgs {
   checkpoint: string;
   input: string;
   output: string;
-  layer: number;
-  pool: "mean" | "cls";
+  layer?: number;
+  pool?: "mean" | "max" | "cls";
   h5ad?: string;
   backend: BackendChoice;
   "max-tokens": number;
@@ -29,8 +29,8 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       .option("checkpoint", { alias: "c", type: "string", demandOption: true, describe: "checkpoint folder (config.json + model.safetensors)" })
       .option("input", { alias: "i", type: "string", demandOption: true, describe: "tokenized dataset folder, or .h5ad / 10x folder of raw counts (tokenized with the checkpoint's dictionary)" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output Arrow IPC file (cell_id, carried obs, embedding)" })
-      .option("layer", { type: "number", default: -1, describe: "Geneformer emb_layer: -1 = second-to-last layer (default), 0 = last layer" })
-      .option("pool", { choices: ["mean", "cls"] as const, default: "mean" as const, describe: "mean over the cell's gene tokens, or the <cls> state (V2 models)" })
+      .option("layer", { type: "number", describe: "Geneformer emb_layer: -1 = second-to-last layer, 0 = last layer (default: 0 for a model trained with cell-level objectives, else -1)" })
+      .option("pool", { choices: ["mean", "max", "cls"] as const, describe: "mean or max over the cell's gene tokens, or the <cls> state (default: the checkpoint's model.pooling, else mean)" })
       .option("h5ad", { type: "string", describe: "also write an AnnData file with obs and obsm['X_cellfm']" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
       .option("max-tokens", { type: "number", default: 16384, describe: "padded tokens per forward pass (memory bound; does not change the result)" })
@@ -40,7 +40,7 @@ export const embedCommand: CommandModule<object, EmbedArgs> = {
       .option("force", { type: "boolean", describe: "replace existing outputs" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or messages" })
       .check((a) => {
-        if (!Number.isInteger(a.layer)) throw new Error(`--layer must be an integer (got ${a.layer})`);
+        if (a.layer !== undefined && !Number.isInteger(a.layer)) throw new Error(`--layer must be an integer (got ${a.layer})`);
         checkThreadCount(a.workers, "--workers", 0);
         if (!(a["max-tokens"] >= 1)) throw new Error(`--max-tokens must be >= 1 (got ${a["max-tokens"]})`);
         if (a.shard !== undefined) parseShard(String(a.shard));

@@ -118,7 +118,8 @@ const rootSchema = z.strictObject({
       seed: anyInt().default(0),
     })
     .default({ fraction: 0.7, method: "binomial", cells: 500, knn_k: 10, n_pcs: 50, n_hvg: 2000, seed: 0 }),
-  embed: z.strictObject({ layer: anyInt().default(-1) }).default({ layer: -1 }),
+  // layer absent: cellfm embed's default (-1; 0 for a model trained with cell-level objectives)
+  embed: z.strictObject({ layer: anyInt().optional() }).default({}),
   arms: z.array(z.unknown()).min(1),
   backend: oneOf(["auto", "tensorflow", "wasm", "cpu"] as const).default("auto"),
 });
@@ -149,7 +150,7 @@ export interface CompareConfig {
   seeds: number[];
   assess: z.infer<typeof rootSchema>["assess"];
   denoise: z.infer<typeof rootSchema>["denoise"];
-  embed: { layer: number };
+  embed: { layer?: number };
   arms: ArmConfig[];
   backend: "auto" | "tensorflow" | "wasm" | "cpu";
 }
@@ -170,6 +171,9 @@ export function seedDir(outDir: string, arm: string, seed: number): string {
  * @throws Error `<file>: arm "<name>": <key>: <problem>` when the merged configuration is invalid.
  */
 export function armTrainConfig(c: CompareConfig, arm: ArmConfig, seed: number, outDir: string): TrainConfig {
+  const training: Record<string, unknown> = { ...arm.training, seed };
+  const bnTokens = bottleneckCountsTokens(arm, outDir);
+  if (bnTokens) training.bottleneck = { ...((training.bottleneck as object | undefined) ?? {}), counts_from: bnTokens };
   return parseTrainConfig(
     {
       model: arm.model,
@@ -179,12 +183,23 @@ export function armTrainConfig(c: CompareConfig, arm: ArmConfig, seed: number, o
         val_fraction: c.data.val_fraction,
         split_seed: c.data.split_seed,
       },
-      training: { ...arm.training, seed },
+      training,
       output: { dir: path.join(seedDir(outDir, arm.name, seed), "train") },
       backend: c.backend,
     },
     `${c.source}: arm "${arm.name}"`,
   );
+}
+
+/**
+ * The tokens a bottleneck arm's targets come from when its own tokens keep a few genes per cell
+ * (`tokenize.top_genes`): the comparison's rank tokens (every expressed gene with its count), so the
+ * value arms decode the same genes from the same counts as the rank arms. Undefined otherwise.
+ */
+export function bottleneckCountsTokens(arm: ArmConfig, outDir: string): string | undefined {
+  const o = (arm.training as { objectives?: Record<string, number> }).objectives;
+  if (arm.tokenize.top_genes === undefined || !((o?.bottleneck ?? 0) > 0)) return undefined;
+  return tokensDir(outDir, { encoding: "rank", tokenize: {} });
 }
 
 /**
@@ -248,7 +263,13 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
       tokenize: arm.tokenize ?? {},
       model: { ...c.model, ...(arm.model ?? {}) },
       training: { ...c.training, ...(arm.training ?? {}), objective: arm.objective },
-      predictsCounts: canPredictCounts(ENCODING_NAMES[arm.encoding as TokenEncoding], arm.objective),
+      // a count head exists only when the token objective has a weight (training.objectives)
+      predictsCounts:
+        canPredictCounts(ENCODING_NAMES[arm.encoding as TokenEncoding], arm.objective) &&
+        (() => {
+          const o = ({ ...c.training, ...(arm.training ?? {}) } as { objectives?: Record<string, number> }).objectives;
+          return !o || (o[arm.objective] ?? 0) > 0;
+        })(),
     });
   });
   let chosen = arms;

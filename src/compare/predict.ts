@@ -27,6 +27,7 @@ import { RANK_ENCODING } from "../model/bert.js";
 import { BINNED_ENCODING, COUNTS_ENCODING } from "../model/factory.js";
 import { DropoutContext } from "../model/ops.js";
 import { DenoiseHead } from "../model/value-model.js";
+import { tokenHeadOf } from "../model/cell-heads.js";
 import { makeRng } from "../rng.js";
 import { binCounts, DEFAULT_N_BINS } from "../tokenize/binning.js";
 import { rankValueOrder } from "../tokenize/geneformer.js";
@@ -134,9 +135,9 @@ export function buildContexts(noisy: DenseCounts, encoding: string, o: PredictOp
  * @throws Error when the model has no count head, the encoding cannot be fed, or μ is not finite.
  */
 export function predictCounts(model: CellModel, encoding: string, noisy: DenseCounts, o: PredictOptions): DenseCounts {
-  if (!(model.head instanceof DenoiseHead)) throw new Error(`predictCounts: the model (${model.spec.architecture}) has no count head; only objective denoise predicts counts`);
+  const head = tokenHeadOf(model.head);
+  if (!(head instanceof DenoiseHead)) throw new Error(`predictCounts: the model (${model.spec.architecture}) has no count head; only objective denoise predicts counts`);
   if (!PREDICTABLE_ENCODINGS.includes(encoding)) throw new Error(`predictCounts: no benchmark input for encoding "${encoding}" (supported: ${PREDICTABLE_ENCODINGS.join(", ")})`);
-  const head = model.head;
   const pred = { nCells: noisy.nCells, nGenes: noisy.nGenes, data: Float32Array.from(noisy.data) };
   const contexts = buildContexts(noisy, encoding, o);
   const bs = o.batchSize ?? 32;

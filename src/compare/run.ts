@@ -40,7 +40,7 @@ import { tokenizeToDataset } from "../tokenize/run.js";
 import { listCheckpoints } from "../train/checkpoints.js";
 import type { TrainConfig } from "../train/config.js";
 import { splitCells, train, trainingPlan, type EvalResult } from "../train/loop.js";
-import { armDir, armTrainConfig, seedDir, tokensDir, type ArmConfig, type CompareConfig } from "./config.js";
+import { armDir, armTrainConfig, bottleneckCountsTokens, seedDir, tokensDir, type ArmConfig, type CompareConfig } from "./config.js";
 import { readBenchmarkMatrices, runDenoiseBaselines, type DenoiseBaselines } from "./bench.js";
 import { denoiseScore } from "./denoise.js";
 import { predictCounts } from "./predict.js";
@@ -184,6 +184,12 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
         seed: arm.tokenize.seed,
         topGenes: arm.tokenize.top_genes,
       });
+    }
+    // a value arm with the bottleneck on --top-genes tokens decodes counts from the rank tokens
+    const bnTokens = bottleneckCountsTokens(arm, out);
+    if (bnTokens && !fs.existsSync(path.join(bnTokens, "manifest.json"))) {
+      say(`compare: tokenizing rank tokens for the bottleneck targets of arm ${arm.name} (${path.relative(out, bnTokens)})`);
+      await tokenizeToDataset({ input: c.data.input, output: bnTokens, modelVersion: c.data.model_version, carry, layer: c.data.layer, useRaw: c.data.use_raw, force: true, quiet: true, encoding: "rank" });
     }
     const m = readTokenizedManifest(tokens);
     const want = ENCODING_NAMES[arm.encoding as TokenEncoding];

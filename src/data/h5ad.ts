@@ -130,6 +130,7 @@ function readColumn(file: string, group: H5Group, name: string): ObsValues {
   const o = group.get(name) as H5Obj;
   const where = `${file}: ${group.path}/${name}`;
   if (o instanceof h5wasm.Dataset) {
+    checkDecodable(file, `${group.path.replace(/^\//, "")}/${name}`, o, false);
     if (isBoolEnum(o)) return (o.json_value as boolean[]).map(Boolean);
     const v = o.value;
     if (Array.isArray(v)) return v.map((s) => String(s));
@@ -252,7 +253,7 @@ const PLUGIN_FILTERS: Record<number, string> = { 32000: "lzf", 32001: "blosc", 3
  * szip, nbit, scaleoffset) or float16 values.
  * @throws Error naming the file, the element and how to rewrite the file.
  */
-function checkDecodable(file: string, key: string, ds: H5Dataset): void {
+function checkDecodable(file: string, key: string, ds: H5Dataset, numeric = true): void {
   for (const f of ds.filters ?? []) {
     if (f.id < 256) continue;
     const name = f.name || PLUGIN_FILTERS[f.id] || `filter ${f.id}`;
@@ -262,6 +263,7 @@ function checkDecodable(file: string, key: string, ds: H5Dataset): void {
     );
   }
   const m = ds.metadata;
+  if (!numeric) return;
   if (m.type === 1 && m.size === 2) {
     throw new Error(
       `${file}: ${key} holds float16 values, which cellfm's HDF5 reader does not support; ` +

@@ -18,6 +18,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
+  arrow,
   AsyncByteQueue,
   Bool,
   Field,
@@ -476,6 +477,23 @@ export function readTokenizedManifest(dir: string): TokenizedManifest {
  */
 export function readTokenizedDataset(dir: string): TokenizedDataset {
   const manifest = readTokenizedManifest(dir);
+  const tables = manifest.shards.map((shard) => {
+    const file = path.join(dir, shard.file);
+    const buf = readShardChecked(dir, shard);
+    try {
+      return { file, table: tableFromIPC(buf), rows: shard.n_cells };
+    } catch (e) {
+      throw new Error(`${file}: unreadable token shard, truncated or corrupt (${(e as Error).message}); re-run cellfm tokenize`);
+    }
+  });
+  return assembleTokenized(dir, manifest, tables);
+}
+
+/**
+ * The dataset's columns from its shards' tables (whole shards, or the slices of a range), cell
+ * order. @throws Error naming the shard file when a table disagrees with the manifest.
+ */
+function assembleTokenized(dir: string, manifest: TokenizedManifest, tables: { file: string; table: A.Table; rows: number }[]): TokenizedDataset {
   const cellIds: string[] = [];
   const inputIds: Int32Array[] = [];
   const values: Float32Array[] = [];
@@ -485,17 +503,9 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
   const obsParts: Record<string, ObsValues[]> = {};
   for (const name of manifest.obs_columns) obsParts[name] = [];
   let hasValues = false;
-  for (const shard of manifest.shards) {
-    const file = path.join(dir, shard.file);
-    const buf = readShardChecked(dir, shard);
-    let table: ReturnType<typeof tableFromIPC>;
-    try {
-      table = tableFromIPC(buf);
-    } catch (e) {
-      throw new Error(`${file}: unreadable token shard, truncated or corrupt (${(e as Error).message}); re-run cellfm tokenize`);
-    }
-    if (table.numRows !== shard.n_cells) {
-      throw new Error(`${file}: ${table.numRows} cells, manifest says ${shard.n_cells}`);
+  for (const { file, table, rows } of tables) {
+    if (table.numRows !== rows) {
+      throw new Error(`${file}: ${table.numRows} cells, manifest says ${rows}`);
     }
     const idCol = table.getChild("cell_id");
     const ids = table.getChild("input_ids");
@@ -579,6 +589,147 @@ export function readTokenizedDataset(dir: string): TokenizedDataset {
     values: hasValues ? values : undefined,
     nCounts,
     counts: countsAll.length === cellIds.length && countsAll.length > 0 ? countsAll : undefined,
+    obs,
+  };
+}
+
+/**
+ * Check a shard against its manifest entry without holding it in memory: size, then SHA-256 read in
+ * 4 MiB blocks. @throws Error as {@link readShardChecked}.
+ */
+function verifyShardStreaming(dir: string, shard: TokenizedShard): string {
+  const file = path.join(dir, shard.file);
+  if (!fs.existsSync(file)) throw new Error(`${dir}: shard ${shard.file} listed in manifest.json is missing`);
+  const size = fs.statSync(file).size;
+  if (shard.bytes !== undefined && size !== shard.bytes) {
+    throw new Error(`${file}: ${size < shard.bytes ? "truncated" : "altered"} token shard: ${size} bytes on disk, manifest.json records ${shard.bytes}; re-run cellfm tokenize`);
+  }
+  if (shard.sha256) {
+    const h = crypto.createHash("sha256");
+    const fd = fs.openSync(file, "r");
+    try {
+      const buf = Buffer.allocUnsafe(1 << 22);
+      let n: number;
+      while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) h.update(buf.subarray(0, n));
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (h.digest("hex") !== shard.sha256) throw new Error(`${file}: corrupt token shard: its SHA-256 differs from the one manifest.json records; re-run cellfm tokenize`);
+  }
+  return file;
+}
+
+/**
+ * Rows of each record batch of an Arrow IPC file, in file order, from the message headers only
+ * (Arrow columnar format, "Encapsulated message format": continuation 0xFFFFFFFF, int32 metadata
+ * length, flatbuffer `Message`, body; the stream starts after the 8-byte file magic and ends at a
+ * zero-length marker). No body is read.
+ */
+function recordBatchRows(file: string): number[] {
+  const fd = fs.openSync(file, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.alloc(8);
+    const rows: number[] = [];
+    for (let off = 8; off + 8 <= size; ) {
+      fs.readSync(fd, head, 0, 8, off);
+      let metaLen = head.readInt32LE(0);
+      let pre = 4;
+      if (metaLen === -1) (metaLen = head.readInt32LE(4)), (pre = 8);
+      if (metaLen === 0) break;
+      if (!(metaLen > 0 && off + pre + metaLen <= size)) throw new Error(`${file}: unreadable token shard (bad message at byte ${off}); re-run cellfm tokenize`);
+      const meta = Buffer.alloc(metaLen);
+      fs.readSync(fd, meta, 0, metaLen, off + pre);
+      const m = arrow.Message.decode(meta);
+      if (m.headerType === arrow.MessageHeader.RecordBatch) rows.push(Number((m.header() as { length: number | bigint }).length));
+      off += pre + metaLen + Number(m.bodyLength);
+    }
+    return rows;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Read cells `[start, end)` of a tokenized dataset, reading from disk only the record batches that
+ * hold them (and streaming the checksum of the shards they are in), so memory is bounded by the
+ * range, not by the dataset: `embed --shard k/N` of a large dataset. The result is the same as
+ * slicing {@link readTokenizedDataset}'s.
+ * @returns the cells, and how many record batches were decoded (for tests).
+ * @throws Error as {@link readTokenizedDataset}, or when the range is not within the dataset.
+ */
+export async function readTokenizedRange(dir: string, start: number, end: number): Promise<TokenizedDataset & { batchesRead: number }> {
+  const manifest = readTokenizedManifest(dir);
+  const total = manifest.shards.reduce((k, s) => k + s.n_cells, 0);
+  if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= total)) {
+    throw new Error(`${dir}: cells [${start}, ${end}) are not within its ${total} cells`);
+  }
+  const tables: { file: string; table: A.Table; rows: number }[] = [];
+  /** rows to keep of the assembled tables: [from, to) in their concatenation. */
+  const keep: [number, number][] = [];
+  let assembled = 0;
+  let batchesRead = 0;
+  let first = 0;
+  for (const shard of manifest.shards) {
+    const a = Math.max(start, first) - first;
+    const b = Math.min(end, first + shard.n_cells) - first;
+    first += shard.n_cells;
+    if (a >= b) continue;
+    const file = verifyShardStreaming(dir, shard);
+    const rows = recordBatchRows(file);
+    if (rows.reduce((k, r) => k + r, 0) !== shard.n_cells) throw new Error(`${file}: ${rows.reduce((k, r) => k + r, 0)} cells, manifest says ${shard.n_cells}`);
+    const fh = await fs.promises.open(file, "r");
+    try {
+      const reader = await arrow.RecordBatchReader.from(fh);
+      await reader.open();
+      if (!reader.isFile() || reader.numRecordBatches !== rows.length) throw new Error(`${file}: unreadable token shard (${reader.numRecordBatches} record batches, ${rows.length} messages); re-run cellfm tokenize`);
+      const batches: A.RecordBatch[] = [];
+      let skipped = 0;
+      for (let i = 0, r0 = 0; i < rows.length; r0 += rows[i], i++) {
+        if (r0 + rows[i] <= a) {
+          skipped += rows[i];
+          continue;
+        }
+        if (r0 >= b) break;
+        const rb = await reader.readRecordBatch(i);
+        if (!rb || rb.numRows !== rows[i]) throw new Error(`${file}: unreadable record batch ${i}; re-run cellfm tokenize`);
+        batches.push(rb);
+        batchesRead++;
+      }
+      const table = new arrow.Table(batches);
+      tables.push({ file, table, rows: table.numRows });
+      keep.push([assembled + a - skipped, assembled + b - skipped]);
+      assembled += table.numRows;
+    } catch (e) {
+      if ((e as Error).message.startsWith(file)) throw e;
+      throw new Error(`${file}: unreadable token shard, truncated or corrupt (${(e as Error).message}); re-run cellfm tokenize`);
+    } finally {
+      await fh.close();
+    }
+  }
+  return { ...pickRows(assembleTokenized(dir, manifest, tables), keep), batchesRead };
+}
+
+/** The cells of `ds` in the row ranges `keep` (in order); per-cell arrays stay views. */
+function pickRows(ds: TokenizedDataset, keep: [number, number][]): TokenizedDataset {
+  const list = <T>(a: T[]): T[] => keep.flatMap(([x, y]) => a.slice(x, y));
+  const f64 = (a: Float64Array): Float64Array => {
+    const out = new Float64Array(keep.reduce((k, [x, y]) => k + y - x, 0));
+    let o = 0;
+    for (const [x, y] of keep) out.set(a.subarray(x, y), o), (o += y - x);
+    return out;
+  };
+  const cellIds = list(ds.cellIds);
+  const obs: ObsTable = { index: cellIds, columns: {} };
+  for (const [k, v] of Object.entries(ds.obs.columns)) obs.columns[k] = v instanceof Float64Array ? f64(v) : list(v as (string | boolean)[]) as ObsValues;
+  return {
+    manifest: ds.manifest,
+    cellIds,
+    inputIds: list(ds.inputIds),
+    lengths: Int32Array.from(list(Array.from(ds.lengths))),
+    values: ds.values && list(ds.values),
+    nCounts: ds.nCounts && f64(ds.nCounts),
+    counts: ds.counts && list(ds.counts),
     obs,
   };
 }

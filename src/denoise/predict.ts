@@ -13,6 +13,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { CellModel, ForwardContext } from "../model/bert.js";
 import { DropoutContext } from "../model/ops.js";
 import { DenoiseHead } from "../model/value-model.js";
+import { tokenHeadOf } from "../model/cell-heads.js";
 import { planBatches } from "../embed/embed.js";
 
 /** One context to predict: the genes the model sees together. */
@@ -39,7 +40,7 @@ export function predictMeans(
   contexts: readonly DenoiseInput[],
   opts: { maxTokensPerBatch?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Float32Array[] {
-  const head = model.head;
+  const head = tokenHeadOf(model.head);
   if (!(head instanceof DenoiseHead)) {
     throw new Error(`predictMeans: the model has no denoise head (its objective is ${model.spec.objective})`);
   }

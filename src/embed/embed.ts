@@ -11,6 +11,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { BertModel, type CellModel } from "../model/bert.js";
 import { throwIfWebGPUFailed } from "../webgpu.js";
+import { POOLINGS, poolCells, type Pooling } from "../model/cell-heads.js";
 
 /** Options of {@link embedCells}. */
 export interface EmbedOptions {
@@ -20,8 +21,8 @@ export interface EmbedOptions {
    * embedding output.
    */
   layer?: number;
-  /** "mean" (default): mean over the cell's tokens; "cls": the state at position 0. */
-  pool?: "mean" | "cls";
+  /** "mean" (default): mean over the cell's tokens; "max": per-unit maximum over them; "cls": the state at position 0. */
+  pool?: Pooling;
   /** Token ids left out of the mean (e.g. V2 `<cls>`, `<eos>`), as Geneformer does for V2 models. */
   excludeSpecial?: number[];
   /** Upper bound on batch × padded length per forward pass (default 16,384 tokens). */
@@ -107,7 +108,7 @@ function embedPlan(model: BertModel | CellModel, cells: Int32Array[], opts: Embe
     throw new Error(`layer must be an integer in [${-c.num_hidden_layers}, 0] (Geneformer emb_layer); got ${layer}`);
   }
   const pool = opts.pool ?? "mean";
-  if (pool !== "mean" && pool !== "cls") throw new Error(`pool must be "mean" or "cls"; got "${pool}"`);
+  if (!(POOLINGS as readonly string[]).includes(pool)) throw new Error(`pool must be one of ${POOLINGS.join(", ")}; got "${pool}"`);
   const H = c.hidden_size;
   const maxTok = opts.maxTokensPerBatch ?? 16384;
   if (!(maxTok >= 1)) throw new Error(`maxTokensPerBatch must be >= 1; got ${maxTok}`);
@@ -138,7 +139,7 @@ function embedPlan(model: BertModel | CellModel, cells: Int32Array[], opts: Embe
       vals?.set(opts.values![ci], b * L);
       for (let t = 0; t < cell.length; t++) {
         mask[b * L + t] = 1;
-        if (pool === "mean" ? !exclude.has(cell[t]) : t === 0) poolW[b * L + t] = 1;
+        if (pool === "cls" ? t === 0 : !exclude.has(cell[t])) poolW[b * L + t] = 1;
       }
     });
     return tf.tidy(() => {
@@ -148,9 +149,8 @@ function embedPlan(model: BertModel | CellModel, cells: Int32Array[], opts: Embe
         ...(vals ? { values: tf.tensor2d(vals, [B, L], "float32") } : {}),
       };
       const h = encoder.forward(batch, { training: false, numLayers }).lastHiddenState; // [B, L, H]
-      const w = tf.tensor2d(poolW, [B, L]);
-      const s = tf.sum(tf.mul(h, tf.expandDims(w, 2)), 1); // [B, H]
-      return tf.div(s, tf.expandDims(tf.sum(w, 1), 1));
+      // the same pooling as the cell-level objectives train (src/model/cell-heads.ts)
+      return poolCells(tf.reshape(h, [B * L, H]) as tf.Tensor2D, tf.tensor2d(poolW, [B, L]), pool);
     });
   };
   /** Put batch `idx`'s pooled rows `v` (`[B * H]`) into the output and report progress. */

@@ -10,10 +10,11 @@ import cliProgress from "cli-progress";
 import { type BackendChoice, initBackend } from "../backend.js";
 import { writeEmbeddings } from "../data/embeddings.js";
 import { openCounts, sourceFileFor } from "../data/open.js";
-import { readTokenizedDataset } from "../data/tokenized.js";
+import { readTokenizedDataset, readTokenizedManifest, readTokenizedRange } from "../data/tokenized.js";
 import type { ObsTable, ObsValues } from "../data/types.js";
 import { assertWritable, sha256File } from "../io.js";
 import { contextGeneMask } from "../model/value-model.js";
+import type { Pooling } from "../model/cell-heads.js";
 import { cellfmVersion, type CellfmMeta, readCheckpoint } from "../model/checkpoint.js";
 import { loadGeneformerDictionaries } from "../tokenize/dictionaries.js";
 import { tokenizeCounts } from "../tokenize/geneformer.js";
@@ -36,9 +37,13 @@ export interface EmbedRunOptions {
   input: string;
   /** output Arrow IPC file. */
   output: string;
-  /** Geneformer emb_layer (default −1 = second-to-last layer; 0 = last). */
+  /**
+   * Geneformer emb_layer (−1 = second-to-last layer; 0 = last). Default: 0 for a model trained with
+   * cell-level objectives (`cellfm.cell`: its cell embedding is trained on the last layer), else −1.
+   */
   layer?: number;
-  pool?: "mean" | "cls";
+  /** Pooling (default: the checkpoint's `cellfm.cell.pooling`, else mean). */
+  pool?: Pooling;
   /** also write an AnnData file with `obsm["X_cellfm"]`. */
   h5ad?: string;
   backend?: BackendChoice;
@@ -68,7 +73,7 @@ export interface EmbedRunSummary {
   nCells: number;
   dim: number;
   layer: number;
-  pool: "mean" | "cls";
+  pool: Pooling;
   backend: string;
   seconds: number;
   cellsPerSecond: number;
@@ -111,8 +116,8 @@ function progress(total: number, quiet: boolean): { update(n: number): void; sto
  */
 export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> {
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
-  const layer = o.layer ?? -1;
-  const pool = o.pool ?? "mean";
+  let layer = o.layer ?? -1;
+  let pool: Pooling = o.pool ?? "mean";
   const inputs = [
     { path: o.checkpoint, label: "--checkpoint" },
     { path: o.input, label: "--input" },
@@ -123,10 +128,19 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
   }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   const backend = await initBackend(o.backend ?? "auto", { webgpu: true });
-  log(`backend: ${backend.name} (${backend.package}${backend.adapter ? `, ${backend.adapter}` : ""})`);
+  log(`backend: ${backend.name} (${backend.package}${backend.adapter ? `, ${backend.adapter}` : ""}); matmul kernels: ${backend.kernels}`);
   const ck = readCheckpoint(o.checkpoint);
   const model = ck.model;
   try {
+    // a model trained with cell-level objectives: its own pooling of its last layer (--layer/--pool override)
+    const cellSpec = model.spec.cell;
+    if (cellSpec) {
+      layer = o.layer ?? 0;
+      pool = o.pool ?? cellSpec.pooling;
+    }
+    if (!Number.isInteger(layer) || layer > 0 || layer < -ck.config.num_hidden_layers) {
+      throw new Error(`--layer must be an integer in [${-ck.config.num_hidden_layers}, 0]; got ${layer}`);
+    }
     const version = ck.cellfm.model_version === "V2" ? "V2" : "V1";
     const dict = loadGeneformerDictionaries(version);
     if (dict.vocabSize !== ck.config.vocab_size && ck.cellfm.encoding === "geneformer-rank-value") {
@@ -145,7 +159,10 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     let source: { path: string; sha256: string } = { path: "", sha256: "" };
     const isTokenized = fs.statSync(o.input).isDirectory() && fs.existsSync(path.join(o.input, "manifest.json"));
     if (isTokenized) {
-      const ds = readTokenizedDataset(o.input);
+      // --shard reads only the record batches of its cells, so memory is bounded by the shard
+      const nAll = readTokenizedManifest(o.input).shards.reduce((k, s) => k + s.n_cells, 0);
+      const range = shardRange(nAll, o.shard);
+      const ds = o.shard ? await readTokenizedRange(o.input, range.start, range.end) : readTokenizedDataset(o.input);
       if (ds.manifest.encoding !== ck.cellfm.encoding) {
         throw new Error(`${o.input} has encoding ${ds.manifest.encoding} but checkpoint ${o.checkpoint} expects ${ck.cellfm.encoding}`);
       }
@@ -154,7 +171,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
         const sel = (k: unknown) => (k === undefined || k === null ? "every expressed gene" : `the top ${k} genes by rank-value (--top-genes ${k})`);
         log(`warning: checkpoint ${o.checkpoint} was trained on ${sel(ck.cellfm.top_genes)} per cell, but ${o.input} holds ${sel(ds.manifest.top_genes)}; the embeddings read genes the model was not trained to read`);
       }
-      const { start, end } = shardRange(ds.cellIds.length, o.shard);
+      const [start, end] = [0, ds.cellIds.length];
       cellIds = ds.cellIds.slice(start, end);
       cells = ds.inputIds.slice(start, end);
       if (valueEncoding) {
@@ -221,7 +238,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       return t;
     });
     if (truncated) log(`${truncated} cells longer than max_position_embeddings (${maxLen}) were truncated to their top-ranked genes`);
-    const exclude = pool === "mean" && dict.special.cls !== undefined ? [dict.special.cls, dict.special.eos!] : [];
+    const exclude = pool !== "cls" && dict.special.cls !== undefined ? [dict.special.cls, dict.special.eos!] : [];
     const bar = progress(cells.length, o.quiet ?? false);
     const t0 = performance.now();
     const totalTokens = cells.reduce((a, c) => a + c.length, 0);

@@ -3,6 +3,7 @@
  * backend instance (wasm threads do not start in Node, so parallelism comes from worker_threads),
  * then embeds the batches it is sent. Runs only inside a worker started by `./parallel.ts`.
  */
+import type { Pooling } from "../model/cell-heads.js";
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { BackendChoice } from "../backend.js";
 
@@ -11,7 +12,7 @@ export interface EmbedWorkerData {
   checkpoint: string;
   backend: BackendChoice;
   layer: number;
-  pool: "mean" | "cls";
+  pool: Pooling;
   excludeSpecial: number[];
 }
 

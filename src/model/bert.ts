@@ -20,6 +20,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { type BertConfig, validateBertConfig } from "./config.js";
 import { bertLayerOp } from "./layer_op.js";
+import type { CellSpec } from "./cell-heads.js";
 import { attention, DropoutContext, gatherRows, layerNorm, linear, sparseSoftmaxCrossEntropy, tiedDecoder } from "./ops.js";
 
 /** One padded batch of cells. */
@@ -422,6 +423,12 @@ export interface ModelSpec {
   gene_embeddings?: { dim: number; trainable: boolean; missing: "learned" | "drop"; [extra: string]: unknown };
   /** Fixed sinusoidal genomic-position encoding added to the token state (config.json `cellfm.genomic_positions`). */
   genomic_positions?: boolean | Record<string, unknown>;
+  /**
+   * The cell embedding and the cell-level objectives (config.json `cellfm.cell`, `./cell-heads.ts`):
+   * pooling, the weight of each loss term, the bottleneck decoder's genes. Absent: a token objective
+   * only, mean pooling.
+   */
+  cell?: CellSpec;
 }
 
 /**

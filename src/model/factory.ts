@@ -9,7 +9,8 @@
  * versions, ...) pass through unchanged.
  */
 import { z } from "zod";
-import { BertEmbeddings, BertForMaskedLM, CellModel, type ModelSpec, RANK_ENCODING } from "./bert.js";
+import { BertEmbeddings, BertForMaskedLM, CellModel, type HeadFactory, type LossTargets, MlmHead, type ModelSpec, RANK_ENCODING } from "./bert.js";
+import { BOTTLENECK_DECODERS, type CellSpec, CompositeHead, POOLINGS } from "./cell-heads.js";
 import type { BertConfig } from "./config.js";
 import type { Likelihood } from "./likelihoods.js";
 import { BinHead, DenoiseHead, type GeneIdentityOptions, GeneValueEmbeddings, ValueRegressionHead } from "./value-model.js";
@@ -42,6 +43,16 @@ export function geneIdentityOf(spec: Pick<ModelSpec, "gene_embeddings" | "genomi
   };
 }
 
+/**
+ * The head of a model: the token objective's head, or with a `cellfm.cell` block the
+ * {@link CompositeHead} of the token head (left out when its weight is 0) and the cell heads.
+ */
+function withCell<T extends LossTargets>(spec: ModelSpec, head: HeadFactory<T>): HeadFactory<LossTargets> {
+  const cell = spec.cell;
+  if (!cell) return head as HeadFactory<LossTargets>;
+  return (c, p, e) => new CompositeHead(c, p, (cell.objectives[spec.objective] ?? 0) > 0 ? (head(c, p, e) as never) : undefined, spec.objective, cell);
+}
+
 function denoiseBuilder(encoding: string): Builder {
   return {
     encoding,
@@ -56,7 +67,7 @@ function denoiseBuilder(encoding: string): Builder {
           encoding === RANK_ENCODING
             ? new BertEmbeddings(c, p)
             : new GeneValueEmbeddings(c, p, encoding === BINNED_ENCODING ? { kind: "bins", nBins: nBinsOf(spec) } : { kind: "counts" }, geneIdentityOf(spec)),
-        (c, p) => new DenoiseHead(c, p, likelihoodOf(spec)),
+        withCell(spec, (c, p) => new DenoiseHead(c, p, likelihoodOf(spec))),
       ),
   };
 }
@@ -74,7 +85,10 @@ const BUILDERS: Builder[] = [
     encoding: RANK_ENCODING,
     objective: "mlm",
     architecture: "BertForMaskedLM",
-    build: (config, _spec, seed) => new BertForMaskedLM(config, { seed }),
+    build: (config, spec, seed) =>
+      spec.cell
+        ? new CellModel(config, { seed }, spec, (c, p) => new BertEmbeddings(c, p), withCell(spec, (c, p, emb) => new MlmHead(c, p, (emb as BertEmbeddings).word)))
+        : new BertForMaskedLM(config, { seed }),
   },
   {
     encoding: BINNED_ENCODING,
@@ -86,7 +100,7 @@ const BUILDERS: Builder[] = [
         { seed },
         spec,
         (c, p) => new GeneValueEmbeddings(c, p, { kind: "bins", nBins: nBinsOf(spec) }, geneIdentityOf(spec)),
-        (c, p) => new BinHead(c, p, nBinsOf(spec)),
+        withCell(spec, (c, p) => new BinHead(c, p, nBinsOf(spec))),
       ),
   },
   {
@@ -99,7 +113,7 @@ const BUILDERS: Builder[] = [
         { seed },
         spec,
         (c, p) => new GeneValueEmbeddings(c, p, { kind: "counts" }, geneIdentityOf(spec)),
-        (c, p) => new ValueRegressionHead(c, p),
+        withCell(spec, (c, p) => new ValueRegressionHead(c, p)),
       ),
   },
   denoiseBuilder(COUNTS_ENCODING),
@@ -132,6 +146,23 @@ export const CellfmModelBlockSchema = z
     genomic_positions: z
       .union([z.boolean(), z.record(z.string(), z.unknown())], { error: "cellfm.genomic_positions: expected true, false or a mapping" })
       .optional(),
+    cell: z
+      .object(
+        {
+          pooling: z.enum(POOLINGS, { error: `cellfm.cell.pooling: expected ${POOLINGS.join(" | ")}` }),
+          objectives: z.record(z.string(), z.number().nonnegative(), { error: "cellfm.cell.objectives: expected a mapping of term → weight >= 0" }),
+          bottleneck: z
+            .object({
+              genes: z.array(z.number().int().nonnegative(), { error: "cellfm.cell.bottleneck.genes: expected a list of token ids" }),
+              likelihood: z.enum(["zinb", "nb", "poisson"], { error: "cellfm.cell.bottleneck.likelihood: expected zinb | nb | poisson" }),
+              decoder: z.enum(BOTTLENECK_DECODERS, { error: `cellfm.cell.bottleneck.decoder: expected ${BOTTLENECK_DECODERS.join(" | ")}` }).optional(),
+            })
+            .passthrough()
+            .optional(),
+        },
+        { error: "cellfm.cell: expected a mapping (pooling, objectives, bottleneck)" },
+      )
+      .optional(),
   })
   .passthrough();
 
@@ -155,7 +186,7 @@ export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpe
         .join("; "),
     );
   }
-  const { encoding, objective, head, gene_embeddings, genomic_positions } = r.data;
+  const { encoding, objective, head, gene_embeddings, genomic_positions, cell } = r.data;
   const b = BUILDERS.find((x) => x.encoding === encoding && x.objective === objective);
   if (!b) {
     const pairs = BUILDERS.map((x) => `${x.encoding} + ${x.objective}`).join(", ");
@@ -180,6 +211,7 @@ export function modelSpecFrom(block: unknown, architectures?: unknown): ModelSpe
     ...(head ? { head } : {}),
     ...(gene_embeddings ? { gene_embeddings: gene_embeddings as ModelSpec["gene_embeddings"] } : {}),
     ...(genomic_positions ? { genomic_positions } : {}),
+    ...(cell ? { cell: cell as CellSpec } : {}),
   };
 }
 

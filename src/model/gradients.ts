@@ -85,6 +85,19 @@ const configs: tf.GradConfig[] = [
     },
   },
   {
+    // tfjs-core src/gradients/Max_grad.ts: the gradient flows to the maximal entries (all of them on ties)
+    kernelName: tf.Max,
+    inputsToSave: ["x"],
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) => {
+      const [x, y] = saved;
+      const axes = tf.util.parseAxisParam((attrs as Attrs).reductionIndices as number | number[], x.shape);
+      const expanded = x.shape.slice();
+      for (const ax of axes) expanded[ax] = 1;
+      return { x: () => tf.mul(tf.reshape(dy as tf.Tensor, expanded), tf.cast(tf.equal(x, tf.reshape(y, expanded)), "float32")) };
+    },
+  },
+  {
     kernelName: tf.Sum,
     inputsToSave: ["x"],
     gradFunc: (dy, saved, attrs) => {

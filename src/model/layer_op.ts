@@ -5,13 +5,14 @@
  * hundreds of small kernels per layer. Here the forward saves only what the backward needs
  * (inputs, q/kᵀ/v, softmax probabilities, context, LayerNorm statistics, FFN pre-activation),
  * dropout masks are regenerated from their seeds, and the backward runs inside `tf.tidy`, so
- * intermediates are freed layer by layer. All matmuls are plain 2-D (or {@link bmm}).
+ * intermediates are freed layer by layer. All matmuls go through {@link mm} / {@link bmm}: one kernel
+ * call with transpose flags on the native BLAS, plain 2-D matmuls after explicit transposes on wasm.
  *
  * Math: `transformers/models/bert/modeling_bert.py` (BertSelfAttention, BertSelfOutput,
  * BertIntermediate, BertOutput); gradients are the standard ones (as in llm.c `train_gpt2.c`).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { bmm, colSum, custom, dropoutMask, geluGrad, layerNormBwd, layerNormFwd, t3 } from "./ops.js";
+import { bmm, colSum, custom, dropoutMask, geluGrad, layerNormBwd, layerNormFwd, mm, nativeMatmul } from "./ops.js";
 
 /** Weights of one layer in internal layout (dense `[in, out]`). Order matters: it is the op's input order. */
 export const LAYER_WEIGHT_KEYS = [
@@ -80,36 +81,38 @@ export function bertLayerOp(x: tf.Tensor2D, w: Record<string, tf.Tensor>, maskBi
           const l2 = layerNormBwd(dy as tf.Tensor2D, xh2, rs2, g2);
           const mm2 = mHid(2);
           const dff = (mm2 ? tf.mul(l2.dx, mm2) : l2.dx) as tf.Tensor2D;
-          const dfW = tf.matMul(tf.transpose(hs), dff), dfB = colSum(dff);
-          let dz = tf.matMul(dff, tf.transpose(fW as tf.Tensor2D)) as tf.Tensor2D;
+          const dfW = mm(hs, dff, true), dfB = colSum(dff);
+          let dz = mm(dff, fW as tf.Tensor2D, false, true);
           dz = (act === "relu" ? tf.mul(dz, tf.step(zs)) : tf.mul(dz, geluGrad(zs))) as tf.Tensor2D;
-          const diW = tf.matMul(tf.transpose(y1), dz), diB = colSum(dz);
-          const dy1 = tf.add(l2.dx, tf.matMul(dz, tf.transpose(iW as tf.Tensor2D))) as tf.Tensor2D;
+          const diW = mm(y1, dz, true), diB = colSum(dz);
+          const dy1 = tf.add(l2.dx, mm(dz, iW as tf.Tensor2D, false, true)) as tf.Tensor2D;
           // first sublayer: LN1(x + dropout(ctx @ Wo + bo))
           const l1 = layerNormBwd(dy1, xh1, rs1, g1);
           const mm1 = mHid(1);
           const da = (mm1 ? tf.mul(l1.dx, mm1) : l1.dx) as tf.Tensor2D;
-          const doW = tf.matMul(tf.transpose(cs), da), doB = colSum(da);
-          const dctx = split(tf.matMul(da, tf.transpose(oW as tf.Tensor2D)));
+          const doW = mm(cs, da, true), doB = colSum(da);
+          const dctx = split(mm(da, oW as tf.Tensor2D, false, true));
           // attention
           const mm0 = mAttn();
           const pd = (mm0 ? tf.mul(ps, mm0) : ps) as tf.Tensor3D;
-          const dvT = bmm(t3(dctx), pd); // dvᵀ [n, D, L]: avoids transposing the [n, L, L] probabilities
-          let dp = bmm(dctx, t3(vs as unknown as tf.Tensor3D)) as tf.Tensor;
+          const dvT = mm(dctx, pd, true); // dvᵀ [n, D, L]: avoids transposing the [n, L, L] probabilities
+          let dp = mm(dctx, vs as unknown as tf.Tensor3D, false, true) as tf.Tensor;
           if (mm0) dp = tf.mul(dp, mm0);
           const psum = tf.sum(tf.mul(dp, ps), -1, true);
           const ds = tf.mul(ps, tf.sub(dp, psum)) as tf.Tensor3D;
-          const dq = tf.mul(merge(bmm(ds, t3(ks as unknown as tf.Tensor3D))), scale) as tf.Tensor2D;
-          const dkT = bmm(t3(qs as unknown as tf.Tensor3D), ds); // [n, D, L]
+          const dq = tf.mul(merge(mm(ds, ks as unknown as tf.Tensor3D, false, true)), scale) as tf.Tensor2D;
+          const dkT = mm(qs as unknown as tf.Tensor3D, ds, true); // [n, D, L]
           const dk = tf.reshape(tf.transpose(tf.reshape(dkT, [B, NH, D, L]), [0, 3, 1, 2]), [R, H]) as tf.Tensor2D;
           const dv = tf.reshape(tf.transpose(tf.reshape(dvT, [B, NH, D, L]), [0, 3, 1, 2]), [R, H]) as tf.Tensor2D;
-          const xT = tf.transpose(xs);
-          const dqW = tf.matMul(xT, dq), dkW = tf.matMul(xT, dk), dvW = tf.matMul(xT, dv);
+          // plain wasm: transpose x once for the three weight gradients
+          const xT = nativeMatmul() ? null : tf.transpose(xs);
+          const wGrad = (d: tf.Tensor2D) => (xT ? tf.matMul(xT, d) : mm(xs, d, true));
+          const dqW = wGrad(dq), dkW = wGrad(dk), dvW = wGrad(dv);
           const dx = tf.addN([
             l1.dx,
-            tf.matMul(dq, tf.transpose(qW as tf.Tensor2D)),
-            tf.matMul(dk, tf.transpose(kW as tf.Tensor2D)),
-            tf.matMul(dv, tf.transpose(vW as tf.Tensor2D)),
+            mm(dq, qW as tf.Tensor2D, false, true),
+            mm(dk, kW as tf.Tensor2D, false, true),
+            mm(dv, vW as tf.Tensor2D, false, true),
           ]);
           return [
             dx, dqW, colSum(dq), dkW, colSum(dk), dvW, colSum(dv), doW, doB, l1.dgamma, l1.dbeta,

@@ -15,6 +15,7 @@
  * `[rows, in]` etc.; all float tensors are float32.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { blasStatus } from "../blas.js";
 // tfjs-core alone registers no gradients: ./gradients.ts registers the ones the model needs.
 import "./gradients.js";
 
@@ -45,11 +46,37 @@ export function matmul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
       value: tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, ys] = saved as tf.Tensor2D[];
-        return [tf.matMul(dy as tf.Tensor2D, tf.transpose(ys)), tf.matMul(tf.transpose(xs), dy as tf.Tensor2D)];
+        return [mm(dy as tf.Tensor2D, ys, false, true), mm(xs, dy as tf.Tensor2D, true, false)];
       },
     };
   });
   return f(a, b) as tf.Tensor2D;
+}
+
+/**
+ * True when the matmuls run on the native BLAS kernels (`src/blas.ts`): there transposed operands
+ * and batches cost nothing extra, so {@link mm} and {@link bmm} pass them to one kernel call.
+ */
+export function nativeMatmul(): boolean {
+  return onWasm() && blasStatus().active;
+}
+
+/**
+ * `op(a) @ op(b)` without a tape entry (for use inside custom gradients), 2-D or batched 3-D, op =
+ * transpose of the last two axes where flagged. On the native BLAS one kernel call with transpose
+ * flags; otherwise explicit `tf.transpose` first and plain matmuls ({@link bmm} for 3-D), the fast
+ * path of the wasm kernels (see the header), with the same numbers as before the native kernels.
+ * @param a `[m, k]` (`[k, m]` when `ta`), or with a leading batch axis
+ * @param b `[k, n]` (`[n, k]` when `tb`), or with the same leading batch axis
+ * @returns `[m, n]` (or `[batch, m, n]`)
+ */
+export function mm<T extends tf.Tensor2D | tf.Tensor3D>(a: T, b: T, ta = false, tb = false): T {
+  if (nativeMatmul()) return tf.matMul(a, b, ta, tb) as T;
+  if (a.rank === 3) {
+    const a3 = a as tf.Tensor3D, b3 = b as tf.Tensor3D;
+    return bmm(ta ? t3(a3) : a3, tb ? t3(b3) : b3) as T;
+  }
+  return tf.matMul(ta ? tf.transpose(a as tf.Tensor2D) : a, tb ? tf.transpose(b as tf.Tensor2D) : b) as T;
 }
 
 /** True when the active backend is tfjs-backend-wasm (whose slicing kernels are slow, see {@link bmm}). */
@@ -70,7 +97,7 @@ export function bmm(x: tf.Tensor3D, y: tf.Tensor3D): tf.Tensor3D {
   const [n, m, k] = x.shape;
   const p = y.shape[2];
   if (y.shape[0] !== n || y.shape[1] !== k) throw new Error(`bmm: shapes [${x.shape}] and [${y.shape}] do not match`);
-  if (!onWasm()) return tf.matMul(x, y);
+  if (!onWasm() || nativeMatmul()) return tf.matMul(x, y);
   return tf.tidy(() => {
     const xd = hostCopy(x, 0), yd = hostCopy(y, 1);
     const outs: tf.Tensor2D[] = [];
@@ -121,7 +148,7 @@ export function batchMatmul(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
       value: bmm(x as tf.Tensor3D, y as tf.Tensor3D),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, ys] = saved as tf.Tensor3D[];
-        return [bmm(dy as tf.Tensor3D, t3(ys)), bmm(t3(xs), dy as tf.Tensor3D)];
+        return [mm(dy as tf.Tensor3D, ys, false, true), mm(xs, dy as tf.Tensor3D, true, false)];
       },
     };
   });
@@ -221,11 +248,14 @@ export function tiedDecoder(h: tf.Tensor2D, table: tf.Tensor2D, bias: tf.Tensor1
   const f = custom(3, ([hi, ti, bi], save) => {
     save([hi, ti]);
     return {
-      value: tf.fused.matMul({ a: hi as tf.Tensor2D, b: tf.transpose(ti as tf.Tensor2D), bias: bi }),
+      value: nativeMatmul()
+        ? tf.fused.matMul({ a: hi as tf.Tensor2D, b: ti as tf.Tensor2D, transposeB: true, bias: bi })
+        : tf.fused.matMul({ a: hi as tf.Tensor2D, b: tf.transpose(ti as tf.Tensor2D), bias: bi }),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [hs, ts] = saved as tf.Tensor2D[];
         const d = dy as tf.Tensor2D;
-        return [tf.matMul(d, ts), tf.transpose(tf.matMul(tf.transpose(hs), d)), colSum(d)];
+        const dT = nativeMatmul() ? mm(d, hs, true, false) : tf.transpose(tf.matMul(tf.transpose(hs), d));
+        return [tf.matMul(d, ts), dT, colSum(d)];
       },
     };
   });
@@ -256,7 +286,7 @@ export function linear(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, act: Acti
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, ws, ys] = saved as tf.Tensor2D[];
         const dz = (relu ? tf.mul(dy, tf.step(ys)) : dy) as tf.Tensor2D;
-        return [tf.matMul(dz, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dz), colSum(dz)];
+        return [mm(dz, ws, false, true), mm(xs, dz, true, false), colSum(dz)];
       },
     };
   });

@@ -35,6 +35,8 @@ export interface TrainerState {
   dictionary_sha256?: string;
   /** tfjs backend that wrote it. */
   backend: string;
+  /** What ran its matmuls (`BackendInfo.kernels`; absent in older checkpoints). */
+  kernels?: string;
   /** Data-parallel ranks of the run that wrote it (`training.workers`; absent in older checkpoints = 1). */
   workers?: number;
   /** The `training:` section in effect. */

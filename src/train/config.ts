@@ -26,6 +26,10 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 import { GENEFORMER_V1_12L, GENEFORMER_V1_6L, type BertConfig } from "../model/config.js";
+import { BOTTLENECK_DECODERS, CELL_OBJECTIVES, POOLINGS } from "../model/cell-heads.js";
+
+/** Token objectives (`training.objective`; also keys of `training.objectives`). */
+export const TOKEN_OBJECTIVES = ["mlm", "denoise"] as const;
 
 /**
  * Architecture presets accepted by `model.preset` (reference-spec §1b). They come from
@@ -119,6 +123,7 @@ const modelSchema = z.strictObject({
   genomic_positions: z
     .union([z.boolean(), z.strictObject({ scale: posNum() })], { error: "expected true, false or { scale: <positive number> }" })
     .default(false),
+  pooling: oneOf(POOLINGS).optional(),
 });
 
 const dataSchema = z.strictObject({
@@ -135,7 +140,18 @@ const dataSchema = z.strictObject({
 });
 
 const trainingSchema = z.strictObject({
-  objective: oneOf(["mlm", "denoise"] as const).default("mlm"),
+  objective: oneOf(TOKEN_OBJECTIVES).default("mlm"),
+  objectives: z.record(z.string(), nonNegNum(), { error: "expected a mapping of objective → weight" }).optional(),
+  bottleneck: z
+    .strictObject({
+      genes: posInt().default(2000),
+      likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("nb"),
+      decoder: oneOf(BOTTLENECK_DECODERS).default("mlp"),
+      // a tokenized dataset of the same cells whose tokens carry every expressed gene's count (rank
+      // tokens): the bottleneck's targets, for tokens that keep a few genes per cell (--top-genes)
+      counts_from: str().optional(),
+    })
+    .default(() => ({ genes: 2000, likelihood: "nb" as const, decoder: "mlp" as const })),
   likelihood: oneOf(["zinb", "nb", "poisson"] as const).default("zinb"),
   noise: prob().default(0.6),
   downsample: oneOf(["scprint", "binomial"] as const).default("scprint"),
@@ -163,6 +179,8 @@ const trainingSchema = z.strictObject({
   seed: anyInt().default(42),
   peak_flops: posNum().optional(),
   init_output_bias: oneOf(["zeros", "unigram"] as const).default("zeros"),
+  // refuse a model whose estimated memory exceeds this (GiB); absent = this machine's memory (src/model/memory.ts)
+  memory_limit_gb: posNum().optional(),
   // absent = every core on wasm/cpu (see loop.ts `defaultWorkers`)
   workers: num("an integer >= 1", (x) => x >= 1, true).optional(),
 });
@@ -211,7 +229,9 @@ export type DataSection = Omit<z.infer<typeof dataSchema>, "val_fraction" | "spl
  * worker threads, see `parallel.ts`; a speed knob for the wasm/cpu backends, not a batch-size
  * multiplier; absent = the cores this process may use on wasm/cpu, at most the cells of a batch, 1
  * for tiny models and on tensorflow, which threads internally; a resumed run keeps its checkpoint's
- * count: `loop.ts` `defaultWorkers`). Exactly one of `max_steps`, `epochs` and `max_tokens` is required: `max_tokens` is a
+ * count: `loop.ts` `defaultWorkers`), `memory_limit_gb` (a model whose estimated weights, optimizer
+ * state and activations exceed it is refused naming the key, before anything is allocated; default
+ * this machine's physical memory; `src/model/memory.ts`). Exactly one of `max_steps`, `epochs` and `max_tokens` is required: `max_tokens` is a
  * budget in real (non-pad) training tokens, the schedule ends at the first optimizer step whose
  * cumulative tokens reach it (the steps are known in advance: the batch plan is deterministic), so
  * models whose encodings put different numbers of tokens in a cell get the same data budget.
@@ -295,8 +315,20 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
   if (geneFraction > 0 && valFraction === 0) {
     errors.push(`${source}: data.split.genes: held-out genes are scored on held-out cells; set data.split.cells > 0`);
   }
+  if (t.objectives) {
+    const known = [...TOKEN_OBJECTIVES, ...CELL_OBJECTIVES] as readonly string[];
+    for (const k of Object.keys(t.objectives)) {
+      if (!known.includes(k)) errors.push(`${source}: training.objectives.${k}: unknown objective (choose from ${known.join(", ")})`);
+    }
+    const tokenKeys = Object.keys(t.objectives).filter((k) => (TOKEN_OBJECTIVES as readonly string[]).includes(k));
+    if (tokenKeys.length > 1) errors.push(`${source}: training.objectives: give one token objective (${tokenKeys.join(" or ")}), not both`);
+    if (!Object.values(t.objectives).some((w) => w > 0)) errors.push(`${source}: training.objectives: give at least one objective a weight > 0`);
+    // the token objective named in training.objectives is training.objective
+    if (tokenKeys.length === 1) t.objective = tokenKeys[0] as (typeof TOKEN_OBJECTIVES)[number];
+  }
   if (errors.length) throw new Error(errors.join("\n"));
   const { split: _split, ...dataRest } = c.data;
+  if (t.bottleneck.counts_from) t.bottleneck.counts_from = path.resolve(cwd, t.bottleneck.counts_from);
   const model = c.model.gene_embeddings ? { ...c.model, gene_embeddings: { ...c.model.gene_embeddings, path: path.resolve(cwd, c.model.gene_embeddings.path) } } : c.model;
   return {
     source,
@@ -309,7 +341,8 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
 }
 
 /**
- * Read a YAML configuration file that must hold a mapping (the config's sections).
+ * Read a YAML configuration file that must hold a mapping (the config's sections). Merge keys
+ * (`<<: *defaults`) are resolved; top-level keys named `x-<anything>` hold only anchors and are dropped.
  * @param sections what the mapping should hold, for the error message (e.g. "model, data, training, output").
  * @throws Error when the file is missing, is not valid YAML (with line/column), or is not a mapping.
  */
@@ -317,13 +350,16 @@ export function readYamlMapping(file: string, sections: string): Record<string, 
   if (!fs.existsSync(file)) throw new Error(`config ${file} not found`);
   let obj: unknown;
   try {
-    obj = parseYaml(fs.readFileSync(file, "utf8"));
+    // YAML merge keys (`<<: *defaults`, YAML 1.1) are resolved, as PyYAML and most tools do
+    obj = parseYaml(fs.readFileSync(file, "utf8"), { merge: true });
   } catch (e) {
     throw new Error(`${file}: not valid YAML: ${(e as Error).message}`);
   }
   if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
     throw new Error(`${file}: expected a mapping with sections ${sections}`);
   }
+  // top-level `x-<name>` keys only hold anchors for merge keys (as in Docker Compose): not sections
+  for (const k of Object.keys(obj)) if (k.startsWith("x-")) delete (obj as Record<string, unknown>)[k];
   return obj as Record<string, unknown>;
 }
 
@@ -340,12 +376,12 @@ export function loadTrainConfig(file: string, cwd = process.cwd()): TrainConfig 
  * `vocab_size` stays undefined unless given (the loop fills it from the token dictionary).
  * Defaults without a preset follow Geneformer (ReLU, dropout 0.02, eps 1e-12, 2,048 positions).
  */
-export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions"> {
-  const { preset, gene_embeddings: _ge, genomic_positions: _gp, ...rest } = m;
+export function resolveModelSection(m: ModelSection): Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions" | "pooling"> {
+  const { preset, gene_embeddings: _ge, genomic_positions: _gp, pooling: _pool, ...rest } = m;
   const base = preset
     ? MODEL_PRESETS[preset]
     : geneformerDefaults();
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(rest)) if (v !== undefined) out[k] = v;
-  return out as Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions">;
+  return out as Omit<ModelSection, "preset" | "gene_embeddings" | "genomic_positions" | "pooling">;
 }

@@ -49,9 +49,11 @@ import { availableCores, checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpointAsync, type TrainerState } from "./checkpoints.js";
 import { resolveModelSection, type TrainConfig } from "./config.js";
+import { checkResumeEncoding, checkTrainingMemory } from "./preflight.js";
 import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { batchTensors, disposeBatch } from "./grad-protocol.js";
 import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
+import { CellObjective, evaluateTerms, withCellObjectives } from "./objectives/cell.js";
 import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt, squaredNormTensor } from "./optimizer.js";
 import { DataParallel, shardBatch } from "./parallel.js";
 import { BatchStream, epochBatches } from "./sampler.js";
@@ -113,6 +115,8 @@ export interface StepMetrics {
 export interface EvalResult {
   /** Optimizer steps of the evaluated model. */
   step: number;
+  /** What ran the matmuls (`BackendInfo.kernels`: the native BLAS or plain wasm). */
+  kernels: string;
   /** Training objective ("mlm", ...) and the tokenized dataset's encoding. */
   objective: string;
   encoding: string;
@@ -133,6 +137,13 @@ export interface EvalResult {
   n_masked: number;
   /** How the baseline is defined. */
   baseline: string;
+  /**
+   * `training.objectives`: each term on the held-out cells (its weight, the model's loss, the
+   * untrained model's, its own baseline's); `model_loss` above is the weighted sum.
+   */
+  terms?: Record<string, { weight: number; model_loss: number; initial_loss?: number; baseline_loss?: number; baseline_name?: string; improvement?: number }>;
+  /** The cell embedding's pooling (`model.pooling`), with cell-level objectives. */
+  pooling?: string;
   /** Gene-axis counts (genes with / without a vector, placed / unplaced, held out), when any option is on. */
   gene_axis?: GeneAxisReport;
   /**
@@ -226,17 +237,30 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const mt = dataset.manifest.measured_tokens;
   const manifest =
     mt && (axis.dropped || axis.heldOut) ? { ...dataset.manifest, measured_tokens: mt.filter((t) => !axis.dropped?.[t] && !axis.heldOut?.[t]) } : dataset.manifest;
-  const objective = makeObjective(
+  const tokenObjective = makeObjective(
     dataset.manifest.encoding,
     config.training.objective,
     { vocabulary, training: config.training, maxLength, manifest, tokens: config.data.tokens },
     config.source,
   );
+  // training.objectives / model.pooling: cell-level terms on top of the token objective (./objectives/cell.ts)
+  const objective = withCellObjectives(tokenObjective, {
+    objectives: config.training.objectives,
+    pooling: config.model.pooling,
+    bottleneck: config.training.bottleneck,
+    encoding: dataset.manifest.encoding,
+    manifest,
+    tokens: config.data.tokens,
+    vocabulary,
+    maxLength,
+    sampling: { maxLength, padWithUnexpressed: config.training.pad_with_unexpressed, pool: manifest.measured_tokens ? Int32Array.from(manifest.measured_tokens) : undefined },
+    dataset,
+  });
   const cells: TrainCell[] = [];
   let maxId = 0;
   for (let i = 0; i < dataset.inputIds.length; i++) {
     const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], removed, dataset.counts?.[i]);
-    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
+    const c = objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts, i);
     for (const t of c.inputIds) if (t > maxId) maxId = t;
     cells.push(c);
   }
@@ -252,7 +276,7 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
   const heldOutGeneCells = axis.heldOut
     ? Array.from(val, (i) => {
         const f = filterCellGenes(dataset.inputIds[i], dataset.values?.[i], [axis.dropped], dataset.counts?.[i]);
-        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts);
+        return objective.cellFromDataset(f.ids, f.values, dataset.nCounts?.[i], f.counts, i);
       })
     : undefined;
   return {
@@ -570,6 +594,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   if (askedWorkers !== undefined) checkThreadCount(askedWorkers, opts.workers !== undefined ? "--workers" : `${config.source}: training.workers`);
   const p = prepareData(config, bertNoVocab);
   const bertConfig = validateBertConfig({ ...bertNoVocab, vocab_size: p.vocabulary.size });
+  checkTrainingMemory(config, bertConfig, p.trainLengths);
   const encoding = p.dataset.manifest.encoding;
   const objective = p.objective;
   let resumeFrom: string | undefined;
@@ -577,6 +602,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const cks = listCheckpoints(outDir);
     if (cks.length === 0) throw new Error(`--resume: no checkpoint in ${outDir} (expected checkpoint-<step>/ or final/)`);
     resumeFrom = cks[cks.length - 1].dir;
+    checkResumeEncoding(resumeFrom, encoding, config.data.tokens);
   }
   if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
@@ -593,7 +619,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     workers = 1;
   }
 
-  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec }, { seed: t.seed });
+  const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec, ...objective.spec }, { seed: t.seed });
   applyGeneAxis(model, p.axis);
   const optimizer = new AdamW(model.trainableWeights, {
     beta1: t.adam_beta1,
@@ -632,6 +658,9 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const wasWorkers = st.workers ?? st.training?.workers ?? 1;
     // the default follows the checkpoint (so a resume is exact) when this machine has the cores for it
     if (askedWorkers === undefined && wasWorkers !== workers && backend.name !== "tensorflow" && wasWorkers <= availableCores()) workers = wasWorkers;
+    if (st.kernels && st.kernels !== backend.kernels) {
+      say(`note: ${resumeFrom} was trained with matmul kernels "${st.kernels}", this run uses "${backend.kernels}"; the losses will not be bit-identical to an uninterrupted run`);
+    }
     if (wasWorkers !== workers) {
       say(
         `note: ${resumeFrom} was trained with workers=${wasWorkers}, this run uses workers=${workers}; ` +
@@ -664,6 +693,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     config: { model: bertConfig, data: config.data, training: t, output: config.output },
     backend: backend.name,
     backend_package: backend.package,
+    kernels: backend.kernels,
     workers,
     total_steps: totalSteps,
     n_cells: p.cells.length,
@@ -684,6 +714,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       `${p.trainIdx.length} training / ${p.valIdx.length} validation cells; ${totalSteps} steps` +
       (workers > 1 ? `; ${workers} workers (data-parallel)` : ""),
   );
+  say(`matmul kernels: ${backend.kernels}`);
   for (const l of p.axis.lines) say(l);
   for (const w of p.axis.warnings) log(w);
   if (workers > 1 && backend.name === "tensorflow") {
@@ -703,6 +734,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     objective: objective.name,
     ...(objective.head ? { head: objective.head } : {}),
     ...p.axis.spec,
+    ...objective.spec,
     model_version: p.modelVersion,
     dictionary: p.dataset.manifest.dictionary,
     // value encodings tokenized with --top-genes: `cellfm denoise` reads the same genes per cell
@@ -720,6 +752,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     split_fingerprint: splitFingerprint,
     dictionary_sha256: p.dataset.manifest.dictionary?.sha256,
     backend: backend.name,
+    kernels: backend.kernels,
     workers,
     training: t,
     saved: new Date().toISOString(),
@@ -785,17 +818,24 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
   // held-out loss of the untrained model (step 0), the starting point of the learning curve
   let initialLoss: number | undefined;
   let initialHeldOutGeneLoss: number | undefined;
+  let initialTerms: Record<string, number> | undefined;
   try {
     if (!resumeFrom && heldOutBatches.length > 0) initialHeldOutGeneLoss = (await evaluateLoss(model, heldOutBatches)).loss;
     if (!resumeFrom && valBatches.length > 0) {
       initialLoss = (await evaluateLoss(model, valBatches)).loss;
-      fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss }) + "\n");
+      initialTerms = objective instanceof CellObjective ? await evaluateTerms(model, valBatches) : undefined;
+      const termCols = initialTerms ? Object.fromEntries(Object.entries(initialTerms).map(([k, v]) => [`val_${k}`, v])) : {};
+      fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss, ...termCols }) + "\n");
       say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
     } else if (fs.existsSync(metricsFile)) {
       for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
         if (!l.trim()) continue;
-        const r = JSON.parse(l) as { step: number; val_loss?: number };
+        const r = JSON.parse(l) as { step: number; val_loss?: number } & Record<string, number>;
         if (r.step === 0 && r.val_loss !== undefined) initialLoss = r.val_loss;
+        if (r.step === 0) {
+          const tv = Object.entries(r).filter(([k]) => k.startsWith("val_") && k !== "val_loss");
+          if (tv.length) initialTerms = Object.fromEntries(tv.map(([k, v]) => [k.slice(4), v]));
+        }
       }
     }
     if (dpStart) {
@@ -859,9 +899,11 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       intSteps++;
 
       let valLoss: number | undefined;
+      let valTerms: Record<string, number> | undefined;
       if (t.eval_every > 0 && step % t.eval_every === 0 && step < totalSteps && valBatches.length > 0) {
         valLoss = (await evaluateLoss(model, valBatches)).loss;
         lastVal = valLoss;
+        if (objective instanceof CellObjective) valTerms = await evaluateTerms(model, valBatches);
       }
       const now = performance.now();
       const secs = (now - intStart) / 1000;
@@ -878,7 +920,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       if (valLoss !== undefined) m.val_loss = valLoss;
       opts.onStep?.(m);
       if (step % t.log_every === 0 || valLoss !== undefined || step === totalSteps) {
-        const row = { ...m, loss: intLoss / intSteps };
+        const row = { ...m, loss: intLoss / intSteps, ...(valTerms ? Object.fromEntries(Object.entries(valTerms).map(([k, v]) => [`val_${k}`, v])) : {}) };
         fs.appendFileSync(metricsFile, JSON.stringify(row) + "\n");
         bar?.update(step, {
           loss: row.loss.toFixed(3),
@@ -933,6 +975,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     const base = objective.baseline(trainCells(), valBatches);
     const evalResult: EvalResult = {
       step,
+      kernels: backend.kernels,
       objective: objective.name,
       encoding,
       model_loss: ev.loss,
@@ -946,12 +989,29 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       baseline: base.description,
       ...(hasGeneAxis(p.axis) ? { gene_axis: p.axis.report } : {}),
     };
+    if (objective instanceof CellObjective) {
+      // every term of training.objectives on the held-out cells, next to its own baseline
+      const now = await evaluateTerms(model, valBatches);
+      const bases = objective.termBaselines(trainCells(), valBatches);
+      evalResult.terms = Object.fromEntries(
+        Object.entries(now).map(([k, v]) => [
+          k,
+          {
+            weight: objective.o.objectives[k] ?? 0,
+            model_loss: v,
+            ...(initialTerms?.[k] !== undefined ? { initial_loss: initialTerms[k] } : {}),
+            ...(bases[k] ? { baseline_loss: bases[k].loss, baseline_name: bases[k].name, improvement: bases[k].loss - v } : {}),
+          },
+        ]),
+      );
+      evalResult.pooling = objective.o.pooling;
+    }
     if (heldOutBatches.length > 0) {
       const hv = await evaluateLoss(model, heldOutBatches);
       // the baseline sees the held-out genes' counts in the training cells (which the model never did)
       const fullTrain = Array.from(p.trainIdx, (i) => {
         const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
-        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts);
+        return objective.cellFromDataset(f.ids, f.values, p.dataset.nCounts?.[i], f.counts, i);
       });
       const hb = objective.baseline(fullTrain, heldOutBatches);
       evalResult.held_out_genes = {

@@ -91,6 +91,13 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
   if (mb.labels) out.labels = mb.labels.slice(p0, p1);
   if (mb.targets) out.targets = mb.targets.slice(p0, p1);
   if (mb.cellScalars) out.cellScalars = mb.cellScalars.slice(a, z);
+  if (mb.cellLibrary) out.cellLibrary = mb.cellLibrary.slice(a, z);
+  if (mb.cellCounts) {
+    const G = mb.cellCounts.length / mb.batch;
+    out.cellCounts = mb.cellCounts.slice(a * G, z * G);
+  }
+  // a shard's cell terms are scaled to the micro-batch's (src/model/cell-heads.ts)
+  if (mb.unitTotals) out.unitTotals = mb.unitTotals;
   return out;
 }
 

@@ -177,6 +177,24 @@ describe("cellfm compare", () => {
     expect(fs.existsSync(nolabel)).toBe(false);
   });
 
+  it("cell-objective arms: a rank bottleneck arm with max pooling, and a binned top-genes arm whose bottleneck decodes the rank tokens' counts", async () => {
+    const out = path.join(tmp, "cell");
+    const arms = [
+      { name: "rank-bn-max", encoding: "rank", objective: "mlm", model: { pooling: "max" }, training: { objectives: { bottleneck: 1 }, bottleneck: { genes: 100 } } },
+      { name: "binned-bn", encoding: "binned", objective: "mlm", tokenize: { top_genes: 32 }, model: { pooling: "max" }, training: { objectives: { mlm: 1, bottleneck: 1 }, bottleneck: { genes: 100 } } },
+    ];
+    const r = await runCompare({ config: parseCompareConfig(raw({ arms }), "test.yaml"), output: out, quiet: true });
+    expect(r.rows!.filter((x) => x.kind === "trained").map((x) => x.name)).toEqual(["rank-bn-max", "binned-bn"]);
+    // the binned arm's bottleneck targets came from the rank tokens of the same cells
+    expect(fs.readdirSync(path.join(out, "tokens")).sort()).toEqual(["binned-b51-s0-top32", "rank"]);
+    const ev = JSON.parse(fs.readFileSync(path.join(out, "binned-bn", "seed-1", "train", "eval.json"), "utf8"));
+    expect(Object.keys(ev.terms)).toEqual(["mlm", "bottleneck"]);
+    const ck = JSON.parse(fs.readFileSync(path.join(out, "rank-bn-max", "seed-1", "train", "final", "config.json"), "utf8"));
+    expect(ck.cellfm.cell.pooling).toBe("max");
+    // the untrained floor is the same architecture (with its cell heads), embedded the same way
+    expect(JSON.parse(fs.readFileSync(path.join(out, "rank-bn-max", "seed-1", "untrained", "config.json"), "utf8")).cellfm.cell.pooling).toBe("max");
+  });
+
   it("--arms runs a subset", async () => {
     const sub = path.join(tmp, "subset");
     const r = await runCompare({ config: parseCompareConfig(raw(), "test.yaml", { arms: ["counts-denoise"] }), output: sub, quiet: true });

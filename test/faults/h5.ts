@@ -12,6 +12,8 @@ import { h5Ready } from "../../src/data/h5ad.js";
 export interface RawH5ad {
   /** where the matrix goes: "X" (default), "raw/X", "layers/counts". */
   key?: string;
+  /** "csr" (default: indptr over cells, indices = genes) or "csc" (indptr over genes, indices = cells). */
+  encoding?: "csr" | "csc";
   shape: [number, number];
   indptr: ArrayLike<number>;
   indices: ArrayLike<number>;
@@ -81,7 +83,7 @@ export async function writeRawH5ad(file: string, m: RawH5ad): Promise<void> {
     const key = m.key ?? "X";
     if (key.includes("/")) h5.create_group(key.split("/")[0]);
     const X = h5.create_group(key);
-    X.create_attribute("encoding-type", "csr_matrix");
+    X.create_attribute("encoding-type", `${m.encoding ?? "csr"}_matrix`);
     X.create_attribute("encoding-version", "0.1.0");
     X.create_attribute("shape", new BigInt64Array(m.shape.map(BigInt)));
     X.create_dataset({ name: "data", data: Float32Array.from(m.data) });
@@ -93,4 +95,23 @@ export async function writeRawH5ad(file: string, m: RawH5ad): Promise<void> {
   } finally {
     h5.close();
   }
+}
+
+/** The same matrix stored by genes (CSC). */
+export function toCsc(m: RawH5ad): RawH5ad {
+  const [nCells, nGenes] = m.shape;
+  const count = new Array<number>(nGenes + 1).fill(0);
+  for (let k = 0; k < m.indices.length; k++) count[m.indices[k] + 1]++;
+  for (let g = 0; g < nGenes; g++) count[g + 1] += count[g];
+  const fill = count.slice();
+  const indices = new Array<number>(m.indices.length);
+  const data = new Array<number>(m.indices.length);
+  for (let c = 0; c < nCells; c++) {
+    for (let k = m.indptr[c]; k < m.indptr[c + 1]; k++) {
+      const o = fill[m.indices[k]]++;
+      indices[o] = c;
+      data[o] = m.data[k];
+    }
+  }
+  return { ...m, encoding: "csc", indptr: count, indices, data };
 }

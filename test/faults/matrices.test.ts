@@ -13,7 +13,7 @@ import { openCounts } from "../../src/data/open.js";
 import { readTokenizedDataset } from "../../src/data/tokenized.js";
 import { knownGenes, writeDenseAsH5ad } from "../data/helpers.js";
 import { TINY_MODEL } from "../train/helpers.js";
-import { tinyCsr, writeRawH5ad, type RawH5ad } from "./h5.js";
+import { tinyCsr, toCsc, writeRawH5ad, type RawH5ad } from "./h5.js";
 import { cli, expectRefused, tmpDir } from "./helpers.js";
 
 let root: string;
@@ -64,6 +64,20 @@ describe("structurally invalid sparse matrices are refused: file, element, first
     await expectRefused(tok(f), [f, ...expected(m)], [f]);
     // every command that reads counts goes through the same reader
     await expectRefused(["medians", "-i", f, "-o", path.join(root, `never-${++outs}.tsv`), "-q"], [f, expected(m)[0]], [f]);
+  });
+
+  it("CSC matrices too: a cell (row) index >= n_cells is refused; a valid CSC gives the CSR's tokens", async () => {
+    const ok = path.join(root, "csc.h5ad");
+    await writeRawH5ad(ok, toCsc(variant(() => undefined)));
+    const [a, b] = [path.join(root, "csc-tok"), path.join(root, "csr-tok")];
+    expect((await cli(["tokenize", "-i", ok, "-o", a, "-q"])).code).toBe(0);
+    expect((await cli(["tokenize", "-i", "data/tiny.h5ad", "-o", b, "-q"])).code).toBe(0);
+    expect(tokensOf(a)).toBe(tokensOf(b));
+    const bad = path.join(root, "csc-bad.h5ad");
+    const m = toCsc(variant(() => undefined));
+    (m.indices as number[])[40] = m.shape[0] + 2;
+    await writeRawH5ad(bad, m);
+    await expectRefused(tok(bad), [bad, "X/indices[40]", "cell (row) index", "first bad index 40"], [bad]);
   });
 
   it("a categorical code beyond its categories names the column, the code and its position", async () => {
@@ -180,6 +194,11 @@ describe("data the reader cannot take: one line naming the file and what to do",
   it("lzf compression names the filter and how to rewrite the file", async () => {
     const f = path.resolve("test/fixtures/faults/lzf.h5ad");
     await expectRefused(tok(f), [f, "X/data", '"lzf" filter', "not support", 'adata.write_h5ad(path, compression="gzip")'], [f]);
+  });
+
+  it("lzf on an obs column: named when the column is read (--carry)", async () => {
+    const f = path.resolve("test/fixtures/faults/lzf-obs.h5ad");
+    await expectRefused(tok(f, ["--carry", "cell_type"]), [f, "obs/cell_type", '"lzf" filter'], [f]);
   });
 
   it("float16 X names the file and the element", async () => {

@@ -6,6 +6,7 @@
  * head (`src/model/bert.ts` `Head`), from the batch's {@link LossTargets}.
  */
 import type { LossTargets } from "../../model/bert.js";
+import type { CellTargets } from "../../model/cell-heads.js";
 import type { BertConfig } from "../../model/config.js";
 import type { CellModel } from "../../model/bert.js";
 import type { Rng } from "../../rng.js";
@@ -20,13 +21,15 @@ export interface TrainCell {
   nCounts?: number;
   /** `binned` datasets: the raw count of each token `[length]` (the dataset's `counts` column). */
   counts?: Float32Array;
+  /** Cell-level objectives: the bottleneck's target, the cell's counts of its genes (columns `idx`, counts `val`) and their sum. */
+  cellTarget?: { idx: Int32Array; val: Float32Array; lib: number };
 }
 
 /**
  * A collated micro-batch as flat typed arrays (row-major `[batch, seqLen]`), right-padded; plain
  * data, so it can be split by cells ({@link sliceCells}) and posted to a worker thread.
  */
-export interface CollatedBatch extends LossTargets {
+export interface CollatedBatch extends LossTargets, CellTargets {
   /** Number of cells. */
   batch: number;
   /** Padded length = longest cell in the batch. */
@@ -65,7 +68,7 @@ export interface Objective {
    * One training cell from the dataset's columns (rank: truncated to the context; value encodings:
    * kept whole, the context is sampled at collate time).
    */
-  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array): TrainCell;
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array, index?: number): TrainCell;
   /** Tokens the cell has in a batch (for length-grouped batch planning). */
   contextLength(cell: TrainCell): number;
   /**
@@ -79,4 +82,6 @@ export interface Objective {
   initOutputBias(model: CellModel, trainCells: readonly TrainCell[], mode: string): void;
   /** Forward FLOPs of the head for one batch (3 × for training is applied by the caller). */
   headFlops(config: BertConfig, batch: CollatedBatch): number;
+  /** Extra fields of the model spec (config.json `cellfm`), e.g. the cell block of cell-level objectives. */
+  readonly spec?: Record<string, unknown>;
 }

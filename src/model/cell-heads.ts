@@ -1,0 +1,201 @@
+/**
+ * The cell embedding as a first-class output, and the cell-level objectives that train it (issue 17
+ * §2–3; reference-spec §1f):
+ *
+ * - {@link poolCells}: one vector per cell from the encoder's token states, `model.pooling`:
+ *   `mean` over the real tokens (Geneformer's `emb_mode="cell"`), `max` over them (per hidden unit),
+ *   or `cls` (the state at position 0: Geneformer V2 / scGPT read the `<cls>` token there).
+ * - {@link BottleneckHead} (`bottleneck`, scVI's decoder on the transformer's cell embedding; scPRINT's
+ *   "generation" task): from the pooled cell embedding alone, h = act(W₁c + b₁), ρ = softmax(W₂h + b₂)
+ *   over a fixed gene set (the dataset's highly variable genes), mean μ = ρ × the cell's library
+ *   size over those genes, gene-wise dispersion θ_g = exp(min(v_g, 15)) (scVI `dispersion="gene"`),
+ *   zero-inflation logits W₃h + b₃ (ZINB); loss = the ZINB / NB / Poisson negative log-likelihood
+ *   (`./likelihoods.ts`) of the cell's counts of those genes, averaged over cells and genes (nats per
+ *   gene, so its scale is that of the token objectives'; scVI sums over genes), without scVI's KL term
+ *   (a deterministic encoder). scvi-tools `src/scvi/module/_vae.py`, `src/scvi/nn/_base_components.py`
+ *   (`DecoderSCVI`).
+ * - {@link CompositeHead}: Σ_k w_k · term_k, the token objective's head (optional) plus the cell heads;
+ *   every term's value is available separately ({@link CompositeHead.terms}) for logs and eval.json.
+ *
+ * Data-parallel training weights each shard's loss by its share of the micro-batch's loss positions
+ * (`src/train/parallel.ts`); a cell term is a mean over cells, so each shard's cell term is scaled by
+ * (positions of the micro-batch ÷ the shard's) × (the shard's cells ÷ the micro-batch's), carried in
+ * {@link CellTargets.unitTotals}: the combined loss and gradient are then the whole micro-batch's.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { BertConfig } from "./config.js";
+import type { ForwardContext, Head, LossTargets, ModelBatch, ParamStore } from "./bert.js";
+import { dispersionFromRaw, type Likelihood, nbNll, poissonNll, zinbNll } from "./likelihoods.js";
+import { linear } from "./ops.js";
+
+/** `model.pooling` choices. */
+export const POOLINGS = ["mean", "max", "cls"] as const;
+export type Pooling = (typeof POOLINGS)[number];
+
+/** Cell-level objectives (`training.objectives` keys besides the token objective). */
+export const CELL_OBJECTIVES = ["bottleneck"] as const;
+export type CellObjectiveName = (typeof CELL_OBJECTIVES)[number];
+
+/** What the cell heads need besides the token objective's targets. */
+export interface CellTargets {
+  /** Bottleneck: counts of the decoder's genes per cell, `[batch × nGenes]` row-major. */
+  cellCounts?: Float32Array;
+  /** Bottleneck: each cell's library size over the decoder's genes `[batch]` (sum of `cellCounts`' row). */
+  cellLibrary?: Float32Array;
+  /**
+   * The micro-batch a shard came from: its loss positions and cells (set by collate; a shard keeps
+   * them), so a shard's cell terms can be scaled to the micro-batch's (module comment).
+   */
+  unitTotals?: { positions: number; cells: number };
+}
+
+/**
+ * Pool token states to one vector per cell.
+ * @param hidden `[batch * seqLen, hidden]` (batch-major)
+ * @param weights `[batch, seqLen]`: 1 for tokens that enter the pool (real tokens; special tokens may be left out), else 0
+ * @returns `[batch, hidden]`. `cls` reads position 0 whatever the weights. A cell without a pooled
+ *   token gets NaN (mean) or a very negative number (max); callers keep such cells out.
+ */
+export function poolCells(hidden: tf.Tensor2D, weights: tf.Tensor2D, pooling: Pooling): tf.Tensor2D {
+  const [B, L] = weights.shape;
+  const H = hidden.shape[1];
+  const h = tf.reshape(hidden, [B, L, H]);
+  if (pooling === "cls") return tf.reshape(tf.slice(h, [0, 0, 0], [B, 1, H]), [B, H]);
+  const w = tf.expandDims(weights, 2); // [B, L, 1]
+  if (pooling === "max") return tf.max(tf.add(tf.mul(h, w), tf.mul(tf.sub(w, 1), 1e9)), 1) as tf.Tensor2D;
+  return tf.div(tf.sum(tf.mul(h, w), 1), tf.sum(w, 1)) as tf.Tensor2D;
+}
+
+/** scVI's decoder on the cell embedding (module comment). */
+export class BottleneckHead {
+  private readonly w: Record<string, tf.Variable> = {};
+
+  /**
+   * @param decoder `mlp`: one hidden layer act(W₁c + b₁) before the gene logits (scVI's `DecoderSCVI`);
+   *   `linear`: the gene logits are W₂c + b₂ (scVI's `LinearDecoderSCVI`, LDVAE), so the cell embedding
+   *   must hold the expression program linearly
+   */
+  constructor(c: BertConfig, p: ParamStore, readonly nGenes: number, readonly likelihood: Likelihood, readonly decoder: BottleneckDecoder = "mlp") {
+    if (!Number.isInteger(nGenes) || nGenes < 1) throw new Error(`bottleneck: expected a positive number of genes, got ${nGenes}`);
+    const H = c.hidden_size;
+    if (decoder === "mlp") {
+      this.w.dW = p.add("cls.bottleneck.transform.dense.weight", [H, H], "normal", { linear: true });
+      this.w.dB = p.add("cls.bottleneck.transform.dense.bias", [H], "zeros");
+    }
+    this.w.oW = p.add("cls.bottleneck.decoder.weight", [H, nGenes], "normal", { linear: true });
+    this.w.oB = p.add("cls.bottleneck.decoder.bias", [nGenes], "zeros");
+    this.w.theta = p.add("cls.bottleneck.dispersion", [nGenes], "zeros");
+    if (likelihood === "zinb") {
+      this.w.pW = p.add("cls.bottleneck.dropout.weight", [H, nGenes], "normal", { linear: true });
+      this.w.pB = p.add("cls.bottleneck.dropout.bias", [nGenes], "zeros");
+    }
+  }
+
+  /** Per-cell mean NLL over the genes, `[batch]`. */
+  nllPerCell(cell: tf.Tensor2D, t: CellTargets, ctx: ForwardContext): tf.Tensor1D {
+    const B = cell.shape[0], G = this.nGenes;
+    const h = this.decoder === "mlp" ? linear(cell, this.w.dW as tf.Tensor2D, this.w.dB as tf.Tensor1D, ctx.config.hidden_act) : cell;
+    const rho = tf.softmax(linear(h, this.w.oW as tf.Tensor2D, this.w.oB as tf.Tensor1D));
+    const mu = tf.mul(rho, tf.tensor2d(t.cellLibrary!, [B, 1]));
+    const x = tf.tensor2d(t.cellCounts!, [B, G]);
+    // (a product with ones, not broadcastTo: cellfm registers no Tile gradient, src/model/gradients.ts)
+    const theta = tf.mul(tf.ones([B, 1]), tf.reshape(dispersionFromRaw(this.w.theta), [1, G]));
+    const nll =
+      this.likelihood === "zinb"
+        ? zinbNll(x, mu, theta, linear(h, this.w.pW as tf.Tensor2D, this.w.pB as tf.Tensor1D))
+        : this.likelihood === "nb"
+          ? nbNll(x, mu, theta)
+          : poissonNll(x, mu);
+    return tf.mean(nll, 1) as tf.Tensor1D;
+  }
+
+  check(t: CellTargets, B: number): void {
+    if (!t.cellCounts || t.cellCounts.length !== B * this.nGenes) throw new Error(`bottleneck: expected ${B} × ${this.nGenes} gene counts, got ${t.cellCounts?.length ?? 0}`);
+    if (!t.cellLibrary || t.cellLibrary.length !== B) throw new Error(`bottleneck: expected ${B} library sizes, got ${t.cellLibrary?.length ?? 0}`);
+    for (const x of t.cellCounts) if (!(x >= 0) || !Number.isFinite(x)) throw new Error(`bottleneck: count ${x} is not a finite number >= 0`);
+  }
+}
+
+/** `training.bottleneck.decoder` choices (see {@link BottleneckHead}). */
+export const BOTTLENECK_DECODERS = ["mlp", "linear"] as const;
+export type BottleneckDecoder = (typeof BOTTLENECK_DECODERS)[number];
+
+/** The cell block of a model spec (config.json `cellfm.cell`). */
+export interface CellSpec {
+  pooling: Pooling;
+  /** weight of each term; the token objective's under its own name (`mlm`, `denoise`), absent or 0 = off. */
+  objectives: Record<string, number>;
+  /** the bottleneck's decoder: genes (token ids of the dataset's HVGs) and likelihood. */
+  bottleneck?: { genes: number[]; likelihood: Likelihood; decoder?: BottleneckDecoder; [extra: string]: unknown };
+}
+
+/** The token objective's head of a model's head (inside a {@link CompositeHead}, its token head, if any). */
+export function tokenHeadOf(head: Head): Head | undefined {
+  return head instanceof CompositeHead ? head.token : head;
+}
+
+/** Σ_k w_k · term_k over the token head (when its weight > 0) and the cell heads (module comment). */
+export class CompositeHead implements Head<LossTargets & CellTargets> {
+  readonly bottleneck?: BottleneckHead;
+  readonly tokenWeight: number;
+
+  /**
+   * @param token the token objective's head (undefined: no token term)
+   * @param tokenName its name (`mlm`, `denoise`), the key of its weight
+   */
+  constructor(c: BertConfig, p: ParamStore, readonly token: Head | undefined, readonly tokenName: string, readonly cell: CellSpec) {
+    this.tokenWeight = token ? (cell.objectives[tokenName] ?? 0) : 0;
+    if ((cell.objectives.bottleneck ?? 0) > 0) {
+      if (!cell.bottleneck) throw new Error("cellfm.cell.bottleneck: the bottleneck objective needs its gene list");
+      this.bottleneck = new BottleneckHead(c, p, cell.bottleneck.genes.length, cell.bottleneck.likelihood, cell.bottleneck.decoder ?? "mlp");
+    }
+  }
+
+  /** Names of the terms with a weight > 0, in loss order. */
+  termNames(): string[] {
+    return [...(this.token && this.tokenWeight > 0 ? [this.tokenName] : []), ...(this.bottleneck ? ["bottleneck"] : [])];
+  }
+
+  check(t: LossTargets & CellTargets, B: number, L: number): void {
+    if (this.token && this.tokenWeight > 0) this.token.check(t, B, L);
+    else {
+      if (t.positions.length === 0) throw new Error("the batch has no position with a loss term");
+      for (const q of t.positions) if (q < 0 || q >= B * L) throw new Error(`loss position ${q} outside [0, ${B * L})`);
+    }
+    this.bottleneck?.check(t, B);
+  }
+
+  /** The pooled cell embedding `[batch, hidden]` of the last layer's states. */
+  pool(hidden: tf.Tensor2D, batch: ModelBatch): tf.Tensor2D {
+    return poolCells(hidden, batch.attentionMask, this.cell.pooling);
+  }
+
+  /**
+   * Every term as a scalar (each a mean over its own units: the token objective's positions, cells),
+   * with the data-parallel scale of a shard applied (module comment) when `scaled`.
+   */
+  terms(hidden: tf.Tensor2D, t: LossTargets & CellTargets, batch: ModelBatch, ctx: ForwardContext, scaled = true): Map<string, tf.Scalar> {
+    const out = new Map<string, tf.Scalar>();
+    if (this.token && this.tokenWeight > 0) out.set(this.tokenName, this.token.loss(hidden, t, batch, ctx));
+    if (this.bottleneck) {
+      const B = batch.inputIds.shape[0];
+      const perCell = this.bottleneck.nllPerCell(this.pool(hidden, batch), t, ctx);
+      const u = scaled ? t.unitTotals : undefined;
+      // mean over the micro-batch's cells, re-weighted for the shard's share of loss positions
+      const scale = u ? u.positions / t.positions.length / u.cells : 1 / B;
+      out.set("bottleneck", tf.mul(tf.sum(perCell), scale) as tf.Scalar);
+    }
+    return out;
+  }
+
+  loss(hidden: tf.Tensor2D, t: LossTargets & CellTargets, batch: ModelBatch, ctx: ForwardContext): tf.Scalar {
+    let total: tf.Scalar | undefined;
+    for (const [name, v] of this.terms(hidden, t, batch, ctx)) {
+      const w = name === this.tokenName ? this.tokenWeight : this.cell.objectives[name];
+      const term = tf.mul(v, w) as tf.Scalar;
+      total = total ? (tf.add(total, term) as tf.Scalar) : term;
+    }
+    if (!total) throw new Error("training.objectives: no term has a weight > 0");
+    return total;
+  }
+}

@@ -1,0 +1,353 @@
+/**
+ * Cell-level objectives added to a token objective (issue 17 §3, `training.objectives`): the
+ * {@link CellObjective} wraps the encoding's token objective (mlm, denoise) and adds the targets of
+ * the cell heads (`src/model/cell-heads.ts`) to each collated batch; the model's `CompositeHead`
+ * sums the weighted terms.
+ *
+ * - `bottleneck` (scVI / scPRINT): the decoder's genes are the dataset's `training.bottleneck.genes`
+ *   highly variable genes (Seurat flavour, `src/assess/hvg.ts`, over every tokenized cell's gene
+ *   tokens and counts, as scanpy runs on the whole AnnData before scVI), recorded in the checkpoint
+ *   (`cellfm.cell.bottleneck.genes`, token ids). A cell's target is its raw counts of those genes and
+ *   its library size their sum. The counts come from the tokens: rank tokens and counts tokens carry
+ *   every expressed gene's count, binned tokens their `counts` column. Tokens made with
+ *   `--top-genes` keep only a few genes per cell, so they are refused.
+ * - With the token objective's weight 0 (e.g. `{ bottleneck: 1 }`), cells are collated without
+ *   masking or noise (the model reads the cell as it is), and every cell counts as one loss unit
+ *   (its first token is its loss position).
+ *
+ * The bottleneck's baseline (eval.json): a per-gene negative binomial with mean = the gene's share of
+ * the training cells' counts × the cell's library size, and a method-of-moments dispersion per gene.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { GeneMoments, seuratHvg } from "../../assess/hvg.js";
+import { type CellModel, type ForwardContext, RANK_ENCODING } from "../../model/bert.js";
+import type { BertConfig } from "../../model/config.js";
+import { type BottleneckDecoder, type CellSpec, CompositeHead, type Pooling } from "../../model/cell-heads.js";
+import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
+import { DropoutContext } from "../../model/ops.js";
+import type { Rng } from "../../rng.js";
+import { sampleGenes, type GeneSampleOptions } from "../gene-sampling.js";
+import { truncateCell } from "../masking.js";
+import { batchTensors, disposeBatch } from "../grad-protocol.js";
+import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
+import { readTokenizedDataset } from "../../data/tokenized.js";
+
+/** The raw counts of a dataset cell's tokens (rank / counts: the values; binned: the counts column). */
+export function tokenCounts(values: Float32Array | undefined, counts: Float32Array | undefined, valuesKind: string | undefined): Float32Array | undefined {
+  if (counts) return counts;
+  return valuesKind === "count" ? values : undefined;
+}
+
+/**
+ * The bottleneck's genes: the `nGenes` Seurat-flavour highly variable genes (token ids, ascending)
+ * over the given cells' gene tokens and counts; special tokens never count.
+ */
+export function bottleneckGenes(cells: readonly { ids: Int32Array; counts: Float32Array }[], vocabSize: number, nGenes: number, special: ReadonlySet<number>): Int32Array {
+  const m = new GeneMoments(vocabSize);
+  for (const c of cells) {
+    const keep: number[] = [];
+    for (let i = 0; i < c.ids.length; i++) if (!special.has(c.ids[i])) keep.push(i);
+    m.addCell(
+      keep.map((i) => c.ids[i]),
+      keep.map((i) => c.counts[i]),
+      0,
+      keep.length,
+    );
+  }
+  const seen = new Uint8Array(vocabSize);
+  for (const c of cells) for (const t of c.ids) if (!special.has(t)) seen[t] = 1;
+  const { mean, variance } = m.meanVar();
+  // only genes seen in some cell are candidates (the vocabulary has ~25k, a dataset far fewer)
+  const cand = Int32Array.from({ length: vocabSize }, (_, g) => g).filter((g) => seen[g]);
+  const hv = seuratHvg(Float64Array.from(cand, (g) => mean[g]), Float64Array.from(cand, (g) => variance[g]), nGenes);
+  return Int32Array.from(hv.genes, (j) => cand[j]).sort();
+}
+
+/** Options of {@link CellObjective}. */
+export interface CellObjectiveOptions {
+  /** weight per term (the token objective under its own name). */
+  objectives: Record<string, number>;
+  pooling: Pooling;
+  /** the decoder's genes and likelihood; `targets`: every dataset cell's gene tokens and counts (the source of each cell's target). */
+  bottleneck?: { genes: Int32Array; likelihood: Likelihood; decoder: BottleneckDecoder; targets?: readonly { ids: Int32Array; counts: Float32Array }[] };
+  /** the token objective's encoding and the context choice when it does not collate (weight 0). */
+  encoding: string;
+  padId: number;
+  maxLength: number;
+  eosId?: number;
+  sampling: GeneSampleOptions;
+  /** the tokenized dataset's `values_kind`. */
+  valuesKind?: string;
+}
+
+/** A token objective plus cell-level terms (module comment). */
+export class CellObjective implements Objective {
+  readonly name: string;
+  readonly lossDescription: string;
+  readonly head?: Record<string, unknown>;
+  readonly spec: { cell: CellSpec };
+  private readonly tokenOn: boolean;
+  private readonly column = new Map<number, number>();
+
+  constructor(readonly token: Objective, readonly o: CellObjectiveOptions) {
+    this.name = token.name;
+    this.head = token.head;
+    this.tokenOn = (o.objectives[token.name] ?? 0) > 0;
+    const terms = Object.entries(o.objectives).filter(([, w]) => w > 0);
+    if (terms.length === 0) throw new Error("training.objectives: give at least one term a weight > 0");
+    this.lossDescription = terms.map(([k, w]) => `${w} × ${k === token.name ? token.lossDescription : k === "bottleneck" ? "bottleneck NLL (nats per gene)" : k}`).join(" + ");
+    o.bottleneck?.genes.forEach((g, j) => this.column.set(g, j));
+    this.spec = {
+      cell: {
+        pooling: o.pooling,
+        objectives: o.objectives,
+        ...(o.bottleneck ? { bottleneck: { genes: Array.from(o.bottleneck.genes), likelihood: o.bottleneck.likelihood, decoder: o.bottleneck.decoder, selection: "seurat-flavour highly variable genes of the tokenized dataset" } } : {}),
+      },
+    };
+  }
+
+  cellFromDataset(inputIds: Int32Array, values: Float32Array | undefined, nCounts: number | undefined, counts?: Float32Array, index?: number): TrainCell {
+    const c = this.tokenOn || this.o.encoding !== RANK_ENCODING ? this.token.cellFromDataset(inputIds, values, nCounts, counts) : { inputIds: truncateCell(inputIds, this.o.maxLength, this.o.eosId) };
+    if (this.o.bottleneck) {
+      // the cell's counts of every expressed gene: from the targets' dataset (by index) or its own tokens
+      const src = index !== undefined && this.o.bottleneck.targets ? this.o.bottleneck.targets[index] : { ids: inputIds, counts: tokenCounts(values, counts, this.o.valuesKind) };
+      const raw = src.counts;
+      if (!raw) throw new Error("training.objectives.bottleneck: the tokens carry no counts (rank and counts tokens carry them, binned tokens a counts column); re-tokenize with this cellfm version");
+      const idx: number[] = [], val: number[] = [];
+      let lib = 0;
+      for (let i = 0; i < src.ids.length; i++) {
+        const j = this.column.get(src.ids[i]);
+        if (j !== undefined && raw[i] > 0) {
+          idx.push(j);
+          val.push(raw[i]);
+          lib += raw[i];
+        }
+      }
+      c.cellTarget = { idx: Int32Array.from(idx), val: Float32Array.from(val), lib };
+    }
+    return c;
+  }
+
+  contextLength(cell: TrainCell): number {
+    return this.token.contextLength(cell);
+  }
+
+  /** Without the token term: the cells as they are (rank: the top genes; values: a sampled context), no masking. */
+  private plain(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
+    const ctx = cells.map((c) => (this.o.encoding === RANK_ENCODING || !c.values ? { ids: c.inputIds, values: c.values } : sampleGenes(c.inputIds, c.values, this.o.sampling, rng)));
+    const B = ctx.length;
+    if (B === 0) throw new Error("collate: empty batch");
+    let L = 0, real = 0;
+    for (const c of ctx) {
+      if (c.ids.length === 0) throw new Error("collate: a cell has no tokens");
+      L = Math.max(L, c.ids.length);
+      real += c.ids.length;
+    }
+    const inputIds = new Int32Array(B * L).fill(this.o.padId);
+    const attentionMask = new Float32Array(B * L);
+    const hasValues = this.o.encoding !== RANK_ENCODING;
+    const values = hasValues ? new Float32Array(B * L) : undefined;
+    ctx.forEach((c, b) => {
+      inputIds.set(c.ids, b * L);
+      if (values && c.values) values.set(c.values.subarray(0, c.ids.length), b * L);
+      attentionMask.fill(1, b * L, b * L + c.ids.length);
+    });
+    const out: CollatedBatch = { batch: B, seqLen: L, inputIds, attentionMask, positions: Int32Array.from({ length: B }, (_, b) => b * L), realTokens: real };
+    if (values) out.values = values;
+    return out;
+  }
+
+  collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
+    const b = this.tokenOn ? this.token.collate(cells, rng) : this.plain(cells, rng);
+    if (this.o.bottleneck) {
+      const G = this.o.bottleneck.genes.length;
+      const x = new Float32Array(cells.length * G);
+      const lib = new Float32Array(cells.length);
+      cells.forEach((c, k) => {
+        const t = c.cellTarget!;
+        t.idx.forEach((j, q) => (x[k * G + j] = t.val[q]));
+        lib[k] = t.lib;
+      });
+      b.cellCounts = x;
+      b.cellLibrary = lib;
+    }
+    b.unitTotals = { positions: b.positions.length, cells: b.batch };
+    return b;
+  }
+
+  baseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult {
+    // the weighted sum of the terms' baselines, as the model's loss is the weighted sum of its terms
+    const terms = this.termBaselines(trainCells, valBatches);
+    const names = Object.keys(terms);
+    const loss = names.reduce((a, k) => a + (this.o.objectives[k] ?? 0) * terms[k].loss, 0);
+    return {
+      name: names.join("+"),
+      loss,
+      description: names.map((k) => `${this.o.objectives[k]} × ${k}: ${terms[k].description}`).join("; "),
+      ...(this.tokenOn ? { extra: this.token.baseline(trainCells, valBatches).extra } : {}),
+    };
+  }
+
+  /** The baseline of each term with one (the token objective's, the bottleneck's per-gene NB). */
+  termBaselines(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): Record<string, BaselineResult> {
+    const out: Record<string, BaselineResult> = {};
+    if (this.tokenOn) out[this.token.name] = this.token.baseline(trainCells, valBatches);
+    if (this.o.bottleneck) out.bottleneck = bottleneckBaseline(trainCells, valBatches, this.o.bottleneck.genes.length);
+    return out;
+  }
+
+  initOutputBias(model: CellModel, trainCells: readonly TrainCell[], mode: string): void {
+    if (this.tokenOn) this.token.initOutputBias(model, trainCells, mode);
+  }
+
+  headFlops(config: BertConfig, batch: CollatedBatch): number {
+    const H = config.hidden_size, G = this.o.bottleneck?.genes.length ?? 0;
+    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + 2 * batch.batch * (H * H + 2 * H * G);
+  }
+}
+
+/**
+ * Per-gene NB baseline of the bottleneck (module comment): mean nats per gene over the validation
+ * batches' cells.
+ */
+export function bottleneckBaseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[], G: number): BaselineResult {
+  const share = new Float64Array(G);
+  let libTotal = 0;
+  for (const c of trainCells) {
+    const t = c.cellTarget!;
+    t.idx.forEach((j, q) => (share[j] += t.val[q]));
+    libTotal += t.lib;
+  }
+  for (let j = 0; j < G; j++) share[j] = libTotal > 0 ? share[j] / libTotal : 0;
+  // method of moments: Σ (x − μ)² − μ = Σ μ² / θ
+  const num = new Float64Array(G), den = new Float64Array(G);
+  for (const c of trainCells) {
+    const t = c.cellTarget!;
+    const x = new Float64Array(G);
+    t.idx.forEach((j, q) => (x[j] = t.val[q]));
+    for (let j = 0; j < G; j++) {
+      const mu = share[j] * t.lib;
+      num[j] += mu * mu;
+      den[j] += (x[j] - mu) ** 2 - mu;
+    }
+  }
+  const theta = Float64Array.from(num, (v, j) => (den[j] > 0 ? Math.min(1e6, Math.max(1e-3, v / den[j])) : 1e6));
+  let sum = 0, n = 0;
+  for (const b of valBatches) {
+    for (let k = 0; k < b.batch; k++) {
+      const lib = b.cellLibrary![k];
+      for (let j = 0; j < G; j++) sum += nbNllF64(b.cellCounts![k * G + j], Math.max(share[j] * lib, 1e-8), theta[j]);
+      n += G;
+    }
+  }
+  return {
+    name: "per_gene_nb",
+    loss: n > 0 ? sum / n : NaN,
+    description: "per-gene negative binomial: mean = the gene's share of the training cells' counts × the cell's library size over the bottleneck genes, dispersion by moments",
+  };
+}
+
+/**
+ * Held-out value of every term (no dropout), each a mean over its own units (the token objective's
+ * positions, cells), over fixed batches.
+ */
+export async function evaluateTerms(model: CellModel, batches: readonly CollatedBatch[]): Promise<Record<string, number>> {
+  const head = model.head;
+  if (!(head instanceof CompositeHead)) return {};
+  const pending: { k: string; units: number; v: tf.Scalar }[] = [];
+  const sums = new Map<string, { s: number; n: number }>();
+  try {
+    for (const b of batches) {
+      const t = batchTensors(b);
+      try {
+        let keys: string[] = [];
+        const vals = tf.tidy(() => {
+          const ctx: ForwardContext = { config: model.config, dropout: new DropoutContext(false) };
+          const [x] = model.bert.encode(t, ctx, model.config.num_hidden_layers, false);
+          const terms = [...head.terms(x, b, t, ctx, false)];
+          keys = terms.map(([k]) => k);
+          return terms.map(([, v]) => v as tf.Scalar);
+        });
+        keys.forEach((k, i) => pending.push({ k, units: k === "bottleneck" ? b.batch : b.positions.length, v: vals[i] }));
+      } finally {
+        disposeBatch(t);
+      }
+    }
+    // one asynchronous read for every batch and term (webgpu has no synchronous read)
+    const all = pending.length ? tf.stack(pending.map((p) => p.v)) : undefined;
+    const read = all ? await all.data() : new Float32Array(0);
+    all?.dispose();
+    pending.forEach(({ k, units }, i) => {
+      const e = sums.get(k) ?? { s: 0, n: 0 };
+      e.s += read[i] * units;
+      e.n += units;
+      sums.set(k, e);
+    });
+  } finally {
+    tf.dispose(pending.map((p) => p.v));
+  }
+  return Object.fromEntries([...sums].map(([k, e]) => [k, e.s / e.n]));
+}
+
+/**
+ * Wrap the token objective of a run in a {@link CellObjective} when the config asks for cell-level
+ * objectives (`training.objectives`) or a pooling (`model.pooling`); otherwise return it unchanged.
+ * @param cells every tokenized cell's gene tokens and the dataset's columns (for the bottleneck's genes)
+ * @throws Error when the bottleneck is asked for on tokens without every expressed gene's count.
+ */
+export function withCellObjectives(
+  token: Objective,
+  a: {
+    objectives?: Record<string, number>;
+    pooling?: Pooling;
+    bottleneck: { genes: number; likelihood: Likelihood; decoder: BottleneckDecoder; counts_from?: string };
+    encoding: string;
+    manifest: { values_kind?: string; top_genes?: number };
+    tokens: string;
+    vocabulary: { size: number; pad: number; mask: number; cls?: number; eos?: number };
+    maxLength: number;
+    sampling: GeneSampleOptions;
+    dataset: { cellIds: string[]; inputIds: Int32Array[]; values?: Float32Array[]; counts?: Float32Array[] };
+  },
+): Objective {
+  if (!a.objectives && !a.pooling) return token;
+  const objectives = a.objectives ?? { [token.name]: 1 };
+  let bottleneck: CellObjectiveOptions["bottleneck"];
+  let targetCells: { ids: Int32Array; counts: Float32Array }[] | undefined;
+  if ((objectives.bottleneck ?? 0) > 0) {
+    const from = a.bottleneck.counts_from;
+    if (a.manifest.top_genes !== undefined && !from) {
+      throw new Error(
+        `training.objectives.bottleneck: ${a.tokens} keeps only each cell's top ${a.manifest.top_genes} genes (--top-genes), so it has no counts of the other genes to decode; ` +
+          `tokenize without --top-genes, or give training.bottleneck.counts_from: a rank tokenization of the same cells`,
+      );
+    }
+    let cells: { ids: Int32Array; counts?: Float32Array }[];
+    if (from) {
+      // the targets come from another tokenization of the same cells (e.g. rank tokens: every expressed gene's count)
+      const other = readTokenizedDataset(from);
+      const row = new Map(other.cellIds.map((id, i) => [id, i]));
+      cells = a.dataset.cellIds.map((id) => {
+        const i = row.get(id);
+        if (i === undefined) throw new Error(`training.bottleneck.counts_from: cell ${id} of ${a.tokens} is not in ${from}`);
+        return { ids: other.inputIds[i], counts: tokenCounts(other.values?.[i], other.counts?.[i], other.manifest.values_kind) };
+      });
+    } else cells = a.dataset.inputIds.map((ids, i) => ({ ids, counts: tokenCounts(a.dataset.values?.[i], a.dataset.counts?.[i], a.manifest.values_kind) }));
+    if (cells.some((c) => !c.counts)) throw new Error(`training.objectives.bottleneck: ${from ?? a.tokens} has no raw counts per token; re-tokenize with this cellfm version`);
+    targetCells = cells as { ids: Int32Array; counts: Float32Array }[];
+    const special = new Set([a.vocabulary.pad, a.vocabulary.mask, a.vocabulary.cls, a.vocabulary.eos].filter((t): t is number => t !== undefined));
+    const genes = bottleneckGenes(targetCells, a.vocabulary.size, a.bottleneck.genes, special);
+    bottleneck = { genes, likelihood: a.bottleneck.likelihood, decoder: a.bottleneck.decoder, targets: targetCells };
+  }
+  return new CellObjective(token, {
+    objectives,
+    pooling: a.pooling ?? "mean",
+    bottleneck,
+    encoding: a.encoding,
+    padId: a.vocabulary.pad,
+    maxLength: a.maxLength,
+    eosId: a.vocabulary.eos,
+    sampling: a.sampling,
+    valuesKind: a.manifest.values_kind,
+  });
+}

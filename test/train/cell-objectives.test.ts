@@ -1,0 +1,115 @@
+import { describe, it, expect, beforeAll } from "vitest";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../../src/backend.js";
+import { tokenizeToDataset } from "../../src/tokenize/run.js";
+import { train } from "../../src/train/loop.js";
+import { parseTrainConfig } from "../../src/train/config.js";
+import { poolCells } from "../../src/model/cell-heads.js";
+import { readCheckpoint } from "../../src/model/checkpoint.js";
+import { embedCells } from "../../src/embed/embed.js";
+import { embedToFile } from "../../src/embed/run.js";
+import { readEmbeddings } from "../../src/data/embeddings.js";
+import { readTokenizedDataset } from "../../src/data/tokenized.js";
+import { TINY_MODEL } from "./helpers.js";
+
+let root: string;
+let tokens: string;
+
+beforeAll(async () => {
+  await initBackend("wasm");
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "cellfm-cellobj-"));
+  tokens = path.join(root, "tokens");
+  // the 300 real PBMCs of data/tiny.h5ad as rank tokens (every expressed gene with its count)
+  await tokenizeToDataset({ input: "data/tiny.h5ad", output: tokens, modelVersion: "V1", carry: ["cell_type"], quiet: true });
+}, 60_000);
+
+function cfg(out: string, training: Record<string, unknown>, model: Record<string, unknown> = {}) {
+  return parseTrainConfig(
+    {
+      model: { ...TINY_MODEL, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0, ...model },
+      data: { tokens, max_length: 32, val_fraction: 0.2 },
+      training: { batch_size: 16, max_tokens_per_batch: 1024, warmup_steps: 2, log_every: 2, seed: 7, bottleneck: { genes: 200 }, ...training },
+      output: { dir: path.join(root, out) },
+      backend: "wasm",
+    },
+    "test.yaml",
+  );
+}
+
+describe("poolCells", () => {
+  it("mean and max over real tokens only, cls = position 0; max's gradient reaches the maximal token", () => {
+    // 2 cells × 3 positions × 2 units; cell 1 has one padded position holding a large value
+    const h = tf.tensor2d([[1, 5], [3, 2], [2, 2], [4, 0], [0, 1], [9, 9]]);
+    const w = tf.tensor2d([[1, 1, 1], [1, 1, 0]]);
+    expect(Array.from(poolCells(h, w, "mean").dataSync())).toEqual([2, 3, 2, 0.5]);
+    expect(Array.from(poolCells(h, w, "max").dataSync())).toEqual([3, 5, 4, 1]);
+    expect(Array.from(poolCells(h, w, "cls").dataSync())).toEqual([1, 5, 4, 0]);
+    const g = tf.grad((x: tf.Tensor) => tf.sum(poolCells(x as tf.Tensor2D, w, "max")))(h);
+    expect(Array.from(g.dataSync())).toEqual([0, 1, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0]);
+  });
+});
+
+describe("cellfm train with training.objectives", () => {
+  it("rejects unknown objectives, two token objectives, all-zero weights and bottleneck on --top-genes tokens", () => {
+    expect(() => cfg("x", { max_steps: 1, objectives: { bottlenek: 1 } })).toThrow(/training\.objectives\.bottlenek: unknown objective \(choose from mlm, denoise, bottleneck\)/);
+    expect(() => cfg("x", { max_steps: 1, objectives: { mlm: 1, denoise: 1 } })).toThrow(/give one token objective/);
+    expect(() => cfg("x", { max_steps: 1, objectives: { mlm: 0, bottleneck: 0 } })).toThrow(/at least one objective a weight > 0/);
+    expect(() => cfg("x", { max_steps: 1 }, { pooling: "sum" })).toThrow(/model\.pooling: expected one of mean \| max \| cls/);
+  });
+
+  it("bottleneck + max pooling: learns, eval.json and metrics.jsonl hold the term and its baseline, the checkpoint records pooling and genes, embed uses them", async () => {
+    const r = await train(cfg("bn", { max_steps: 12, eval_every: 6, objectives: { bottleneck: 1 } }, { pooling: "max" }), { quiet: true });
+    const ev = r.eval!;
+    expect(ev.pooling).toBe("max");
+    expect(Object.keys(ev.terms!)).toEqual(["bottleneck"]);
+    const bn = ev.terms!.bottleneck;
+    expect(bn.model_loss).toBeLessThan(bn.initial_loss!); // it learns
+    expect(bn.baseline_name).toBe("per_gene_nb");
+    expect(Number.isFinite(bn.baseline_loss)).toBe(true);
+    const rows = fs.readFileSync(path.join(r.outputDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(rows[0].val_bottleneck).toBeTypeOf("number");
+    expect(rows.find((x) => x.step === 6).val_bottleneck).toBeLessThan(rows[0].val_bottleneck);
+    const ck = JSON.parse(fs.readFileSync(path.join(r.checkpoint, "config.json"), "utf8"));
+    expect(ck.cellfm.cell.pooling).toBe("max");
+    expect(ck.cellfm.cell.objectives).toEqual({ bottleneck: 1 });
+    expect(ck.cellfm.cell.bottleneck.genes).toHaveLength(200);
+    expect(ck.cellfm.cell.bottleneck.likelihood).toBe("nb");
+    // embed: max pooling of the last layer by default; --pool overrides
+    const f = path.join(root, "bn.arrow");
+    const s = await embedToFile({ checkpoint: r.checkpoint, input: tokens, output: f, quiet: true, workers: 1 });
+    expect(s.pool).toBe("max");
+    expect(s.layer).toBe(0);
+    const m = await embedToFile({ checkpoint: r.checkpoint, input: tokens, output: path.join(root, "bn-mean.arrow"), pool: "mean", quiet: true, workers: 1 });
+    expect(m.pool).toBe("mean");
+    expect(readEmbeddings(f).data).not.toEqual(readEmbeddings(path.join(root, "bn-mean.arrow")).data);
+  }, 120_000);
+
+  it("max-pooled embeddings do not depend on batch composition or padding (< 1e-5)", async () => {
+    const r = await train(cfg("bn2", { max_steps: 2, objectives: { bottleneck: 1 } }, { pooling: "max" }), { quiet: true });
+    const ck = readCheckpoint(r.checkpoint);
+    const ds = readTokenizedDataset(tokens);
+    const cells = ds.inputIds.slice(0, 12).map((c) => c.slice(0, 20 + (c.length % 12)));
+    const all = embedCells(ck.model, cells, { pool: "max", layer: 0 });
+    const one = embedCells(ck.model, [cells[5]], { pool: "max", layer: 0 });
+    const small = embedCells(ck.model, cells, { pool: "max", layer: 0, maxTokensPerBatch: 40 });
+    const H = ck.config.hidden_size;
+    for (let j = 0; j < H; j++) expect(Math.abs(all[5 * H + j] - one[j])).toBeLessThan(1e-5);
+    for (let i = 0; i < all.length; i++) expect(Math.abs(all[i] - small[i])).toBeLessThan(1e-5);
+    ck.model.dispose();
+  }, 60_000);
+
+  it("mlm + bottleneck: workers 2 gives the losses of workers 1, and both terms are evaluated", async () => {
+    const one = await train(cfg("mb1", { max_steps: 4, objectives: { mlm: 1, bottleneck: 0.5 }, workers: 1 }, { pooling: "max" }), { quiet: true });
+    const two = await train(cfg("mb2", { max_steps: 4, objectives: { mlm: 1, bottleneck: 0.5 }, workers: 2 }, { pooling: "max" }), { quiet: true });
+    for (let i = 0; i < 4; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
+    const t = one.eval!.terms!;
+    expect(Object.keys(t)).toEqual(["mlm", "bottleneck"]);
+    expect(t.mlm.weight).toBe(1);
+    expect(t.bottleneck.weight).toBe(0.5);
+    expect(one.eval!.model_loss).toBeCloseTo(t.mlm.model_loss + 0.5 * t.bottleneck.model_loss, 2);
+    expect(t.mlm.baseline_name).toBe("unigram");
+  }, 120_000);
+});
