@@ -27,6 +27,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
+import { getBackend } from "@tensorflow/tfjs-core";
 
 /** The WebGPU adapter as Dawn describes it (`GPUAdapterInfo`). */
 export interface WebGPUAdapter {
@@ -153,10 +154,10 @@ export function watchWebGPUDevice(backend: unknown): void {
 
 /**
  * @throws Error with the WebGPU device's first error since the backend started (see
- *   {@link watchWebGPUDevice}); nothing on other backends or while none occurred.
+ *   {@link watchWebGPUDevice}) while webgpu is the active backend; nothing otherwise.
  */
 export function throwIfWebGPUFailed(): void {
-  if (deviceError) throw new Error(`WebGPU device error (results after it are invalid): ${deviceError}`);
+  if (deviceError && getBackend() === "webgpu") throw new Error(`WebGPU device error (results after it are invalid): ${deviceError}`);
 }
 
 /** Child-process probe: prints the adapter as JSON (or `null`), nothing else on stdout. */
