@@ -66,7 +66,7 @@ const { readCheckpoint, writeCheckpoint } = await import("../dist/model/checkpoi
 const { BertForMaskedLM } = await import("../dist/model/bert.js");
 const { initBackend } = await import("../dist/backend.js");
 const { loadTrainConfig } = await import("../dist/train/config.js");
-// the trainer initialises the model with training.seed (recorded in trainer_state.json)
+// the trainer initialises the model with training.seed (recorded in cellfm_state.json)
 const cfgSeed = () => loadTrainConfig("configs/demo.yaml").training.seed;
 await initBackend(backend ?? "auto");
 {

@@ -16,6 +16,10 @@ import { mergeCommand } from "./cli/merge.js";
 import { grnCommand } from "./cli/grn.js";
 import { compareCommand } from "./cli/compare.js";
 import { denoiseCommand } from "./cli/denoise.js";
+import { explainUsageError } from "./cli-suggest.js";
+
+/** The subcommands, for messages. */
+const COMMANDS = ["tokenize", "medians", "train", "embed", "denoise", "assess", "merge", "grn", "compare"];
 
 /** What a file-system error code means, for a user. */
 const FS_ERRORS: Record<string, string> = {
@@ -101,11 +105,13 @@ async function parse(argv: string[]): Promise<void> {
       if (a.verbose) process.env.CELLFM_VERBOSE = "1";
     })
     .strict()
+    .recommendCommands()
     .help()
     .fail((msg, err, y) => {
       if (err) throw err;
-      y.showHelp();
-      throw new Error(msg);
+      // one line, the error first: "did you mean" for a misspelt option, then where the help is
+      const known = Object.keys((y as unknown as { getDescriptions?: () => Record<string, unknown> }).getDescriptions?.() ?? {});
+      throw new Error(explainUsageError(msg, known, COMMANDS.find((c) => argv.includes(c))));
     })
     .parseAsync();
 }

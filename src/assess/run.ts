@@ -10,7 +10,8 @@ import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice } from "../backend.js";
 import { assertWritable, commitDir, sha256File, tempDirFor } from "../io.js";
 import { openCounts, sourceFileFor } from "../data/open.js";
-import { readEmbeddings, type LoadedEmbeddings } from "../data/embeddings.js";
+import type { LoadedEmbeddings } from "../data/embeddings.js";
+import { readEmbeddingInputs } from "./embedding-inputs.js";
 import type { CountMatrixSource, ObsValues } from "../data/types.js";
 import { selectCells, type Selection } from "./select.js";
 import { GeneMoments, seuratHvg, TARGET_SUM } from "./hvg.js";
@@ -33,8 +34,10 @@ export interface AssessOptions {
   input: string;
   /** Arrow embeddings files (see src/data/embeddings.ts) [--embeddings]. */
   embeddings?: string[];
-  /** display names, one per embeddings file (default: file name without extension) [--embedding-names]. */
+  /** display names, one per embedding (default: file name without extension; the obsm key for `.h5ad`) [--embedding-names]. */
   embeddingNames?: string[];
+  /** obsm keys to score of every `.h5ad` in `embeddings` (`--obsm X_scVI,X_pca`). */
+  obsm?: string[];
   /** obs column with cell types [--label], default "cell_type". */
   label?: string;
   /** obs column with batches [--batch]. */
@@ -178,9 +181,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     kind: "dir",
     inputs: [{ path: opts.input, label: "--input" }, ...embFiles.map((f) => ({ path: f, label: "--embeddings" }))],
   });
-  const embNames = opts.embeddingNames?.length ? opts.embeddingNames : embFiles.map((f) => path.basename(f).replace(/\.[^.]+$/, ""));
-  if (embNames.length !== embFiles.length) throw new Error(`--embedding-names has ${embNames.length} names for ${embFiles.length} --embeddings files`);
-  if (new Set(embNames).size !== embNames.length) throw new Error(`embedding names must be distinct (got ${embNames.join(", ")}); use --embedding-names`);
+  const embInputs = await readEmbeddingInputs(embFiles, opts.obsm, opts.embeddingNames);
 
   rep.stage("opening data");
   const backend = await initBackend(opts.backend ?? "auto");
@@ -193,7 +194,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       }
     }
     const allLabels = asStrings(src.obs.columns[labelKey]);
-    const loaded = embFiles.map((f) => readEmbeddings(f));
+    const loaded = embInputs.map((x) => x.e);
     const leftOut = leaveOutEmptyCells(src, loaded, allLabels);
     if (leftOut) rep.stage(`note: ${leftOut.n} ${leftOut.reason} (e.g. ${leftOut.examples.join(", ")})`);
     const allBatches = opts.batch ? asStrings(src.obs.columns[opts.batch]) : undefined;
@@ -205,8 +206,8 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
     // embeddings: every selected cell must be present
     const embs: { name: string; file: string; e: LoadedEmbeddings; rows: Int32Array; probeRows: Int32Array; extra: number }[] = [];
     let inputSha: string | undefined;
-    for (let f = 0; f < embFiles.length; f++) {
-      const e = loaded[f];
+    for (const inp of embInputs) {
+      const { e, file: embFile } = inp;
       // embeddings written by cellfm embed record the counts they come from: same cell ids are not
       // enough (a copy with a permuted obs index has them too), the bytes must be the same
       const recorded = e.meta.source_sha256;
@@ -214,7 +215,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
         inputSha ??= await sha256File(sourceFileFor(opts.input));
         if (inputSha !== recorded) {
           const msg =
-            `embeddings ${embFiles[f]} were computed from ${e.meta.source || "another file"} (sha256 ${recorded.slice(0, 12)}…), ` +
+            `embeddings ${embFile} were computed from ${e.meta.source || "another file"} (sha256 ${recorded.slice(0, 12)}…), ` +
             `but --input ${opts.input} has sha256 ${inputSha.slice(0, 12)}…: not the same data`;
           if (!opts.allowInputMismatch) throw new Error(`${msg}; pass --allow-input-mismatch to score them anyway`);
           process.stderr.write(`cellfm assess: warning: ${msg} (scored anyway: --allow-input-mismatch)\n`);
@@ -236,18 +237,31 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
       if (nMissing > 0) {
         const common = src.obs.index.filter((id) => pos.has(id)).length;
         throw new Error(
-          `embeddings ${embFiles[f]}: ${nMissing} of the ${nSel} selected cells of ${opts.input} have no embedding (e.g. ${missing.join(", ")}); ` +
+          `embeddings ${embFile}: ${nMissing} of the ${nSel} selected cells of ${opts.input} have no embedding (e.g. ${missing.join(", ")}); ` +
             `${common} of ${src.nCells} data cell ids appear in the file — were the embeddings computed from this data?`,
         );
       }
       const probeRows = Int32Array.from(probe.extraRows, (r) => {
         const p = pos.get(src.obs.index[r]);
-        if (p === undefined) throw new Error(`embeddings ${embFiles[f]}: held-out cell ${src.obs.index[r]} (linear probe) has no embedding`);
+        if (p === undefined) throw new Error(`embeddings ${embFile}: held-out cell ${src.obs.index[r]} (linear probe) has no embedding`);
         return p;
       });
+      // obsm arrays may hold NaN rows (cells another tool, or cellfm embed of one shard, left out)
+      let nonFinite = 0;
+      for (const r of [...rows, ...probeRows]) {
+        for (let j = 0; j < e.dim; j++) {
+          if (!Number.isFinite(e.data[r * e.dim + j])) {
+            nonFinite++;
+            break;
+          }
+        }
+      }
+      if (nonFinite > 0) {
+        throw new Error(`embeddings ${inp.name} (${embFile}): ${nonFinite} of the selected cells have a NaN or infinite embedding; score cells that all have one`);
+      }
       const dataIds = new Set(src.obs.index);
       const extra = e.cellIds.filter((id) => !dataIds.has(id)).length;
-      embs.push({ name: embNames[f], file: embFiles[f], e, rows, probeRows, extra });
+      embs.push({ name: inp.name, file: embFile, e, rows, probeRows, extra });
     }
     rep.time("open");
 

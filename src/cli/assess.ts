@@ -14,6 +14,7 @@
  *     --label cell_type --output report/
  */
 import type { Argv, CommandModule } from "yargs";
+import { LAYER_DESCRIBE, USE_RAW_DESCRIBE } from "./common.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 import { checkThreadCount } from "../threads.js";
 
@@ -26,14 +27,15 @@ interface AssessArgs {
   output: string;
   "min-cells": number;
   "per-type"?: number;
-  "n-hvg": number;
+  "n-top-genes": number;
+  obsm?: string[];
   pca: boolean;
   seed: number;
   layer?: string;
   "use-raw"?: boolean;
-  k: number;
+  "n-neighbors": number;
   backend: BackendChoice;
-  threads?: number;
+  workers?: number;
   "allow-input-mismatch"?: boolean;
   "held-out-cells"?: string;
   force?: boolean;
@@ -47,30 +49,31 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
   builder: (y: Argv) =>
     y
       .option("input", { alias: "i", type: "string", demandOption: true, describe: ".h5ad file or 10x folder of raw counts" })
-      .option("embeddings", { alias: "e", type: "string", array: true, describe: "Arrow embeddings files from `cellfm embed` (cell ids must cover the selected cells)" })
-      .option("embedding-names", { type: "string", array: true, describe: "display names for the embeddings (default: file names)" })
-      .option("label", { type: "string", default: "cell_type", describe: "obs column with cell types" })
-      .option("batch", { type: "string", describe: "obs column with batches (adds batch ASW, graph connectivity and cross-batch distances)" })
+      .option("embeddings", { alias: "e", type: "string", array: true, describe: "embeddings to score next to HVG + PCA: Arrow files from `cellfm embed`, or .h5ad files with --obsm (cell ids must cover the selected cells)" })
+      .option("obsm", { type: "string", array: true, describe: "obsm keys to score of each .h5ad in --embeddings, comma-separated (e.g. X_cellfm,X_scVI,X_pca): one report row each" })
+      .option("embedding-names", { type: "string", array: true, describe: "display names for the embeddings, one per row (default: file names; obsm keys)" })
+      .option("label", { alias: "label-key", type: "string", default: "cell_type", describe: "obs column with cell types (scIB: label_key)" })
+      .option("batch", { alias: "batch-key", type: "string", describe: "obs column with batches (scIB: batch_key; adds batch ASW, graph connectivity and cross-batch distances)" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (report.md, report.html, metrics.json, figures/)" })
-      .option("min-cells", { type: "number", default: 500, describe: "keep cell types with at least this many cells" })
+      .option("min-cells", { type: "number", default: 100, describe: "keep cell types with at least this many cells" })
       .option("per-type", { type: "number", describe: "cells sampled per kept type (default: --min-cells)" })
-      .option("n-hvg", { type: "number", default: 2000, describe: "number of highly variable genes (Seurat flavour)" })
+      .option("n-top-genes", { alias: "n-hvg", type: "number", default: 2000, describe: "number of highly variable genes (Seurat flavour; scanpy: n_top_genes)" })
       .option("pca", { type: "boolean", default: true, describe: "PCA to 50 dimensions before the HVG UMAP (--no-pca: the study's exact setting)" })
       .option("seed", { type: "number", default: 0, describe: "seed for sampling, UMAP and k-means" })
-      .option("layer", { type: "string", describe: "read counts from layers/<name> instead of X" })
-      .option("use-raw", { type: "boolean", describe: "read counts from raw/X" })
-      .option("k", { type: "number", default: 15, describe: "neighbours for kNN accuracy, UMAP and graph connectivity" })
+      .option("layer", { type: "string", describe: LAYER_DESCRIBE })
+      .option("use-raw", { type: "boolean", describe: USE_RAW_DESCRIBE })
+      .option("n-neighbors", { alias: "k", type: "number", default: 15, describe: "neighbours for kNN accuracy, UMAP and graph connectivity" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend for the matrix products" })
-      .option("threads", { type: "number", describe: "worker threads for the kNN graphs, UMAP layouts and all-pairs scan (default: the machine's cores, at most one per 2 GiB of RAM; results do not depend on it)" })
+      .option("workers", { alias: "threads", type: "number", describe: "worker threads for the kNN graphs, UMAP layouts and all-pairs scan (default: the machine's cores, at most one per 2 GiB of RAM; results do not depend on it)" })
       .option("held-out-cells", { type: "string", describe: "text file of cell ids (one per line) held out from training: the linear probe is fitted on the other selected cells and scored on these (default: a seeded 80/20 split of the selected cells of each type)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("allow-input-mismatch", { type: "boolean", describe: "score embeddings that record another source file than --input (by default an error)" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress output" })
       .check((a) => {
-        for (const key of ["min-cells", "n-hvg", "k"] as const) {
+        for (const key of ["min-cells", "n-top-genes", "n-neighbors"] as const) {
           if (!Number.isInteger(a[key]) || a[key] < 1) throw new Error(`--${key} must be a positive integer (got ${a[key]})`);
         }
-        if (a.threads !== undefined) checkThreadCount(a.threads, "--threads");
+        if (a.workers !== undefined) checkThreadCount(a.workers, "--workers");
         if (a["per-type"] !== undefined && (!Number.isInteger(a["per-type"]) || a["per-type"] < 1)) {
           throw new Error(`--per-type must be a positive integer (got ${a["per-type"]})`);
         }
@@ -88,14 +91,15 @@ export const assessCommand: CommandModule<object, AssessArgs> = {
       output: a.output,
       minCells: a["min-cells"],
       perType: a["per-type"],
-      nHvg: a["n-hvg"],
+      nHvg: a["n-top-genes"],
+      obsm: a.obsm?.flatMap((x) => x.split(",")).map((x) => x.trim()).filter((x) => x !== ""),
       pca: a.pca,
       seed: a.seed,
       layer: a.layer,
       useRaw: a["use-raw"],
-      k: a.k,
+      k: a["n-neighbors"],
       backend: a.backend,
-      threads: a.threads,
+      threads: a.workers,
       allowInputMismatch: a["allow-input-mismatch"],
       heldOutCells: a["held-out-cells"] !== undefined ? readCellIdList(a["held-out-cells"]) : undefined,
       force: a.force,

@@ -24,13 +24,13 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
   describe: "Train one model per arm (encoding × objective) on the same cells and token budget, assess them side by side with HVG + PCA",
   builder: (y) =>
     y
-      .option("config", { type: "string", demandOption: true, describe: "comparison config YAML (e.g. configs/compare-demo.yaml)" })
-      .option("output", { type: "string", demandOption: true, describe: "output folder (one subfolder per arm); re-run to continue" })
+      .option("config", { alias: "c", type: "string", demandOption: true, describe: "comparison config YAML (e.g. configs/compare-demo.yaml)" })
+      .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (one subfolder per arm); re-run to continue" })
       .option("arms", { type: "string", describe: "run only these arms (comma-separated names)" })
       .option("batch", { type: "string", describe: "obs column with batches (overrides data.batch): batch ASW, graph connectivity" })
-      .option("input", { type: "string", describe: "data file (overrides data.input): .h5ad or 10x folder of raw counts" })
+      .option("input", { alias: "i", type: "string", describe: "data file (overrides data.input): .h5ad or 10x folder of raw counts" })
       .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
-      .option("workers", { type: "number", describe: "override training.workers of every arm" })
+      .option("workers", { alias: "threads", type: "number", describe: "override training.workers of every arm" })
       .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
       .option("quiet", { type: "boolean", describe: "no progress lines" }) as never,
   handler: async (a) => {

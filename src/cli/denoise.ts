@@ -1,10 +1,13 @@
 /** `cellfm denoise`: parse and validate arguments, call the denoising stage (`src/denoise/run.ts`). */
 import type { Argv, CommandModule } from "yargs";
+import { LAYER_DESCRIBE, USE_RAW_DESCRIBE } from "./common.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 
 interface DenoiseArgs {
   checkpoint: string;
   input: string;
+  layer?: string;
+  "use-raw"?: boolean;
   output: string;
   backend: BackendChoice;
   "max-tokens": number;
@@ -20,6 +23,8 @@ export const denoiseCommand: CommandModule<object, DenoiseArgs> = {
   builder: (y: Argv) =>
     y
       .option("checkpoint", { alias: "c", type: "string", demandOption: true, describe: "checkpoint folder of a model trained with training.objective: denoise" })
+      .option("layer", { type: "string", describe: LAYER_DESCRIBE })
+      .option("use-raw", { type: "boolean", describe: USE_RAW_DESCRIBE })
       .option("input", { alias: "i", type: "string", demandOption: true, describe: ".h5ad file with raw counts in X" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output .h5ad: the input with layers['denoised'] and var['denoised_in_context'] added" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
@@ -36,6 +41,8 @@ export const denoiseCommand: CommandModule<object, DenoiseArgs> = {
     const s = await denoiseToFile({
       checkpoint: a.checkpoint,
       input: a.input,
+      layer: a.layer,
+      useRaw: a["use-raw"],
       output: a.output,
       backend: a.backend,
       maxTokensPerBatch: a["max-tokens"],

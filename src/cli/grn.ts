@@ -10,11 +10,14 @@
  *   cellfm grn --input data.h5ad --cell-type B --truth data/grn/trrust_v2_human.tsv --output coexpr/   # baselines only
  */
 import type { Argv, CommandModule } from "yargs";
+import { LAYER_DESCRIBE, USE_RAW_DESCRIBE } from "./common.js";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
 
 interface GrnArgs {
   checkpoint?: string;
   input: string;
+  layer?: string;
+  "use-raw"?: boolean;
   output: string;
   label: string;
   "cell-type": string[];
@@ -47,6 +50,8 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
   builder: (y: Argv) =>
     y
       .option("checkpoint", { alias: "c", type: "string", describe: "checkpoint folder (omit for baselines only)" })
+      .option("layer", { type: "string", describe: LAYER_DESCRIBE })
+      .option("use-raw", { type: "boolean", describe: USE_RAW_DESCRIBE })
       .option("input", { alias: "i", type: "string", demandOption: true, describe: ".h5ad file or 10x folder of raw counts" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output folder (grn.json, scores.tsv, <cell type>/edges.tsv|.arrow, matrix.tsv)" })
       .option("label", { type: "string", default: "cell_type", describe: "obs column with cell types" })
@@ -66,7 +71,7 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
       .option("max-edges", { type: "number", default: 100000, describe: "edges written to edges.tsv/.arrow: the largest this many (0 = all nonzero entries)" })
       .option("id-column", { type: "string", describe: "var column with gene IDs" })
       .option("binning-seed", { type: "number", default: 0, describe: "binned checkpoints: the seed the training data was binned with (cellfm tokenize --seed)" })
-      .option("workers", { type: "number", describe: "threads for extraction, each with its own model copy (default: every core for large runs, else 1)" })
+      .option("workers", { alias: "threads", type: "number", describe: "threads for extraction, each with its own model copy (default: every core for large runs, else 1)" })
       .option("backend", { choices: BACKEND_CHOICES, default: "auto" as BackendChoice, describe: "TensorFlow.js backend" })
       .option("max-tokens", { type: "number", default: 8192, describe: "padded tokens per forward pass (memory bound; does not change the result)" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
@@ -86,6 +91,8 @@ export const grnCommand: CommandModule<object, GrnArgs> = {
     const s = await runGrn({
       checkpoint: a.checkpoint,
       input: a.input,
+      layer: a.layer,
+      useRaw: a["use-raw"],
       output: a.output,
       label: a.label,
       cellTypes: types.length === 1 && types[0] === "all" ? "all" : types,

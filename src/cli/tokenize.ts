@@ -3,6 +3,7 @@
  * (`src/tokenize/run.ts`), print the summary.
  */
 import type { Argv, CommandModule } from "yargs";
+import { LAYER_DESCRIBE, USE_RAW_DESCRIBE } from "./common.js";
 import { parseShard } from "../shard.js";
 import { checkThreadCount } from "../threads.js";
 
@@ -23,7 +24,7 @@ interface TokenizeArgs {
   "chunk-size": number;
   "allow-non-integer"?: boolean;
   shard?: string;
-  threads?: number;
+  workers?: number;
   force?: boolean;
   quiet?: boolean;
   encoding: "rank" | "binned" | "counts";
@@ -60,18 +61,18 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       .option("model-version", { choices: ["V1", "V2"] as const, default: "V1" as const, describe: "Geneformer dictionaries: V1 (gc30M, 2,048 tokens) or V2 (gc104M, <cls> + 4,094 + <eos>)" })
       .option("carry", { type: "string", array: true, describe: "obs columns to carry into the dataset (comma-separated or repeated)" })
       .option("id-column", { type: "string", describe: 'var column with gene IDs (default "ensembl_id", else the var index; "index" forces the index)' })
-      .option("layer", { type: "string", describe: "read layers/<name> instead of X (e.g. counts)" })
-      .option("use-raw", { type: "boolean", describe: "read raw/X instead of X" })
+      .option("layer", { type: "string", describe: LAYER_DESCRIBE })
+      .option("use-raw", { type: "boolean", describe: USE_RAW_DESCRIBE })
       .option("medians", { type: "string", describe: "nonzero-median TSV (from `cellfm medians`) replacing the dictionary's medians" })
-      .option("obs", { type: "string", describe: "10x folders: TSV of per-cell annotations, first column = barcode" })
+      .option("obs", { type: "string", describe: "10x folders: per-cell annotations, CSV or TSV (quoted or not; pandas to_csv, R write.table), first column = barcode" })
       .option("chunk-size", { type: "number", default: 512, describe: "cells per block read (does not change the output)" })
       .option("allow-non-integer", { type: "boolean", describe: "accept non-integer counts" })
       .option("shard", { type: "string", describe: "k/N: tokenize only slice k (0-based) of N of the cells; `cellfm merge` joins the N outputs" })
-      .option("threads", { type: "number", describe: "threads (default: the machine's cores, at most 8; 1 for inputs under 20M stored values and 10x folders); does not change the output" })
+      .option("workers", { alias: "threads", type: "number", describe: "worker threads (default: the machine's cores, at most 8; 1 for inputs under 20M stored values and 10x folders); does not change the output" })
       .option("force", { type: "boolean", describe: "replace an existing output folder" })
       .option("quiet", { alias: "q", type: "boolean", describe: "no progress bar or summary" })
       .check((a) => {
-        if (a.threads !== undefined) checkThreadCount(a.threads, "--threads");
+        if (a.workers !== undefined) checkThreadCount(a.workers, "--workers");
         if (a.shard !== undefined) parseShard(String(a.shard));
         return true;
       }) as unknown as Argv<TokenizeArgs>,
@@ -90,7 +91,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
       chunkSize: a["chunk-size"],
       allowNonInteger: a["allow-non-integer"],
       shard: a.shard === undefined ? undefined : parseShard(String(a.shard)),
-      threads: a.threads,
+      threads: a.workers,
       force: a.force,
       quiet: a.quiet,
       encoding: a.encoding,
@@ -123,8 +124,8 @@ export const mediansCommand: CommandModule<object, MediansArgs> = {
       .option("input", { alias: "i", type: "string", array: true, demandOption: true, describe: ".h5ad files or 10x folders" })
       .option("output", { alias: "o", type: "string", demandOption: true, describe: "output TSV (ensembl_id, nonzero_median)" })
       .option("id-column", { type: "string", describe: 'var column with gene IDs (default "ensembl_id", else the var index)' })
-      .option("layer", { type: "string", describe: "read layers/<name> instead of X" })
-      .option("use-raw", { type: "boolean", describe: "read raw/X instead of X" })
+      .option("layer", { type: "string", describe: LAYER_DESCRIBE })
+      .option("use-raw", { type: "boolean", describe: USE_RAW_DESCRIBE })
       .option("allow-non-integer", { type: "boolean", describe: "accept non-integer counts" })
       .option("exact-limit", { type: "number", describe: "exact medians up to this many nonzeros (default 20,000,000), t-digest above" })
       .option("force", { type: "boolean", describe: "replace an existing output file" })

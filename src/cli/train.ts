@@ -1,13 +1,19 @@
 /**
- * `cellfm train --config configs/X.yaml [--resume] [--force] [--backend ...] [--max-steps N] [--workers N] [--quiet]`:
- * parse, validate, call {@link train}, print where the final checkpoint and the evaluation are.
+ * `cellfm train [--config configs/X.yaml] [--tokens DIR] [--output DIR] [--set key.path=value ...]
+ * [--resume] [--force] [--backend ...] [--max-steps N] [--workers N] [--quiet]`: read the config
+ * (default: the bundled configs/demo.yaml), apply the overrides, validate, call {@link train}, print
+ * where the final checkpoint and the evaluation are.
  */
 import * as os from "node:os";
 import type { CommandModule } from "yargs";
 import { BACKEND_CHOICES, type BackendChoice } from "../backend.js";
+import { packagePath } from "../io.js";
 
 interface TrainArgs {
   config: string;
+  tokens?: string;
+  output?: string;
+  set?: string[];
   resume?: boolean;
   force?: boolean;
   backend?: string;
@@ -19,21 +25,24 @@ interface TrainArgs {
 /** `cellfm train`. */
 export const trainCommand: CommandModule<object, TrainArgs> = {
   command: "train",
-  describe: "Pretrain a BERT encoder with masked-gene modelling on a tokenized dataset (Geneformer MLM)",
+  describe: "Pretrain a BERT encoder on a tokenized dataset: masked-gene modelling (Geneformer/scGPT MLM) or count denoising (scPRINT), per training.objective",
   builder: (y) =>
     y
-      .option("config", { type: "string", demandOption: true, describe: "training config YAML (e.g. configs/demo.yaml)" })
+      .option("config", { alias: "c", type: "string", default: packagePath("configs", "demo.yaml"), defaultDescription: "the bundled configs/demo.yaml", describe: "training config YAML" })
+      .option("tokens", { alias: "i", type: "string", describe: "tokenized dataset folder from cellfm tokenize (overrides data.tokens)" })
+      .option("output", { alias: "o", type: "string", describe: "run folder: checkpoints, metrics, eval.json (overrides output.dir)" })
+      .option("set", { type: "string", array: true, describe: "override a config key, validated like the file: --set training.max_steps=100 --set training.objective=denoise (repeatable)" })
       .option("resume", { type: "boolean", describe: "continue from the newest checkpoint in the output folder" })
       .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
       .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
       .option("max-steps", { type: "number", describe: "override training.max_steps" })
-      .option("workers", { type: "number", describe: "override training.workers (data-parallel threads incl. the main one; wasm/cpu)" })
+      .option("workers", { alias: "threads", type: "number", describe: "override training.workers (data-parallel threads incl. the main one; wasm/cpu)" })
       .option("quiet", { type: "boolean", describe: "no progress bar or log lines" }) as never,
   handler: async (a) => {
     // the stage is loaded only when the command runs, so other commands start fast
-    const { loadTrainConfig } = await import("../train/config.js");
+    const { loadTrainConfigWith } = await import("../train/overrides.js");
     const { train } = await import("../train/loop.js");
-    const config = loadTrainConfig(a.config);
+    const config = loadTrainConfigWith(a.config, { tokens: a.tokens, output: a.output, set: a.set });
     const r = await train(config, {
       resume: a.resume,
       force: a.force,
@@ -44,7 +53,13 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     });
     if (r.interrupted) {
       console.log(`interrupted at step ${r.step}/${r.totalSteps}; checkpoint: ${r.checkpoint}`);
-      console.log(`continue with: cellfm train --config ${a.config} --resume`);
+      const again = [
+        ...(a.config !== packagePath("configs", "demo.yaml") ? ["--config", a.config] : []),
+        ...(a.tokens ? ["--tokens", a.tokens] : []),
+        ...(a.output ? ["--output", a.output] : []),
+        ...(a.set ?? []).flatMap((x) => ["--set", x]),
+      ];
+      console.log(`continue with: cellfm train ${[...again, "--resume"].join(" ")}`);
       // 128 + the signal's number, as a shell reports a job stopped by it (SIGINT 130, SIGTERM 143, SIGHUP 129)
       process.exitCode = 128 + (r.signal ? os.constants.signals[r.signal] : os.constants.signals.SIGINT);
       return;

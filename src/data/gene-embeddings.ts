@@ -18,6 +18,7 @@ import * as fs from "node:fs";
 import { tableFromIPC } from "./arrow.js";
 import type { Vector } from "apache-arrow";
 import { loadSymbolTable, looksLikeEnsembl } from "./genes.js";
+import { readTextTable } from "./table.js";
 
 /** Gene vectors as read from a file. */
 export interface GeneEmbeddings {
@@ -43,19 +44,17 @@ function parseNumber(s: string): number {
  *   non-finite value, and for a file with no vectors.
  */
 export function readGeneEmbeddingsTsv(file: string): GeneEmbeddings {
-  if (!fs.existsSync(file)) throw new Error(`${file}: gene-embeddings file not found`);
-  const lines = fs.readFileSync(file, "utf8").split(/\r?\n/);
+  const table = readTextTable(file, "gene-embeddings file", { comments: true });
   const ids: string[] = [];
   const seen = new Map<string, number>();
   let dim = -1;
   let vectors = new Float32Array(1024);
   let n = 0;
-  for (let li = 0; li < lines.length; li++) {
-    const line = lines[li];
-    if (line.trim() === "" || line.startsWith("#")) continue;
-    const f = line.split("\t");
-    const lineNo = li + 1;
-    if (dim < 0 && ids.length === 0 && f.length > 1 && Number.isNaN(parseNumber(f[1]))) continue; // header
+  for (let ri = 0; ri < table.rows.length; ri++) {
+    const f = table.rows[ri];
+    const lineNo = table.lines[ri];
+    // header: names in place of numbers, or an empty first field (pandas to_csv with the index)
+    if (ri === 0 && f.length > 1 && (Number.isNaN(parseNumber(f[1])) || f[0] === "")) continue;
     const id = f[0].trim();
     if (id === "") throw new Error(`${file}:${lineNo}: empty gene id`);
     if (f.length < 2) throw new Error(`${file}:${lineNo}: gene ${id} has no values`);
@@ -158,8 +157,8 @@ export function readGeneEmbeddingsArrow(file: string): GeneEmbeddings {
 /** Read `file.tsv` / `file.txt` or `file.arrow` / `file.feather` / `file.ipc` by extension. */
 export function readGeneEmbeddings(file: string): GeneEmbeddings {
   if (/\.(arrow|feather|ipc)$/i.test(file)) return readGeneEmbeddingsArrow(file);
-  if (/\.(tsv|txt|tab)$/i.test(file)) return readGeneEmbeddingsTsv(file);
-  throw new Error(`${file}: gene embeddings must be a .tsv or .arrow file`);
+  if (/\.(tsv|txt|tab|csv)(\.gz)?$/i.test(file)) return readGeneEmbeddingsTsv(file);
+  throw new Error(`${file}: gene embeddings must be a .tsv, .csv or .arrow file`);
 }
 
 /** Gene vectors lined up with a token vocabulary. */

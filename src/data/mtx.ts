@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { validateCounts, type OpenCountsOptions } from "./h5ad.js";
+import { readObsTable as readObsTsv } from "./table.js";
 import { selectedBlocks, type ChunkSelection, type CountMatrixSource, type CsrChunk, type ObsTable, type VarTable } from "./types.js";
 
 function findFile(dir: string, names: string[]): string | undefined {
@@ -40,32 +41,8 @@ export function isMtxFolder(dir: string): boolean {
   return fs.existsSync(dir) && fs.statSync(dir).isDirectory() && findFile(dir, ["matrix.mtx"]) !== undefined;
 }
 
-/**
- * Read a TSV of per-cell annotations (first column = barcode, header row = column names) and align it
- * to `barcodes`. Numeric columns become float64; others strings. Missing barcodes are an error.
- */
-export function readObsTsv(file: string, barcodes: string[]): ObsTable {
-  if (!fs.existsSync(file)) throw new Error(`${file}: obs table not found`);
-  const ls = lines(readText(file));
-  if (ls.length === 0) throw new Error(`${file}: empty obs table`);
-  const header = ls[0].split("\t");
-  const rows = new Map<string, string[]>();
-  for (let i = 1; i < ls.length; i++) {
-    const f = ls[i].split("\t");
-    rows.set(f[0], f);
-  }
-  const columns: ObsTable["columns"] = {};
-  for (let c = 1; c < header.length; c++) {
-    const vals = barcodes.map((b) => {
-      const r = rows.get(b);
-      if (!r) throw new Error(`${file}: no row for barcode "${b}"`);
-      return r[c] ?? "";
-    });
-    const numeric = vals.every((v) => v !== "" && Number.isFinite(Number(v)));
-    columns[header[c]] = numeric ? Float64Array.from(vals, Number) : vals;
-  }
-  return { index: barcodes, columns };
-}
+/** Per-cell annotations of a 10x folder (`--obs`): CSV or TSV, quoted or not (src/data/table.ts). */
+export { readObsTsv };
 
 /** Cell Ranger's feature type of RNA counts (`features.tsv` column 3); CITE-seq adds "Antibody Capture", CRISPR screens "CRISPR Guide Capture". */
 export const GENE_EXPRESSION = "Gene Expression";

@@ -30,10 +30,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import cliProgress from "cli-progress";
-import h5wasm from "h5wasm/node";
 import type { Group as H5Group } from "h5wasm/node";
 import { type BackendChoice, initBackend } from "../backend.js";
-import { h5Ready, isHdf5File, openH5ad } from "../data/h5ad.js";
+import { isHdf5File, openH5ad } from "../data/h5ad.js";
+import { addUnsStrings, encodeAs, topGroup, writeH5adCopy } from "../data/h5ad-copy.js";
 import { assertWritable } from "../io.js";
 import { cellfmVersion, readCheckpoint } from "../model/checkpoint.js";
 import { RANK_ENCODING } from "../model/bert.js";
@@ -59,6 +59,10 @@ export interface DenoiseRunOptions {
   output: string;
   /** var column with gene IDs (as `cellfm tokenize --id-column`). */
   idColumn?: string;
+  /** read the counts from `layers/<layer>` instead of X (scanpy files: `counts`). */
+  layer?: string;
+  /** read the counts from `raw/X` (its genes must be var's). */
+  useRaw?: boolean;
   backend?: BackendChoice;
   /** padded tokens per forward pass (default 16,384; does not change the result). */
   maxTokensPerBatch?: number;
@@ -151,10 +155,6 @@ function attrValue(g: H5Group, name: string): unknown {
   return a?.value;
 }
 
-function encode(g: { create_attribute: H5Group["create_attribute"] }, type: string, version: string): void {
-  g.create_attribute("encoding-type", type);
-  g.create_attribute("encoding-version", version);
-}
 
 /**
  * Denoise every cell of `input` and write the copy with `layers["denoised"]`.
@@ -180,7 +180,6 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
   const ck = readCheckpoint(o.checkpoint);
   const model = ck.model;
   const t0 = performance.now();
-  let tmp: string | undefined;
   try {
     if (ck.cellfm.objective !== "denoise") {
       throw new Error(
@@ -204,7 +203,18 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
     log(`backend: ${backend.name}; checkpoint ${ck.cellfm.encoding} + denoise (${likelihood}), contexts of at most ${maxLen} genes`);
 
     // --- predict, block by block ---------------------------------------------------------------
-    const src = await openH5ad(o.input);
+    const src = await openH5ad(o.input, { layer: o.layer, useRaw: o.useRaw });
+    const countsKey = src.matrixKey;
+    if (o.useRaw) {
+      // layers have X's shape: raw/X with other genes than var cannot give one
+      const x = await openH5ad(o.input);
+      const nVar = x.nGenes;
+      x.close();
+      if (nVar !== src.nGenes) {
+        src.close();
+        throw new Error(`${o.input}: raw has ${src.nGenes} genes but var has ${nVar}; layers["${DENOISED_LAYER}"] must have X's shape, so denoise counts of X's genes (--layer NAME)`);
+      }
+    }
     let indptr: BigInt64Array, indices: Int32Array, data: Float32Array, inContext: Int8Array;
     let cellsDenoised = 0, entriesDenoised = 0, contexts = 0;
     const nCells = src.nCells, nGenes = src.nGenes;
@@ -294,63 +304,45 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
     }
 
     // --- write: a copy of the input + layers/denoised + var column + uns/cellfm_denoise -------------
-    const abs = path.resolve(o.output);
-    tmp = `${abs}.tmp-${process.pid}-${Date.now()}`;
-    fs.copyFileSync(o.input, tmp);
-    await h5Ready();
-    const h5 = new h5wasm.File(tmp, "a");
-    try {
-      let layers = h5.get("layers") as H5Group | null;
-      if (layers && layers.keys().includes(DENOISED_LAYER)) {
-        throw new Error(`${o.input} already has layers["${DENOISED_LAYER}"] (an earlier cellfm denoise output?); denoise the original file`);
-      }
-      if (!layers) {
-        layers = h5.create_group("layers");
-        encode(layers, "dict", "0.1.0");
-      }
-      const L = layers.create_group(DENOISED_LAYER);
-      encode(L, "csr_matrix", "0.1.0");
-      L.create_attribute("shape", new BigInt64Array([BigInt(nCells), BigInt(nGenes)]));
-      const chunk = [Math.max(1, Math.min(data.length, 1 << 20))];
-      L.create_dataset({ name: "data", data, chunks: chunk, compression: "gzip", compression_opts: 4 } as never);
-      L.create_dataset({ name: "indices", data: indices, chunks: chunk, compression: "gzip", compression_opts: 4 } as never);
-      L.create_dataset({ name: "indptr", data: indptr });
-      const v = h5.get("var") as H5Group | null;
-      if (v) {
-        if (v.keys().includes(IN_CONTEXT_COLUMN)) throw new Error(`${o.input} already has var column ${IN_CONTEXT_COLUMN} (an earlier cellfm denoise output?); denoise the original file`);
-        // h5wasm cannot write HDF5 bool enums: stored as int8 0/1
-        encode(v.create_dataset({ name: IN_CONTEXT_COLUMN, data: inContext }), "array", "0.2.0");
-        const prev = attrValue(v, "column-order");
-        const cols = typeof prev === "string" ? [prev] : Array.isArray(prev) ? prev.map(String) : [];
-        if (prev !== undefined) v.delete_attribute("column-order");
-        v.create_attribute("column-order", [...cols, IN_CONTEXT_COLUMN]);
-      }
-      let uns = h5.get("uns") as H5Group | null;
-      if (!uns) {
-        uns = h5.create_group("uns");
-        encode(uns, "dict", "0.1.0");
-      }
-      if (!uns.keys().includes("cellfm_denoise")) {
-        const u = uns.create_group("cellfm_denoise");
-        encode(u, "dict", "0.1.0");
-        const meta: Record<string, string> = {
+    await writeH5adCopy(
+      o.input,
+      o.output,
+      (h5) => {
+        const layers = topGroup(h5, "layers");
+        if (layers.keys().includes(DENOISED_LAYER)) {
+          throw new Error(`${o.input} already has layers["${DENOISED_LAYER}"] (an earlier cellfm denoise output?); denoise the original file`);
+        }
+        const L = layers.create_group(DENOISED_LAYER);
+        encodeAs(L, "csr_matrix", "0.1.0");
+        L.create_attribute("shape", new BigInt64Array([BigInt(nCells), BigInt(nGenes)]));
+        const chunk = [Math.max(1, Math.min(data.length, 1 << 20))];
+        L.create_dataset({ name: "data", data, chunks: chunk, compression: "gzip", compression_opts: 4 } as never);
+        L.create_dataset({ name: "indices", data: indices, chunks: chunk, compression: "gzip", compression_opts: 4 } as never);
+        L.create_dataset({ name: "indptr", data: indptr });
+        const v = h5.get("var") as H5Group | null;
+        if (v) {
+          if (v.keys().includes(IN_CONTEXT_COLUMN)) throw new Error(`${o.input} already has var column ${IN_CONTEXT_COLUMN} (an earlier cellfm denoise output?); denoise the original file`);
+          // h5wasm cannot write HDF5 bool enums: stored as int8 0/1
+          encodeAs(v.create_dataset({ name: IN_CONTEXT_COLUMN, data: inContext }), "array", "0.2.0");
+          const prev = attrValue(v, "column-order");
+          const cols = typeof prev === "string" ? [prev] : Array.isArray(prev) ? prev.map(String) : [];
+          if (prev !== undefined) v.delete_attribute("column-order");
+          v.create_attribute("column-order", [...cols, IN_CONTEXT_COLUMN]);
+        }
+        addUnsStrings(h5, "cellfm_denoise", {
           checkpoint: path.resolve(o.checkpoint),
           input: path.resolve(o.input),
+          counts: countsKey,
           encoding: ck.cellfm.encoding,
           likelihood,
           max_context: String(maxLen),
           layer: DENOISED_LAYER,
           cellfm_version: cellfmVersion(),
           created: new Date().toISOString(),
-        };
-        for (const [k, val] of Object.entries(meta)) encode(u.create_dataset({ name: k, data: val }), "string", "0.2.0");
-      }
-    } finally {
-      h5.close();
-    }
-    if (fs.existsSync(abs) && !o.force) throw new Error(`output ${o.output} already exists; pass --force to replace it`);
-    fs.renameSync(tmp, abs);
-    tmp = undefined;
+        });
+      },
+      { force: o.force },
+    );
     const entriesKept = data.length - entriesDenoised;
     return {
       nCells,
@@ -366,7 +358,6 @@ export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSum
       seconds: (performance.now() - t0) / 1000,
     };
   } finally {
-    if (tmp) fs.rmSync(tmp, { force: true });
     model.dispose();
   }
 }

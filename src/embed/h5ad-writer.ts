@@ -68,7 +68,8 @@ export async function writeEmbeddingH5ad(
     encode(v, "dataframe", "0.2.0");
     v.create_attribute("_index", "_index");
     v.create_attribute("column-order", new Float64Array(0));
-    encode(v.create_dataset({ name: "_index", data: new Float64Array(0) }), "array", "0.2.0");
+    // an empty *string* index: a float64 one makes anndata warn "Transforming to str index"
+    encode(v.create_dataset({ name: "_index", data: [] as string[], dtype: "S" } as never), "string-array", "0.2.0");
     // obsm
     const obsm = h5.create_group("obsm");
     encode(obsm, "dict", "0.1.0");

@@ -1,6 +1,7 @@
 /**
  * The `cellfm embed` stage: checkpoint + tokenized dataset (or raw counts, tokenized here with the
- * checkpoint's dictionary) → cell embeddings (Arrow IPC, optionally `.h5ad` with `obsm["X_cellfm"]`).
+ * checkpoint's dictionary) → cell embeddings (Arrow IPC; with `h5ad`, a copy of the input AnnData with
+ * the embedding in `obsm["X_cellfm"]` and provenance in `uns["cellfm_embed"]`).
  * The data registry check follows scvi-tools: the dictionary recorded in the checkpoint must match
  * the data's.
  */
@@ -25,6 +26,57 @@ import { RANK_ENCODING } from "../model/bert.js";
 import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
 import { embedCellsParallel } from "./parallel.js";
 import { writeEmbeddingH5ad } from "./h5ad-writer.js";
+import { isHdf5File } from "../data/h5ad.js";
+import { addObsm, addUnsStrings, writeH5adCopy } from "../data/h5ad-copy.js";
+
+/**
+ * `--h5ad`: a copy of the AnnData the cells come from with `obsm[key]` (cells without an embedding —
+ * another shard, or dropped for having no known expressed gene — get NaN rows, counted in
+ * `uns["cellfm_embed"]`), or, where there is no such `.h5ad`, an AnnData of obs and `obsm[key]`.
+ */
+async function writeH5adOutput(
+  o: EmbedRunOptions,
+  e: { cellIds: string[]; obs: ObsTable; data: Float32Array; dim: number; meta: Record<string, string>; source: { path: string; sha256: string } },
+  log: (l: string) => void,
+): Promise<void> {
+  const key = o.obsmKey ?? "X_cellfm";
+  const src = e.source.path;
+  let copyOf: string | undefined;
+  if (src && fs.existsSync(src) && fs.statSync(src).isFile() && isHdf5File(src)) {
+    if (!e.source.sha256 || (await sha256File(src)) === e.source.sha256) copyOf = src;
+    else log(`note: ${src} changed since it was tokenized; --h5ad ${o.h5ad} holds obs and obsm["${key}"] only`);
+  } else if (src) log(`note: no .h5ad to copy (the cells come from ${src}); --h5ad ${o.h5ad} holds obs and obsm["${key}"] only`);
+  if (copyOf && path.resolve(o.h5ad!) === path.resolve(copyOf)) {
+    throw new Error(`--h5ad ${o.h5ad} is the AnnData the cells come from; write the copy under another name (nothing was written)`);
+  }
+  if (!copyOf) {
+    await writeEmbeddingH5ad(o.h5ad!, { obs: e.obs, embedding: e.data, dim: e.dim, key, uns: e.meta }, { force: o.force });
+    return;
+  }
+  const adata = await openCounts(copyOf, { allowNonInteger: true });
+  const index = adata.obs.index;
+  adata.close();
+  const row = new Map<string, number>();
+  e.cellIds.forEach((id, i) => row.set(id, i));
+  const full = new Float32Array(index.length * e.dim).fill(NaN);
+  let missing = 0;
+  for (let c = 0; c < index.length; c++) {
+    const r = row.get(index[c]);
+    if (r === undefined) missing++;
+    else full.set(e.data.subarray(r * e.dim, (r + 1) * e.dim), c * e.dim);
+  }
+  if (missing === index.length) throw new Error(`${copyOf}: none of its ${index.length} obs names has an embedding; were the tokens made from another file?`);
+  if (missing > 0) log(`warning: ${missing} of ${index.length} cells of ${copyOf} have no embedding (another shard, or no known expressed gene): NaN rows in obsm["${key}"]`);
+  await writeH5adCopy(
+    copyOf,
+    o.h5ad!,
+    (h5) => {
+      addObsm(h5, o.h5ad!, key, full, index.length, e.dim);
+      addUnsStrings(h5, "cellfm_embed", { ...e.meta, obsm_key: key, cells_without_embedding: String(missing) });
+    },
+    { force: o.force },
+  );
+}
 
 /** Total tokens from which `workers: auto` uses worker threads. */
 export const AUTO_WORKERS_MIN_TOKENS = 262144;
@@ -38,14 +90,25 @@ export interface EmbedRunOptions {
   /** output Arrow IPC file. */
   output: string;
   /**
-   * Geneformer emb_layer (−1 = second-to-last layer; 0 = last). Default: 0 for a model trained with
-   * cell-level objectives (`cellfm.cell`: its cell embedding is trained on the last layer), else −1.
+   * transformer layer, Geneformer's emb_layer (`--hidden-layer`; −1 = second-to-last layer; 0 = last).
+   * Default: 0 for a model trained with cell-level objectives (`cellfm.cell`: its cell embedding is
+   * trained on the last layer), else −1.
    */
   layer?: number;
   /** Pooling (default: the checkpoint's `cellfm.cell.pooling`, else mean). */
   pool?: Pooling;
-  /** also write an AnnData file with `obsm["X_cellfm"]`. */
+  /**
+   * also write an AnnData file: a copy of the input `.h5ad` (of a tokenized folder: of the `.h5ad` it
+   * was tokenized from, when that file is still there unchanged) with the embedding in
+   * `obsm[obsmKey]`; else (10x input, source gone) an AnnData with obs and `obsm[obsmKey]` only.
+   */
   h5ad?: string;
+  /** obsm key of the embedding in `h5ad` (default "X_cellfm"). */
+  obsmKey?: string;
+  /** raw-count `.h5ad` input: read the counts from `layers/<countsLayer>` (`--layer counts`). */
+  countsLayer?: string;
+  /** raw-count `.h5ad` input: read the counts from `raw/X`. */
+  useRaw?: boolean;
   backend?: BackendChoice;
   /** token budget per forward pass (default 16,384). */
   maxTokensPerBatch?: number;
@@ -158,6 +221,9 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     // the counts the embeddings come from, so `assess` can check its --input is the same data
     let source: { path: string; sha256: string } = { path: "", sha256: "" };
     const isTokenized = fs.statSync(o.input).isDirectory() && fs.existsSync(path.join(o.input, "manifest.json"));
+    if (isTokenized && (o.countsLayer !== undefined || o.useRaw)) {
+      throw new Error(`--layer/--use-raw choose the counts of an .h5ad input; ${o.input} is already tokenized (give --layer to cellfm tokenize)`);
+    }
     if (isTokenized) {
       // --shard reads only the record batches of its cells, so memory is bounded by the shard
       const nAll = readTokenizedManifest(o.input).shards.reduce((k, s) => k + s.n_cells, 0);
@@ -207,7 +273,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
             `not the bundled ${dict.files.tokens.name}; tokenize the data yourself with that dictionary and pass the tokenized folder`,
         );
       }
-      const src = await openCounts(o.input);
+      const src = await openCounts(o.input, { layer: o.countsLayer, useRaw: o.useRaw });
       for (const n of src.notes ?? []) log(`note: ${n}`);
       source = { path: path.resolve(sourceFileFor(o.input)), sha256: await sha256File(sourceFileFor(o.input)) };
       try {
@@ -272,7 +338,7 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
       ...(o.shard ? { shard: JSON.stringify({ index: o.shard.index, count: o.shard.count }) } : {}),
     };
     writeEmbeddings(o.output, { cellIds, dim, data, obs, meta }, { force: o.force });
-    if (o.h5ad) await writeEmbeddingH5ad(o.h5ad, { obs, embedding: data, dim, uns: meta }, { force: o.force });
+    if (o.h5ad) await writeH5adOutput(o, { cellIds, obs, data, dim, meta, source: isTokenized ? source : { path: path.resolve(o.input), sha256: "" } }, log);
     return {
       nCells: cells.length,
       dim,

@@ -10,6 +10,7 @@ import { looksLikeEnsembl, resolveGeneIds } from "../data/genes.js";
 import type { CountMatrixSource, ObsValues } from "../data/types.js";
 import { packagePath } from "../io.js";
 import { makeRng, shuffle } from "../rng.js";
+import { readTextTable } from "../data/table.js";
 
 /** Labels of an obs column as strings (NaN / missing → ""). */
 export function obsStrings(v: ObsValues): string[] {
@@ -237,12 +238,8 @@ export function chooseGenes(spec: GeneSpec, cells: CellCounts, vg: VarGenes, col
       requested = Array.from(sel.genes, (k) => cand[k]);
     }
   } else {
-    if (!fs.existsSync(spec.path)) throw new Error(`gene list ${spec.path} not found`);
-    const names = fs
-      .readFileSync(spec.path, "utf8")
-      .split(/\r?\n/)
-      .map((s) => s.split("\t")[0].trim())
-      .filter((s) => s !== "" && !s.startsWith("#"));
+    // first column of a CSV or TSV (quoted or not), `#` lines skipped
+    const names = readTextTable(spec.path, "gene list", { comments: true }).rows.map((r) => r[0]).filter((s) => s !== "");
     if (names.length === 0) throw new Error(`gene list ${spec.path} is empty`);
     const byKey = new Map<string, number>();
     for (let c = nG - 1; c >= 0; c--) {

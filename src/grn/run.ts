@@ -38,6 +38,24 @@ import { indexTruth, readTruth, type TruthNetwork } from "./truth.js";
 /** Tokens above which extraction uses every core by default (below, starting workers costs more than it saves). */
 export const AUTO_THREADS_MIN_TOKENS = 200_000;
 
+/** A gene in the input of fewer than this fraction of a cell type's cells is "rarely" seen (marked in genes.tsv, counted in scores.tsv). */
+export const RARE_FRACTION = 0.05;
+
+/**
+ * Which list genes never, or rarely (in under {@link RARE_FRACTION} of the cells), entered the cells' input.
+ * @param geneCells per list gene, the number of cells whose input held it.
+ * @param nCells the cells of the network.
+ */
+export function inputCoverage(geneCells: Int32Array, nCells: number, names: string[]): { never: string[]; rarely: string[] } {
+  const never: string[] = [];
+  const rarely: string[] = [];
+  for (let j = 0; j < geneCells.length; j++) {
+    if (geneCells[j] === 0) never.push(names[j]);
+    else if (geneCells[j] < RARE_FRACTION * nCells) rarely.push(names[j]);
+  }
+  return { never, rarely };
+}
+
 /** Extraction method: (a) "qk" = mean Q and K per gene then softmax; (b) "attention" = mean of per-cell attention. */
 export type GrnMethod = "qk" | "attention";
 
@@ -45,6 +63,10 @@ export type GrnMethod = "qk" | "attention";
 export interface GrnRunOptions {
   /** `.h5ad` file or 10x folder of raw counts. */
   input: string;
+  /** `.h5ad` input: read the counts from `layers/<layer>` (scanpy files: `counts`). */
+  layer?: string;
+  /** `.h5ad` input: read the counts from `raw/X`. */
+  useRaw?: boolean;
   /** checkpoint folder; without it only the baselines are computed. */
   checkpoint?: string;
   /** output folder. */
@@ -293,7 +315,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
     const heads = parseHeads(o.heads ?? "mean", ck?.config.num_hidden_layers, ck?.config.num_attention_heads);
     if (heads.kind === "select" && !truth) throw new Error("--heads select needs --truth (heads are fitted to known edges)");
 
-    const src = await openCounts(o.input);
+    const src = await openCounts(o.input, { layer: o.layer, useRaw: o.useRaw });
     const tmp = tempDirFor(o.output, "grn");
     try {
       if (!(label in src.obs.columns)) {
@@ -314,9 +336,12 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
       const tokens = ck && tokenization ? tokenizeRows(src, allRows, ck, tokenization, o.idColumn, contextGeneMask(ck.model.embeddings)) : new Map();
       const rows: ScoreRow[] = [];
       const networks: Record<string, unknown>[] = [];
+      const failures: { cell_type: string; error: string }[] = [];
       for (const grp of groups) {
         const tg = Date.now();
         const what = `cell type "${grp.type}"`;
+        const dir = path.join(tmp, sanitize(grp.type));
+        try {
         const cellsCsr = readCells(src, grp.rows);
         const genes = chooseGenes(geneSpec, cellsCsr, vg, colToken, what);
         const n = genes.cols.length;
@@ -365,7 +390,6 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
           scores[name] = s;
           rows.push({ cell_type: grp.type, method: name, epr: s.epr, auprc: s.auprc, auprc_ratio: s.auprc_ratio, epr_tf: s.epr_tf, bengrn_epr: s.bengrn_epr });
         };
-        const dir = path.join(tmp, sanitize(grp.type));
         fs.mkdirSync(dir, { recursive: true });
         let geneCells: Int32Array | undefined;
         let mainNetwork: Float32Array | undefined;
@@ -417,13 +441,26 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
           out.n_edges_written = w.written;
           if (n <= (o.denseMax ?? 500)) writeDenseMatrix(path.join(dir, "matrix.tsv"), mainNetwork, names);
         }
-        const gl = ["index\tensembl_id\tsymbol\ttoken\tcells_in_input"];
-        for (let j = 0; j < n; j++) gl.push(`${j}\t${genes.ids[j]}\t${genes.symbols[j]}\t${genes.tokens[j]}\t${geneCells ? geneCells[j] : ""}`);
+        const nIn = (out.n_cells_tokenized as number | undefined) ?? grp.rows.length;
+        const gl = ["index\tensembl_id\tsymbol\ttoken\tcells_in_input\tin_input"];
+        for (let j = 0; j < n; j++) {
+          const c = geneCells ? geneCells[j] : undefined;
+          const mark = c === undefined ? "" : c === 0 ? "never" : c < RARE_FRACTION * nIn ? "rarely" : "yes";
+          gl.push(`${j}\t${genes.ids[j]}\t${genes.symbols[j]}\t${genes.tokens[j]}\t${c ?? ""}\t${mark}`);
+        }
         writeFileAtomic(path.join(dir, "genes.tsv"), gl.join("\n") + "\n");
-        if (geneCells) {
-          let never = 0;
-          for (const c of geneCells) if (c === 0) never++;
-          (out.genes as Record<string, unknown>).never_in_input = never;
+        const seen = geneCells ? inputCoverage(geneCells, nIn, names) : undefined;
+        if (seen) {
+          Object.assign(out.genes as Record<string, unknown>, { never_in_input: seen.never.length, rarely_in_input: seen.rarely.length, never_in_input_genes: seen.never, rarely_in_input_genes: seen.rarely });
+          for (const r of rows) if (r.cell_type === grp.type) Object.assign(r, { n_genes: n, never_in_input: seen.never.length, rarely_in_input: seen.rarely.length });
+          log(`  genes in the cells' input: ${n - seen.never.length} of ${n} (${seen.never.length} never, ${seen.rarely.length} in under ${RARE_FRACTION * 100} % of the cells)`);
+          if (seen.never.length > n / 4) {
+            log(
+              `  warning: ${seen.never.length} of ${n} genes (${Math.round((100 * seen.never.length) / n)} %) never entered any ${grp.type} cell's input ` +
+                `(${tokenization?.encoding === "rank" ? `a rank model reads each cell's top ${ck!.config.max_position_embeddings} genes` : "not expressed in these cells"}): ` +
+                `their edges are not learned from these cells (marked in genes.tsv and scores.tsv): ${seen.never.slice(0, 8).join(", ")}${seen.never.length > 8 ? ", …" : ""}`,
+            );
+          }
         }
         out.seconds = (Date.now() - tg) / 1000;
         networks.push(out);
@@ -431,6 +468,14 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         for (const r of mine) {
           const f = (v: unknown) => (typeof v === "number" ? v.toFixed(3) : "-");
           log(`  ${r.method}: EPR ${f(r.epr)}, AUPRC ${f(r.auprc)} (x${f(r.auprc_ratio)} random), EPR TF rows ${f(r.epr_tf)}, BenGRN EPR ${f(r.bengrn_epr)}`);
+        }
+        } catch (e) {
+          // the other cell types go on; what finished is written, and the command fails at the end naming this one
+          const msg = (e as Error).message ?? String(e);
+          failures.push({ cell_type: grp.type, error: msg });
+          for (let i = rows.length - 1; i >= 0; i--) if (rows[i].cell_type === grp.type) rows.splice(i, 1);
+          fs.rmSync(dir, { recursive: true, force: true });
+          log(`${what} failed: ${msg}`);
         }
       }
       const settings = {
@@ -459,11 +504,18 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
         scoring:
           "BEELINE EPR/AUPRC on the network restricted to the truth's genes (universe: ordered pairs without self-loops; _tf: rows of regulators); BenGRN EPR on the list genes named in the truth file",
       };
-      const json = { settings, cellfm_version: cellfmVersion(), created: new Date().toISOString(), skipped_cell_types: skipped, networks };
+      const json = { settings, cellfm_version: cellfmVersion(), created: new Date().toISOString(), skipped_cell_types: skipped, failed_cell_types: failures, networks };
       writeFileAtomic(path.join(tmp, "grn.json"), JSON.stringify(json, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2) + "\n");
-      const cols = ["cell_type", "method", "epr", "auprc", "auprc_ratio", "epr_tf", "bengrn_epr"];
+      const cols = ["cell_type", "method", "epr", "auprc", "auprc_ratio", "epr_tf", "bengrn_epr", "n_genes", "never_in_input", "rarely_in_input"];
       writeFileAtomic(path.join(tmp, "scores.tsv"), [cols.join("\t"), ...rows.map((r) => cols.map((c) => r[c] ?? "").join("\t"))].join("\n") + "\n");
+      if (networks.length === 0 && failures.length > 0) throw new Error(failures.map((x) => `cell type "${x.cell_type}": ${x.error}`).join("; "));
       commitDir(tmp, o.output, o.force ?? false, { command: "grn" });
+      if (failures.length > 0) {
+        throw new Error(
+          `${failures.map((x) => `cell type "${x.cell_type}" failed: ${x.error}`).join("; ")} ` +
+            `(the ${networks.length} finished cell type(s) are written to ${o.output}; grn.json lists the failure)`,
+        );
+      }
       return { output: o.output, rows, networks, seconds: (Date.now() - t0) / 1000 };
     } catch (e) {
       fs.rmSync(tmp, { recursive: true, force: true });

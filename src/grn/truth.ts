@@ -3,6 +3,7 @@
  * `data/grn/trrust_v2_human.tsv`, or any user file), and their restriction to a chosen gene list.
  */
 import * as fs from "node:fs";
+import { readTextTable } from "../data/table.js";
 
 /** A ground-truth network as read from a file. */
 export interface TruthNetwork {
@@ -26,10 +27,9 @@ const TGT_COLS = ["target", "gene2", "to"];
  * @throws Error naming the file: missing, a line with fewer than two columns (with its number), or no edges.
  */
 export function readTruth(file: string): TruthNetwork {
-  if (!fs.existsSync(file)) throw new Error(`truth file ${file} not found`);
-  const lines = fs.readFileSync(file, "utf8").split(/\r?\n/);
+  const table = readTextTable(file, "truth file", { comments: true });
   let ri = 0, ti = 1, start = 0;
-  const head = (lines[0] ?? "").split("\t").map((s) => s.trim().toLowerCase());
+  const head = (table.rows[0] ?? []).map((s) => s.toLowerCase());
   const hr = head.findIndex((h) => REG_COLS.includes(h));
   const ht = head.findIndex((h) => TGT_COLS.includes(h));
   if (hr >= 0 && ht >= 0) {
@@ -40,20 +40,18 @@ export function readTruth(file: string): TruthNetwork {
   const seen = new Set<string>();
   const edges: [string, string][] = [];
   let rows = 0;
-  for (let i = start; i < lines.length; i++) {
-    const line = lines[i];
-    if (line.trim() === "" || line.startsWith("#")) continue;
-    const f = line.split("\t");
-    const r = (f[ri] ?? "").trim().toUpperCase();
-    const t = (f[ti] ?? "").trim().toUpperCase();
-    if (!r || !t) throw new Error(`${file}: line ${i + 1} has no regulator and target in columns ${ri + 1} and ${ti + 1} (tab-separated)`);
+  for (let i = start; i < table.rows.length; i++) {
+    const f = table.rows[i];
+    const r = (f[ri] ?? "").toUpperCase();
+    const t = (f[ti] ?? "").toUpperCase();
+    if (!r || !t) throw new Error(`${file}: line ${table.lines[i]} has no regulator and target in columns ${ri + 1} and ${ti + 1}`);
     rows++;
     const key = `${r}\t${t}`;
     if (seen.has(key)) continue;
     seen.add(key);
     edges.push([r, t]);
   }
-  if (edges.length === 0) throw new Error(`${file}: no edges (expected tab-separated regulator and target columns)`);
+  if (edges.length === 0) throw new Error(`${file}: no edges (expected regulator and target columns, tab- or comma-separated)`);
   return { file, edges, rows };
 }
 

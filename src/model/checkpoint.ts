@@ -2,14 +2,22 @@
  * cellfm checkpoints: a folder readable by HuggingFace `transformers` (`BertForMaskedLM.from_pretrained`)
  * and by cellfm for exact resume and embedding.
  *
- *   config.json            HF `BertConfig` fields + `architectures`, `model_type` and a `cellfm` block
+ *   config.json            HF `BertConfig` fields + `architectures`, `model_type`, `transformers_version`
+ *                          and a `cellfm` block
  *   model.safetensors      weights under HF `BertForMaskedLM` names, PyTorch layout (dense `[out, in]`)
  *   optimizer.safetensors  optimizer state tensors (optional)
- *   trainer_state.json     step, data position, RNG state, metrics (optional)
+ *   cellfm_state.json      step, data position, RNG state, metrics (optional; cellfm's own, so HF
+ *                          Trainer's `resume_from_checkpoint`, which reads `trainer_state.json`, never
+ *                          mistakes it for its own; checkpoints before this change wrote it under that
+ *                          name and are still read)
+ *   token_dictionary_<corpus>.tsv, gene_median_<corpus>.tsv, ensembl_mapping_<corpus>.tsv
+ *                          the Geneformer dictionaries the model was trained with (bundled ones whose
+ *                          SHA-256 matches `cellfm.dictionary`), so the folder is self-contained
  *
  * The folder is written under a temporary sibling name and renamed when complete (`src/io.ts`), so
  * an interrupted write never leaves a checkpoint under the final name.
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
@@ -48,7 +56,7 @@ export interface CheckpointContents {
   cellfm: CellfmMeta;
   /** Optimizer tensors by name (e.g. `m/<weight name>`), float32 or int32. */
   optimizerState?: Record<string, tf.Tensor>;
-  /** JSON-serialisable trainer state (step, data position, RNG state, metrics). */
+  /** JSON-serialisable training state (step, data position, RNG state, metrics), written as `cellfm_state.json`. */
   trainerState?: object;
   /**
    * The model's weights already read to the host (`model.exportWeightsAsync()`), written instead of
@@ -87,8 +95,48 @@ export function hfConfigJson(config: BertConfig, cellfm: CellfmMeta, architectur
     ...config,
     position_embedding_type: "absolute",
     torch_dtype: "float32",
+    transformers_version: TRANSFORMERS_VERSION,
     cellfm,
   };
+}
+
+/**
+ * The `transformers` release whose `BertConfig` / `BertForMaskedLM` format the folder follows
+ * (`config.json` keys, weight names). HF writes its own version there; `from_pretrained` only
+ * compares it in warnings.
+ */
+export const TRANSFORMERS_VERSION = "4.46.3";
+
+/** cellfm's training state in a checkpoint (HF Trainer's own is `trainer_state.json`). */
+export const CELLFM_STATE_FILE = "cellfm_state.json";
+
+/** Older checkpoints' name for {@link CELLFM_STATE_FILE}; read when it holds cellfm's fields. */
+export const LEGACY_STATE_FILE = "trainer_state.json";
+
+/**
+ * The bundled dictionary files that {@link writeCheckpoint} copies into a checkpoint: those of
+ * `meta.model_version` when their token dictionary's SHA-256 is `meta.dictionary.sha256` (an empty or
+ * absent sha256 means the bundled one); none for another dictionary.
+ */
+function dictionaryFiles(meta: CellfmMeta): string[] {
+  const corpus = meta.model_version === "V2" ? "gc104M" : meta.model_version === "V1" ? "gc30M" : undefined;
+  if (!corpus) return [];
+  const dir = packagePath("data", "geneformer");
+  const tokens = path.join(dir, `token_dictionary_${corpus}.tsv`);
+  if (!fs.existsSync(tokens)) return [];
+  const want = meta.dictionary?.sha256;
+  if (want && createHash("sha256").update(fs.readFileSync(tokens)).digest("hex") !== want) return [];
+  return [tokens, path.join(dir, `gene_median_${corpus}.tsv`), path.join(dir, `ensembl_mapping_${corpus}.tsv`)].filter((f) => fs.existsSync(f));
+}
+
+/** Read a checkpoint's cellfm state: `cellfm_state.json`, else an older `trainer_state.json` with cellfm's fields (not HF Trainer's). */
+function readCellfmState(dir: string): Record<string, unknown> | undefined {
+  const file = path.join(dir, CELLFM_STATE_FILE);
+  if (fs.existsSync(file)) return readJson(file, "cellfm training state");
+  const legacy = path.join(dir, LEGACY_STATE_FILE);
+  if (!fs.existsSync(legacy)) return undefined;
+  const st = readJson(legacy, "trainer state");
+  return "rng_state" in st || "data_position" in st || "training" in st ? st : undefined; // HF Trainer's own state has none of these
 }
 
 function tensorToSafe(t: tf.Tensor, name: string): SafeTensor {
@@ -114,7 +162,8 @@ export function writeCheckpoint(dir: string, ck: CheckpointContents, opts: { for
       for (const [name, t] of Object.entries(ck.optimizerState)) opt[name] = tensorToSafe(t, name);
       writeSafetensors(path.join(tmp, "optimizer.safetensors"), opt, { format: "cellfm" });
     }
-    if (ck.trainerState) writeFileAtomic(path.join(tmp, "trainer_state.json"), JSON.stringify(ck.trainerState, null, 2) + "\n");
+    if (ck.trainerState) writeFileAtomic(path.join(tmp, CELLFM_STATE_FILE), JSON.stringify(ck.trainerState, null, 2) + "\n");
+    for (const f of dictionaryFiles(ck.cellfm)) fs.copyFileSync(f, path.join(tmp, path.basename(f)));
     commitDir(tmp, dir, opts.force ?? false, { command: "checkpoint" });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -215,7 +264,7 @@ export function readCheckpoint(dir: string): LoadedCheckpoint {
         t.dtype === "I32" ? tf.tensor(t.data as Int32Array, t.shape, "int32") : tf.tensor(toFloat32(t, `${optFile}: ${name}`), t.shape, "float32");
     }
   }
-  const tsFile = path.join(abs, "trainer_state.json");
-  if (fs.existsSync(tsFile)) out.trainerState = readJson(tsFile, "trainer state");
+  const state = readCellfmState(abs);
+  if (state) out.trainerState = state;
   return out;
 }

@@ -1,20 +1,20 @@
 /**
  * Training checkpoints on top of the model's checkpoint format (`src/model/checkpoint.ts`):
  * adds the optimizer state (`optimizer.safetensors`, moments in the same HF layout as the weights)
- * and `trainer_state.json` (step, data position, RNG state) needed for an exact `--resume`, and
+ * and `cellfm_state.json` (step, data position, RNG state; `trainer_state.json` in older checkpoints) needed for an exact `--resume`, and
  * finds the newest complete checkpoint of a run.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import type { CellModel } from "../model/bert.js";
-import { type CellfmMeta, cellfmVersion, readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
+import { CELLFM_STATE_FILE, type CellfmMeta, cellfmVersion, LEGACY_STATE_FILE, readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import type { BertConfig } from "../model/config.js";
 import { firstNonFinite } from "../finite.js";
 import { throwIfWebGPUFailed } from "../webgpu.js";
 import type { TrainingSection } from "./config.js";
 
-/** `trainer_state.json`: everything besides weights and optimizer moments needed to resume exactly. */
+/** `cellfm_state.json`: everything besides weights and optimizer moments needed to resume exactly. */
 export interface TrainerState {
   /** Optimizer steps done. */
   step: number;
@@ -58,7 +58,7 @@ export interface CheckpointEntry {
 /**
  * Complete checkpoints in a run folder, oldest first (by step; `final` after a `checkpoint-<step>`
  * of the same step). Temporary folders of interrupted writes (`*.tmp-*`, `*.old-*`) are ignored.
- * @throws Error when `final/` exists without a readable `trainer_state.json`.
+ * @throws Error when `final/` exists without a readable `cellfm_state.json` (or an older `trainer_state.json`).
  */
 export function listCheckpoints(runDir: string): CheckpointEntry[] {
   if (!fs.existsSync(runDir)) return [];
@@ -69,7 +69,7 @@ export function listCheckpoints(runDir: string): CheckpointEntry[] {
     const m = /^checkpoint-(\d+)$/.exec(name);
     if (m) out.push({ name, dir: path.resolve(dir), step: Number(m[1]) });
     else if (name === "final") {
-      const f = path.join(dir, "trainer_state.json");
+      const f = fs.existsSync(path.join(dir, CELLFM_STATE_FILE)) || !fs.existsSync(path.join(dir, LEGACY_STATE_FILE)) ? path.join(dir, CELLFM_STATE_FILE) : path.join(dir, LEGACY_STATE_FILE);
       let step: number;
       try {
         step = Number((JSON.parse(fs.readFileSync(f, "utf8")) as { step: number }).step);
@@ -184,10 +184,10 @@ export function loadTrainingCheckpoint(dir: string, target: CellModel): Resumabl
     if (ck.optimizerState) for (const t of Object.values(ck.optimizerState)) t.dispose();
     throw new Error(`checkpoint ${dir} has no ${what}; it cannot be resumed (incomplete or not written by cellfm train)`);
   };
-  if (!ck.trainerState) fail("trainer_state.json");
+  if (!ck.trainerState) fail(CELLFM_STATE_FILE);
   if (!ck.optimizerState) fail("optimizer.safetensors");
   const ts = ck.trainerState as unknown as TrainerState;
-  if (typeof ts.step !== "number" || !ts.data_position || !ts.rng_state) fail("valid trainer_state.json (step, data_position, rng_state)");
+  if (typeof ts.step !== "number" || !ts.data_position || !ts.rng_state) fail(`valid ${CELLFM_STATE_FILE} (step, data_position, rng_state)`);
   const loaded = ck.model;
   const opt = hfLayout(target, ck.optimizerState!, false);
   return {

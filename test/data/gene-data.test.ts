@@ -36,7 +36,8 @@ describe("gene-embeddings files", () => {
     expect(() => readGeneEmbeddings(write(dir, "b.tsv", "G1\t1\t2\nG3\t1\t2\nG1\t3\t4\n"))).toThrow(/b\.tsv:3: duplicate gene G1 \(first on line 1\)/);
     expect(() => readGeneEmbeddings(write(dir, "c.tsv", "G1\t1\t2\nG2\t1\tx\n"))).toThrow(/c\.tsv:2: gene G2, value 2 "x" is not a finite number/);
     expect(() => readGeneEmbeddings(write(dir, "d.tsv", "G1\t1\tNaN\n"))).toThrow(/d\.tsv:1: gene G1, value 2 "NaN"/);
-    expect(() => readGeneEmbeddings(write(dir, "e.csv", "G1,1\n"))).toThrow(/must be a \.tsv or \.arrow file/);
+    expect(readGeneEmbeddings(write(dir, "e.csv", "G1,1\n")).ids).toEqual(["G1"]); // CSV too (src/data/table.ts)
+    expect(() => readGeneEmbeddings(write(dir, "e.json", "{}"))).toThrow(/must be a \.tsv, \.csv or \.arrow file/);
     const dict = loadGeneformerDictionaries("V1");
     const twice = readGeneEmbeddings(write(dir, "f.tsv", "ENSG00000198851\t1\nCD3E\t2\n"));
     expect(() => matchGeneEmbeddings(twice, dict.tokens, dict.vocabSize)).toThrow(/genes ENSG00000198851 and CD3E are the same gene/);

@@ -121,25 +121,31 @@ describe("cellfm embed", () => {
     const b = readEmbeddings(out2);
     expect(b.cellIds).toEqual(a.cellIds);
     expect(maxAbsDiff(a.data, b.data)).toBeLessThan(1e-5);
-    // AnnData layout: obs index = cell ids, obsm/X_cellfm [nCells, hidden] float32, encoding attributes
+    // a copy of the input AnnData (X, obs with its categoricals, var kept) + obsm/X_cellfm [n_obs, hidden] float32 + uns/cellfm_embed
     await h5wasm.ready;
     const f = new h5wasm.File(h5, "r");
+    const g = new h5wasm.File(packagePath("data", "tiny.h5ad"), "r");
     try {
       expect(f.attrs["encoding-type"].value).toBe("anndata");
       const x = f.get("obsm/X_cellfm") as Dataset;
-      expect(x.shape).toEqual([a.cellIds.length, 32]);
+      const index = (f.get("obs/_index") as Dataset).value as string[];
+      expect(index).toEqual((g.get("obs/_index") as Dataset).value);
+      expect(x.shape).toEqual([index.length, 32]);
       expect(x.dtype).toBe("<f");
       expect(x.attrs["encoding-type"].value).toBe("array");
-      expect(maxAbsDiff(x.value as Float32Array, a.data)).toBe(0);
-      expect((f.get("obs/_index") as Dataset).value).toEqual(a.cellIds);
-      expect((f.get("obs") as Group).attrs["encoding-type"].value).toBe("dataframe");
-      expect((f.get("obs/cell_type") as Dataset).value).toEqual(a.obs.columns.cell_type);
+      const xv = x.value as Float32Array;
+      a.cellIds.forEach((id, i) => expect(maxAbsDiff(xv.subarray(index.indexOf(id) * 32, index.indexOf(id) * 32 + 32), a.data.subarray(i * 32, i * 32 + 32))).toBe(0));
+      expect((f.get("obs/cell_type") as Group).attrs["encoding-type"].value).toBe("categorical");
+      expect((f.get("obs/cell_type/codes") as Dataset).value).toEqual((g.get("obs/cell_type/codes") as Dataset).value);
+      expect((f.get("X/data") as Dataset).value).toEqual((g.get("X/data") as Dataset).value);
+      expect((f.get("uns/cellfm_embed/obsm_key") as Dataset).value).toBe("X_cellfm");
     } finally {
       f.close();
+      g.close();
     }
     // no overwrite without --force
     await expect(main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q"])).rejects.toThrow(/already exists.*--force/);
-    await main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q", "--force", "--layer", "0", "--workers", "1"]);
+    await main(["embed", "-c", ckpt, "-i", tokens, "-o", out1, "--backend", "wasm", "-q", "--force", "--hidden-layer", "0", "--workers", "1"]);
     expect(readEmbeddings(out1).meta.layer).toBe("0");
   });
 

@@ -52,7 +52,7 @@ describe("worker and thread counts", () => {
       ["--workers 1000", "CPU core"],
       guard,
     );
-    await expectRefused(["assess", "--input", "data/tiny.h5ad", "--output", path.join(root, "as"), "--threads", "1000"], ["--threads 1000", "CPU core"]);
+    await expectRefused(["assess", "--input", "data/tiny.h5ad", "--output", path.join(root, "as"), "--threads", "1000"], ["--workers 1000", "CPU core"]);
     expect(fs.existsSync(path.join(root, "as"))).toBe(false);
     expect(() => checkThreadCount(2.5, "--threads")).toThrow("--threads must be an integer >= 1, got 2.5");
   });

@@ -65,7 +65,7 @@ describe("cellfm grn", () => {
     const m = fs.readFileSync(path.join(out, "B", "matrix.tsv"), "utf8").trim().split("\n").slice(1);
     const sums = m.map((l) => l.split("\t").slice(1).reduce((s, v) => s + Number(v), 0)).filter((s) => s > 0);
     for (const s of sums) expect(s).toBeCloseTo(1, 4);
-    expect(fs.readFileSync(path.join(out, "scores.tsv"), "utf8").split("\n")[0]).toBe("cell_type\tmethod\tepr\tauprc\tauprc_ratio\tepr_tf\tbengrn_epr");
+    expect(fs.readFileSync(path.join(out, "scores.tsv"), "utf8").split("\n")[0]).toBe("cell_type\tmethod\tepr\tauprc\tauprc_ratio\tepr_tf\tbengrn_epr\tn_genes\tnever_in_input\trarely_in_input");
     // same seed, same result; refuses to overwrite without --force
     await expect(main(args)).rejects.toThrow(/already exists; pass --force/);
     const out2 = path.join(dir, "run2");
@@ -144,7 +144,7 @@ describe("cellfm grn", () => {
     const truth = path.join(dir, "truth.tsv");
     fs.writeFileSync(truth, "tf\ttarget\nFOXP3\tIL2RA\nNOTAGENE1\tNOTAGENE2\n");
     await fails(["--cell-type", "B", "--genes", "hvg:50", "--truth", truth], /no edge of the ground truth joins two different genes of the chosen list \(50 genes\)/);
-    await fails(["--cell-type", "B", "--truth", path.join(dir, "missing.tsv")], /truth file .* not found/);
+    await fails(["--cell-type", "B", "--truth", path.join(dir, "missing.tsv")], /missing\.tsv: truth file not found/);
     await fails(["--cell-type", "B", "--heads", "select"], /--heads select needs --truth/);
     await fails(["--cell-type", "B", "--tf-only"], /--tf-only needs --truth/);
     await fails(["--cell-type", "B", "--genes", "hvg:x"], /--genes "hvg:x": N must be an integer/);
@@ -158,6 +158,35 @@ describe("cellfm grn", () => {
     delete st.tensors["bert.encoder.layer.1.attention.self.key.weight"];
     writeSafetensors(path.join(noAttn, "model.safetensors"), st.tensors);
     await fails(["--cell-type", "B", "--checkpoint", noAttn], /missing weight bert\.encoder\.layer\.1\.attention\.self\.key\.weight/);
+  });
+
+  it("writes the finished cell types when a later one fails, and counts genes never in any cell's input", async () => {
+    const out = path.join(dir, "partial");
+    const truth = path.join(dir, "nk-truth.tsv");
+    fs.writeFileSync(truth, "tf\ttarget\nNKG7\tGNLY\nGNLY\tNKG7\n");
+    const lines: string[] = [];
+    const { runGrn } = await import("../../src/grn/run.js");
+    // NK expresses both genes of the truth; B's genes (expressed in half its cells) hold no edge of it
+    await expect(
+      runGrn({ input: tiny, output: out, checkpoint: ckpt, cellTypes: ["NK", "B"], genes: "expressed:0.5", truth, maxCells: 30, backend: "wasm", log: (l) => lines.push(l) }),
+    ).rejects.toThrow(/cell type "B" failed: .*no edge of the ground truth.*the 1 finished cell type\(s\) are written to .*partial/);
+    const j = JSON.parse(fs.readFileSync(path.join(out, "grn.json"), "utf8"));
+    expect(j.networks.map((x: { cell_type: string }) => x.cell_type)).toEqual(["NK"]);
+    expect(j.failed_cell_types[0].cell_type).toBe("B");
+    expect(fs.existsSync(path.join(out, "NK", "edges.tsv"))).toBe(true);
+    expect(fs.existsSync(path.join(out, "B"))).toBe(false);
+    const nk = j.networks[0];
+    // a rank model reads each cell's top 128 genes: the list genes it never read are counted, named and marked
+    const genes = fs.readFileSync(path.join(out, "NK", "genes.tsv"), "utf8").trim().split("\n").map((l) => l.split("\t"));
+    expect(genes[0]).toEqual(["index", "ensembl_id", "symbol", "token", "cells_in_input", "in_input"]);
+    const never = genes.slice(1).filter((g) => g[4] === "0");
+    expect(never.every((g) => g[5] === "never")).toBe(true);
+    expect(nk.genes.never_in_input).toBe(never.length);
+    expect(nk.genes.never_in_input_genes).toHaveLength(never.length);
+    const scores = fs.readFileSync(path.join(out, "scores.tsv"), "utf8").trim().split("\n").map((l) => l.split("\t"));
+    expect(scores[1][scores[0].indexOf("never_in_input")]).toBe(String(never.length));
+    expect(lines.some((l) => l.includes(`genes in the cells' input: ${nk.genes.used - never.length} of ${nk.genes.used}`))).toBe(true);
+    if (never.length > nk.genes.used / 4) expect(lines.some((l) => /warning: \d+ of \d+ genes .* never entered any NK cell's input/.test(l))).toBe(true);
   });
 
   it("parses truth files, gene specs and filters", () => {

@@ -169,3 +169,40 @@ describe("HF compatibility", () => {
     r.model.dispose();
   });
 });
+
+describe("self-contained checkpoints", () => {
+  it("copy the bundled dictionary, record transformers_version, keep cellfm's state out of HF's trainer_state.json; old checkpoints still read", async () => {
+    const { loadGeneformerDictionaries } = await import("../../src/tokenize/dictionaries.js");
+    const m = new BertForMaskedLM({ ...TINY }, { seed: 3 });
+    const meta = { ...META, dictionary: loadGeneformerDictionaries("V1").files.tokens };
+    const ck = path.join(dir, "self-contained");
+    writeCheckpoint(ck, { model: m, cellfm: meta, trainerState: { step: 7, rng_state: {}, data_position: { epoch: 0, batch: 7 } } });
+    m.dispose();
+    const files = fs.readdirSync(ck).sort();
+    expect(files).toEqual(expect.arrayContaining(["cellfm_state.json", "config.json", "ensembl_mapping_gc30M.tsv", "gene_median_gc30M.tsv", "model.safetensors", "token_dictionary_gc30M.tsv"]));
+    expect(files).not.toContain("trainer_state.json");
+    expect(fs.readFileSync(path.join(ck, "token_dictionary_gc30M.tsv"))).toEqual(fs.readFileSync("data/geneformer/token_dictionary_gc30M.tsv"));
+    // the copy is a dictionary cellfm reads: same tokens as the bundled one
+    expect(loadGeneformerDictionaries("V1", ck).files.tokens.sha256).toBe(meta.dictionary.sha256);
+    const cfg = JSON.parse(fs.readFileSync(path.join(ck, "config.json"), "utf8"));
+    expect(cfg.transformers_version).toMatch(/^4\.\d+\.\d+$/);
+    let r = readCheckpoint(ck);
+    expect(r.trainerState?.step).toBe(7);
+    r.model.dispose();
+    // an older checkpoint: cellfm's state under trainer_state.json
+    fs.renameSync(path.join(ck, "cellfm_state.json"), path.join(ck, "trainer_state.json"));
+    r = readCheckpoint(ck);
+    expect(r.trainerState?.step).toBe(7);
+    r.model.dispose();
+    // HF Trainer's own trainer_state.json (as after continuing with transformers) is not read as cellfm's
+    fs.writeFileSync(path.join(ck, "trainer_state.json"), JSON.stringify({ global_step: 100, log_history: [] }));
+    r = readCheckpoint(ck);
+    expect(r.trainerState).toBeUndefined();
+    r.model.dispose();
+    // another dictionary than the bundled one is not copied
+    const m2 = new BertForMaskedLM({ ...TINY }, { seed: 3 });
+    writeCheckpoint(path.join(dir, "other-dict"), { model: m2, cellfm: META });
+    m2.dispose();
+    expect(fs.existsSync(path.join(dir, "other-dict", "token_dictionary_gc30M.tsv"))).toBe(false);
+  });
+});

@@ -35,7 +35,7 @@ describe("cellfm train (loop)", () => {
     expect(ev.unigram_loss).toBeGreaterThan(0);
     expect(ev.n_masked).toBeGreaterThan(100);
     expect(r.checkpoint).toBe(path.join(c.output.dir, "final"));
-    for (const f of ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"]) {
+    for (const f of ["config.json", "model.safetensors", "optimizer.safetensors", "cellfm_state.json"]) {
       expect(fs.existsSync(path.join(r.checkpoint, f))).toBe(true);
     }
     const rows = fs.readFileSync(path.join(c.output.dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
@@ -74,8 +74,8 @@ describe("cellfm train (loop)", () => {
     fs.rmSync(path.join(c.output.dir, "final", "model.safetensors"));
     await expect(train(c, { quiet: true, resume: true })).rejects.toThrow(/model.safetensors: missing/);
     fs.rmSync(path.join(c.output.dir, "final"), { recursive: true });
-    fs.rmSync(path.join(c.output.dir, "checkpoint-4", "trainer_state.json"));
-    await expect(train(c, { quiet: true, resume: true })).rejects.toThrow(/checkpoint-4 has no trainer_state.json/);
+    fs.rmSync(path.join(c.output.dir, "checkpoint-4", "cellfm_state.json"));
+    await expect(train(c, { quiet: true, resume: true })).rejects.toThrow(/checkpoint-4 has no cellfm_state.json/);
     // nothing to resume
     await expect(train(cfg("empty", { max_steps: 2 }), { quiet: true, resume: true })).rejects.toThrow(/--resume: no checkpoint in .*empty/);
   });
@@ -99,7 +99,7 @@ describe("cellfm train (loop)", () => {
       expect(r.interrupted).toBe(true);
       expect(r.step).toBe(2);
       expect(r.checkpoint).toBe(path.join(c.output.dir, "checkpoint-2"));
-      const st = JSON.parse(fs.readFileSync(path.join(r.checkpoint, "trainer_state.json"), "utf8"));
+      const st = JSON.parse(fs.readFileSync(path.join(r.checkpoint, "cellfm_state.json"), "utf8"));
       expect(st.step).toBe(2);
       expect(st.data_position).toEqual({ epoch: 0, batch: 2 });
       expect(process.listeners("SIGINT")).toHaveLength(0); // handler removed again

@@ -202,7 +202,7 @@ describe("cellfm train with training.workers: 2", () => {
     expect(two.losses[4]).not.toBe(two.losses[0]); // it trains
     const run = JSON.parse(fs.readFileSync(path.join(two.outputDir, "run.json"), "utf8"));
     expect(run.workers).toBe(2);
-    const st = JSON.parse(fs.readFileSync(path.join(two.checkpoint, "trainer_state.json"), "utf8"));
+    const st = JSON.parse(fs.readFileSync(path.join(two.checkpoint, "cellfm_state.json"), "utf8"));
     expect(st.workers).toBe(2);
     // with dropout (default 0.02): same seed + same workers -> identical losses
     const a = await train(cfg("dropA", { max_steps: 3, workers: 2 }), { quiet: true });
