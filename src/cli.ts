@@ -16,22 +16,12 @@ import { mergeCommand } from "./cli/merge.js";
 import { grnCommand } from "./cli/grn.js";
 import { compareCommand } from "./cli/compare.js";
 import { denoiseCommand } from "./cli/denoise.js";
+import { FS_ERRORS } from "./io.js";
+import { releaseOutputLocks } from "./lock.js";
 import { explainUsageError } from "./cli-suggest.js";
 
 /** The subcommands, for messages. */
 const COMMANDS = ["tokenize", "medians", "train", "embed", "denoise", "assess", "merge", "grn", "compare"];
-
-/** What a file-system error code means, for a user. */
-const FS_ERRORS: Record<string, string> = {
-  EACCES: "permission denied (EACCES): this user may not read or write it; check its permissions or choose another path",
-  EPERM: "operation not permitted (EPERM); check its permissions or choose another path",
-  ENOTDIR: "a part of this path is a file, not a folder (ENOTDIR)",
-  EISDIR: "is a folder where a file was expected (EISDIR)",
-  ENOENT: "no such file or folder (ENOENT)",
-  ENOSPC: "no space left on the device (ENOSPC); free some space and run again (nothing was replaced)",
-  EROFS: "the file system is read-only (EROFS); choose another path",
-  EMFILE: "too many open files (EMFILE)",
-};
 
 /**
  * A Node file-system error (`EACCES: permission denied, mkdir '/x/y'`) as one line naming the path
@@ -51,6 +41,8 @@ export async function main(argv: string[]): Promise<void> {
     await parse(argv);
   } catch (e) {
     throw explainFsError(e);
+  } finally {
+    releaseOutputLocks(); // the command's output locks (src/lock.ts)
   }
 }
 

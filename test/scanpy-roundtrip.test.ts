@@ -118,7 +118,7 @@ describe("a scanpy-shaped AnnData, end to end", () => {
     const at = (f: string) => path.join(dir, f);
     if (py) expect(readWithAnndata([mine])[0]).toMatch(/2638 13714 X_pca counts category/);
     // X is log-normalised: reading it as counts is refused with the one message that names the way out
-    await expect(main(["tokenize", "-i", mine, "-o", at("never"), "--quiet"])).rejects.toThrow(/non-integer count .* --layer <name> \(e\.g\. --layer counts\) or --use-raw/);
+    await expect(main(["tokenize", "-i", mine, "-o", at("never"), "--quiet"])).rejects.toThrow(/non-integer count .* --layer <name> \(e\.g\. --layer counts\) or --use-raw \(this file has layers\/counts\)/);
     await main(["tokenize", "-i", mine, "--layer", "counts", "-o", at("tokens"), "--carry", "cell_type", "--quiet"]);
     await main([
       "train", "--tokens", at("tokens"), "-o", at("model"), "--quiet", "--backend", "wasm", "--workers", "1",

@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { writeFileAtomic } from "../io.js";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import { Resvg } from "@resvg/resvg-js";
@@ -19,7 +20,7 @@ export async function renderFigure(spec: TopLevelSpec, dir: string, name: string
   const view = new vega.View(vega.parse(vg), { renderer: "none" });
   const svg = await view.toSVG();
   view.finalize();
-  fs.writeFileSync(path.join(dir, `${name}.svg`), svg);
+  writeFileAtomic(path.join(dir, `${name}.svg`), svg);
   const png = new Resvg(svg, {
     background: "white",
     fitTo: { mode: "zoom", value: 2 },
@@ -27,7 +28,7 @@ export async function renderFigure(spec: TopLevelSpec, dir: string, name: string
   })
     .render()
     .asPng();
-  fs.writeFileSync(path.join(dir, `${name}.png`), png);
+  writeFileAtomic(path.join(dir, `${name}.png`), png);
   return svg;
 }
 

@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { writeFileAtomic } from "../io.js";
 
 /** Summary of one pairwise measure over the selected cells (all values are distances: lower = more alike). */
 export interface MeasureSummary {
@@ -156,7 +157,7 @@ export function htmlTable(head: string[], rows: (string | number)[][]): string {
  * Write metrics.json, report.md and report.html into `dir` (figures already in `dir/figures`).
  */
 export function writeReport(dir: string, r: AssessmentResult, figures: { name: string; title: string; svg: string }[]): void {
-  fs.writeFileSync(path.join(dir, "metrics.json"), JSON.stringify(r, null, 2));
+  writeFileAtomic(path.join(dir, "metrics.json"), JSON.stringify(r, null, 2));
   const reading = readResults(r);
   const sections: { title: string; head: string[]; rows: (string | number)[][] }[] = [];
   sections.push({
@@ -200,7 +201,7 @@ export function writeReport(dir: string, r: AssessmentResult, figures: { name: s
   md.push("## Figures", "");
   for (const f of figures) md.push(`### ${f.title}`, "", `![${f.title}](figures/${f.name}.png)`, "");
   md.push("Figures are also in SVG (`figures/*.svg`); all numbers are in `metrics.json`.", "");
-  fs.writeFileSync(path.join(dir, "report.md"), md.join("\n"));
+  writeFileAtomic(path.join(dir, "report.md"), md.join("\n"));
 
   const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/`([^`]+)`/g, "<code>$1</code>").replace(/\*\*([^*]+)\*\*/g, "<b>$1</b>");
   const html = [
@@ -216,5 +217,5 @@ export function writeReport(dir: string, r: AssessmentResult, figures: { name: s
     ...figures.map((f) => `<figure><figcaption><b>${esc(f.title)}</b></figcaption>${f.svg.replace(/^<\?xml[^>]*>/, "")}</figure>`),
     "</body></html>",
   ].join("\n");
-  fs.writeFileSync(path.join(dir, "report.html"), html);
+  writeFileAtomic(path.join(dir, "report.html"), html);
 }

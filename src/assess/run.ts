@@ -27,6 +27,7 @@ import { aucLess, histogramAuc, Histogram1D, median } from "./stats.js";
 import { renderFigure, withinBetweenSpec, jointSpec, sparsitySpec, scatterSpec } from "./figures.js";
 import { writeReport, type AssessmentResult, type MeasureSummary, type RepresentationMetrics } from "./report.js";
 import { checkThreadCount } from "../threads.js";
+import { withOutputLocks } from "../lock.js";
 
 /** Options of {@link runAssessment} (CLI flags in brackets). */
 export interface AssessOptions {
@@ -167,6 +168,10 @@ function leaveOutEmptyCells(src: CountMatrixSource, embs: LoadedEmbeddings[], la
  *   file lacks some selected cells / shares no cell id with the data.
  */
 export async function runAssessment(opts: AssessOptions): Promise<AssessmentResult> {
+  return withOutputLocks(() => runAssessmentLocked(opts));
+}
+
+async function runAssessmentLocked(opts: AssessOptions): Promise<AssessmentResult> {
   const labelKey = opts.label ?? "cell_type";
   const minCells = opts.minCells ?? 500;
   const perType = opts.perType ?? minCells;
@@ -179,6 +184,7 @@ export async function runAssessment(opts: AssessOptions): Promise<AssessmentResu
   assertWritable(opts.output, opts.force ?? false, {
     command: "assess",
     kind: "dir",
+    lock: "assess",
     inputs: [{ path: opts.input, label: "--input" }, ...embFiles.map((f) => ({ path: f, label: "--embeddings" }))],
   });
   const embInputs = await readEmbeddingInputs(embFiles, opts.obsm, opts.embeddingNames);

@@ -29,7 +29,7 @@ export const compareCommand: CommandModule<object, CompareArgs> = {
       .option("arms", { type: "string", describe: "run only these arms (comma-separated names)" })
       .option("batch", { type: "string", describe: "obs column with batches (overrides data.batch): batch ASW, graph connectivity" })
       .option("input", { alias: "i", type: "string", describe: "data file (overrides data.input): .h5ad or 10x folder of raw counts" })
-      .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
+      .option("force", { type: "boolean", describe: "start over: the previous comparison is replaced once the new one has a result (kept if it fails first); files cellfm did not write are never deleted" })
       .option("workers", { alias: "threads", type: "number", describe: "override training.workers of every arm" })
       .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
       .option("quiet", { type: "boolean", describe: "no progress lines" }) as never,

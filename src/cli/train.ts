@@ -33,7 +33,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option("output", { alias: "o", type: "string", describe: "run folder: checkpoints, metrics, eval.json (overrides output.dir)" })
       .option("set", { type: "string", array: true, describe: "override a config key, validated like the file: --set training.max_steps=100 --set training.objective=denoise (repeatable)" })
       .option("resume", { type: "boolean", describe: "continue from the newest checkpoint in the output folder" })
-      .option("force", { type: "boolean", describe: "delete an existing output folder and start over" })
+      .option("force", { type: "boolean", describe: "start over: the previous run is replaced once the new one has a checkpoint (kept if it fails first); files cellfm did not write are never deleted" })
       .option("backend", { type: "string", choices: BACKEND_CHOICES as unknown as string[], describe: "override the config's backend" })
       .option("max-steps", { type: "number", describe: "override training.max_steps" })
       .option("workers", { alias: "threads", type: "number", describe: "override training.workers (data-parallel threads incl. the main one; wasm/cpu)" })

@@ -24,8 +24,11 @@ export interface ArmSeedResult {
   /** real training tokens seen (≥ the budget, the first step that reached it). */
   tokens: number;
   eval: EvalResult;
-  /** wall time of training (seconds, all calls together when resumed). */
+  /** wall time of every training attempt of this arm × seed (a run resumed after a kill counts both parts, and the steps it redid). */
   train_seconds: number;
+  /** training attempts when more than one (the run was stopped and resumed). */
+  train_attempts?: number;
+  /** tokens trained ÷ train_seconds. */
   tokens_per_s: number;
   /** denoising scores of the trained and the untrained model (count-predicting arms). */
   denoise?: { trained: DenoiseScore; untrained: DenoiseScore };
@@ -469,7 +472,7 @@ export async function buildReport(inp: ReportInput): Promise<CompareResult> {
   md.push("## Denoising benchmark (scPRINT protocol)", "");
   if (inp.denoise) md.push(mdTable(denHead, denRows), "");
   else md.push("Not run: the downsampling of the denoising objective is not available in this build.", "");
-  fs.writeFileSync(path.join(inp.output, "report.md"), md.join("\n"));
+  writeFileAtomic(path.join(inp.output, "report.md"), md.join("\n"));
 
   const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/`([^`]+)`/g, "<code>$1</code>").replace(/\*\*([^*]+)\*\*/g, "<b>$1</b>");
   const bold = (h: string) => h.replace(/\*\*([^*<]+)\*\*/g, "<b>$1</b>");
@@ -489,6 +492,6 @@ export async function buildReport(inp: ReportInput): Promise<CompareResult> {
     inp.denoise ? htmlTable(denHead, denRows) : "<p>Not run: the downsampling of the denoising objective is not available in this build.</p>",
     "</body></html>",
   ].join("\n");
-  fs.writeFileSync(path.join(inp.output, "report.html"), html);
+  writeFileAtomic(path.join(inp.output, "report.html"), html);
   return result;
 }

@@ -34,7 +34,9 @@ import type { AssessmentResult } from "../assess/report.js";
 import { buildModel } from "../model/factory.js";
 import { copyGeneTables } from "../model/value-model.js";
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
-import { assertNoOverlap, assertWritable, writeFileAtomic, writeOutputMarker } from "../io.js";
+import { assertNoOverlap, assertWritable, setAside, settleSetAside, writeFileAtomic, writeOutputMarker } from "../io.js";
+import { isOutputLockHeld, lockOutput, releaseOutputLock } from "../lock.js";
+import { readMetricsRows } from "../train/output.js";
 import { ENCODING_NAMES, planGenes, type TokenEncoding } from "../tokenize/geneformer.js";
 import { tokenizeToDataset } from "../tokenize/run.js";
 import { listCheckpoints } from "../train/checkpoints.js";
@@ -91,9 +93,13 @@ function sharedFingerprint(c: CompareConfig): Record<string, unknown> {
  */
 function prepareOutput(c: CompareConfig, out: string, force: boolean): void {
   assertNoOverlap(out, [{ path: c.data.input, label: `${c.source}: data.input` }], "--output");
+  lockOutput(out, "compare");
+  settleSetAside(out, compareHasResult, false); // an earlier --force run that was killed
   if (force && fs.existsSync(out)) {
-    assertWritable(out, true, { command: "compare", kind: "dir" }); // --force replaces only a compare folder
-    fs.rmSync(out, { recursive: true, force: true });
+    // --force replaces only a compare folder, and only cellfm's files; the previous comparison is
+    // kept aside until the new one has a result (runCompare settles it)
+    assertWritable(out, true, { command: "compare", kind: "dir" });
+    setAside(out);
   }
   const marker = path.join(out, "compare-config.json");
   if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
@@ -114,6 +120,18 @@ function prepareOutput(c: CompareConfig, out: string, force: boolean): void {
   fs.mkdirSync(out, { recursive: true });
   writeOutputMarker(out, "compare");
   writeFileAtomic(marker, JSON.stringify({ source: c.source, shared: sharedFingerprint(c), seeds: c.seeds, arms: c.arms.map((a) => a.name) }, null, 2) + "\n");
+}
+
+/** A comparison folder holds a result once one training run has a checkpoint or one arm × seed is done. */
+function compareHasResult(dir: string): boolean {
+  const walk = (d: string, depth: number): boolean => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (e.name === "done.json" || (e.isDirectory() && /^(checkpoint-\d+|final)$/.test(e.name))) return true;
+      if (e.isDirectory() && depth < 4 && walk(path.join(d, e.name), depth + 1)) return true;
+    }
+    return false;
+  };
+  return fs.existsSync(dir) && walk(dir, 0);
 }
 
 /** Check the data's obs columns before anything is tokenized or trained. */
@@ -149,6 +167,18 @@ interface Job {
  *   than one optimizer step, or an output folder made by a different configuration.
  */
 export async function runCompare(o: CompareRunOptions): Promise<CompareResult & { interrupted: boolean }> {
+  const log = o.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const locked = isOutputLockHeld(o.output);
+  try {
+    return await runCompareIn(o);
+  } finally {
+    // a previous comparison replaced with --force: removed once the new one has a result, else put back
+    if (isOutputLockHeld(o.output)) for (const l of settleSetAside(path.resolve(o.output), compareHasResult, true)) log(`compare: ${l}`);
+    if (!locked) releaseOutputLock(o.output);
+  }
+}
+
+async function runCompareIn(o: CompareRunOptions): Promise<CompareResult & { interrupted: boolean }> {
   const c = o.config;
   const out = path.resolve(o.output);
   const log = o.log ?? ((s: string) => process.stderr.write(s + "\n"));
@@ -252,13 +282,17 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
     const trainDir = j.train.output.dir;
     const finished = fs.existsSync(path.join(trainDir, "eval.json")) && fs.existsSync(path.join(trainDir, "final"));
     const timingFile = path.join(j.dir, "timing.json");
-    const timing = readJson<{ train_s: number }>(timingFile) ?? { train_s: 0 };
+    // train_s: every training attempt's wall time, saved as it goes (at most a second is lost to a kill -9)
+    const timing = readJson<{ train_s: number; attempts?: number }>(timingFile) ?? { train_s: 0 };
     if (!finished) {
       const resume = fs.existsSync(trainDir) && listCheckpoints(trainDir).length > 0;
       const remainingJobs = todo.filter((x) => jobs.indexOf(x) > ji).length;
       const tag = `arm ${c.arms.indexOf(j.arm) + 1}/${c.arms.length} ${j.arm.name} · seed ${j.seed}`;
       say(`compare [${tag}]: ${resume ? "resuming" : "training"} ${j.totalSteps} steps`);
       const start = Date.now();
+      const before = timing.train_s;
+      timing.attempts = (timing.attempts ?? 0) + 1;
+      let lastSaved = start;
       let lastPrint = 0;
       // throughput of the comparison so far: this call's steps after its first, plus earlier runs
       let first: { tokens: number; t: number } | undefined;
@@ -271,6 +305,10 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
         stopAfter: stopBudget,
         onStep: (m) => {
           const now = Date.now();
+          if (now - lastSaved >= 1000) {
+            lastSaved = now;
+            writeFileAtomic(timingFile, JSON.stringify({ ...timing, train_s: before + (now - start) / 1000 }) + "\n");
+          }
           first ??= { tokens: m.tokens, t: now };
           last = { tokens: m.tokens, t: now };
           if (now - lastPrint < 5000 && m.step !== j.totalSteps) return;
@@ -290,7 +328,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
         secondsTrainingNow += (last.t - first.t) / 1000;
       }
       const secs = (Date.now() - start) / 1000;
-      timing.train_s += secs;
+      timing.train_s = before + secs;
       writeFileAtomic(timingFile, JSON.stringify(timing) + "\n");
       if (stopBudget !== undefined) stopBudget = undefined;
       if (r.interrupted) {
@@ -341,11 +379,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       );
     }
     const ev = readJson<EvalResult>(path.join(trainDir, "eval.json"))!;
-    const rows = fs
-      .readFileSync(path.join(trainDir, "metrics.jsonl"), "utf8")
-      .split("\n")
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as Record<string, number>);
+    const rows = readMetricsRows(path.join(trainDir, "metrics.jsonl"), log);
     const tokens = rows.reduce((m, r) => Math.max(m, r.tokens ?? 0), 0);
     const done: ArmSeedResult = {
       arm: j.arm.name,
@@ -354,6 +388,7 @@ export async function runCompare(o: CompareRunOptions): Promise<CompareResult & 
       tokens,
       eval: ev,
       train_seconds: timing.train_s,
+      ...(timing.attempts !== undefined && timing.attempts > 1 ? { train_attempts: timing.attempts } : {}),
       tokens_per_s: tokens / Math.max(timing.train_s, 1e-9),
       ...(scores ? { denoise: scores } : {}),
     };

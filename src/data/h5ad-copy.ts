@@ -12,7 +12,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import h5wasm from "h5wasm/node";
 import type { File as H5File, Group as H5Group } from "h5wasm/node";
-import { h5Ready } from "./h5ad.js";
+import { h5Ready, hdf5Reason } from "./h5ad.js";
+import { fsErrorMessage, fsyncFile, libraryWriteError } from "../io.js";
 
 /** Set AnnData's encoding attributes on a group or dataset. */
 export function encodeAs(g: { create_attribute: H5Group["create_attribute"] }, type: string, version: string): void {
@@ -65,13 +66,30 @@ export async function writeH5adCopy(input: string, output: string, edit: (h5: H5
   const abs = path.resolve(output);
   const tmp = `${abs}.tmp-${process.pid}-${Date.now()}`;
   try {
-    fs.copyFileSync(input, tmp);
-    await h5Ready();
+    try {
+      fs.copyFileSync(input, tmp);
+    } catch (e) {
+      throw fsErrorMessage(e, abs);
+    }
+    await h5Ready(); // HDF5 errors (a full disk included) throw instead of printing a trace
     const h5 = new h5wasm.File(tmp, "a");
+    let closed = false;
     try {
       edit(h5);
-    } finally {
-      h5.close();
+      // close flushes HDF5's buffers: its errors are write errors too; then to disk before the rename
+      closed = true;
+      if (h5.close() < 0) throw new Error("closing the HDF5 file failed");
+      fsyncFile(tmp);
+    } catch (e) {
+      if (!closed) {
+        try {
+          h5.close();
+        } catch {
+          /* reporting the first error */
+        }
+      }
+      const msg = String((e as Error)?.message);
+      throw msg.includes("HDF5-DIAG") || msg.startsWith("closing the HDF5") ? libraryWriteError(e, abs, hdf5Reason(e)) : e;
     }
     if (fs.existsSync(abs) && !opts.force) throw new Error(`output ${output} already exists; pass --force to replace it`);
     fs.renameSync(tmp, abs);

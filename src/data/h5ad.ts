@@ -279,6 +279,8 @@ export function validateCounts(
   chunk: CsrChunk,
   cellName: (i: number) => string,
   allowNonInteger: boolean,
+  /** where this file keeps other matrices, e.g. `layers: counts; raw/X`, named in the message. */
+  elsewhere?: string,
 ): void {
   const { data, indptr } = chunk;
   for (let k = 0; k < data.length; k++) {
@@ -293,8 +295,9 @@ export function validateCounts(
     if (!Number.isFinite(x)) throw new Error(`${file}: ${cell} has an infinite count; expected raw counts`);
     throw new Error(
       `${file}: ${cell} has a non-integer count (${x}); this looks like normalised or log-transformed data, ` +
-        `but the tokenizer needs raw counts. Pick the raw counts with --layer <name> (e.g. --layer counts) or --use-raw, ` +
-        `or pass --allow-non-integer if these really are (e.g. ambient-corrected) counts`,
+        `but cellfm reads raw counts. Pick the raw counts with --layer <name> (e.g. --layer counts) or --use-raw` +
+        (elsewhere ? ` (this file has ${elsewhere})` : "") +
+        `, or pass --allow-non-integer if these really are (e.g. ambient-corrected) counts`,
     );
   }
 }
@@ -423,6 +426,13 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
     const allowNonInteger = opts.allowNonInteger ?? false;
     const cellName = (i: number) => obs.index[i];
     const where = `${file} (${key})`;
+    // the other count matrices the file holds, for the message on log-normalised values
+    const layerNames = (() => {
+      const g = h5.get("layers");
+      return g instanceof h5wasm.Group ? g.keys().map((k) => `layers/${k}`) : [];
+    })();
+    const others = [...layerNames, ...(h5.get("raw/X") ? ["raw/X"] : [])].filter((k) => k !== key);
+    const elsewhere = others.length ? others.join(", ") : undefined;
 
     let csrFromCsc: { indptr: Float64Array; indices: Int32Array; data: Float64Array } | undefined;
     const chunks = function* (chunkSize = 512, select?: ChunkSelection): Iterable<CsrChunk> {
@@ -440,7 +450,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
           const indptr = new Float64Array(b - a + 1);
           for (let r = 0; r <= b - a; r++) indptr[r] = ptr[a + r] - lo;
           const { chunk } = canonicalRows({ start: a, nCells: b - a, indptr, indices, data });
-          validateCounts(where, chunk, cellName, allowNonInteger);
+          validateCounts(where, chunk, cellName, allowNonInteger, elsewhere);
           yield chunk;
         }
       } else if (encoding === "dense") {
@@ -465,7 +475,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
             indptr[r + 1] = o;
           }
           const chunk: CsrChunk = { start: a, nCells: b - a, indptr, indices, data };
-          validateCounts(where, chunk, cellName, allowNonInteger);
+          validateCounts(where, chunk, cellName, allowNonInteger, elsewhere);
           yield chunk;
         }
       } else {
@@ -498,7 +508,7 @@ export async function openH5ad(file: string, opts: OpenCountsOptions = {}): Prom
           const indptr = new Float64Array(b - a + 1);
           for (let r = 0; r <= b - a; r++) indptr[r] = m.indptr[a + r] - lo;
           const { chunk } = canonicalRows({ start: a, nCells: b - a, indptr, indices: m.indices.subarray(lo, hi), data: m.data.subarray(lo, hi) });
-          validateCounts(where, chunk, cellName, allowNonInteger);
+          validateCounts(where, chunk, cellName, allowNonInteger, elsewhere);
           yield chunk;
         }
       }

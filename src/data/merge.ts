@@ -8,9 +8,10 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { tableFromIPC } from "./arrow.js";
-import { assertNoOverlap, assertWritable, commitDir, tempDirFor } from "../io.js";
+import { assertNoOverlap, assertWritable, commitDir, containedPath, tempDirFor, writeFileAtomic } from "../io.js";
+import { lockOutput, withOutputLocksSync } from "../lock.js";
 import { readEmbeddings, writeEmbeddings } from "./embeddings.js";
-import { cellfmVersion, readTokenizedManifest, type TokenizedManifest } from "./tokenized.js";
+import { cellfmVersion, readShardChecked, readTokenizedManifest, type TokenizedManifest } from "./tokenized.js";
 import type { ObsValues } from "./types.js";
 
 /** What {@link mergeOutputs} did. */
@@ -94,17 +95,34 @@ function mergeTokenized(inputs: string[], output: string, force: boolean): Merge
   try {
     const shards: TokenizedManifest["shards"] = [];
     const lengths: number[] = [];
+    const firstSeen = new Map<string, string>();
+    const dupes: string[] = [];
+    let nDupes = 0;
     for (const p of nonEmpty) {
       for (const s of p.m.shards) {
-        const src = path.join(p.dir, s.file);
-        if (!fs.existsSync(src)) throw new Error(`${p.dir}: shard ${s.file} listed in manifest.json is missing`);
-        const file = `shard-${String(shards.length).padStart(5, "0")}.arrow`;
-        fs.copyFileSync(src, path.join(tmp, file));
-        const len = tableFromIPC(fs.readFileSync(src)).getChild("length");
+        const src = containedPath(p.dir, s.file, `${path.join(p.dir, "manifest.json")}: shard`);
+        const buf = readShardChecked(p.dir, s);
+        let table: ReturnType<typeof tableFromIPC>;
+        try {
+          table = tableFromIPC(buf);
+        } catch {
+          throw new Error(`${src}: unreadable token shard (not an Arrow IPC file, or truncated); re-run cellfm tokenize`);
+        }
+        const len = table.getChild("length");
         if (!len || len.length !== s.n_cells) throw new Error(`${src}: ${len?.length ?? 0} cells, manifest says ${s.n_cells}`);
+        for (const id of table.getChild("cell_id") ?? []) {
+          const prev = firstSeen.get(String(id));
+          if (prev === undefined) firstSeen.set(String(id), p.dir);
+          else if (nDupes++ < 5) dupes.push(`${String(id)} (${prev} and ${p.dir})`);
+        }
+        const file = `shard-${String(shards.length).padStart(5, "0")}.arrow`;
+        writeFileAtomic(path.join(tmp, file), buf);
         for (const v of len.toArray() as Int32Array) lengths.push(v);
         shards.push({ file, n_cells: s.n_cells, ...(s.bytes !== undefined ? { bytes: s.bytes, sha256: s.sha256 } : {}) });
       }
+    }
+    if (nDupes > 0) {
+      throw new Error(`cannot merge: ${nDupes} cell id(s) occur more than once in the parts, e.g. ${dupes.join(", ")}; a cell merged twice would be trained and validated on twice`);
     }
     const { shard: _shard, ...meta } = first;
     void _shard;
@@ -117,11 +135,11 @@ function mergeTokenized(inputs: string[], output: string, force: boolean): Merge
       cellfm_version: cellfmVersion(),
       created: new Date().toISOString(),
     };
-    fs.writeFileSync(path.join(tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+    writeFileAtomic(path.join(tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
     const sums = parts.map((p) => path.join(p.dir, "summary.json"));
     if (sums.every((f) => fs.existsSync(f))) {
       const merged = mergeSummaries(sums.map((f) => JSON.parse(fs.readFileSync(f, "utf8")) as Summary), Int32Array.from(lengths));
-      fs.writeFileSync(path.join(tmp, "summary.json"), JSON.stringify(merged, null, 2) + "\n");
+      writeFileAtomic(path.join(tmp, "summary.json"), JSON.stringify(merged, null, 2) + "\n");
     }
     commitDir(tmp, output, force, { command: "tokenize" });
     return { kind: "tokenized", parts: parts.length, nCells: manifest.n_cells };
@@ -147,6 +165,18 @@ function mergeEmbeddings(inputs: string[], output: string, force: boolean): Merg
     if (p.e.dim !== first.dim) throw new Error(`${p.file} has embeddings of size ${p.e.dim}, ${parts[0].file} of ${first.dim}`);
     if (key(p.e.meta) !== key(first.meta)) throw new Error(`${p.file} and ${parts[0].file} come from different runs (checkpoint, layer, pooling or input differ); only shards of one run can be merged`);
     if (!same(Object.keys(p.e.obs.columns), Object.keys(first.obs.columns))) throw new Error(`${p.file} and ${parts[0].file} carry different obs columns`);
+  }
+  const firstSeen = new Map<string, string>();
+  const dupes: string[] = [];
+  for (const p of parts) {
+    for (const c of p.e.cellIds) {
+      const prev = firstSeen.get(c);
+      if (prev === undefined) firstSeen.set(c, p.file);
+      else dupes.push(`${c} (${prev} and ${p.file})`);
+    }
+  }
+  if (dupes.length > 0) {
+    throw new Error(`cannot merge: ${dupes.length} cell id(s) occur more than once in the parts, e.g. ${dupes.slice(0, 5).join(", ")}; each cell must be in one part only`);
   }
   const nCells = parts.reduce((a, p) => a + p.e.cellIds.length, 0);
   const data = new Float32Array(nCells * first.dim);
@@ -184,9 +214,21 @@ function mergeEmbeddings(inputs: string[], output: string, force: boolean): Merg
  *   runs, or an existing output without `force`.
  */
 export function mergeOutputs(inputs: string[], output: string, opts: { force?: boolean } = {}): MergeSummary {
+  return withOutputLocksSync(() => mergeOutputsLocked(inputs, output, opts));
+}
+
+function mergeOutputsLocked(inputs: string[], output: string, opts: { force?: boolean }): MergeSummary {
   if (inputs.length === 0) throw new Error("give the outputs to merge (--input a b c ...)");
   for (const f of inputs) if (!fs.existsSync(f)) throw new Error(`${f}: not found`);
   assertNoOverlap(output, inputs.map((f) => ({ path: f, label: "--input" })));
+  const seen = new Map<string, string>();
+  for (const f of inputs) {
+    const real = fs.realpathSync(f);
+    const prev = seen.get(real);
+    if (prev !== undefined) throw new Error(`${f} is given twice (also as ${prev}); each output is merged once, or its cells would be duplicated`);
+    seen.set(real, f);
+  }
+  lockOutput(output, "merge");
   const isDir = inputs.map((f) => fs.statSync(f).isDirectory());
   if (isDir.every(Boolean)) return mergeTokenized(inputs, output, opts.force ?? false);
   if (isDir.some(Boolean)) throw new Error("give either tokenized dataset folders or embedding files, not both");

@@ -36,7 +36,7 @@ import {
 import type * as A from "apache-arrow";
 import type { Vector } from "apache-arrow";
 import type { ArrayBufferViewInput } from "apache-arrow/util/buffer";
-import { assertWritable, commitDir, packagePath, tempDirFor } from "../io.js";
+import { assertWritable, commitDir, containedPath, packagePath, syncClose, tempDirFor, writeAll, writeFileAtomic } from "../io.js";
 import type { ObsTable, ObsValues } from "./types.js";
 
 /** Arrow column types used in a tokenized dataset. */
@@ -221,13 +221,16 @@ class FileSink extends AsyncByteQueue {
   /** Bytes written and their running SHA-256. */
   bytes = 0;
   readonly hash = crypto.createHash("sha256");
-  constructor(private readonly fd: number) {
+  constructor(
+    private readonly fd: number,
+    private readonly file: string,
+  ) {
     super();
   }
   override write(value: ArrayBufferViewInput): void {
     const v = value as Uint8Array;
     if (v.byteLength > 0) {
-      fs.writeSync(this.fd, v);
+      writeAll(this.fd, v, this.file);
       this.hash.update(v);
       this.bytes += v.byteLength;
     }
@@ -248,8 +251,8 @@ export interface TokenizedShard {
  * Read a shard's bytes, checked against its manifest entry.
  * @throws Error naming the shard when it is missing, shorter/longer than recorded (truncated), or its checksum differs
  */
-function readShardChecked(dir: string, shard: TokenizedShard): Buffer {
-  const file = path.join(dir, shard.file);
+export function readShardChecked(dir: string, shard: TokenizedShard): Buffer {
+  const file = containedPath(dir, shard.file, `${path.join(dir, "manifest.json")}: shard`);
   if (!fs.existsSync(file)) throw new Error(`${dir}: shard ${shard.file} listed in manifest.json is missing`);
   const buf = fs.readFileSync(file);
   if (shard.bytes !== undefined && buf.length !== shard.bytes) {
@@ -363,7 +366,7 @@ export class TokenizedDatasetWriter {
       const file = `shard-${String(this.shards.length).padStart(5, "0")}.arrow`;
       const fd = fs.openSync(path.join(this.tmp, file), "w");
       const writer = new RecordBatchFileWriter();
-      const sink = new FileSink(fd);
+      const sink = new FileSink(fd, path.join(this.tmp, file));
       writer.reset(sink as unknown as A.AsyncByteQueue<Uint8Array>);
       this.shard = { fd, writer, sink, cells: 0, tokens: 0 };
       this.shards.push({ file, n_cells: 0 });
@@ -382,9 +385,9 @@ export class TokenizedDatasetWriter {
     this.shard.writer.finish();
     // size and checksum of what was written, so a truncated or altered shard is caught when read
     Object.assign(this.shards[this.shards.length - 1], { bytes: this.shard.sink.bytes, sha256: this.shard.sink.hash.digest("hex") });
-    fs.fsyncSync(this.shard.fd);
-    fs.closeSync(this.shard.fd);
+    const { fd } = this.shard;
     this.shard = undefined;
+    syncClose(fd, path.join(this.tmp, this.shards[this.shards.length - 1].file));
   }
 
   /** Close the last shard, write `manifest.json` (and `extraFiles`), then move the folder to its final name. */
@@ -407,8 +410,8 @@ export class TokenizedDatasetWriter {
         cellfm_version: cellfmVersion(),
         created: new Date().toISOString(),
       };
-      fs.writeFileSync(path.join(this.tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
-      for (const [name, text] of Object.entries(extraFiles)) fs.writeFileSync(path.join(this.tmp, name), text);
+      writeFileAtomic(path.join(this.tmp, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+      for (const [name, text] of Object.entries(extraFiles)) writeFileAtomic(path.join(this.tmp, name), text);
       commitDir(this.tmp, this.dir, this.opts.force ?? false, { command: "tokenize" });
       this.done = true;
       return manifest;
@@ -453,6 +456,21 @@ export function writeTokenizedDataset(
   return w.finish();
 }
 
+/**
+ * Refuse a dataset whose cell ids repeat (e.g. one merged with itself): the same cell could land in
+ * both the training and the validation split. @throws Error naming the folder and the first ids
+ */
+export function assertUniqueCellIds(dir: string, cellIds: readonly string[]): void {
+  const seen = new Set<string>();
+  const dupes: string[] = [];
+  let n = 0;
+  for (const id of cellIds) {
+    if (!seen.has(id)) seen.add(id);
+    else if (n++ < 5) dupes.push(id);
+  }
+  if (n > 0) throw new Error(`${dir}: ${n} cell id(s) occur more than once (e.g. ${dupes.join(", ")}); a repeated cell could be both trained and validated on — re-tokenize or re-merge without the copies`);
+}
+
 /** Read and check `manifest.json` of a tokenized dataset folder. */
 export function readTokenizedManifest(dir: string): TokenizedManifest {
   const file = path.join(dir, "manifest.json");
@@ -461,8 +479,8 @@ export function readTokenizedManifest(dir: string): TokenizedManifest {
   let m: TokenizedManifest;
   try {
     m = JSON.parse(fs.readFileSync(file, "utf8")) as TokenizedManifest;
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  } catch {
+    throw new Error(`${file}: not valid JSON (truncated or not a manifest)`); // the parser's message would quote the file
   }
   if (m.format !== "cellfm-tokenized" || !Array.isArray(m.shards)) {
     throw new Error(`${file}: not a cellfm tokenized-dataset manifest`);
@@ -478,12 +496,13 @@ export function readTokenizedManifest(dir: string): TokenizedManifest {
 export function readTokenizedDataset(dir: string): TokenizedDataset {
   const manifest = readTokenizedManifest(dir);
   const tables = manifest.shards.map((shard) => {
-    const file = path.join(dir, shard.file);
     const buf = readShardChecked(dir, shard);
+    const file = path.join(dir, shard.file);
     try {
       return { file, table: tableFromIPC(buf), rows: shard.n_cells };
-    } catch (e) {
-      throw new Error(`${file}: unreadable token shard, truncated or corrupt (${(e as Error).message}); re-run cellfm tokenize`);
+    } catch {
+      // the library's message can quote the file's first bytes (as a number): never echo contents
+      throw new Error(`${file}: unreadable token shard (not an Arrow IPC file, or truncated or corrupt); re-run cellfm tokenize`);
     }
   });
   return assembleTokenized(dir, manifest, tables);
@@ -556,6 +575,7 @@ function assembleTokenized(dir: string, manifest: TokenizedManifest, tables: { f
       else obsParts[name].push(Array.from(col, (v) => (v === null ? "" : String(v))));
     }
   }
+  assertUniqueCellIds(dir, cellIds);
   const obs: ObsTable = { index: cellIds, columns: {} };
   for (const name of manifest.obs_columns) {
     const parts = obsParts[name];
@@ -598,7 +618,7 @@ function assembleTokenized(dir: string, manifest: TokenizedManifest, tables: { f
  * 4 MiB blocks. @throws Error as {@link readShardChecked}.
  */
 function verifyShardStreaming(dir: string, shard: TokenizedShard): string {
-  const file = path.join(dir, shard.file);
+  const file = containedPath(dir, shard.file, `${path.join(dir, "manifest.json")}: shard`);
   if (!fs.existsSync(file)) throw new Error(`${dir}: shard ${shard.file} listed in manifest.json is missing`);
   const size = fs.statSync(file).size;
   if (shard.bytes !== undefined && size !== shard.bytes) {

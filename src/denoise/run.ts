@@ -43,6 +43,7 @@ import { cellSamplingRng } from "../train/gene-sampling.js";
 import { BINNED_ENCODING } from "../model/factory.js";
 import { contextGeneMask } from "../model/value-model.js";
 import { type DenoiseInput, predictMeans } from "./predict.js";
+import { withOutputLocks } from "../lock.js";
 
 /** Name of the layer written. */
 export const DENOISED_LAYER = "denoised";
@@ -164,9 +165,14 @@ function attrValue(g: H5Group, name: string): unknown {
  *   bundled one, fewer than 50% of the genes are known, or a prediction is not finite.
  */
 export async function denoiseToFile(o: DenoiseRunOptions): Promise<DenoiseRunSummary> {
+  return withOutputLocks(() => denoiseToFileLocked(o));
+}
+
+async function denoiseToFileLocked(o: DenoiseRunOptions): Promise<DenoiseRunSummary> {
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
   assertWritable(o.output, o.force ?? false, {
     kind: "file",
+    lock: "denoise",
     inputs: [
       { path: o.checkpoint, label: "--checkpoint" },
       { path: o.input, label: "--input" },

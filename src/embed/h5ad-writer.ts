@@ -9,10 +9,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import h5wasm from "h5wasm/node";
 import type { Group as H5Group } from "h5wasm/node";
-import { assertWritable } from "../io.js";
+import { h5Ready, hdf5Reason } from "../data/h5ad.js";
+import { assertWritable, fsyncFile, libraryWriteError } from "../io.js";
 import type { ObsTable } from "../data/types.js";
-
-let ready: Promise<unknown> | undefined;
 
 function encode(g: { create_attribute: H5Group["create_attribute"] }, type: string, version: string): void {
   g.create_attribute("encoding-type", type);
@@ -35,11 +34,16 @@ export async function writeEmbeddingH5ad(
   const n = e.obs.index.length;
   if (e.embedding.length !== n * e.dim) throw new Error(`${file}: embedding has ${e.embedding.length} values, expected ${n} x ${e.dim}`);
   assertWritable(file, opts.force ?? false, { kind: "file" });
-  ready ??= h5wasm.ready;
-  await ready;
+  await h5Ready(); // HDF5 errors (a full disk included) throw instead of printing a trace
   const abs = path.resolve(file);
   const tmp = `${abs}.tmp-${process.pid}-${Date.now()}`;
-  const h5 = new h5wasm.File(tmp, "w");
+  let h5: InstanceType<typeof h5wasm.File>;
+  try {
+    h5 = new h5wasm.File(tmp, "w");
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw libraryWriteError(err, abs, hdf5Reason(err));
+  }
   try {
     encode(h5, "anndata", "0.1.0");
     // obs
@@ -83,11 +87,22 @@ export async function writeEmbeddingH5ad(
       for (const [k, val] of Object.entries(e.uns)) encode(c.create_dataset({ name: k, data: val }), "string", "0.2.0");
     }
   } catch (err) {
-    h5.close();
+    try {
+      h5.close();
+    } catch {
+      /* reporting the first error */
+    }
     fs.rmSync(tmp, { force: true });
-    throw err;
+    throw String((err as Error)?.message).includes("HDF5-DIAG") ? libraryWriteError(err, abs, hdf5Reason(err)) : err;
   }
-  h5.close();
+  try {
+    // close flushes HDF5's buffers: its errors are write errors too; then to disk before the rename
+    if (h5.close() < 0) throw new Error("closing the HDF5 file failed");
+    fsyncFile(tmp);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw String((err as Error)?.message).startsWith(abs) ? err : libraryWriteError(err, abs, hdf5Reason(err));
+  }
   if (fs.existsSync(abs) && !opts.force) {
     fs.rmSync(tmp, { force: true });
     throw new Error(`output ${file} already exists; pass --force to replace it`);

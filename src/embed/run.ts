@@ -26,6 +26,7 @@ import { RANK_ENCODING } from "../model/bert.js";
 import { cellSamplingRng, sampleGenes } from "../train/gene-sampling.js";
 import { embedCellsParallel } from "./parallel.js";
 import { writeEmbeddingH5ad } from "./h5ad-writer.js";
+import { withOutputLocks } from "../lock.js";
 import { isHdf5File } from "../data/h5ad.js";
 import { addObsm, addUnsStrings, writeH5adCopy } from "../data/h5ad-copy.js";
 
@@ -178,6 +179,10 @@ function progress(total: number, quiet: boolean): { update(n: number): void; sto
  *   input's genes are known to the checkpoint's dictionary, or the options are invalid.
  */
 export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> {
+  return withOutputLocks(() => embedToFileLocked(o));
+}
+
+async function embedToFileLocked(o: EmbedRunOptions): Promise<EmbedRunSummary> {
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
   let layer = o.layer ?? -1;
   let pool: Pooling = o.pool ?? "mean";
@@ -185,9 +190,9 @@ export async function embedToFile(o: EmbedRunOptions): Promise<EmbedRunSummary> 
     { path: o.checkpoint, label: "--checkpoint" },
     { path: o.input, label: "--input" },
   ];
-  assertWritable(o.output, o.force ?? false, { kind: "file", inputs });
+  assertWritable(o.output, o.force ?? false, { kind: "file", inputs, lock: "embed" });
   if (o.h5ad) {
-    assertWritable(o.h5ad, o.force ?? false, { kind: "file", inputs: [...inputs, { path: o.output, label: "--output" }] });
+    assertWritable(o.h5ad, o.force ?? false, { kind: "file", inputs: [...inputs, { path: o.output, label: "--output" }], lock: "embed" });
   }
   if (!fs.existsSync(o.input)) throw new Error(`input ${o.input} not found`);
   const backend = await initBackend(o.backend ?? "auto", { webgpu: true });

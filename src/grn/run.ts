@@ -34,6 +34,7 @@ import { chooseCells, chooseGenes, expressionMatrix, obsStrings, parseGeneSpec, 
 import { headWeights, parseHeads, type HeadSelection, type HeadSpec, scoreOnUniverse, selectHeads } from "./heads.js";
 import { assertFinite, filterNetwork, type NetworkFilter, parseFilter, scoreNetwork, type ScoringPlan, scoringPlan, summarizeScores, writeDenseMatrix, writeEdgeFiles } from "./network.js";
 import { indexTruth, readTruth, type TruthNetwork } from "./truth.js";
+import { withOutputLocks } from "../lock.js";
 
 /** Tokens above which extraction uses every core by default (below, starting workers costs more than it saves). */
 export const AUTO_THREADS_MIN_TOKENS = 200_000;
@@ -267,6 +268,10 @@ async function extractNetwork(
  *   among the chosen genes; the checkpoint has no attention weights; or an option is invalid.
  */
 export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
+  return withOutputLocks(() => runGrnLocked(o));
+}
+
+async function runGrnLocked(o: GrnRunOptions): Promise<GrnRunSummary> {
   const t0 = Date.now();
   const log = o.log ?? ((l: string) => (o.quiet ? undefined : process.stderr.write(l + "\n")));
   const label = o.label ?? "cell_type";
@@ -285,6 +290,7 @@ export async function runGrn(o: GrnRunOptions): Promise<GrnRunSummary> {
   assertWritable(o.output, o.force ?? false, {
     command: "grn",
     kind: "dir",
+    lock: "grn",
     inputs: [
       { path: o.input, label: "--input" },
       ...(o.checkpoint ? [{ path: o.checkpoint, label: "--checkpoint" }] : []),

@@ -178,7 +178,8 @@ function readJson(file: string, what: string): Record<string, unknown> {
     if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
     return v;
   } catch (e) {
-    throw new Error(`${file}: corrupt ${what}: ${(e as Error).message}`);
+    // JSON.parse's message quotes the file's text: say only what is wrong
+    throw new Error(`${file}: corrupt ${what}: ${e instanceof SyntaxError ? "not valid JSON" : (e as Error).message}`);
   }
 }
 

@@ -83,8 +83,9 @@ export interface SafetensorsFile {
 /**
  * Read a whole safetensors file. Tensor data are copied into fresh, aligned typed arrays.
  * @throws Error naming the file when it is missing, truncated (shorter than its header or its data
- *   offsets say), has a header that is not valid JSON, or has overlapping/out-of-range offsets or an
- *   unknown dtype.
+ *   offsets say), has a header that is not valid JSON, or has data_offsets that break the format
+ *   (negative, begin > end, overlapping, leaving a hole, not covering the data section exactly) or an
+ *   unknown dtype. Messages never quote the file's bytes.
  */
 export function readSafetensors(path: string): SafetensorsFile {
   if (!fs.existsSync(path)) throw new Error(`${path}: file not found`);
@@ -96,8 +97,8 @@ export function readSafetensors(path: string): SafetensorsFile {
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(buf.subarray(8, 8 + hlen).toString("utf8"));
-  } catch (e) {
-    throw bad(`header is not JSON: ${(e as Error).message}`);
+  } catch {
+    throw bad(`its ${hlen}-byte header is not JSON`); // the parser's message would quote the file's bytes
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) throw bad("header is not a JSON object");
   const dataStart = 8 + hlen;
@@ -115,7 +116,9 @@ export function readSafetensors(path: string): SafetensorsFile {
     if (!(dtype in BYTES)) throw bad(`tensor ${name} has unknown dtype ${e?.dtype}`);
     if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isInteger(d) || d < 0)) throw bad(`tensor ${name} has an invalid shape`);
     const off = e.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !(off[0] <= off[1])) throw bad(`tensor ${name} has invalid data_offsets`);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0) || !(off[0] <= off[1])) {
+      throw bad(`tensor ${name} has invalid data_offsets (the format requires two non-negative integers [begin, end], begin <= end)`);
+    }
     const n = e.shape.reduce((a, b) => a * b, 1);
     if (off[1] - off[0] !== n * BYTES[dtype]) {
       throw bad(`tensor ${name}: data_offsets span ${off[1] - off[0]} bytes but shape [${e.shape}] ${dtype} needs ${n * BYTES[dtype]}`);
@@ -126,10 +129,15 @@ export function readSafetensors(path: string): SafetensorsFile {
     new Uint8Array(ab).set(buf.subarray(dataStart + off[0], dataStart + off[1]));
     tensors[name] = { dtype, shape: e.shape, data: makeArray(dtype, ab, n) };
   }
-  spans.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) throw bad(`tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap`);
+  // the format: the tensors' byte ranges tile the data section exactly (no overlap, no hole, nothing after)
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let end = 0;
+  for (let i = 0; i < spans.length; i++) {
+    if (spans[i][0] < end) throw bad(`tensors ${spans[i - 1][2]} and ${spans[i][2]} overlap`);
+    if (spans[i][0] > end) throw bad(`a hole of ${spans[i][0] - end} bytes before tensor ${spans[i][2]}: data_offsets must cover the data section exactly`);
+    end = spans[i][1];
   }
+  if (end !== dataLen) throw bad(`the tensors cover ${end} of the data section's ${dataLen} bytes; data_offsets must cover it exactly`);
   return { tensors, metadata };
 }
 

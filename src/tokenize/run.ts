@@ -20,6 +20,7 @@ import { TokenizeWorkers } from "./parallel.js";
 import { selectedBlocks } from "../data/types.js";
 import { shardRange, type Shard } from "../shard.js";
 import { availableCores, checkThreadCount } from "../threads.js";
+import { withOutputLocks } from "../lock.js";
 
 
 // Works whether the eval'd worker is treated as CommonJS or as an ES module (e.g. under --input-type=module).
@@ -133,13 +134,17 @@ export const PARALLEL_MIN_VALUES = 20_000_000;
  *   bad counts, a missing `--carry` column or < 50% known genes.
  */
 export async function tokenizeToDataset(o: TokenizeRunOptions): Promise<{ summary: TokenizeSummary; manifest: TokenizedManifest; seconds: number }> {
+  return withOutputLocks(() => tokenizeToDatasetLocked(o));
+}
+
+async function tokenizeToDatasetLocked(o: TokenizeRunOptions): Promise<{ summary: TokenizeSummary; manifest: TokenizedManifest; seconds: number }> {
   const t0 = performance.now();
   const inputs = [
     { path: o.input, label: "--input" },
     ...(o.medians ? [{ path: o.medians, label: "--medians" }] : []),
     ...(o.obsTsv ? [{ path: o.obsTsv, label: "--obs-tsv" }] : []),
   ];
-  assertWritable(o.output, o.force ?? false, { command: "tokenize", kind: "dir", inputs });
+  assertWritable(o.output, o.force ?? false, { command: "tokenize", kind: "dir", inputs, lock: "tokenize" });
   for (const c of o.carry ?? []) {
     if (RESERVED_COLUMNS.includes(c)) {
       throw new Error(
@@ -291,7 +296,11 @@ export interface MediansRunOptions {
  * All inputs are opened (and checked) before any counting; nothing is written on error.
  */
 export async function mediansToFile(o: MediansRunOptions): Promise<MediansResult> {
-  assertWritable(o.output, o.force ?? false, { kind: "file", inputs: o.inputs.map((f) => ({ path: f, label: "--input" })) });
+  return withOutputLocks(() => mediansToFileLocked(o));
+}
+
+async function mediansToFileLocked(o: MediansRunOptions): Promise<MediansResult> {
+  assertWritable(o.output, o.force ?? false, { kind: "file", inputs: o.inputs.map((f) => ({ path: f, label: "--input" })), lock: "medians" });
   if (o.inputs.length === 0) throw new Error("give at least one --input");
   let total = 0;
   let cells = 0;

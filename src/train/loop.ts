@@ -44,7 +44,10 @@ import { type CellModel, RANK_ENCODING } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
-import { assertNoOverlap, assertWritable, type NamedPath, OUTPUT_MARKER, removeStaleTempsIn, writeFileAtomic, writeOutputMarker } from "../io.js";
+import { appendChecked, writeFileAtomic } from "../io.js";
+import { finishOutputDir, lockRunDir, prepareOutputDir, readMetricsRows } from "./output.js";
+import { isOutputLockHeld, releaseOutputLock } from "../lock.js";
+export { removeAbortedStart } from "./output.js";
 import { availableCores, checkThreadCount } from "../threads.js";
 import { makeRng, type Rng } from "../rng.js";
 import { listCheckpoints, loadTrainingCheckpoint, saveTrainingCheckpointAsync, type TrainerState } from "./checkpoints.js";
@@ -410,47 +413,6 @@ export function architectureDiff(a: BertConfig, b: BertConfig): string[] {
   return out;
 }
 
-/** What a run writes before its first checkpoint (with temporary folders of checkpoint writes). */
-const RUN_START_FILES = new Set(["run.json", "metrics.jsonl", OUTPUT_MARKER]);
-
-/**
- * Remove what a run that stopped before its first checkpoint left in `dir` (crash, kill -9, a
- * diverged loss): `run.json`, `metrics.jsonl` and half-written `*.tmp-*` folders, only when that is
- * all there is. Such a folder holds no result, so it must not block running the same command again.
- * @returns true when `dir` held such leftovers (now removed)
- */
-export function removeAbortedStart(dir: string): boolean {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) return false;
-  const names = fs.readdirSync(dir);
-  if (names.length === 0 || !names.includes("run.json")) return false;
-  if (!names.every((n) => RUN_START_FILES.has(n) || /\.tmp-\d+-\d+$/.test(n))) return false;
-  for (const n of names) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
-  return true;
-}
-
-function prepareOutputDir(dir: string, opts: TrainOptions, say: (s: string) => void, inputs: NamedPath[]): void {
-  assertNoOverlap(dir, inputs, "output.dir");
-  removeStaleTempsIn(dir); // half-written checkpoints of a killed run
-  if (!opts.resume && removeAbortedStart(dir)) {
-    say(`note: ${dir} held only the leftovers of a run that stopped before its first checkpoint (run.json, metrics.jsonl); removed them`);
-  }
-  const exists = fs.existsSync(dir);
-  const nonEmpty = exists && fs.readdirSync(dir).length > 0;
-  if (opts.resume) {
-    if (!nonEmpty) throw new Error(`--resume: output folder ${dir} has no checkpoint to resume from`);
-    return;
-  }
-  if (nonEmpty) {
-    if (!opts.force) {
-      throw new Error(`output folder ${dir} already exists and is not empty; pass --resume to continue or --force to start over`);
-    }
-    assertWritable(dir, true, { command: "train", kind: "dir" }); // --force replaces only a training run's folder
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  fs.mkdirSync(dir, { recursive: true });
-  writeOutputMarker(dir, "train");
-}
-
 /** Signals that stop training with a checkpoint. */
 const STOP_SIGNALS: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
@@ -579,7 +541,33 @@ function typicalStep(c: BertConfig, lengths: Int32Array, batchSize: number, maxT
   return { cells, flops: trainingFlops(c, new Array(cells).fill(mean), 0) };
 }
 
+/** The inputs a run's output folder may not overlap. */
+function runInputs(config: TrainConfig): { path: string; label: string }[] {
+  return [{ path: config.data.tokens, label: `${config.source}: data.tokens` }];
+}
+
+/**
+ * Train (or resume) a run into `config.output.dir`, holding the folder's lock for the whole run; a
+ * previous run replaced with `--force` is removed once the new run has a checkpoint, and put back
+ * when the new run fails before it has one (`./output.ts`).
+ */
 export async function train(config: TrainConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
+  const locked = isOutputLockHeld(config.output.dir); // by a caller of this process (re-entrant)
+  try {
+    lockRunDir(config.output.dir, runInputs(config)); // before a checkpoint is looked for or anything is read
+    const r = await trainRun(config, opts);
+    for (const l of finishOutputDir(config.output.dir)) if (!opts.quiet) log(`note: ${l}`);
+    return r;
+  } catch (e) {
+    if (isOutputLockHeld(config.output.dir)) for (const l of finishOutputDir(config.output.dir)) log(`note: ${l}`);
+    throw e;
+  } finally {
+    if (!locked) releaseOutputLock(config.output.dir);
+  }
+}
+
+async function trainRun(config: TrainConfig, opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + "\n"));
   const say = (s: string) => {
     if (!opts.quiet) log(s);
@@ -608,7 +596,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
   const backend = await initBackend(opts.backend ?? config.backend, { webgpu: true });
-  prepareOutputDir(outDir, opts, say, [{ path: config.data.tokens, label: `${config.source}: data.tokens` }]);
+  prepareOutputDir(outDir, opts, say, runInputs(config));
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(",") + (p.axis.heldOutTokens ? `|genes:${Array.from(p.axis.heldOutTokens).join(",")}` : ""));
@@ -674,11 +662,8 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
     // drop metrics logged after the checkpoint (they will be produced again)
     const mfile = path.join(outDir, "metrics.jsonl");
     if (fs.existsSync(mfile)) {
-      const keep = fs
-        .readFileSync(mfile, "utf8")
-        .split("\n")
-        .filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= step);
-      writeFileAtomic(mfile, keep.map((l) => l + "\n").join(""));
+      const keep = readMetricsRows(mfile, log).filter((r) => r.step <= step);
+      writeFileAtomic(mfile, keep.map((r) => JSON.stringify(r) + "\n").join(""));
     }
     say(`resuming from ${resumeFrom} at step ${step}`);
   }
@@ -825,12 +810,10 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       initialLoss = (await evaluateLoss(model, valBatches)).loss;
       initialTerms = objective instanceof CellObjective ? await evaluateTerms(model, valBatches) : undefined;
       const termCols = initialTerms ? Object.fromEntries(Object.entries(initialTerms).map(([k, v]) => [`val_${k}`, v])) : {};
-      fs.appendFileSync(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss, ...termCols }) + "\n");
+      appendChecked(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: initialLoss, ...termCols }) + "\n");
       say(`step 0 val_loss ${initialLoss.toFixed(4)} (untrained)`);
-    } else if (fs.existsSync(metricsFile)) {
-      for (const l of fs.readFileSync(metricsFile, "utf8").split("\n")) {
-        if (!l.trim()) continue;
-        const r = JSON.parse(l) as { step: number; val_loss?: number } & Record<string, number>;
+    } else {
+      for (const r of readMetricsRows(metricsFile, log)) {
         if (r.step === 0 && r.val_loss !== undefined) initialLoss = r.val_loss;
         if (r.step === 0) {
           const tv = Object.entries(r).filter(([k]) => k.startsWith("val_") && k !== "val_loss");
@@ -921,7 +904,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       opts.onStep?.(m);
       if (step % t.log_every === 0 || valLoss !== undefined || step === totalSteps) {
         const row = { ...m, loss: intLoss / intSteps, ...(valTerms ? Object.fromEntries(Object.entries(valTerms).map(([k, v]) => [`val_${k}`, v])) : {}) };
-        fs.appendFileSync(metricsFile, JSON.stringify(row) + "\n");
+        appendChecked(metricsFile, JSON.stringify(row) + "\n");
         bar?.update(step, {
           loss: row.loss.toFixed(3),
           val: lastVal !== undefined ? lastVal.toFixed(3) : "-",
@@ -1036,7 +1019,7 @@ export async function train(config: TrainConfig, opts: TrainOptions = {}): Promi
       };
     }
     writeFileAtomic(path.join(outDir, "eval.json"), JSON.stringify(evalResult, null, 2) + "\n");
-    fs.appendFileSync(
+    appendChecked(
       metricsFile,
       JSON.stringify({
         step,

@@ -3,7 +3,7 @@
  * process, and prove that a refused or failed command left every file that existed before it
  * untouched (same SHA-256), and nothing new except what it is allowed to write.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -86,7 +86,10 @@ export interface Spawned {
  * Run `cellfm <args>` as its own process (from the sources, through tsx). With `signal`, send it
  * once stderr matches `when` (e.g. a logged step), to test what a cluster's SIGTERM does.
  */
-export function spawnCli(args: string[], opts: { signal?: NodeJS.Signals; when?: RegExp; env?: Record<string, string> } = {}): Promise<Spawned> {
+export function spawnCli(
+  args: string[],
+  opts: { signal?: NodeJS.Signals; when?: RegExp; env?: Record<string, string>; onChild?: (c: ChildProcess) => void } = {},
+): Promise<Spawned> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", path.resolve("test/faults/entry.ts"), ...args], {
       env: { ...process.env, ...opts.env },
@@ -101,6 +104,7 @@ export function spawnCli(args: string[], opts: { signal?: NodeJS.Signals; when?:
         child.kill(opts.signal);
       }
     });
+    opts.onChild?.(child);
     child.on("error", reject);
     child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
