@@ -5,11 +5,13 @@
  * (libtensorflow on CPU, also "tensorflow") → `@tensorflow/tfjs-backend-webgpu` (any GPU with a Vulkan
  * driver, see `./webgpu.ts`; only for callers whose tensor reads are all asynchronous, and never on a
  * software/fallback adapter) → `@tensorflow/tfjs-backend-wasm` (bundled, the default
- * on machines where the native packages cannot install) → `@tensorflow/tfjs-backend-cpu` (pure JS,
+ * on machines where the native packages cannot install; its matmuls run on the machine's BLAS where
+ * `npm ci` built `native/cellfm_blas.c`, see `./blas.ts`) → `@tensorflow/tfjs-backend-cpu` (pure JS,
  * last resort, ~25–90× slower than wasm).
  *
- * The native packages are *not* dependencies of cellfm (they download libtensorflow at install
- * time, which fails on air-gapped machines); install them yourself on a GPU/CPU server:
+ * The tfjs-node packages are *not* dependencies of cellfm (they download libtensorflow 2.9.1 at
+ * install time, which fails on air-gapped machines; the GPU one needs CUDA 11.2 + cuDNN 8.1 and
+ * JIT-compiles on GPUs newer than Ampere: README "Backends"); install them yourself:
  * `npm install @tensorflow/tfjs-node-gpu@4.22.0`. They are loaded with a dynamic import only when
  * present. The same model code runs on every backend.
  */

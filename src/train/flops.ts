@@ -41,12 +41,20 @@ export function trainingFlops(c: BertConfig, lengths: ArrayLike<number>, headFor
 }
 
 /**
- * Peak FLOP/s used as the MFU denominator when `training.peak_flops` is not set, per backend.
- * These are stated reference points, not measurements of the machine the run is on.
+ * Peak FLOP/s used as the MFU denominator when `training.peak_flops` is not set, per backend and
+ * matmul kernels (`BackendInfo.kernels`). These are stated reference points, not measurements of the
+ * machine the run is on.
  */
-export function defaultPeakFlops(backend: string): { flops: number; source: string } {
+export function defaultPeakFlops(backend: string, kernels = ""): { flops: number; source: string } {
   if (backend === "tensorflow") {
     return { flops: 19.5e12, source: "NVIDIA A100 FP32 peak (19.5 TFLOP/s); set training.peak_flops for your device" };
+  }
+  if (backend === "wasm" && /^(OpenBLAS|Accelerate|BLAS)/.test(kernels)) {
+    const threads = Number(/(\d+) threads?$/.exec(kernels)?.[1] ?? 1);
+    return {
+      flops: 100e9 * threads,
+      source: `one native BLAS thread, ~75-100 GFLOP/s at the model's matmul shapes on the 2-core reference machine (OpenBLAS, AVX-512; issue 18)${threads > 1 ? ` × ${threads} BLAS threads` : ""}`,
+    };
   }
   return {
     flops: 40e9,

@@ -668,7 +668,7 @@ async function trainRun(config: TrainConfig, opts: TrainOptions): Promise<TrainR
     say(`resuming from ${resumeFrom} at step ${step}`);
   }
 
-  let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name);
+  let peak = t.peak_flops ? { flops: t.peak_flops, source: "training.peak_flops in the config" } : defaultPeakFlops(backend.name, backend.kernels);
   if (!t.peak_flops && workers > 1 && backend.name !== "tensorflow") {
     // one backend thread per rank: the single-thread peak times the ranks
     peak = { flops: peak.flops * workers, source: `${peak.source}; × ${workers} ranks (training.workers)` };

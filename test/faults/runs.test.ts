@@ -1,7 +1,8 @@
 /**
  * Fault injection, concurrent and replaced runs (issue 20 §1): a second writer of an output is
  * refused naming the holder, a dead holder's lock is taken over, `--force` keeps the previous run
- * until the new one has a checkpoint and never deletes files cellfm did not write. Tiny BERT on the
+ * until the new one has a checkpoint and never deletes files cellfm did not write; a comparison
+ * resumed after kill -9 counts the training time of both parts. Tiny BERT on the
  * 300 real PBMC cells of data/tiny.h5ad (golden Geneformer V1 tokens).
  */
 import type { ChildProcess } from "node:child_process";
@@ -148,5 +149,39 @@ describe("--force never deletes files cellfm did not write", () => {
     fs.rmSync(path.join(run, "final", "README.txt"));
     // only cellfm's files: replaced
     expect((await cli(["train", "--config", f, "--quiet", "--force"])).code).toBe(0);
+  });
+});
+
+describe("a comparison resumed after kill -9", () => {
+  it("reports the training time of the whole run (both parts), not of the resumed part only", async () => {
+    const cfgFile = path.join(root, "cmp.yaml");
+    fs.writeFileSync(
+      cfgFile,
+      stringify({
+        data: { input: path.resolve("data/tiny.h5ad"), label: "cell_type", max_length: 32, val_fraction: 0.2 },
+        seeds: [1],
+        model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 32 },
+        training: { max_tokens: 40000, batch_size: 16, lr: 3.0e-3, warmup_steps: 1, log_every: 1, eval_cells: 32, save_every: 5 },
+        assess: { min_cells: 40, per_type: 40, n_hvg: 200, threads: 1, umap_epochs: 20 },
+        denoise: { n_hvg: 200, n_pcs: 10 },
+        arms: [{ name: "rank-mlm", encoding: "rank", objective: "mlm" }],
+        backend: "wasm",
+      }),
+    );
+    const out = path.join(root, "cmp");
+    const timing = path.join(out, "rank-mlm", "seed-1", "timing.json");
+    let child: ChildProcess | undefined;
+    const first = spawnCli(["compare", "--config", cfgFile, "--output", out, "--quiet"], { onChild: (c) => (child = c) });
+    // kill -9 once the run has trained for a while (timing.json is saved as training goes)
+    for (let i = 0; i < 1200 && !(fs.existsSync(timing) && JSON.parse(fs.readFileSync(timing, "utf8")).train_s >= 2); i++) await new Promise((r) => setTimeout(r, 50));
+    child!.kill("SIGKILL");
+    expect((await first).signal).toBe("SIGKILL");
+    const killedPart = JSON.parse(fs.readFileSync(timing, "utf8")).train_s as number;
+    expect(killedPart).toBeGreaterThanOrEqual(2);
+    expect((await cli(["compare", "--config", cfgFile, "--output", out, "--quiet"])).code).toBe(0);
+    const done = JSON.parse(fs.readFileSync(path.join(out, "rank-mlm", "seed-1", "done.json"), "utf8"));
+    expect(done.train_attempts).toBe(2);
+    expect(done.train_seconds).toBeGreaterThan(killedPart);
+    expect(done.tokens_per_s).toBeCloseTo(done.tokens / done.train_seconds, 6);
   });
 });
