@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "../../src/backend.js";
 import { readTokenizedDataset } from "../../src/data/tokenized.js";
 import { embedCells, embedCellsAsync } from "../../src/embed/embed.js";
+import { CELLFM_STATE_FILE } from "../../src/model/checkpoint.js";
 import { buildModel } from "../../src/model/factory.js";
 import { makeRng } from "../../src/rng.js";
 import { vocabularyOf } from "../../src/tokenize/dictionaries.js";
@@ -174,7 +175,7 @@ describe.skipIf(skipReason !== undefined)(`webgpu on ${adapter ? `${adapter.vend
     straight.losses.forEach((l, i) => expect(Math.abs(l - ref.losses[i]) / ref.losses[i], `step ${i + 1}`).toBeLessThan(1e-4));
     expect(Math.abs(straight.eval!.model_loss - ref.eval!.model_loss) / ref.eval!.model_loss).toBeLessThan(1e-4);
     // workers: 2 in the config is a CPU knob: one process on the GPU
-    expect(JSON.parse(fs.readFileSync(path.join(straight.checkpoint, "trainer_state.json"), "utf8")).workers).toBe(1);
+    expect(JSON.parse(fs.readFileSync(path.join(straight.checkpoint, CELLFM_STATE_FILE), "utf8")).workers).toBe(1);
     const c = cfg("t-gpu-resume", "webgpu");
     const a = await train(c, { ...quiet, stopAfter: 2 });
     const b = await train(c, { ...quiet, resume: true });
