@@ -27,7 +27,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { getBackend, type Scalar, stack } from "@tensorflow/tfjs-core";
+import { concat, getBackend, reshape, type Scalar, type Tensor, tidy } from "@tensorflow/tfjs-core";
 
 /** The WebGPU adapter as Dawn describes it (`GPUAdapterInfo`). */
 export interface WebGPUAdapter {
@@ -162,19 +162,29 @@ export function throwIfWebGPUFailed(): void {
 
 /**
  * Read scalar tensors to numbers with one asynchronous device read (stacked first), on any backend:
- * what the training loop's losses, gradient norms and evaluations go through, so a step waits on a
- * GPU once. The inputs are not disposed.
+ * what the training loop's evaluations go through, so they wait on a GPU once. The inputs are not
+ * disposed.
  * @throws Error when the WebGPU device reported an error ({@link throwIfWebGPUFailed}).
  */
 export async function readScalars(xs: Scalar[]): Promise<number[]> {
-  if (xs.length === 0) return [];
-  const s = stack(xs);
+  return Array.from(await readValues(xs));
+}
+
+/**
+ * Read tensors of any shape with one asynchronous device read: their values flattened and
+ * concatenated in order (a training step's losses, loss terms and squared gradient norm). The
+ * inputs are not disposed.
+ * @throws Error when the WebGPU device reported an error ({@link throwIfWebGPUFailed}).
+ */
+export async function readValues(xs: Tensor[]): Promise<Float32Array> {
+  if (xs.length === 0) return new Float32Array(0);
+  const all = tidy(() => concat(xs.map((x) => reshape(x, [-1]))));
   try {
-    const v = Array.from(await s.data());
+    const v = (await all.data()) as Float32Array;
     throwIfWebGPUFailed();
     return v;
   } finally {
-    s.dispose();
+    all.dispose();
   }
 }
 

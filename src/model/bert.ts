@@ -153,6 +153,11 @@ export interface Head<TTarget extends LossTargets = LossTargets> {
    * @returns scalar loss (mean over the target's positions)
    */
   loss(hidden: tf.Tensor2D, target: TTarget, batch: ModelBatch, ctx: ForwardContext): tf.Scalar;
+  /**
+   * Optional, for a loss made of named terms (`./cell-heads.ts` `CompositeHead`): the loss and each
+   * term's scalar (as the loss weighs it, before its weight), from one forward pass.
+   */
+  lossWithTerms?(hidden: tf.Tensor2D, target: TTarget, batch: ModelBatch, ctx: ForwardContext): { loss: tf.Scalar; terms: Map<string, tf.Scalar> };
 }
 
 /** Word + learned position + token-type(0) embeddings → LayerNorm → dropout (HF `BertEmbeddings`). */
@@ -314,6 +319,16 @@ export class MlmHead implements Head<MaskedTargets> {
     const rows = gatherRows(hidden, tf.tensor1d(target.positions, "int32"));
     return sparseSoftmaxCrossEntropy(this.logits(rows, ctx), tf.tensor1d(target.labels, "int32"));
   }
+}
+
+/** Result of {@link CellModel.lossAndGrads}. */
+export interface LossAndGrads {
+  /** The loss (mean over the target's positions, or the weighted sum of the head's terms). */
+  loss: number;
+  /** Gradient per trainable weight, keyed by HF name (internal layout; the caller disposes them). */
+  grads: Map<string, tf.Tensor>;
+  /** Each named term of the head ({@link Head.lossWithTerms}), e.g. `{ mlm, bottleneck }`, before its weight. */
+  terms?: Record<string, number>;
 }
 
 /** A tensor in HF/PyTorch layout, ready for safetensors. */
@@ -498,36 +513,71 @@ export class CellModel<TTarget extends LossTargets = LossTargets> {
    * @throws Error on a malformed batch or a target the head rejects (position or label out of range).
    */
   loss(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): tf.Scalar {
-    this.bert.checkBatch(batch);
-    const [B, L] = batch.inputIds.shape;
-    this.head.check(target, B, L);
+    const ctx = this.checkedContext(batch, target, opts);
     return tf.tidy(() => {
-      const ctx: ForwardContext = { config: this.config, dropout: new DropoutContext(opts.training, opts.dropoutSeed) };
       const [x] = this.bert.encode(batch, ctx, this.config.num_hidden_layers, false);
       return this.head.loss(x, target, batch, ctx);
     });
   }
 
+  /** Check a batch and its target ({@link BertModel.checkBatch}, {@link Head.check}); the forward pass's context. */
+  private checkedContext(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): ForwardContext {
+    this.bert.checkBatch(batch);
+    const [B, L] = batch.inputIds.shape;
+    this.head.check(target, B, L);
+    return { config: this.config, dropout: new DropoutContext(opts.training, opts.dropoutSeed) };
+  }
+
   /**
    * Loss and gradients of {@link loss} w.r.t. every trainable weight (via `tf.variableGrads`).
-   * @returns the loss (number) and gradients keyed by HF weight name (internal layout, caller disposes).
+   * @returns the loss (number), gradients keyed by HF weight name (internal layout, caller disposes)
+   *   and, for a head with named terms ({@link Head.lossWithTerms}), each term's value (read with the
+   *   loss in one device read).
    */
-  lossAndGrads(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): { loss: number; grads: Map<string, tf.Tensor> } {
-    const { loss, grads } = this.lossTensorAndGrads(batch, target, opts);
-    const value = loss.dataSync()[0];
-    loss.dispose();
-    return { loss: value, grads };
+  lossAndGrads(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): LossAndGrads {
+    const { loss, grads, terms } = this.lossTensorAndGrads(batch, target, opts);
+    if (!terms) {
+      const value = loss.dataSync()[0];
+      loss.dispose();
+      return { loss: value, grads };
+    }
+    const both = tf.tidy(() => tf.concat([tf.reshape(loss, [1]), terms.values]));
+    const v = both.dataSync();
+    tf.dispose([loss, terms.values, both]);
+    return { loss: v[0], grads, terms: Object.fromEntries(terms.names.map((n, i) => [n, v[i + 1]])) };
   }
 
   /**
    * {@link lossAndGrads} without reading the loss: it stays a scalar tensor (caller disposes), so
-   * nothing waits on the device (webgpu reads asynchronously, once per step).
+   * nothing waits on the device (webgpu reads asynchronously, once per step). With a head of named
+   * terms, `terms.values` `[nTerms]` holds each term's value in `terms.names` order (caller disposes;
+   * read it with the loss, e.g. `tf.concat`, to keep one read per step).
    */
-  lossTensorAndGrads(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
-    const { value, grads } = tf.variableGrads(() => this.loss(batch, target, opts), this.trainableVariables());
+  lossTensorAndGrads(
+    batch: ModelBatch,
+    target: TTarget,
+    opts: { training: boolean; dropoutSeed?: number },
+  ): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; terms?: { names: string[]; values: tf.Tensor1D } } {
+    let terms: { names: string[]; values: tf.Tensor1D } | undefined;
+    const f = (): tf.Scalar => {
+      if (!this.head.lossWithTerms) return this.loss(batch, target, opts);
+      const r = this.lossParts(batch, target, opts);
+      // kept out of the tidy scopes of the forward pass; not on the loss's path, so no gradient flows through it
+      terms = { names: [...r.terms.keys()], values: tf.keep(r.values) };
+      return r.loss;
+    };
+    const { value, grads } = tf.variableGrads(f, this.trainableVariables());
     const out = new Map<string, tf.Tensor>();
     for (const [k, g] of Object.entries(grads)) out.set(this.params.hfName(k), g);
-    return { loss: value, grads: out };
+    return { loss: value, grads: out, ...(terms ? { terms } : {}) };
+  }
+
+  /** {@link loss} with each named term of the head as well, stacked `[nTerms]` (inside the caller's scope). */
+  private lossParts(batch: ModelBatch, target: TTarget, opts: { training: boolean; dropoutSeed?: number }): { loss: tf.Scalar; terms: Map<string, tf.Scalar>; values: tf.Tensor1D } {
+    const ctx = this.checkedContext(batch, target, opts);
+    const [x] = this.bert.encode(batch, ctx, this.config.num_hidden_layers, false);
+    const r = this.head.lossWithTerms!(x, target, batch, ctx);
+    return { ...r, values: tf.stack([...r.terms.values()]) as tf.Tensor1D };
   }
 
   /** Trainable variables (same order as {@link weights}; fixed tables such as a frozen gene-embedding table are left out). */

@@ -189,13 +189,19 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
   }
 
   loss(hidden: tf.Tensor2D, t: LossTargets & CellTargets, batch: ModelBatch, ctx: ForwardContext): tf.Scalar {
+    return this.lossWithTerms(hidden, t, batch, ctx).loss;
+  }
+
+  /** Σ_k w_k · term_k and the terms themselves (each as {@link terms} gives it, before its weight). */
+  lossWithTerms(hidden: tf.Tensor2D, t: LossTargets & CellTargets, batch: ModelBatch, ctx: ForwardContext): { loss: tf.Scalar; terms: Map<string, tf.Scalar> } {
     let total: tf.Scalar | undefined;
-    for (const [name, v] of this.terms(hidden, t, batch, ctx)) {
+    const terms = this.terms(hidden, t, batch, ctx);
+    for (const [name, v] of terms) {
       const w = name === this.tokenName ? this.tokenWeight : this.cell.objectives[name];
       const term = tf.mul(v, w) as tf.Scalar;
       total = total ? (tf.add(total, term) as tf.Scalar) : term;
     }
     if (!total) throw new Error("training.objectives: no term has a weight > 0");
-    return total;
+    return { loss: total, terms };
   }
 }

@@ -42,7 +42,7 @@ export type GradWorkerReply =
   | { ready: true }
   | { fatal: string }
   | { weightsBack: Float32Array }
-  | { id: number; loss: number; grads: Float32Array }
+  | { id: number; loss: number; grads: Float32Array; terms?: Record<string, number> }
   | { id: number; error: string };
 
 /**

@@ -8,8 +8,8 @@
  * - `{ type: "weights", flat }`: every weight, concatenated in `model.weights` order (internal layout)
  * - `{ type: "job", id, shard, gradBuf }`: loss and gradients of one {@link GradShard}, written
  *   into `gradBuf` (a buffer the main thread hands back each step)
- * Messages out: `{ ready: true }` once, then `{ id, loss, grads }` (grads flat, same order, in the
- * job's `gradBuf`) or `{ id, error }`, and `{ weightsBack }` (the weights buffer, for reuse);
+ * Messages out: `{ ready: true }` once, then `{ id, loss, grads, terms? }` (grads flat, same order, in the
+ * job's `gradBuf`; `terms`: each named loss term of the shard) or `{ id, error }`, and `{ weightsBack }` (the weights buffer, for reuse);
  * `{ fatal }` if it cannot start. Buffers are transferred both ways, never copied. The message types
  * live in `./grad-protocol.ts` (shared with `./parallel.ts`, so the two never import each other);
  * the replica is built by `src/model/factory.ts` from the config and spec (any objective's model).
@@ -51,13 +51,13 @@ async function serve(): Promise<void> {
     const { id, shard } = m;
     try {
       const t = batchTensors(shard.batch);
-      let r: { loss: number; grads: Map<string, import("@tensorflow/tfjs-core").Tensor> };
+      let r: import("../model/bert.js").LossAndGrads;
       try {
         r = model.lossAndGrads(t, shard.batch, { training: shard.training, dropoutSeed: shard.dropoutSeed });
       } finally {
         disposeBatch(t);
       }
-      const { loss, grads } = r;
+      const { loss, grads, terms } = r;
       const flat = m.gradBuf.length === total ? m.gradBuf : new Float32Array(total);
       let off = 0;
       for (const [name, v] of vars) {
@@ -67,7 +67,7 @@ async function serve(): Promise<void> {
         off += v.size;
       }
       tf.dispose([...grads.values()]);
-      reply({ id, loss, grads: flat }, [flat.buffer as ArrayBuffer]);
+      reply({ id, loss, grads: flat, ...(terms ? { terms } : {}) }, [flat.buffer as ArrayBuffer]);
     } catch (e) {
       reply({ id, error: (e as Error).message });
     }

@@ -10,7 +10,9 @@
  * <output.dir>/
  *   run.json              config, backend, data split, MFU peak used, model size
  *   metrics.jsonl         one JSON object per logged step: step, epoch, tokens (seen so far), loss, lr, grad_norm,
- *                         tokens_per_s, mfu (+ val_loss on evaluation steps)
+ *                         tokens_per_s, mfu (+ val_loss on evaluation steps); with `training.objectives`, each
+ *                         term's training loss `train_<term>` (the interval's mean, before its weight; `loss` is
+ *                         their weighted sum) and on evaluation steps its held-out loss `val_<term>`
  *   checkpoint-<step>/    periodic checkpoints (last `keep_last` kept), written atomically
  *   final/                the checkpoint at the end of training (embed this one)
  *   eval.json             held-out loss of the model vs the objective's baseline (rank MLM: unigram)
@@ -38,7 +40,7 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
-import { readScalars } from "../webgpu.js";
+import { readScalars, readValues } from "../webgpu.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
 import type { CellModel } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
@@ -838,6 +840,8 @@ interface StepLoop {
 /** The log interval's sums (reset at every logged step). */
 interface Interval {
   loss: number;
+  /** sums of each named loss term's per-step training value (cell-level objectives). */
+  terms?: Record<string, number>;
   steps: number;
   tokens: number;
   flops: number;
@@ -846,46 +850,50 @@ interface Interval {
 
 /**
  * One optimizer step: `grad_accumulation` micro-batches collated from the run's generator, their
- * gradients (data-parallel over the ranks when `dp`), clipped and applied by AdamW. The losses stay
- * on the device until the step's one read, together with the gradient norm ({@link readStep}).
+ * gradients (data-parallel over the ranks when `dp`), clipped and applied by AdamW. The losses (and
+ * the terms of a head with named terms) stay on the device until the step's one read, together
+ * with the gradient norm ({@link readStep}).
  * @throws Error (nothing applied) on a non-finite loss or gradient norm.
  */
-async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: number; lr: number; norm: number }> {
+async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: number; lr: number; norm: number; terms?: Record<string, number> }> {
   const { t, p, objective, model } = run;
-  const microLosses: (number | tf.Scalar)[] = [];
+  const micro: MicroLoss[] = [];
   for (let k = 0; k < t.grad_accumulation; k++) {
     const idx = s.stream.next();
     const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
     const mb = objective.collate(cells, run.rng);
     run.opts.onBatch?.(mb);
     const dropoutSeed = Math.floor(run.rng() * 2147483647);
-    let loss: number | tf.Scalar, grads: Map<string, tf.Tensor>;
+    let grads: Map<string, tf.Tensor>;
     if (s.dp) {
       // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
-      ({ loss, grads } = await s.dp.lossAndGrads(shardBatch(mb, s.dp.size, dropoutSeed)));
+      const r = await s.dp.lossAndGrads(shardBatch(mb, s.dp.size, dropoutSeed));
+      grads = r.grads;
+      micro.push({ loss: r.loss, ...(r.terms ? { terms: r.terms } : {}) });
     } else {
       const tens = batchTensors(mb);
       try {
-        ({ loss, grads } = model.lossTensorAndGrads(tens, mb, { training: true, dropoutSeed }));
+        const r = model.lossTensorAndGrads(tens, mb, { training: true, dropoutSeed });
+        grads = r.grads;
+        micro.push({ loss: r.loss, ...(r.terms ? { termTensor: r.terms } : {}) });
       } finally {
         disposeBatch(tens);
       }
     }
     s.acc.add(grads, 1 / t.grad_accumulation);
-    microLosses.push(loss);
     iv.tokens += mb.realTokens;
     run.tokensSeen += mb.realTokens;
     iv.flops += trainingFlops(run.bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(run.bertConfig, mb));
   }
   const lr = lrAt(run.step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps: run.totalSteps, schedule: t.schedule });
   const summed = s.acc.take();
-  const { losses, norm: readNorm } = await readStep(microLosses, summed);
-  const bad = losses.find((l) => !Number.isFinite(l));
+  const read = await readStep(micro, summed);
+  const bad = read.losses.find((l) => !Number.isFinite(l));
   if (bad !== undefined) {
     for (const g of summed.values()) g.dispose();
     throw new Error(divergedMessage(run.outDir, `loss ${bad}`, run.step + 1));
   }
-  const { grads, norm } = clipByGlobalNorm(summed, t.max_grad_norm, readNorm);
+  const { grads, norm } = clipByGlobalNorm(summed, t.max_grad_norm, read.norm);
   if (!Number.isFinite(norm)) {
     // stop before the update: the weights (and the checkpoints) stay finite
     for (const g of grads.values()) g.dispose();
@@ -894,24 +902,54 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
   run.optimizer.applyGradients(grads, lr);
   for (const g of grads.values()) g.dispose();
   s.dp?.syncWeights(); // replicas take the updated weights before their next shard
-  return { loss: losses.reduce((a, b) => a + b, 0) / losses.length, lr, norm };
+  const n = read.losses.length;
+  let stepTerms: Record<string, number> | undefined;
+  for (const tm of read.terms) stepTerms = addTerms(stepTerms, tm, 1);
+  return { loss: read.losses.reduce((a, b) => a + b, 0) / n, lr, norm, ...(stepTerms ? { terms: addTerms(undefined, stepTerms, 1 / n) } : {}) };
+}
+
+/** A micro-batch's loss and named terms: on the device (single process) or already read (data-parallel ranks). */
+interface MicroLoss {
+  loss: number | tf.Scalar;
+  /** the terms, read (data-parallel ranks) */
+  terms?: Record<string, number>;
+  /** the terms on the device, `values` in `names` order (`CellModel.lossTensorAndGrads`) */
+  termTensor?: { names: string[]; values: tf.Tensor1D };
 }
 
 /**
- * The step's one device read: its micro-batch losses (tensors, disposed here; numbers from the
- * data-parallel path pass through) and the global gradient norm of `grads`, read together before
- * clipping and the update (the divergence checks need them first).
+ * The step's one device read: the micro-batches' losses and terms (tensors, disposed here; numbers
+ * from the data-parallel path pass through) and the global gradient norm of `grads`, read together
+ * before clipping and the update (the divergence checks need them first).
  */
-async function readStep(microLosses: (number | tf.Scalar)[], grads: Map<string, tf.Tensor>): Promise<{ losses: number[]; norm: number }> {
-  const tensors = microLosses.filter((l): l is tf.Scalar => typeof l !== "number");
-  const sq = squaredNormTensor(grads);
-  try {
-    const v = await readScalars([...tensors, sq]);
-    let k = 0;
-    return { losses: microLosses.map((l) => (typeof l === "number" ? l : v[k++])), norm: Math.sqrt(v[v.length - 1]) };
-  } finally {
-    tf.dispose([...tensors, sq]);
+async function readStep(micro: MicroLoss[], grads: Map<string, tf.Tensor>): Promise<{ losses: number[]; terms: (Record<string, number> | undefined)[]; norm: number }> {
+  const onDevice: tf.Tensor[] = [];
+  for (const m of micro) {
+    if (typeof m.loss !== "number") onDevice.push(m.loss);
+    if (m.termTensor) onDevice.push(m.termTensor.values);
   }
+  onDevice.push(squaredNormTensor(grads));
+  try {
+    const v = await readValues(onDevice);
+    let k = 0;
+    const losses: number[] = [];
+    const terms: (Record<string, number> | undefined)[] = [];
+    for (const m of micro) {
+      losses.push(typeof m.loss === "number" ? m.loss : v[k++]);
+      terms.push(m.termTensor ? Object.fromEntries(m.termTensor.names.map((name) => [name, v[k++]])) : m.terms);
+    }
+    return { losses, terms, norm: Math.sqrt(v[k]) };
+  } finally {
+    tf.dispose(onDevice);
+  }
+}
+
+/** `acc` + `scale` × `terms`, per term name (`acc` when `terms` is undefined). */
+function addTerms(acc: Record<string, number> | undefined, terms: Record<string, number> | undefined, scale: number): Record<string, number> | undefined {
+  if (!terms) return acc;
+  const out = { ...acc };
+  for (const [k, v] of Object.entries(terms)) out[k] = (out[k] ?? 0) + scale * v;
+  return out;
 }
 
 /** Log a step: `onStep`, and on log / evaluation / last steps a metrics.jsonl row (the interval's mean loss), the bar or a line. */
@@ -919,7 +957,7 @@ function logStep(run: Run, s: StepLoop, iv: Interval, m: StepMetrics, lastVal: n
   run.opts.onStep?.(m);
   const { step } = m;
   if (step % run.t.log_every === 0 || m.val_loss !== undefined || step === run.totalSteps) {
-    const row = { ...m, loss: iv.loss / iv.steps, ...termColumns(valTerms) };
+    const row = { ...m, loss: iv.loss / iv.steps, ...termColumns(addTerms(undefined, iv.terms, 1 / iv.steps), "train_"), ...termColumns(valTerms) };
     appendChecked(s.metricsFile, JSON.stringify(row) + "\n");
     s.bar?.update(step, {
       loss: row.loss.toFixed(3),
@@ -933,7 +971,7 @@ function logStep(run: Run, s: StepLoop, iv: Interval, m: StepMetrics, lastVal: n
           ` lr ${m.lr.toExponential(2)} grad_norm ${m.grad_norm.toFixed(3)} ${Math.round(row.tokens_per_s)} tok/s MFU ${(row.mfu * 100).toFixed(1)}%`,
       );
     }
-    Object.assign(iv, { loss: 0, steps: 0, tokens: 0, flops: 0, start: performance.now() });
+    Object.assign(iv, { loss: 0, terms: undefined, steps: 0, tokens: 0, flops: 0, start: performance.now() });
   } else {
     s.bar?.update(step);
   }
@@ -951,11 +989,12 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
   let stepsThisCall = 0;
   while (run.step < run.totalSteps) {
     if (s.stop.requested || (run.opts.stopAfter !== undefined && stepsThisCall >= run.opts.stopAfter)) return true;
-    const { loss, lr, norm } = await trainStep(run, s, iv);
+    const { loss, lr, norm, terms } = await trainStep(run, s, iv);
     run.step++;
     stepsThisCall++;
     s.losses.push(loss);
     iv.loss += loss;
+    iv.terms = addTerms(iv.terms, terms, 1);
     iv.steps++;
     const step = run.step;
     let valLoss: number | undefined;
@@ -1019,9 +1058,9 @@ interface Initial {
   heldOutGenes?: number;
 }
 
-/** metrics.jsonl columns of the cell-level terms' held-out losses (`val_<term>`). */
-function termColumns(terms: Record<string, number> | undefined): Record<string, number> {
-  return terms ? Object.fromEntries(Object.entries(terms).map(([k, v]) => [`val_${k}`, v])) : {};
+/** metrics.jsonl columns of the cell-level terms' losses: held-out `val_<term>`, training `train_<term>`. */
+function termColumns(terms: Record<string, number> | undefined, prefix = "val_"): Record<string, number> {
+  return terms ? Object.fromEntries(Object.entries(terms).map(([k, v]) => [`${prefix}${k}`, v])) : {};
 }
 
 /**

@@ -27,7 +27,7 @@ import type { Worker } from "node:worker_threads";
 import { startWorker } from "../threads.js";
 import * as tf from "@tensorflow/tfjs-core";
 import type { BackendChoice } from "../backend.js";
-import type { CellModel } from "../model/bert.js";
+import type { CellModel, LossAndGrads } from "../model/bert.js";
 import {
   batchBuffers,
   batchTensors,
@@ -50,6 +50,8 @@ export interface CombinedGrads {
   grads: Map<string, tf.Tensor>;
   /** Loss positions over all shards (masked positions for MLM). */
   nMasked: number;
+  /** Each named loss term (a model with cell-level terms), combined over the shards like the loss. */
+  terms?: Record<string, number>;
 }
 
 /**
@@ -148,8 +150,19 @@ export function shardBatch(mb: CollatedBatch, n: number, dropoutSeed: number, tr
   return shards;
 }
 
+/** Σ_k w_k · terms_k per term name over the shards that have terms (undefined when none has). */
+function combineTerms(parts: ({ w: number; terms: Record<string, number> } | undefined)[]): Record<string, number> | undefined {
+  let out: Record<string, number> | undefined;
+  for (const p of parts) {
+    if (!p) continue;
+    out ??= {};
+    for (const [k, v] of Object.entries(p.terms)) out[k] = (out[k] ?? 0) + p.w * v;
+  }
+  return out;
+}
+
 interface Pending {
-  resolve: (r: { loss: number; grads: Float32Array }) => void;
+  resolve: (r: { loss: number; grads: Float32Array; terms?: Record<string, number> }) => void;
   reject: (e: Error) => void;
 }
 
@@ -199,7 +212,7 @@ export class DataParallel {
         if (!job) return;
         this.pending.delete(m.id);
         if ("error" in m) job.reject(new Error(`gradient worker: ${m.error}`));
-        else job.resolve({ loss: m.loss, grads: m.grads });
+        else job.resolve({ loss: m.loss, grads: m.grads, terms: m.terms });
       });
       w.on("error", (e) => this.fail(new Error(`gradient worker failed: ${e.message}`)));
       w.on("exit", (code) => {
@@ -305,7 +318,7 @@ export class DataParallel {
     const remote = shards.map((s, k) => (k === 0 || counts[k] === 0 ? undefined : this.submit(k - 1, s)));
     // a rejected job must not go unhandled while the main thread computes
     for (const r of remote) r?.catch(() => undefined);
-    let local: { loss: number; grads: Map<string, tf.Tensor> } | undefined;
+    let local: LossAndGrads | undefined;
     try {
       if (counts[0] > 0) {
         const b = shards[0].batch;
@@ -319,8 +332,9 @@ export class DataParallel {
       const results = await Promise.all(remote);
       let loss = 0;
       const grads = new Map<string, tf.Tensor>();
-      if (local) loss += (counts[0] / nMasked) * local.loss;
-      for (let k = 1; k < shards.length; k++) if (results[k]) loss += (counts[k] / nMasked) * results[k]!.loss;
+      const parts = [local, ...results.slice(1)];
+      parts.forEach((r, k) => r && (loss += (counts[k] / nMasked) * r.loss));
+      const terms = combineTerms(parts.map((r, k) => r?.terms && { w: counts[k] / nMasked, terms: r.terms }));
       let off = 0;
       for (const [name, v] of this.model.weights) {
         if (!v.trainable) {
@@ -348,13 +362,13 @@ export class DataParallel {
       results.forEach((r, k) => {
         if (r) this.spareGrads[k - 1] = r.grads;
       });
-      return { loss, grads, nMasked };
+      return { loss, grads, nMasked, ...(terms ? { terms } : {}) };
     } finally {
       if (local) tf.dispose([...local.grads.values()]);
     }
   }
 
-  private submit(i: number, shard: GradShard): Promise<{ loss: number; grads: Float32Array }> {
+  private submit(i: number, shard: GradShard): Promise<{ loss: number; grads: Float32Array; terms?: Record<string, number> }> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });

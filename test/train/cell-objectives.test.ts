@@ -105,6 +105,18 @@ describe("cellfm train with training.objectives", () => {
     const one = await train(cfg("mb1", { max_steps: 4, objectives: { mlm: 1, bottleneck: 0.5 }, workers: 1 }, { pooling: "max" }), { quiet: true });
     const two = await train(cfg("mb2", { max_steps: 4, objectives: { mlm: 1, bottleneck: 0.5 }, workers: 2 }, { pooling: "max" }), { quiet: true });
     for (let i = 0; i < 4; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
+    // each term's training value in metrics.jsonl: loss = Σ weight × term, the same with 2 workers
+    const trainRows = (r: { outputDir: string }) =>
+      fs.readFileSync(path.join(r.outputDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l)).filter((x) => x.loss !== undefined);
+    const [r1, r2] = [trainRows(one), trainRows(two)];
+    expect(r1.map((x) => x.step)).toEqual([2, 4]);
+    r1.forEach((x, i) => {
+      expect(x.train_mlm).toBeGreaterThan(0);
+      expect(x.train_bottleneck).toBeGreaterThan(0);
+      expect(Math.abs(x.loss - (x.train_mlm + 0.5 * x.train_bottleneck))).toBeLessThan(1e-5);
+      expect(Math.abs(r2[i].train_mlm - x.train_mlm)).toBeLessThan(1e-4);
+      expect(Math.abs(r2[i].train_bottleneck - x.train_bottleneck)).toBeLessThan(1e-4);
+    });
     const t = one.eval!.terms!;
     expect(Object.keys(t)).toEqual(["mlm", "bottleneck"]);
     expect(t.mlm.weight).toBe(1);
