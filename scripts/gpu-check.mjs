@@ -15,12 +15,16 @@ const opt = (name, def) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : def;
 };
-const steps = Number(opt("--steps", "60"));
-const seq = Number(opt("--seq", "512"));
-const batch = Number(opt("--batch", "4"));
-const layers = opt("--layers"); // smoke tests on a software adapter only
-const cells = Number(opt("--cells", "0")); // embed about this many cells (0 = all 2,700)
-const allowFallback = args.includes("--allow-fallback");
+// --smoke: the whole flow at a size a software adapter (SwiftShader) finishes in minutes; each
+// setting below still overrides it. Not a measurement.
+const smoke = args.includes("--smoke");
+const steps = Number(opt("--steps", smoke ? "1" : "60"));
+const seq = Number(opt("--seq", smoke ? "32" : "512"));
+const batch = Number(opt("--batch", smoke ? "2" : "4"));
+const layers = opt("--layers", smoke ? "1" : undefined); // smoke tests on a software adapter only
+const cells = Number(opt("--cells", smoke ? "20" : "0")); // embed about this many cells (0 = all 2,700)
+const evalCells = opt("--eval-cells", smoke ? String(batch) : undefined); // held-out cells evaluated (default: the config's)
+const allowFallback = smoke || args.includes("--allow-fallback");
 const backend = opt("--backend", "webgpu"); // wasm: checks this script's flow on a CPU machine, nothing more
 const python = process.env.CELLFM_BENCH_PYTHON ?? "python3";
 const say = (s) => process.stdout.write(s + "\n");
@@ -60,7 +64,17 @@ try {
       ...base,
       model: { ...base.model, ...(layers ? { num_hidden_layers: Number(layers) } : {}) },
       data: { ...base.data, tokens, max_length: seq },
-      training: { ...base.training, batch_size: batch, epochs: undefined, max_steps: steps, warmup_steps: 10, eval_every: 0, save_every: 0, log_every: 1 },
+      training: {
+        ...base.training,
+        batch_size: batch,
+        epochs: undefined,
+        max_steps: steps,
+        warmup_steps: 10,
+        eval_every: 0,
+        save_every: 0,
+        log_every: 1,
+        ...(evalCells ? { eval_cells: Number(evalCells) } : {}),
+      },
       output: { dir: out },
       backend,
     },

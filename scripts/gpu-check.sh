@@ -6,9 +6,11 @@
 # prints tokens/s next to PyTorch on the same GPU when `torch` (with CUDA) imports in python3
 # (CELLFM_BENCH_PYTHON picks another interpreter). Sized to finish well inside 8 minutes on a GPU;
 # not yet run on one (no GPU was lent to the session that wrote it, see docs/gpu.md).
-# Needs the GPU's Vulkan driver (docs/gpu.md). Smoke test on a CPU machine with SwiftShader:
-#   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json bash scripts/gpu-check.sh --allow-fallback --steps 3 --seq 32 --batch 2 --layers 1 --cells 20
-# (slow: SwiftShader emulates the GPU), or the flow alone on wasm: ... --backend wasm --steps 8 --seq 64 --batch 2 --layers 1 --cells 20
+# Needs the GPU's Vulkan driver (docs/gpu.md). Smoke test of the whole flow on a CPU machine with
+# SwiftShader (1 step of a 1-layer model at 32 x 2, 20 cells embedded; minutes, as SwiftShader runs the
+# 25,426-gene output layer slowly; not a measurement):
+#   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json bash scripts/gpu-check.sh --smoke
+# or the flow alone on wasm: bash scripts/gpu-check.sh --smoke --backend wasm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f dist/cli.js ] || npm run build >/dev/null
