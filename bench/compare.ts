@@ -9,8 +9,12 @@
  *   (`bench/peers/pytorch_bert.py`, same Geneformer V1 6-layer shape, threads = cores) at 512 x 4,
  *   256 x 8 and 2,048 x 1;
  * - embedding tokens/s at equal work (all 6 layers, no MLM head) vs PyTorch `no_grad` inference;
- * - peak RSS of each side, and MFU of each side against the matmul peak measured in this run
- *   (`bench/peers/peak.py`: PyTorch / numpy 2,048³ FP32 matmul with every core);
+ * - peak RSS of each side, and MFU of each side against the machine's matmul peak measured in this
+ *   run: cellfm's own one-thread sgemm at 2,048³ (`bench/matmul.ts --peak`: the native BLAS where
+ *   built), times the threads the row used (workers, or PyTorch's threads); the all-core figure of
+ *   numpy / PyTorch (`bench/peers/peak.py`) is printed beside it;
+ * - threads: at 512 x 4, data-parallel workers with one BLAS thread each (the default) against one
+ *   process with `CELLFM_BLAS_THREADS` = cores (issue 18: measure both, default to the faster);
  * - the matmul ceiling: tfjs-wasm's one-thread `matMul` GFLOP/s × cores (ideal data parallelism over
  *   worker threads, `bench/matmul.ts`) against PyTorch's with every core (`bench/peers/matmul_shapes.py`)
  *   at the model's own shapes: matmuls are ~80 % of a wasm training step, so cellfm's tokens/s can
@@ -120,6 +124,20 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
   const load0 = os.loadavg()[0].toFixed(1); // 1-minute load average: how shared the machine was
   let peak = NaN;
   let peakNote = "";
+  // MFU denominator: one thread's sgemm peak (2,048³) on cellfm's kernels, best of the start and the end
+  let peak1 = NaN;
+  let peak1Note = "";
+  const measurePeak1 = () => {
+    try {
+      const got = result<{ square_2048: number; kernels: string }>(process.execPath, ["--import", "tsx", path.join(here, "matmul.ts"), "--peak", "--seconds", opts.quick ? "1" : "3"], "cellfm sgemm peak");
+      if (!(got.square_2048 * 1e9 <= peak1)) {
+        peak1 = got.square_2048 * 1e9;
+        peak1Note = `${got.kernels}: tf.matMul 2048^3 FP32, best of the start and the end of the run`;
+      }
+    } catch (e) {
+      peak1Note = `one-thread peak not measured: ${(e as Error).message.slice(0, 120)}`;
+    }
+  };
   const measurePeak = () => {
     if (!torchPy.exe) return;
     const r = spawnSync(torchPy.exe, [path.join(here, "peers", "peak.py")], { encoding: "utf8" });
@@ -133,7 +151,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
   try {
     // ---- the machine's matmul peak (MFU denominator): measured at the start and again at the end of
     // the run (the larger counts: on a shared machine a single measurement can be low)
-    if (!tokenizeOnly) measurePeak();
+    if (!tokenizeOnly) (measurePeak(), measurePeak1());
 
     // ---- tokenizer
     if (!modelOnly) await tokenizerRows();
@@ -206,7 +224,8 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
         ...(blasActive() ? [{ label: " (plain wasm, before)", env: { CELLFM_BLAS: "off" } }] : []),
       ];
       type Torch = { tokens_per_s: number; peak_rss_mb: number; version: string; threads: number };
-      const cases: { work: string; cellfm: string; torch: string[]; flops: number; target: number; note: string }[] = [];
+      type Variant = { label: string; spec: string; env: Record<string, string>; threads: number };
+      const cases: { work: string; cellfm: string; torch: string[]; flops: number; target: number; note: string; threads: number; torchThreads: number; extra?: Variant[] }[] = [];
       for (const [L, B] of [[512, 4], [256, 8], [2048, 1]] as const) {
         const w = Math.min(cores, B);
         cases.push({
@@ -216,6 +235,12 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
           flops: flopsPerToken(L, "train"),
           target: L === 2048 ? NaN : 1,
           note: `cellfm: fwd + bwd + SGD; PyTorch: fwd + bwd + AdamW (${cores} threads); MLM logits at the 15 % masked positions`,
+          threads: w,
+          torchThreads: cores,
+          // threads: one process whose BLAS uses every core, against the workers above (same minutes)
+          extra: L === 512 && w > 1 && sides.length > 1
+            ? [{ label: ` (workers 1 x ${cores} BLAS threads)`, spec: `train:v1:${L}:${B}:1`, env: { CELLFM_BLAS_THREADS: String(cores) }, threads: cores }]
+            : undefined,
         });
       }
       cases.push({
@@ -224,7 +249,9 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
         torch: ["--seq", "512", "--batch", "4", "--mode", "infer", "--threads", "1"],
         flops: flopsPerToken(512, "infer"),
         target: 1,
-        note: "equal work: all 6 layers, no MLM head",
+        note: "equal work: all 6 layers, no MLM head; one thread each (PyTorch's OpenBLAS pool pinned to 1, bench/peers/blas_threads.py)",
+        threads: 1,
+        torchThreads: 1,
       });
       cases.push({
         work: `embed 512 x 4, ${cores} workers, 6 layers`,
@@ -233,20 +260,23 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
         flops: flopsPerToken(512, "infer"),
         target: 1,
         note: `cellfm: ${cores} worker threads, start-up included; PyTorch ${cores} threads`,
+        threads: cores,
+        torchThreads: cores,
       });
       // cellfm and PyTorch alternate per case, `rounds` runs each; the best run of each side counts
       const rounds = opts.quick ? 1 : 2;
       const mmCellfm: Record<string, number> = {}, mmTorch: Record<string, number> = {};
       let mmWhy = "";
       for (const c of cases) {
-        const cfs: (Cellfm | undefined)[] = sides.map(() => undefined);
-        const cfErrs = sides.map(() => "");
+        const variants: Variant[] = [...sides.map((sd) => ({ label: sd.label, spec: c.cellfm, env: sd.env, threads: c.threads })), ...(c.extra ?? [])];
+        const cfs: (Cellfm | undefined)[] = variants.map(() => undefined);
+        const cfErrs = variants.map(() => "");
         let pt: Torch | undefined;
         let ptWhy = torchPy.why ? `skipped: ${torchPy.why}` : "";
         for (let r = 0; r < rounds; r++) {
-          sides.forEach((side, si) => {
+          variants.forEach((side, si) => {
             try {
-              const got = result<Cellfm>(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", c.cellfm, "--seconds", String(seconds), "--layer", "0", "--workers", String(cores)], `cellfm ${c.cellfm}`, side.env);
+              const got = result<Cellfm>(process.execPath, ["--import", "tsx", path.join(here, "model.ts"), "--case", side.spec, "--seconds", String(seconds), "--layer", "0", "--workers", String(cores)], `cellfm ${side.spec}`, side.env);
               const cf = cfs[si];
               if (!cf || got.tokensPerS > cf.tokensPerS) cfs[si] = { ...got, peakRssMb: Math.max(got.peakRssMb, cf?.peakRssMb ?? 0) };
             } catch (e) {
@@ -262,15 +292,16 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
             }
           }
         }
-        const mfu = (tps: number) => ` (MFU [${tps * c.flops}])`; // achieved FLOP/s, divided by the peak at the end
-        const ptText = pt ? `${f0(pt.tokens_per_s)} tok/s${mfu(pt.tokens_per_s)}, ${mb(pt.peak_rss_mb)}` : "-";
+        // achieved FLOP/s and threads used, divided by threads x the one-thread peak at the end
+        const mfu = (tps: number, threads: number) => ` (MFU [${tps * c.flops}|${threads}])`;
+        const ptText = pt ? `${f0(pt.tokens_per_s)} tok/s${mfu(pt.tokens_per_s, c.torchThreads)}, ${mb(pt.peak_rss_mb)}` : "-";
         if (pt) rows.push({ area: "compare", case: `PyTorch ${pt.version} ${c.work.replace(/, (workers \d+|\d+ workers|1 thread)/, "")}`, metric: "tokens/s", value: pt.tokens_per_s, unit: "tok/s", note: `${pt.threads} threads; peak RSS ${mb(pt.peak_rss_mb)}` });
-        sides.forEach((side, si) => {
+        variants.forEach((side, si) => {
           const cf = cfs[si];
-          const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErrs[si]}`;
+          const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS, side.threads)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErrs[si]}`;
           if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}${side.label}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; ${cf.kernels ?? ""}; peak RSS ${mb(cf.peakRssMb)}` });
           ratios.push({
-            work: c.work + side.label,
+            work: si >= sides.length ? `train 512 x 4${side.label}` : c.work + side.label,
             cellfm: cfText,
             peer: ptText,
             ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN,
@@ -294,7 +325,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
         if (torchPy.exe) {
           try {
             const got = result<Record<string, number | string>>(torchPy.exe, [path.join(here, "peers", "matmul_shapes.py"), "--threads", String(cores), "--seconds", opts.quick ? "0.5" : "2"], "PyTorch matmul");
-            for (const [k, v] of Object.entries(got)) if (typeof v === "number" && k !== "threads") mmTorch[k] = Math.max(mmTorch[k] ?? 0, v);
+            for (const [k, v] of Object.entries(got)) if (typeof v === "number" && k !== "threads" && k !== "blas_threads") mmTorch[k] = Math.max(mmTorch[k] ?? 0, v);
           } catch (e) {
             mmWhy = (e as Error).message.slice(0, 200);
           }
@@ -315,11 +346,23 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
         });
       }
       measurePeak();
-      if (Number.isFinite(peak)) rows.push({ area: "compare", case: "machine matmul peak", metric: "GFLOP/s", value: peak / 1e9, unit: "GFLOP/s", note: peakNote });
-      else peakNote = `peak not measured (${torchPy.why ?? "peak.py printed nothing"}); MFU not shown`;
+      measurePeak1();
+      if (Number.isFinite(peak)) rows.push({ area: "compare", case: `machine matmul peak, ${cores} threads (numpy/PyTorch)`, metric: "GFLOP/s", value: peak / 1e9, unit: "GFLOP/s", note: peakNote });
+      if (Number.isFinite(peak1)) {
+        rows.push({ area: "compare", case: "machine matmul peak, 1 thread (cellfm sgemm 2048^3)", metric: "GFLOP/s", value: peak1 / 1e9, unit: "GFLOP/s", note: peak1Note });
+        ratios.push({
+          work: "machine peak: sgemm 2,048³, 1 thread (MFU denominator)",
+          cellfm: `${f2(peak1 / 1e9)} GFLOP/s`,
+          peer: Number.isFinite(peak) ? `${f2(peak / 1e9)} GFLOP/s (${peakNote.split(",")[0]}, ${cores} threads)` : "-",
+          ratio: NaN,
+          note: `${peak1Note}; MFU of a row = its matmul FLOP/s / (its threads x this)`,
+        });
+      } else peak1Note = `peak not measured (${peak1Note}); MFU not shown`;
       for (const r of ratios) {
-        // MFU texts were written with the first measurement; rewrite them with the final peak
-        for (const k of ["cellfm", "peer"] as const) r[k] = r[k].replace(/MFU \[([\d.e+]+)\]/g, (_, f) => `MFU ${Number.isFinite(peak) ? ((100 * Number(f)) / peak).toFixed(1) : "-"} %`);
+        // MFU texts were written with the achieved FLOP/s and threads; divide by threads x the final one-thread peak
+        for (const k of ["cellfm", "peer"] as const) {
+          r[k] = r[k].replace(/MFU \[([\d.e+]+)\|(\d+)\]/g, (_, f, t) => `MFU ${Number.isFinite(peak1) ? ((100 * Number(f)) / (Number(t) * peak1)).toFixed(1) : "-"} %`);
+        }
       }
     }
   } finally {
@@ -331,7 +374,7 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
   const body = ratios.map((r) => [r.work, r.cellfm, r.peer, Number.isFinite(r.ratio) ? `${r.ratio.toFixed(2)}x` : "-", r.target ? `>= ${r.target}x${Number.isFinite(r.ratio) ? (r.ratio >= r.target ? " met" : " NOT met") : ""}` : "", r.note]);
   const out = [
     `\nRatios measured in this run (${cores} cores, node ${process.version}; load average ${load0} at the start, ${os.loadavg()[0].toFixed(1)} at the end; ` +
-      `cellfm and each peer alternate, best run of each; MFU against ${peakNote || "-"}; ratio > 1: cellfm faster)\n`,
+      `cellfm and each peer alternate, best run of each; MFU against threads x the one-thread sgemm peak (${peak1Note || "-"}); ratio > 1: cellfm faster)\n`,
     "| " + head.join(" | ") + " |",
     "|" + head.map(() => "---").join("|") + "|",
     ...body.map((r) => "| " + r.join(" | ") + " |"),

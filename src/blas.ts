@@ -6,6 +6,11 @@
  * heap directly (the backend's `WebAssembly.Memory` buffer at each tensor's `memoryOffset`): no
  * tensor is copied. Everything else, and any matmul case listed below, stays on the wasm kernels.
  *
+ * Beside the matmuls, the same native piece runs (on the heap, no copies) the stock `Softmax` kernel
+ * and two fused kernels of cellfm's own ({@link MASKED_SOFTMAX}, {@link LAYER_NORM}); `GatherV2` along
+ * axis 0 is replaced by row copies on the heap (tfjs-wasm gathers element by element, ~13 ms per MB).
+ * Each replacement equals the stock kernel within float rounding (test/model/blas.test.ts).
+ *
  * Why: one tfjs-wasm thread multiplies the model's shapes at 25–28 GFLOP/s, OpenBLAS at 75–100 on
  * the same core, and matmuls are ~80 % of a training step (issue 18).
  *
@@ -34,9 +39,44 @@ interface NativeBlas {
     aOff: number, aStride: number, bOff: number, bStride: number, cOff: number, cStride: number,
     biasOff: number, biasLen: number, act: number,
   ): void;
+  softmax(buf: ArrayBuffer, xOff: number, outOff: number, rows: number, cols: number, biasOff: number, biasRows: number, rowsPerBias: number): void;
+  layernorm(
+    buf: ArrayBuffer, xOff: number, resOff: number, gOff: number, bOff: number, yOff: number, xhatOff: number, rstdOff: number,
+    rows: number, cols: number, eps: number,
+  ): void;
+  attention(
+    buf: ArrayBuffer, qkvOff: number, ld: number, biasOff: number, dropOff: number, pOff: number, ctxOff: number,
+    batch: number, heads: number, L: number, D: number, scale: number,
+  ): void;
+  attention_backward(
+    buf: ArrayBuffer, qkvOff: number, ld: number, pOff: number, dropOff: number, dctxOff: number, dqkvOff: number,
+    batch: number, heads: number, L: number, D: number, scale: number,
+  ): void;
   threads(n: number): number;
   config: string;
 }
+
+/**
+ * Kernels registered for the wasm backend only where the native piece is active (no gradients: call
+ * them inside a custom op; `src/model/ops.ts` falls back to tfjs ops elsewhere).
+ * - `CellfmMaskedSoftmax`: inputs `x` `[..., cols]`, `bias` `[nb, ..., cols]` (size nb·cols, nb dividing
+ *   the rows of x): softmax over the last axis of `x + bias`, bias row `floor(row / (rows / nb))`, e.g.
+ *   scores `[batch, heads, L, L]` with the attention mask `[batch, 1, 1, L]`.
+ * - `CellfmLayerNorm`: inputs `x` `[rows, cols]`, optional `residual` (same shape), `gamma`, `beta`
+ *   `[cols]`; attr `eps`; outputs `y`, `xhat` `[rows, cols]` and `rstd` `[rows, 1]` of LayerNorm(x + residual).
+ */
+export const MASKED_SOFTMAX = "CellfmMaskedSoftmax";
+/**
+ * `CellfmAttention`: BERT self-attention after the projections, heads read in place. Inputs `qkv`
+ * `[batch·L, 3·H]` (q | k | v, H = heads·D), `bias` `[batch, 1, 1, L]` additive mask, optional `drop`
+ * `[batch·heads, L, L]` dropout multipliers; attrs `heads`, `scale`. Outputs `p` `[batch·heads, L, L]`
+ * = softmax(scale·q_h k_hᵀ + bias) per (cell, head) and `ctx` `[batch·L, H]` = (p ∘ drop) v_h, heads
+ * side by side (HF `BertSelfAttention`). `CellfmAttentionGrad`: inputs `qkv`, `p`, `dctx` `[batch·L, H]`,
+ * optional `drop`; output `dqkv` `[batch·L, 3·H]`.
+ */
+export const ATTENTION = "CellfmAttention";
+export const ATTENTION_GRAD = "CellfmAttentionGrad";
+export const LAYER_NORM = "CellfmLayerNorm";
 
 /** Which kernels run the matmuls, for logs, run.json, eval.json and `cellfm --version`. */
 export interface BlasStatus {
@@ -199,6 +239,131 @@ export function installBlasKernels(tf: typeof tfc): BlasStatus {
     );
     return out;
   };
+
+  const heapF32 = (be: Backend) => be.wasm.HEAPF32.buffer as ArrayBuffer;
+  const origSoftmax = original(tf.Softmax), origGather = original(tf.GatherV2);
+  const softmax = (args: KernelArgs): tfc.TensorInfo | null => {
+    const be = args.backend as Backend;
+    const x = args.inputs.logits!;
+    const dim = Number(args.attrs?.dim ?? -1);
+    if (x.dtype !== "float32" || x.shape.length === 0 || (dim !== -1 && dim !== x.shape.length - 1)) return null;
+    const out = be.makeOutput(x.shape, "float32");
+    const cols = x.shape[x.shape.length - 1];
+    if (size(x.shape) > 0) m.softmax(heapF32(be), offsetOf(be, x), offsetOf(be, out), size(x.shape) / cols, cols, 0, 0, 1);
+    return out;
+  };
+  const gather = (args: KernelArgs): tfc.TensorInfo | null => {
+    const be = args.backend as Backend & { readSync(id: object): ArrayLike<number> };
+    const { x, indices } = args.inputs as { x: tfc.TensorInfo; indices: tfc.TensorInfo };
+    const axis = Number(args.attrs?.axis ?? 0), batchDims = Number(args.attrs?.batchDims ?? 0);
+    if (x.dtype !== "float32" || indices.dtype !== "int32" || batchDims !== 0 || x.shape.length === 0) return null;
+    if (axis !== 0 && axis !== -x.shape.length) return null;
+    const rows = x.shape[0], slice = size(x.shape.slice(1));
+    const idx = be.readSync(indices.dataId);
+    for (let i = 0; i < idx.length; i++) {
+      const j = idx[i];
+      if (!(j >= 0 && j <= rows - 1)) throw new Error(`GatherV2: the index value ${j} is not in [0, ${rows - 1}]`);
+    }
+    const out = be.makeOutput([...indices.shape, ...x.shape.slice(1)], "float32");
+    if (size(x.shape) === 0 || idx.length === 0) return out;
+    const heap = be.wasm.HEAPF32, xo = offsetOf(be, x), oo = offsetOf(be, out);
+    for (let i = 0; i < idx.length; i++) heap.copyWithin(oo + i * slice, xo + idx[i] * slice, xo + (idx[i] + 1) * slice);
+    return out;
+  };
+  for (const [orig, fn] of [[origSoftmax, softmax], [origGather, gather]] as const) {
+    tf.unregisterKernel(orig.kernelName, "wasm");
+    tf.registerKernel({
+      kernelName: orig.kernelName,
+      backendName: "wasm",
+      setupFunc: orig.setupFunc,
+      kernelFunc: ((args: KernelArgs) => fn(args) ?? orig.kernelFunc(args as never)) as tfc.KernelFunc,
+    });
+  }
+  tf.registerKernel({
+    kernelName: MASKED_SOFTMAX,
+    backendName: "wasm",
+    kernelFunc: ((args: KernelArgs) => {
+      const be = args.backend as Backend;
+      const { x, bias } = args.inputs as { x: tfc.TensorInfo; bias: tfc.TensorInfo };
+      const cols = x.shape[x.shape.length - 1], rows = size(x.shape) / cols, nb = size(bias.shape) / cols;
+      if (x.dtype !== "float32" || bias.dtype !== "float32" || bias.shape[bias.shape.length - 1] !== cols || !Number.isInteger(nb) || rows % nb !== 0) {
+        throw new Error(`${MASKED_SOFTMAX}: bias [${bias.shape}] does not broadcast over the rows of x [${x.shape}]`);
+      }
+      const out = be.makeOutput(x.shape, "float32");
+      if (rows > 0) m.softmax(heapF32(be), offsetOf(be, x), offsetOf(be, out), rows, cols, offsetOf(be, bias), nb, rows / nb);
+      return out;
+    }) as tfc.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: LAYER_NORM,
+    backendName: "wasm",
+    kernelFunc: ((args: KernelArgs) => {
+      const be = args.backend as Backend;
+      const { x, residual, gamma, beta } = args.inputs as Record<string, tfc.TensorInfo>;
+      const [rows, cols] = x.shape;
+      const ok = (t: tfc.TensorInfo) => t.dtype === "float32";
+      if (x.shape.length !== 2 || ![x, gamma, beta].every(ok) || size(gamma.shape) !== cols || size(beta.shape) !== cols ||
+          (residual && (!ok(residual) || residual.shape.join() !== x.shape.join()))) {
+        throw new Error(`${LAYER_NORM}: x must be float32 [rows, cols] with gamma/beta [cols] and residual like x; got [${x.shape}]`);
+      }
+      const y = be.makeOutput([rows, cols], "float32"), xhat = be.makeOutput([rows, cols], "float32"), rstd = be.makeOutput([rows, 1], "float32");
+      if (rows > 0) {
+        m.layernorm(
+          heapF32(be), offsetOf(be, x), residual ? offsetOf(be, residual) : -1, offsetOf(be, gamma), offsetOf(be, beta),
+          offsetOf(be, y), offsetOf(be, xhat), offsetOf(be, rstd), rows, cols, Number(args.attrs?.eps ?? 1e-12),
+        );
+      }
+      return [y, xhat, rstd];
+    }) as unknown as tfc.KernelFunc,
+  });
+
+  const attentionGeometry = (qkv: tfc.TensorInfo, attrs: Record<string, unknown> | undefined, what: string) => {
+    const heads = Number(attrs?.heads), scale = Number(attrs?.scale);
+    const [R, H3] = qkv.shape;
+    if (qkv.dtype !== "float32" || qkv.shape.length !== 2 || !(heads >= 1) || H3 % (3 * heads) !== 0 || !Number.isFinite(scale)) {
+      throw new Error(`${what}: qkv must be float32 [rows, 3·heads·D]; got [${qkv.shape}] with heads ${heads}`);
+    }
+    return { R, H: H3 / 3, D: H3 / 3 / heads, heads, scale };
+  };
+  tf.registerKernel({
+    kernelName: ATTENTION,
+    backendName: "wasm",
+    kernelFunc: ((args: KernelArgs) => {
+      const be = args.backend as Backend;
+      const { qkv, bias, drop } = args.inputs as Record<string, tfc.TensorInfo>;
+      const g = attentionGeometry(qkv, args.attrs, ATTENTION);
+      const B = bias.shape[0], L = g.R / B;
+      if (bias.dtype !== "float32" || size(bias.shape) !== g.R || !Number.isInteger(L) || bias.shape[bias.shape.length - 1] !== L) {
+        throw new Error(`${ATTENTION}: bias [${bias.shape}] must be [batch, 1, 1, L] for qkv [${qkv.shape}]`);
+      }
+      if (drop && (drop.dtype !== "float32" || size(drop.shape) !== B * g.heads * L * L)) throw new Error(`${ATTENTION}: drop [${drop.shape}] must be [batch·heads, L, L]`);
+      const p = be.makeOutput([B * g.heads, L, L], "float32"), ctx = be.makeOutput([g.R, g.H], "float32");
+      m.attention(
+        heapF32(be), offsetOf(be, qkv), 3 * g.H, offsetOf(be, bias), drop ? offsetOf(be, drop) : -1, offsetOf(be, p), offsetOf(be, ctx),
+        B, g.heads, L, g.D, g.scale,
+      );
+      return [p, ctx];
+    }) as unknown as tfc.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: ATTENTION_GRAD,
+    backendName: "wasm",
+    kernelFunc: ((args: KernelArgs) => {
+      const be = args.backend as Backend;
+      const { qkv, p, dctx, drop } = args.inputs as Record<string, tfc.TensorInfo>;
+      const g = attentionGeometry(qkv, args.attrs, ATTENTION_GRAD);
+      const n = p.shape[0], L = p.shape[1], B = n / g.heads;
+      if (p.shape.length !== 3 || p.shape[2] !== L || B * L !== g.R || dctx.shape.join() !== [g.R, g.H].join() || (drop && drop.shape.join() !== p.shape.join())) {
+        throw new Error(`${ATTENTION_GRAD}: p [${p.shape}], dctx [${dctx.shape}] do not match qkv [${qkv.shape}]`);
+      }
+      const dqkv = be.makeOutput([g.R, 3 * g.H], "float32");
+      m.attention_backward(
+        heapF32(be), offsetOf(be, qkv), 3 * g.H, offsetOf(be, p), drop ? offsetOf(be, drop) : -1, offsetOf(be, dctx), offsetOf(be, dqkv),
+        B, g.heads, L, g.D, g.scale,
+      );
+      return dqkv;
+    }) as unknown as tfc.KernelFunc,
+  });
 
   // each kernel falls back to the stock wasm one for the cases `run` does not take (it returns undefined)
   for (const [orig, fused] of [[origBmm, false], [origFused, true]] as const) {

@@ -290,6 +290,16 @@ export function parseCompareConfig(obj: unknown, source = "<config>", opts: { ar
     arms: chosen,
     backend: c.backend,
   };
+  // a decoder conditioned on the batch reads an obs column the arm's tokens carry: compare carries
+  // data.label and data.batch only
+  for (const arm of chosen) {
+    const key = (arm.training.bottleneck as { batch_key?: string } | undefined)?.batch_key;
+    if (key !== undefined && key !== cfg.data.batch) {
+      errors.push(
+        `${source}: arm "${arm.name}": training.bottleneck.batch_key: "${key}" is not the comparison's batch column (${cfg.data.batch ? `data.batch: ${cfg.data.batch}` : "no data.batch or --batch given"}); the tokens carry only data.label and data.batch`,
+      );
+    }
+  }
   // every arm × seed must be a valid training configuration (errors name the arm and the key)
   if (errors.length === 0) {
     for (const arm of chosen) {

@@ -13,7 +13,11 @@
  *   (`./likelihoods.ts`) of the cell's counts of those genes, averaged over cells and genes (nats per
  *   gene, so its scale is that of the token objectives'; scVI sums over genes), without scVI's KL term
  *   (a deterministic encoder). scvi-tools `src/scvi/module/_vae.py`, `src/scvi/nn/_base_components.py`
- *   (`DecoderSCVI`).
+ *   (`DecoderSCVI`). With a batch key (scvi-tools `batch_key`), the decoder also reads a one-hot of the
+ *   cell's batch, as scVI's `DecoderSCVI` / `LinearDecoderSCVI` do (`FCLayers` with `n_cat_list`):
+ *   the product of the one-hot with a `[nBatches, ·]` matrix is added to the hidden layer's
+ *   pre-activation (`mlp`) or to the gene logits and, for ZINB, the zero-inflation logits (`linear`),
+ *   so the counts' batch effect is explained by the decoder and the cell embedding need not hold it.
  * - {@link CompositeHead}: Σ_k w_k · term_k, the token objective's head (optional) plus the cell heads;
  *   every term's value is available separately ({@link CompositeHead.terms}) for logs and eval.json.
  *
@@ -26,7 +30,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { BertConfig } from "./config.js";
 import type { ForwardContext, Head, LossTargets, ModelBatch, ParamStore } from "./bert.js";
 import { dispersionFromRaw, type Likelihood, nbNll, poissonNll, zinbNll } from "./likelihoods.js";
-import { linear } from "./ops.js";
+import { gatherRows, gelu, linear, type Activation } from "./ops.js";
 
 /** `model.pooling` choices. */
 export const POOLINGS = ["mean", "max", "cls"] as const;
@@ -42,6 +46,8 @@ export interface CellTargets {
   cellCounts?: Float32Array;
   /** Bottleneck: each cell's library size over the decoder's genes `[batch]` (sum of `cellCounts`' row). */
   cellLibrary?: Float32Array;
+  /** Bottleneck with a batch key: each cell's batch as an index into the spec's `batches` `[batch]`. */
+  cellBatch?: Int32Array;
   /**
    * The micro-batch a shard came from: its loss positions and cells (set by collate; a shard keeps
    * them), so a shard's cell terms can be scaled to the micro-batch's (module comment).
@@ -75,8 +81,16 @@ export class BottleneckHead {
    *   `linear`: the gene logits are W₂c + b₂ (scVI's `LinearDecoderSCVI`, LDVAE), so the cell embedding
    *   must hold the expression program linearly
    */
-  constructor(c: BertConfig, p: ParamStore, readonly nGenes: number, readonly likelihood: Likelihood, readonly decoder: BottleneckDecoder = "mlp") {
+  constructor(
+    c: BertConfig,
+    p: ParamStore,
+    readonly nGenes: number,
+    readonly likelihood: Likelihood,
+    readonly decoder: BottleneckDecoder = "mlp",
+    readonly nBatches = 0,
+  ) {
     if (!Number.isInteger(nGenes) || nGenes < 1) throw new Error(`bottleneck: expected a positive number of genes, got ${nGenes}`);
+    if (!Number.isInteger(nBatches) || nBatches < 0) throw new Error(`bottleneck: expected a number of batches >= 0, got ${nBatches}`);
     const H = c.hidden_size;
     if (decoder === "mlp") {
       this.w.dW = p.add("cls.bottleneck.transform.dense.weight", [H, H], "normal", { linear: true });
@@ -89,20 +103,42 @@ export class BottleneckHead {
       this.w.pW = p.add("cls.bottleneck.dropout.weight", [H, nGenes], "normal", { linear: true });
       this.w.pB = p.add("cls.bottleneck.dropout.bias", [nGenes], "zeros");
     }
+    // the one-hot batch's weights (scVI's covariate columns of the decoder's first layer); from zeros,
+    // so the decoder starts batch-agnostic
+    if (nBatches > 0) {
+      this.w.bW = p.add(decoder === "mlp" ? "cls.bottleneck.transform.batch.weight" : "cls.bottleneck.decoder.batch.weight", [nBatches, decoder === "mlp" ? H : nGenes], "zeros");
+      if (likelihood === "zinb" && decoder === "linear") this.w.bP = p.add("cls.bottleneck.dropout.batch.weight", [nBatches, nGenes], "zeros");
+    }
+  }
+
+  /** The cells' batch indices `[batch]` (undefined without a batch key). */
+  private batchIdx(t: CellTargets): tf.Tensor1D | undefined {
+    return this.nBatches > 0 ? tf.tensor1d(t.cellBatch!, "int32") : undefined;
   }
 
   /** Per-cell mean NLL over the genes, `[batch]`. */
   nllPerCell(cell: tf.Tensor2D, t: CellTargets, ctx: ForwardContext): tf.Tensor1D {
     const B = cell.shape[0], G = this.nGenes;
-    const h = this.decoder === "mlp" ? linear(cell, this.w.dW as tf.Tensor2D, this.w.dB as tf.Tensor1D, ctx.config.hidden_act) : cell;
-    const rho = tf.softmax(linear(h, this.w.oW as tf.Tensor2D, this.w.oB as tf.Tensor1D));
+    const s = this.batchIdx(t);
+    // with a batch key: + onehot(batch) · W_batch (= W_batch's row of the cell's batch), on the hidden
+    // pre-activation (mlp) or the gene logits (linear)
+    const plus = (x: tf.Tensor2D, w: tf.Variable | undefined): tf.Tensor2D => (s && w ? tf.add(x, gatherRows(w as tf.Tensor2D, s)) : x);
+    const act = ctx.config.hidden_act;
+    const h =
+      this.decoder !== "mlp"
+        ? cell
+        : s
+          ? activate(plus(linear(cell, this.w.dW as tf.Tensor2D, this.w.dB as tf.Tensor1D), this.w.bW), act)
+          : linear(cell, this.w.dW as tf.Tensor2D, this.w.dB as tf.Tensor1D, act);
+    const logits = plus(linear(h, this.w.oW as tf.Tensor2D, this.w.oB as tf.Tensor1D), this.decoder === "linear" ? this.w.bW : undefined);
+    const rho = tf.softmax(logits);
     const mu = tf.mul(rho, tf.tensor2d(t.cellLibrary!, [B, 1]));
     const x = tf.tensor2d(t.cellCounts!, [B, G]);
     // (a product with ones, not broadcastTo: cellfm registers no Tile gradient, src/model/gradients.ts)
     const theta = tf.mul(tf.ones([B, 1]), tf.reshape(dispersionFromRaw(this.w.theta), [1, G]));
     const nll =
       this.likelihood === "zinb"
-        ? zinbNll(x, mu, theta, linear(h, this.w.pW as tf.Tensor2D, this.w.pB as tf.Tensor1D))
+        ? zinbNll(x, mu, theta, plus(linear(h, this.w.pW as tf.Tensor2D, this.w.pB as tf.Tensor1D), this.w.bP))
         : this.likelihood === "nb"
           ? nbNll(x, mu, theta)
           : poissonNll(x, mu);
@@ -113,7 +149,16 @@ export class BottleneckHead {
     if (!t.cellCounts || t.cellCounts.length !== B * this.nGenes) throw new Error(`bottleneck: expected ${B} × ${this.nGenes} gene counts, got ${t.cellCounts?.length ?? 0}`);
     if (!t.cellLibrary || t.cellLibrary.length !== B) throw new Error(`bottleneck: expected ${B} library sizes, got ${t.cellLibrary?.length ?? 0}`);
     for (const x of t.cellCounts) if (!(x >= 0) || !Number.isFinite(x)) throw new Error(`bottleneck: count ${x} is not a finite number >= 0`);
+    if (this.nBatches > 0) {
+      if (!t.cellBatch || t.cellBatch.length !== B) throw new Error(`bottleneck: the decoder is conditioned on the batch; expected ${B} batch indices, got ${t.cellBatch?.length ?? 0}`);
+      for (const b of t.cellBatch) if (!(b >= 0 && b < this.nBatches)) throw new Error(`bottleneck: batch index ${b} outside [0, ${this.nBatches})`);
+    }
   }
+}
+
+/** `act(x)` for a hidden layer's activation (`linear` fuses it; here it follows an added batch term). */
+function activate(x: tf.Tensor2D, act: Activation): tf.Tensor2D {
+  return act === "relu" ? tf.relu(x) : act === "gelu" ? gelu(x) : x;
 }
 
 /** `training.bottleneck.decoder` choices (see {@link BottleneckHead}). */
@@ -125,8 +170,11 @@ export interface CellSpec {
   pooling: Pooling;
   /** weight of each term; the token objective's under its own name (`mlm`, `denoise`), absent or 0 = off. */
   objectives: Record<string, number>;
-  /** the bottleneck's decoder: genes (token ids of the dataset's HVGs) and likelihood. */
-  bottleneck?: { genes: number[]; likelihood: Likelihood; decoder?: BottleneckDecoder; [extra: string]: unknown };
+  /**
+   * the bottleneck's decoder: genes (token ids of the dataset's HVGs) and likelihood; with a batch key,
+   * the obs column (`batch_key`) and its categories in index order (`batches`), the decoder's one-hot.
+   */
+  bottleneck?: { genes: number[]; likelihood: Likelihood; decoder?: BottleneckDecoder; batch_key?: string; batches?: string[]; [extra: string]: unknown };
 }
 
 /** The token objective's head of a model's head (inside a {@link CompositeHead}, its token head, if any). */
@@ -147,7 +195,7 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
     this.tokenWeight = token ? (cell.objectives[tokenName] ?? 0) : 0;
     if ((cell.objectives.bottleneck ?? 0) > 0) {
       if (!cell.bottleneck) throw new Error("cellfm.cell.bottleneck: the bottleneck objective needs its gene list");
-      this.bottleneck = new BottleneckHead(c, p, cell.bottleneck.genes.length, cell.bottleneck.likelihood, cell.bottleneck.decoder ?? "mlp");
+      this.bottleneck = new BottleneckHead(c, p, cell.bottleneck.genes.length, cell.bottleneck.likelihood, cell.bottleneck.decoder ?? "mlp", cell.bottleneck.batches?.length ?? 0);
     }
   }
 

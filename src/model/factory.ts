@@ -85,6 +85,8 @@ export const CellfmModelBlockSchema = z
               genes: z.array(z.number().int().nonnegative(), { error: "cellfm.cell.bottleneck.genes: expected a list of token ids" }),
               likelihood: z.enum(LIKELIHOODS, { error: `cellfm.cell.bottleneck.likelihood: expected ${LIKELIHOODS.join(" | ")}` }),
               decoder: z.enum(BOTTLENECK_DECODERS, { error: `cellfm.cell.bottleneck.decoder: expected ${BOTTLENECK_DECODERS.join(" | ")}` }).optional(),
+              batch_key: z.string({ error: "cellfm.cell.bottleneck.batch_key: expected an obs column name" }).optional(),
+              batches: z.array(z.string(), { error: "cellfm.cell.bottleneck.batches: expected the batch categories, a list of strings" }).optional(),
             })
             .passthrough()
             .optional(),

@@ -15,7 +15,7 @@
  * `[rows, in]` etc.; all float tensors are float32.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { blasStatus } from "../blas.js";
+import { blasStatus, LAYER_NORM, MASKED_SOFTMAX } from "../blas.js";
 // tfjs-core alone registers no gradients: ./gradients.ts registers the ones the model needs.
 import "./gradients.js";
 
@@ -59,6 +59,18 @@ export function matmul2d(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
  */
 export function nativeMatmul(): boolean {
   return onWasm() && blasStatus().active;
+}
+
+/**
+ * `softmax(s + maskBias)` over the last axis, without a tape entry (for use inside custom ops). On the
+ * native kernels one pass ({@link MASKED_SOFTMAX}); elsewhere a broadcast add, then `tf.softmax`.
+ * @param s scores `[batch, heads, L, L]`
+ * @param maskBias `[batch, 1, 1, L]` additive bias (0 real, −1e9 padding)
+ * @returns probabilities, the shape of `s`
+ */
+export function maskedSoftmax(s: tf.Tensor4D, maskBias: tf.Tensor4D): tf.Tensor4D {
+  if (nativeMatmul()) return tf.engine().runKernel(MASKED_SOFTMAX, { x: s, bias: maskBias }, {}) as tf.Tensor4D;
+  return tf.softmax(tf.add(s, maskBias)) as tf.Tensor4D;
 }
 
 /**
@@ -214,7 +226,7 @@ export function attention(
   const mult = () => (dropout ? dropoutMask([n, L, L], dropout.rate, dropout.seed) : null);
   const f = custom(4, ([qi, ki, vi, mi], save) => {
     const s = bmm(qi as tf.Tensor3D, ki as tf.Tensor3D);
-    const p = tf.reshape(tf.softmax(tf.add(tf.reshape(s, [B, NH, L, L]), mi)), [n, L, L]) as tf.Tensor3D;
+    const p = tf.reshape(maskedSoftmax(tf.reshape(s, [B, NH, L, L]) as tf.Tensor4D, mi as tf.Tensor4D), [n, L, L]) as tf.Tensor3D;
     const mk = mult();
     const pd = mk ? tf.mul(p, mk) : p;
     save([qi, ki, vi, mi, p]);
@@ -323,10 +335,26 @@ export function gatherRows(table: tf.Tensor2D, idx: tf.Tensor1D): tf.Tensor2D {
 
 /**
  * LayerNorm over the last axis: `(x − mean) / sqrt(var + eps) · gamma + beta` (biased variance, as
- * `torch.nn.LayerNorm`).
+ * `torch.nn.LayerNorm`), differentiable. On the native kernels one fused pass forward
+ * ({@link layerNormFwd}) and {@link layerNormBwd} backward; elsewhere composed of tfjs ops (tape gradients).
  * @param x `[rows, h]`
  */
 export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor2D {
+  if (nativeMatmul()) {
+    const f = custom(3, ([xi, g, b], save) => {
+      const r = layerNormFwd(xi as tf.Tensor2D, g, b, eps);
+      save([r.xhat, r.rstd, g]);
+      return {
+        value: r.y,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [xhat, rstd, gs] = saved as tf.Tensor2D[];
+          const d = layerNormBwd(dy as tf.Tensor2D, xhat, rstd, gs);
+          return [d.dx, d.dgamma, d.dbeta];
+        },
+      };
+    });
+    return f(x, gamma, beta) as tf.Tensor2D;
+  }
   return tf.tidy(() => {
     const mu = tf.mean(x, -1, true);
     const xc = tf.sub(x, mu);
@@ -410,15 +438,27 @@ export function colSum(x: tf.Tensor2D): tf.Tensor1D {
   return tf.tidy(() => tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]) as tf.Tensor1D);
 }
 
-/** Forward LayerNorm that also returns what its backward needs (`xhat`, `rstd`). */
+/**
+ * Forward LayerNorm of `x + residual` (no tape entry) that also returns what its backward needs
+ * (`xhat`, `rstd` `[rows, 1]`): one native pass ({@link LAYER_NORM}) on the native kernels.
+ * @param x `[rows, h]`
+ * @param residual added to `x` first (same shape), or undefined
+ */
 export function layerNormFwd(
   x: tf.Tensor2D,
   gamma: tf.Tensor,
   beta: tf.Tensor,
   eps: number,
+  residual?: tf.Tensor2D,
 ): { y: tf.Tensor2D; xhat: tf.Tensor2D; rstd: tf.Tensor2D } {
-  const mu = tf.mean(x, -1, true);
-  const xc = tf.sub(x, mu);
+  if (nativeMatmul()) {
+    const inputs: tf.NamedTensorMap = residual ? { x, residual, gamma, beta } : { x, gamma, beta };
+    const [y, xhat, rstd] = tf.engine().runKernel(LAYER_NORM, inputs, { eps }) as unknown as tf.Tensor2D[];
+    return { y, xhat, rstd };
+  }
+  const v = residual ? (tf.add(x, residual) as tf.Tensor2D) : x;
+  const mu = tf.mean(v, -1, true);
+  const xc = tf.sub(v, mu);
   const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), eps)) as tf.Tensor2D;
   const xhat = tf.mul(xc, rstd) as tf.Tensor2D;
   return { y: tf.add(tf.mul(xhat, gamma), beta) as tf.Tensor2D, xhat, rstd };

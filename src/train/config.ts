@@ -153,6 +153,9 @@ const trainingSchema = z.strictObject({
       // a tokenized dataset of the same cells whose tokens carry every expressed gene's count (rank
       // tokens): the bottleneck's targets, for tokens that keep a few genes per cell (--top-genes)
       counts_from: str().optional(),
+      // an obs column carried in the tokens (cellfm tokenize --carry): the decoder also reads a one-hot
+      // of the cell's batch (scvi-tools batch_key), so the embedding need not encode it
+      batch_key: str().optional(),
     })
     .default(() => ({ genes: 2000, likelihood: "nb" as const, decoder: "mlp" as const })),
   likelihood: oneOf(LIKELIHOODS).default(LIKELIHOODS[0]),

@@ -94,6 +94,7 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
   if (mb.targets) out.targets = mb.targets.slice(p0, p1);
   if (mb.cellScalars) out.cellScalars = mb.cellScalars.slice(a, z);
   if (mb.cellLibrary) out.cellLibrary = mb.cellLibrary.slice(a, z);
+  if (mb.cellBatch) out.cellBatch = mb.cellBatch.slice(a, z);
   if (mb.cellCounts) {
     const G = mb.cellCounts.length / mb.batch;
     out.cellCounts = mb.cellCounts.slice(a * G, z * G);

@@ -143,6 +143,12 @@ describe("cellfm compare", () => {
     expect(() => parseCompareConfig(raw({ arms: [{ ...arms[0], training: { lr: "fast" } }] }), "c.yaml")).toThrow(/c\.yaml: arm "rank-mlm": training\.lr: expected a positive number, got "fast"/);
     expect(() => parseCompareConfig(raw({ training: { max_steps: 3 } }), "c.yaml")).toThrow(/training\.max_steps: not allowed in a comparison/);
     expect(() => parseCompareConfig(raw(), "c.yaml", { arms: ["nope"] })).toThrow(/--arms: no arm called "nope"/);
+    // a decoder conditioned on the batch reads the comparison's batch column, the only other one its tokens carry
+    const bkArm = { name: "rank-bn-batch", encoding: "rank", objective: "mlm", training: { objectives: { bottleneck: 1 }, bottleneck: { genes: 200, batch_key: "batch" } } };
+    expect(() => parseCompareConfig(raw({ arms: [bkArm] }), "c.yaml")).toThrow(
+      'c.yaml: arm "rank-bn-batch": training.bottleneck.batch_key: "batch" is not the comparison\'s batch column (no data.batch or --batch given); the tokens carry only data.label and data.batch',
+    );
+    expect(parseCompareConfig(raw({ arms: [bkArm] }), "c.yaml", { batch: "batch" }).arms[0].name).toBe("rank-bn-batch");
     // arms share a tokenization exactly when encoding and tokenizer options agree
     const shared = parseCompareConfig(
       raw({

@@ -13,6 +13,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-cpu";
 import { installBlasKernels, nativeBlas } from "../../src/blas.js";
 import { BertForMaskedLM } from "../../src/model/bert.js";
+import { layerNorm, layerNormFwd, maskedSoftmax } from "../../src/model/ops.js";
 import { makeBatch, maxAbsDiff, randomCells, TINY } from "./helpers.js";
 
 const have = nativeBlas() !== null;
@@ -50,7 +51,26 @@ add("fused scalar bias relu6", () =>
   tf.fused.matMul({ a: tf.mul(rnd([8, 12], 19), 20) as tf.Tensor2D, b: rnd([12, 5], 20) as tf.Tensor2D, bias: rnd([1], 21), activation: "relu6" }), true);
 add("fused no bias", () => tf.fused.matMul({ a: rnd([6, 4], 22) as tf.Tensor2D, b: rnd([4, 3], 23) as tf.Tensor2D }));
 add("model shape 2048x256·256x1024", () => tf.matMul(rnd([2048, 256], 24), rnd([256, 1024], 25)));
-add("inner dim 0", () => tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4])));
+// the other native kernels (softmax, masked softmax, LayerNorm, row gather): through the model's own
+// ops, which run them on the native piece and compose tfjs ops elsewhere (cpu, and wasm before install)
+const maskOf = (B: number, L: number, pad: number[]) =>
+  tf.tensor4d(Array.from({ length: B * L }, (_, i) => (pad[Math.floor(i / L)] > i % L ? 0 : i % L < L - pad[Math.floor(i / L)] ? 0 : -1e9)), [B, 1, 1, L]);
+add("softmax [3, 70] x 8", () => tf.softmax(tf.mul(rnd([3, 70], 27), 8)));
+add("softmax [2, 5, 1]", () => tf.softmax(rnd([2, 5, 1], 28)));
+add("softmax large logits", () => tf.softmax(tf.mul(rnd([4, 33], 29), 400)));
+add("masked softmax [2,3,9,9], padding", () => maskedSoftmax(tf.mul(rnd([2, 3, 9, 9], 30), 6) as tf.Tensor4D, maskOf(2, 9, [0, 4]) as tf.Tensor4D));
+add("masked softmax [1,1,4,300], no padding", () => maskedSoftmax(rnd([1, 1, 4, 300], 31) as tf.Tensor4D, tf.zeros([1, 1, 1, 300]) as tf.Tensor4D));
+for (const res of [false, true]) {
+  add(`layer norm fwd [37, 48] residual=${res}`, () => {
+    const r = layerNormFwd(tf.add(rnd([37, 48], 32), 3) as tf.Tensor2D, rnd([48], 33), rnd([48], 34), 1e-12, res ? (rnd([37, 48], 35) as tf.Tensor2D) : undefined);
+    return tf.concat([tf.reshape(r.y, [-1]), tf.reshape(r.xhat, [-1]), tf.reshape(r.rstd, [-1])]);
+  });
+}
+add("layer norm [5, 256], eps 1e-5", () => layerNorm(rnd([5, 256], 36) as tf.Tensor2D, rnd([256], 37) as tf.Tensor1D, rnd([256], 38) as tf.Tensor1D, 1e-5));
+add("gather rows [50, 7] at 9 indices", () => tf.gather(rnd([50, 7], 39), tf.tensor1d([3, 0, 49, 3, 17, 8, 8, 1, 22], "int32")));
+add("gather 1-D", () => tf.gather(rnd([30], 40), tf.tensor2d([[5, 29], [0, 5]], [2, 2], "int32")));
+add("gather axis 1 (delegated)", () => tf.gather(rnd([4, 6, 3], 41), tf.tensor1d([5, 0, 2], "int32"), 1));
+add("inner dim 0", () => tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4])), true); // wasm leaves the output unwritten (whatever the heap held)
 add("empty output", () => tf.matMul(tf.zeros([0, 5]), rnd([5, 4], 26)));
 
 function evalAll(): { shape: number[]; values: Float32Array }[] {
@@ -75,7 +95,7 @@ function expectClose(mine: ReturnType<typeof evalAll>, ref: ReturnType<typeof ev
   });
 }
 
-describe("native BLAS matmul kernels", () => {
+describe("native BLAS matmul, softmax, LayerNorm and gather kernels", () => {
   let cpu: ReturnType<typeof evalAll>, wasm: ReturnType<typeof evalAll>;
   beforeAll(async () => {
     await tf.setBackend("cpu");
@@ -93,6 +113,11 @@ describe("native BLAS matmul kernels", () => {
     // without the native piece the wasm kernels stay, bugs included
     expectClose(mine, cpu, "cpu", (c) => !have && c.wasmWrong);
     expectClose(mine, wasm, "wasm", (c) => c.wasmWrong);
+  });
+
+  it("reject an out-of-range gather index and a mask that does not broadcast, as the stock kernels do", () => {
+    expect(() => tf.gather(rnd([5, 2], 42), tf.tensor1d([5], "int32"))).toThrow(/index value 5 is not in \[0, 4\]/);
+    if (have) expect(() => maskedSoftmax(rnd([2, 2, 3, 3], 43) as tf.Tensor4D, tf.zeros([5, 1, 1, 3]) as tf.Tensor4D)).toThrow(/does not broadcast/);
   });
 
   it("give the model's forward pass, loss and every gradient as the cpu backend does (relu, gelu)", async () => {
@@ -119,6 +144,20 @@ describe("native BLAS matmul kernels", () => {
       };
       const c = await run("cpu");
       const w = await run("wasm");
+      if (have && act === "relu") {
+        // the comparison above ran the native attention, softmax and LayerNorm kernels, both directions
+        const m = new BertForMaskedLM({ ...TINY, hidden_act: act }, { seed: 5 });
+        const b = makeBatch(cells);
+        const prof = await tf.profile(() => {
+          const r = m.lossAndGrads(b, t, { training: true, dropoutSeed: 9 });
+          tf.dispose([...r.grads.values()]);
+        });
+        tf.dispose([b.inputIds, b.attentionMask]);
+        m.dispose();
+        const ran = new Set(prof.kernels.map((k) => k.name));
+        for (const k of ["CellfmAttention", "CellfmAttentionGrad", "CellfmLayerNorm", "Softmax"]) expect(ran.has(k), k).toBe(true);
+        expect(ran.has("Transpose")).toBe(false);
+      }
       expect(w.leaked).toBe(0);
       expect(maxAbsDiff(c.hv, w.hv)).toBeLessThan(1e-4);
       expect(Math.abs(c.loss - w.loss)).toBeLessThan(1e-4);

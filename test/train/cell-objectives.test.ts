@@ -13,6 +13,8 @@ import { embedCells } from "../../src/embed/embed.js";
 import { embedToFile } from "../../src/embed/run.js";
 import { readEmbeddings } from "../../src/data/embeddings.js";
 import { readTokenizedDataset } from "../../src/data/tokenized.js";
+import { readSafetensors, toFloat32 } from "../../src/model/safetensors.js";
+import { batchCovariate } from "../../src/train/objectives/cell.js";
 import { TINY_MODEL } from "./helpers.js";
 
 let root: string;
@@ -124,4 +126,47 @@ describe("cellfm train with training.objectives", () => {
     expect(one.eval!.model_loss).toBeCloseTo(t.mlm.model_loss + 0.5 * t.bottleneck.model_loss, 2);
     expect(t.mlm.baseline_name).toBe("unigram");
   }, 120_000);
+});
+
+// tiny.h5ad holds one batch; its cell_type column (6 values) stands in for a batch column here
+describe("training.bottleneck.batch_key: the decoder conditioned on the batch (scvi-tools batch_key)", () => {
+  it("names a missing or single-valued column, with the tokens folder and the fix", () => {
+    const ds = { cellIds: ["a", "b", "c"], obs: { index: ["a", "b", "c"], columns: { study: ["s2", "s1", "s2"], one: ["x", "x", "x"] } } };
+    expect(batchCovariate("study", ds, "tok")).toEqual({ key: "study", categories: ["s1", "s2"], codes: Int32Array.from([1, 0, 1]) });
+    expect(() => batchCovariate("batch", ds, "tok")).toThrow('training.bottleneck.batch_key: tok carries no obs column "batch" (carried: study, one); re-tokenize with --carry batch');
+    expect(() => batchCovariate("one", ds, "tok")).toThrow(/obs column "one" of tok has a single value \(x\)/);
+  });
+
+  it("linear decoder + ZINB: learns per-batch offsets, records the batches in the checkpoint; workers 2 gives the losses of workers 1", async () => {
+    const bn = { genes: 200, likelihood: "zinb", decoder: "linear", batch_key: "cell_type" };
+    const one = await train(cfg("bk1", { max_steps: 4, lr: 3e-3, objectives: { bottleneck: 1 }, bottleneck: bn, workers: 1 }, { pooling: "max" }), { quiet: true });
+    const two = await train(cfg("bk2", { max_steps: 4, lr: 3e-3, objectives: { bottleneck: 1 }, bottleneck: bn, workers: 2 }, { pooling: "max" }), { quiet: true });
+    for (let i = 0; i < 4; i++) expect(Math.abs(two.losses[i] - one.losses[i])).toBeLessThan(1e-4);
+    const plain = await train(cfg("bk0", { max_steps: 4, lr: 3e-3, objectives: { bottleneck: 1 }, bottleneck: { ...bn, batch_key: undefined }, workers: 1 }, { pooling: "max" }), { quiet: true });
+    expect(plain.losses[0]).toBeCloseTo(one.losses[0], 6); // the batch weights start at zero
+    expect(plain.losses[3]).not.toBeCloseTo(one.losses[3], 6);
+    const ck = JSON.parse(fs.readFileSync(path.join(one.checkpoint, "config.json"), "utf8"));
+    expect(ck.cellfm.cell.bottleneck.batch_key).toBe("cell_type");
+    expect(ck.cellfm.cell.bottleneck.batches).toEqual(["B", "CD14+ Mono", "CD8 T", "FCGR3A+ Mono", "NK", "Naive CD4 T"]);
+    const st = readSafetensors(path.join(one.checkpoint, "model.safetensors"));
+    for (const name of ["cls.bottleneck.decoder.batch.weight", "cls.bottleneck.dropout.batch.weight"]) {
+      const w = toFloat32(st.tensors[name], name);
+      expect(st.tensors[name].shape).toEqual([6, 200]);
+      expect(w.some((x) => x !== 0)).toBe(true);
+    }
+    // the checkpoint loads (the batch weights' shapes come from the recorded batches) and embeds
+    const f = path.join(root, "bk.arrow");
+    expect((await embedToFile({ checkpoint: one.checkpoint, input: tokens, output: f, quiet: true, workers: 1 })).pool).toBe("max");
+  }, 180_000);
+
+  it("mlp decoder: --resume is exact (4 steps + --resume + 4 == 8 straight)", async () => {
+    const tr = { max_steps: 8, lr: 3e-3, save_every: 4, objectives: { bottleneck: 1 }, bottleneck: { genes: 200, decoder: "mlp", batch_key: "cell_type" }, workers: 1 };
+    const straight = await train(cfg("bkr0", tr, { pooling: "max" }), { quiet: true });
+    const c = cfg("bkr", tr, { pooling: "max" });
+    await train(c, { quiet: true, stopAfter: 4, handleSigint: false });
+    const rest = await train(c, { quiet: true, resume: true, handleSigint: false });
+    expect(rest.losses).toEqual(straight.losses.slice(4));
+    const st = readSafetensors(path.join(straight.checkpoint, "model.safetensors"));
+    expect(st.tensors["cls.bottleneck.transform.batch.weight"].shape).toEqual([6, 32]);
+  }, 180_000);
 });

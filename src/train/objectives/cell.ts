@@ -11,6 +11,10 @@
  *   its library size their sum. The counts come from the tokens: rank tokens and counts tokens carry
  *   every expressed gene's count, binned tokens their `counts` column. Tokens made with
  *   `--top-genes` keep only a few genes per cell, so they are refused.
+ *   With `training.bottleneck.batch_key` (scvi-tools' `batch_key`), the decoder also reads the cell's
+ *   batch (a one-hot of that obs column, carried in the tokenized dataset: `cellfm tokenize --carry`),
+ *   so the batch's effect on the counts is the decoder's to explain, not the cell embedding's. The
+ *   categories (sorted) are recorded in the checkpoint (`cellfm.cell.bottleneck.batches`).
  * - With the token objective's weight 0 (e.g. `{ bottleneck: 1 }`), cells are collated without
  *   masking or noise (the model reads the cell as it is), and every cell counts as one loss unit
  *   (its first token is its loss position).
@@ -33,6 +37,7 @@ import { truncateCell } from "../../encoding/rank.js";
 import { batchTensors, disposeBatch } from "../grad-protocol.js";
 import type { BaselineResult, CollatedBatch, Objective, TrainCell } from "./types.js";
 import { readTokenizedDataset } from "../../data/tokenized.js";
+import type { ObsTable } from "../../data/types.js";
 
 /** The raw counts of a dataset cell's tokens (rank / counts: the values; binned: the counts column). */
 export function tokenCounts(values: Float32Array | undefined, counts: Float32Array | undefined, valuesKind: string | undefined): Float32Array | undefined {
@@ -71,7 +76,14 @@ export interface CellObjectiveOptions {
   objectives: Record<string, number>;
   pooling: Pooling;
   /** the decoder's genes and likelihood; `targets`: every dataset cell's gene tokens and counts (the source of each cell's target). */
-  bottleneck?: { genes: Int32Array; likelihood: Likelihood; decoder: BottleneckDecoder; targets?: readonly { ids: Int32Array; counts: Float32Array }[] };
+  bottleneck?: {
+    genes: Int32Array;
+    likelihood: Likelihood;
+    decoder: BottleneckDecoder;
+    targets?: readonly { ids: Int32Array; counts: Float32Array }[];
+    /** the decoder's batch covariate: the obs column, its categories and each dataset cell's index into them. */
+    batch?: { key: string; categories: string[]; codes: Int32Array };
+  };
   /** the token objective's encoding and the context choice when it does not collate (weight 0). */
   encoding: string;
   padId: number;
@@ -103,7 +115,17 @@ export class CellObjective implements Objective {
       cell: {
         pooling: o.pooling,
         objectives: o.objectives,
-        ...(o.bottleneck ? { bottleneck: { genes: Array.from(o.bottleneck.genes), likelihood: o.bottleneck.likelihood, decoder: o.bottleneck.decoder, selection: "seurat-flavour highly variable genes of the tokenized dataset" } } : {}),
+        ...(o.bottleneck
+          ? {
+              bottleneck: {
+                genes: Array.from(o.bottleneck.genes),
+                likelihood: o.bottleneck.likelihood,
+                decoder: o.bottleneck.decoder,
+                selection: "seurat-flavour highly variable genes of the tokenized dataset",
+                ...(o.bottleneck.batch ? { batch_key: o.bottleneck.batch.key, batches: o.bottleneck.batch.categories } : {}),
+              },
+            }
+          : {}),
       },
     };
   }
@@ -126,6 +148,11 @@ export class CellObjective implements Objective {
         }
       }
       c.cellTarget = { idx: Int32Array.from(idx), val: Float32Array.from(val), lib };
+      const bk = this.o.bottleneck.batch;
+      if (bk) {
+        if (index === undefined) throw new Error(`training.bottleneck.batch_key: a cell outside the tokenized dataset has no "${bk.key}" value`);
+        c.cellTarget.batch = bk.codes[index];
+      }
     }
     return c;
   }
@@ -172,6 +199,7 @@ export class CellObjective implements Objective {
       });
       b.cellCounts = x;
       b.cellLibrary = lib;
+      if (this.o.bottleneck.batch) b.cellBatch = Int32Array.from(cells, (c) => c.cellTarget!.batch!);
     }
     b.unitTotals = { positions: b.positions.length, cells: b.batch };
     return b;
@@ -290,6 +318,26 @@ export async function evaluateTerms(model: CellModel, batches: readonly Collated
 }
 
 /**
+ * The decoder's batch covariate (scvi-tools `batch_key`): the categories of the obs column `key`
+ * carried in the tokenized dataset (sorted, as strings) and each cell's index into them.
+ * @throws Error naming the tokens folder when the column is not carried, or has a single value.
+ */
+export function batchCovariate(key: string, dataset: { cellIds: string[]; obs?: ObsTable }, tokens: string): { key: string; categories: string[]; codes: Int32Array } {
+  const col = dataset.obs?.columns[key];
+  if (!col) {
+    const carried = Object.keys(dataset.obs?.columns ?? {});
+    throw new Error(
+      `training.bottleneck.batch_key: ${tokens} carries no obs column "${key}" (carried: ${carried.join(", ") || "none"}); re-tokenize with --carry ${key}`,
+    );
+  }
+  const values = Array.from(col as ArrayLike<unknown>, (v) => String(v));
+  const categories = [...new Set(values)].sort();
+  if (categories.length < 2) throw new Error(`training.bottleneck.batch_key: obs column "${key}" of ${tokens} has a single value (${categories[0] ?? "none"}); there is no batch to condition on`);
+  const index = new Map(categories.map((c, i) => [c, i]));
+  return { key, categories, codes: Int32Array.from(values, (v) => index.get(v)!) };
+}
+
+/**
  * Wrap the token objective of a run in a {@link CellObjective} when the config asks for cell-level
  * objectives (`training.objectives`) or a pooling (`model.pooling`); otherwise return it unchanged.
  * @param cells every tokenized cell's gene tokens and the dataset's columns (for the bottleneck's genes)
@@ -300,14 +348,14 @@ export function withCellObjectives(
   a: {
     objectives?: Record<string, number>;
     pooling?: Pooling;
-    bottleneck: { genes: number; likelihood: Likelihood; decoder: BottleneckDecoder; counts_from?: string };
+    bottleneck: { genes: number; likelihood: Likelihood; decoder: BottleneckDecoder; counts_from?: string; batch_key?: string };
     encoding: string;
     manifest: { values_kind?: string; top_genes?: number };
     tokens: string;
     vocabulary: { size: number; pad: number; mask: number; cls?: number; eos?: number };
     maxLength: number;
     sampling: GeneSampleOptions;
-    dataset: { cellIds: string[]; inputIds: Int32Array[]; values?: Float32Array[]; counts?: Float32Array[] };
+    dataset: { cellIds: string[]; inputIds: Int32Array[]; values?: Float32Array[]; counts?: Float32Array[]; obs?: ObsTable };
   },
 ): Objective {
   if (!a.objectives && !a.pooling) return token;
@@ -337,7 +385,8 @@ export function withCellObjectives(
     targetCells = cells as { ids: Int32Array; counts: Float32Array }[];
     const special = new Set([a.vocabulary.pad, a.vocabulary.mask, a.vocabulary.cls, a.vocabulary.eos].filter((t): t is number => t !== undefined));
     const genes = bottleneckGenes(targetCells, a.vocabulary.size, a.bottleneck.genes, special);
-    bottleneck = { genes, likelihood: a.bottleneck.likelihood, decoder: a.bottleneck.decoder, targets: targetCells };
+    const batch = a.bottleneck.batch_key !== undefined ? batchCovariate(a.bottleneck.batch_key, a.dataset, a.tokens) : undefined;
+    bottleneck = { genes, likelihood: a.bottleneck.likelihood, decoder: a.bottleneck.decoder, targets: targetCells, ...(batch ? { batch } : {}) };
   }
   return new CellObjective(token, {
     objectives,

@@ -22,8 +22,8 @@ export interface TrainCell {
   nCounts?: number;
   /** `binned` datasets: the raw count of each token `[length]` (the dataset's `counts` column). */
   counts?: Float32Array;
-  /** Cell-level objectives: the bottleneck's target, the cell's counts of its genes (columns `idx`, counts `val`) and their sum. */
-  cellTarget?: { idx: Int32Array; val: Float32Array; lib: number };
+  /** Cell-level objectives: the bottleneck's target, the cell's counts of its genes (columns `idx`, counts `val`), their sum and, with a batch key, its batch index. */
+  cellTarget?: { idx: Int32Array; val: Float32Array; lib: number; batch?: number };
 }
 
 /**
