@@ -299,9 +299,10 @@ export async function run(opts: { quick: boolean; args?: string[] }): Promise<Be
         variants.forEach((side, si) => {
           const cf = cfs[si];
           const cfText = cf ? `${f0(cf.tokensPerS)} tok/s${mfu(cf.tokensPerS, side.threads)}, ${mb(cf.peakRssMb)}` : `failed: ${cfErrs[si]}`;
-          if (cf) rows.push({ area: "compare", case: `cellfm ${c.work}${side.label}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; ${cf.kernels ?? ""}; peak RSS ${mb(cf.peakRssMb)}` });
+          const work = si >= sides.length ? `train 512 x 4${side.label}` : c.work + side.label;
+          if (cf) rows.push({ area: "compare", case: `cellfm ${work}`, metric: "tokens/s", value: cf.tokensPerS, unit: "tok/s", note: `${cf.backend}; ${cf.kernels ?? ""}; peak RSS ${mb(cf.peakRssMb)}` });
           ratios.push({
-            work: si >= sides.length ? `train 512 x 4${side.label}` : c.work + side.label,
+            work,
             cellfm: cfText,
             peer: ptText,
             ratio: cf && pt ? cf.tokensPerS / pt.tokens_per_s : NaN,

@@ -4,10 +4,12 @@
  * tokens/s (real, non-pad tokens) with the MFU the loop reports and the peak RSS of the process
  * (worker threads included), with `training.workers` 1 (main thread only) and 2 (data-parallel,
  * the demo's setting). The model-only numbers for the Geneformer V1 6-layer shapes are in
- * bench/model.ts.
+ * bench/model.ts. Cell-level objectives (`training.objectives`, issue 17 §3) get rows of their own at
+ * workers 1, next to the token objective alone at workers 1: mlm + mvc, mvc alone (max pooling), and
+ * mlm + bottleneck (2,000 HVGs, NB).
  *
  *   npx tsx bench/train.ts                  (parent: tokenizes pbmc3k once, runs each case in a child)
- *   npx tsx bench/train.ts --child <tokens> <out> <steps> <workers>
+ *   npx tsx bench/train.ts --child <tokens> <out> <steps> <workers> [<objectives JSON> <pooling>]
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -18,15 +20,15 @@ import type { BenchRow } from "./run.js";
 const here = path.dirname(new URL(import.meta.url).pathname);
 const root = path.resolve(here, "..");
 
-async function child(tokens: string, out: string, steps: number, workers: number): Promise<void> {
+async function child(tokens: string, out: string, steps: number, workers: number, objectives?: Record<string, number>, pooling?: string): Promise<void> {
   const { loadTrainConfig, parseTrainConfig } = await import("../src/train/config.js");
   const { train } = await import("../src/train/loop.js");
   const base = loadTrainConfig(path.join(root, "configs", "demo.yaml"));
   const c = parseTrainConfig(
     {
-      model: base.model,
+      model: { ...base.model, ...(pooling ? { pooling } : {}) },
       data: { ...base.data, tokens },
-      training: { ...base.training, max_steps: steps, eval_every: 0, save_every: 0, log_every: 1, workers },
+      training: { ...base.training, max_steps: steps, eval_every: 0, save_every: 0, log_every: 1, workers, ...(objectives ? { objectives } : {}) },
       output: { dir: out },
       backend: process.env.CELLFM_BENCH_BACKEND ?? "wasm",
     },
@@ -78,15 +80,25 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
     const steps = opts.quick ? 6 : 30;
     const tsx = path.join(root, "node_modules", ".bin", "tsx");
     const rows: BenchRow[] = [];
-    for (const workers of [1, 2]) {
-      const p = spawnSync(tsx, [path.join(here, "train.ts"), "--child", tokens, path.join(tmp, `out${workers}`), String(steps), String(workers)], {
+    // [workers, training.objectives, model.pooling]: the demo (mlm) at workers 1 and 2, then cell-level terms at workers 1
+    const cases: [number, Record<string, number> | undefined, string | undefined][] = [
+      [1, undefined, undefined],
+      [2, undefined, undefined],
+      [1, { mlm: 1, mvc: 1 }, undefined],
+      [1, { mvc: 1 }, "max"],
+      [1, { mlm: 1, bottleneck: 1 }, undefined],
+    ];
+    for (const [k, [workers, objectives, pooling]] of cases.entries()) {
+      const extra = objectives ? [JSON.stringify(objectives), pooling ?? ""] : [];
+      const p = spawnSync(tsx, [path.join(here, "train.ts"), "--child", tokens, path.join(tmp, `out${k}`), String(steps), String(workers), ...extra], {
         encoding: "utf8",
         maxBuffer: 1 << 26,
       });
       const line = (p.stdout ?? "").split("\n").find((l) => l.startsWith("RESULT "));
       if (!line) throw new Error(`training benchmark child failed: ${(p.stderr ?? "").slice(-2000)}`);
       const r = JSON.parse(line.slice(7)) as { tokensPerS: number; mfu: number; secPerStep: number; peakRssMb: number; backend: string; steps: number };
-      const caseName = `cellfm train, configs/demo.yaml on pbmc3k, workers ${workers} (${steps} steps)`;
+      const terms = objectives ? `, objectives ${Object.entries(objectives).map(([t, w]) => `${t} ${w}`).join(" + ")}${pooling ? `, ${pooling} pooling` : ""}` : "";
+      const caseName = `cellfm train, configs/demo.yaml on pbmc3k${terms}, workers ${workers} (${steps} steps)`;
       const note = `backend ${r.backend}; real tokens; full step incl. AdamW`;
       rows.push(
         { area: "train", case: caseName, metric: "throughput", value: r.tokensPerS, unit: "tokens/s", note },
@@ -102,7 +114,8 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
 }
 
 if (process.argv[2] === "--child") {
-  await child(process.argv[3], process.argv[4], Number(process.argv[5]), Number(process.argv[6] ?? 1));
+  const objectives = process.argv[7] ? (JSON.parse(process.argv[7]) as Record<string, number>) : undefined;
+  await child(process.argv[3], process.argv[4], Number(process.argv[5]), Number(process.argv[6] ?? 1), objectives, process.argv[8] || undefined);
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   for (const r of await run({ quick: process.argv.includes("--quick") })) console.log(r);
 }

@@ -29,7 +29,12 @@
 import { createRequire } from "node:module";
 import type * as tfc from "@tensorflow/tfjs-core";
 
-/** BLAS threads when neither `CELLFM_BLAS_THREADS` nor `OPENBLAS_NUM_THREADS` is set. */
+/**
+ * BLAS threads when neither `CELLFM_BLAS_THREADS` nor `OPENBLAS_NUM_THREADS` is set: one, with
+ * data-parallel workers (one per core) as the default, measured faster than one worker with a BLAS
+ * thread per core (training 512 × 4 on 2 cores: faster in 5 of 7 alternating pairs, median 456
+ * against 373 tok/s; docs/benchmarks.md, `npm run bench -- --compare --model-only` prints both).
+ */
 export const DEFAULT_BLAS_THREADS = 1;
 
 /** The compiled native module (`native/cellfm_blas.c`). */
@@ -89,6 +94,8 @@ export interface BlasStatus {
 }
 
 const NATIVE_PATH = "../native/build/Release/cellfm_blas.node";
+/** The functions this version of cellfm calls in the native module. */
+const NATIVE_FUNCTIONS = ["sgemm", "softmax", "layernorm", "attention", "attention_backward", "threads"] as const;
 let native: NativeBlas | null | undefined;
 let loadError = "";
 let status: BlasStatus | undefined;
@@ -109,6 +116,11 @@ export function blasThreadsWanted(): number {
   return DEFAULT_BLAS_THREADS;
 }
 
+/** The functions of {@link NATIVE_FUNCTIONS} a loaded native module lacks (a build of an older cellfm). */
+export function missingNativeFunctions(m: object): string[] {
+  return NATIVE_FUNCTIONS.filter((f) => typeof (m as Record<string, unknown>)[f] !== "function");
+}
+
 /** Load the native module once (null when absent or switched off; {@link loadError} says why). */
 function loadNative(): NativeBlas | null {
   if (native !== undefined) return native;
@@ -121,6 +133,13 @@ function loadNative(): NativeBlas | null {
   if (!process.env.OPENBLAS_NUM_THREADS) process.env.OPENBLAS_NUM_THREADS = String(threads);
   try {
     const m = createRequire(import.meta.url)(NATIVE_PATH) as NativeBlas;
+    // a module built by an older cellfm (e.g. after a `git pull` without `npm ci`) lacks newer kernels:
+    // plain wasm, and one line saying how to rebuild, instead of a TypeError in the first step
+    const missing = missingNativeFunctions(m);
+    if (missing.length) {
+      loadError = `native/build/Release/cellfm_blas.node is from an older cellfm (no ${missing.join(", ")}): rebuild with npm run build:native`;
+      return (native = null);
+    }
     m.threads(threads);
     native = m;
   } catch (e) {

@@ -35,12 +35,14 @@ describe("usage errors", () => {
 describe("train overrides", () => {
   it("--tokens, --output and --set go through the file's validation, naming the key", async () => {
     const { loadTrainConfigWith } = await import("../src/train/overrides.js");
-    const c = loadTrainConfigWith("configs/demo.yaml", { tokens: "my/tokens", output: "my/run", set: ["training.max_steps=12", "model.hidden_size=64", "training.objective=denoise"] }, "/base");
+    const c = loadTrainConfigWith("configs/demo-cell.yaml", { tokens: "my/tokens", output: "my/run", set: ["training.max_steps=12", "model.hidden_size=64", "training.objectives.bottleneck=0.5"] }, "/base");
     expect(c.data.tokens).toBe("/base/my/tokens");
     expect(c.output.dir).toBe("/base/my/run");
     expect(c.training.max_steps).toBe(12);
     expect(c.model.hidden_size).toBe(64);
-    expect(c.training.objective).toBe("denoise");
+    expect(c.training.objectives).toEqual({ mlm: 1, bottleneck: 0.5 });
+    // a token objective given in two places that disagree is an error, not a silent choice
+    expect(() => loadTrainConfigWith("configs/demo-cell.yaml", { set: ["training.objective=denoise"] })).toThrow(/training\.objective: denoise conflicts with training\.objectives, which names mlm/);
     expect(() => loadTrainConfigWith("configs/demo.yaml", { set: ["training.max_stepz=12"] })).toThrow(/configs\/demo\.yaml \+ --set training\.max_stepz=12: training\.max_stepz: unknown key/);
     expect(() => loadTrainConfigWith("configs/demo.yaml", { set: ["training.lr=fast"] })).toThrow(/training\.lr: .*"fast"/);
     expect(() => loadTrainConfigWith("configs/demo.yaml", { set: ["training.max_steps"] })).toThrow(/--set training\.max_steps: expected key\.path=value/);

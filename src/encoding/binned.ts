@@ -25,6 +25,14 @@ export const BINNED = {
   valuesKind: "bin",
   readsValues: true,
   defaults: { n_bins: DEFAULT_N_BINS },
+  // scGPT's GEPC regresses the bin itself (its target_values are the binned values; MSE)
+  mvcTarget: {
+    description: "the gene's bin (0 = not expressed), regressed as a number, as scGPT's GEPC",
+    of(values: Float32Array | undefined): Float32Array {
+      if (!values) throw new Error("mvc on binned tokens needs their bins (the values column)");
+      return values;
+    },
+  },
   models: {
     mlm: { architecture: "CellfmForMaskedBins", embedding, head: (spec) => (c, p) => new BinHead(c, p, nBinsOf(spec, DEFAULT_N_BINS)) },
     denoise: denoiseModel("CellfmForDenoising", embedding),

@@ -22,6 +22,14 @@ export const COUNTS = {
   valuesKind: "count",
   readsValues: true,
   defaults: {},
+  // the masked value regression's target (log1pTarget), so mvc and mlm predict the same quantity
+  mvcTarget: {
+    description: "log1p(count): the gene's raw count, log1p-transformed",
+    of(values: Float32Array | undefined): Float32Array {
+      if (!values) throw new Error("mvc on counts tokens needs their raw counts (the values column)");
+      return Float32Array.from(values, Math.log1p);
+    },
+  },
   models: {
     mlm: { architecture: "CellfmForMaskedValues", embedding, head: () => (c, p) => new ValueRegressionHead(c, p) },
     denoise: denoiseModel("CellfmForDenoising", embedding),

@@ -43,6 +43,24 @@ export function topByRankValue(row: Float32Array, nz: number[], geneTokens: Int3
   return Int32Array.from(order, (t) => colOf.get(t)!);
 }
 
+/**
+ * The `mvc` value of rank tokens: how high the gene is expressed, log1p(count / n_counts × 10⁴) (the
+ * cell's library size from obs `n_counts`, else the sum of its stored counts) — the log-normalised
+ * expression scanpy's `normalize_total(target_sum=1e4)` + `log1p` gives, whose order within a cell is
+ * close to the rank order the tokens carry (which also divides by the gene's median). Every context
+ * gene of a rank cell is expressed, so "whether" carries no information; this says how much.
+ */
+export const RANK_MVC_TARGET = {
+  description: "log1p(count / n_counts × 10^4): the gene's log-normalised expression in the cell",
+  of(values: Float32Array | undefined, nCounts: number | undefined): Float32Array {
+    if (!values) throw new Error("mvc on rank tokens needs their raw counts (the values column); re-run cellfm tokenize --encoding rank with this cellfm version");
+    let lib = nCounts ?? 0;
+    if (!(lib > 0)) for (const v of values) lib += v;
+    const scale = lib > 0 ? 1e4 / lib : 0;
+    return Float32Array.from(values, (v) => Math.log1p(v * scale));
+  },
+};
+
 export const RANK = {
   key: "rank",
   name: "geneformer-rank-value",
@@ -50,6 +68,7 @@ export const RANK = {
   valuesKind: "count",
   readsValues: false,
   defaults: {},
+  mvcTarget: RANK_MVC_TARGET,
   models: {
     mlm: {
       architecture: "BertForMaskedLM",

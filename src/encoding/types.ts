@@ -56,6 +56,19 @@ export interface BenchmarkContexts {
   valueOf(j: number): number;
 }
 
+/** What the `mvc` term predicts per gene, for one encoding. */
+export interface MvcTarget {
+  /** the value, in words (config.json `cellfm.cell.mvc.target`, docs). */
+  readonly description: string;
+  /**
+   * The value of each stored gene of a cell, `[m]` float32 aligned with the tokens.
+   * @param values the tokens' stored values `[m]` (counts or bins); special tokens carry 0.
+   * @param nCounts the cell's library size (obs `n_counts`), when the dataset has it.
+   * @throws Error when the tokens carry no values.
+   */
+  of(values: Float32Array | undefined, nCounts: number | undefined): Float32Array;
+}
+
 /** An input encoding (see the module comment). */
 export interface Encoding<K extends string = string> {
   /** short name: `cellfm tokenize --encoding`, compare arms (`rank`). */
@@ -75,6 +88,11 @@ export interface Encoding<K extends string = string> {
   readonly defaults: Readonly<{ n_bins?: number }>;
   /** the model of each objective this encoding trains (objective → model). */
   readonly models: Readonly<Record<string, EncodingModel>>;
+  /**
+   * The value the `mvc` cell objective predicts for each of a cell's stored genes
+   * (`src/train/objectives/cell.ts`): scGPT's GEPC regresses the encoding's own value.
+   */
+  readonly mvcTarget: MvcTarget;
   /**
    * Masked modelling (`src/train/objectives/masked.ts`): how training reads this encoding's cells and
    * what a masked position predicts (the encoding's target transform: gene token, bin, log1p count).

@@ -135,6 +135,12 @@ export interface InputEmbedding {
   forward(batch: ModelBatch, ctx: ForwardContext): tf.Tensor2D;
   /** The gene-token embedding table `[vocab_size, hidden]`, when there is one (tied MLM decoders). */
   readonly word?: tf.Variable;
+  /**
+   * The gene-identity embedding of token ids `[N]` → `[N, hidden]`: the gene's own input vector,
+   * without value, position, LayerNorm or dropout (scGPT's gene token embedding, read by the `mvc`
+   * decoder, `./cell-heads.ts`).
+   */
+  geneIdentity(ids: tf.Tensor1D): tf.Tensor2D;
 }
 
 /**
@@ -175,6 +181,11 @@ export class BertEmbeddings implements InputEmbedding {
     this.tokenType = p.add("bert.embeddings.token_type_embeddings.weight", [c.type_vocab_size, H], "normal");
     this.lnWeight = p.add("bert.embeddings.LayerNorm.weight", [H], "ones");
     this.lnBias = p.add("bert.embeddings.LayerNorm.bias", [H], "zeros");
+  }
+
+  /** The word-embedding rows of `ids` (no position: the rank is the position, not the gene). */
+  geneIdentity(ids: tf.Tensor1D): tf.Tensor2D {
+    return gatherRows(this.word as tf.Tensor2D, ids);
   }
 
   forward(batch: ModelBatch, ctx: ForwardContext): tf.Tensor2D {

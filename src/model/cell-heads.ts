@@ -18,26 +18,31 @@
  *   the product of the one-hot with a `[nBatches, ·]` matrix is added to the hidden layer's
  *   pre-activation (`mlp`) or to the gene logits and, for ZINB, the zero-inflation logits (`linear`),
  *   so the counts' batch effect is explained by the decoder and the cell embedding need not hold it.
+ * - {@link MvcHead} (`mvc`, scGPT's GEPC / MVC): each scored context gene's value predicted from the
+ *   pooled cell embedding and the gene's identity embedding by an inner product (scGPT
+ *   `scgpt/model/model.py`, `MVCDecoder`); squared error, a mean over the scored positions. Which
+ *   positions and what value per encoding: `src/train/objectives/cell.ts`.
  * - {@link CompositeHead}: Σ_k w_k · term_k, the token objective's head (optional) plus the cell heads;
  *   every term's value is available separately ({@link CompositeHead.terms}) for logs and eval.json.
  *
  * Data-parallel training weights each shard's loss by its share of the micro-batch's loss positions
  * (`src/train/parallel.ts`); a cell term is a mean over cells, so each shard's cell term is scaled by
- * (positions of the micro-batch ÷ the shard's) × (the shard's cells ÷ the micro-batch's), carried in
+ * (positions of the micro-batch ÷ the shard's) × (the shard's cells ÷ the micro-batch's) (MVC: its
+ * own positions in place of cells), carried in
  * {@link CellTargets.unitTotals}: the combined loss and gradient are then the whole micro-batch's.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { BertConfig } from "./config.js";
-import type { ForwardContext, Head, LossTargets, ModelBatch, ParamStore } from "./bert.js";
+import type { ForwardContext, Head, InputEmbedding, LossTargets, ModelBatch, ParamStore } from "./bert.js";
 import { dispersionFromRaw, type Likelihood, nbNll, poissonNll, zinbNll } from "./likelihoods.js";
-import { gatherRows, gelu, linear, type Activation } from "./ops.js";
+import { gatherRows, gelu, linear, matmul2d, type Activation } from "./ops.js";
 
 /** `model.pooling` choices. */
 export const POOLINGS = ["mean", "max", "cls"] as const;
 export type Pooling = (typeof POOLINGS)[number];
 
 /** Cell-level objectives (`training.objectives` keys besides the token objective). */
-export const CELL_OBJECTIVES = ["bottleneck"] as const;
+export const CELL_OBJECTIVES = ["bottleneck", "mvc"] as const;
 export type CellObjectiveName = (typeof CELL_OBJECTIVES)[number];
 
 /** What the cell heads need besides the token objective's targets. */
@@ -46,13 +51,19 @@ export interface CellTargets {
   cellCounts?: Float32Array;
   /** Bottleneck: each cell's library size over the decoder's genes `[batch]` (sum of `cellCounts`' row). */
   cellLibrary?: Float32Array;
+  /** MVC: the flat positions `b * seqLen + i` it scores, ascending `[N]`. */
+  mvcPositions?: Int32Array;
+  /** MVC: the gene (token id) at each scored position `[N]` (a masked gene token's label, not `<mask>`). */
+  mvcGenes?: Int32Array;
+  /** MVC: the encoding's value of that gene in the cell `[N]` (bin, log1p count, log1p normalised count). */
+  mvcTargets?: Float32Array;
   /** Bottleneck with a batch key: each cell's batch as an index into the spec's `batches` `[batch]`. */
   cellBatch?: Int32Array;
   /**
-   * The micro-batch a shard came from: its loss positions and cells (set by collate; a shard keeps
-   * them), so a shard's cell terms can be scaled to the micro-batch's (module comment).
+   * The micro-batch a shard came from: its loss positions, cells and MVC positions (set by collate; a
+   * shard keeps them), so a shard's cell terms can be scaled to the micro-batch's (module comment).
    */
-  unitTotals?: { positions: number; cells: number };
+  unitTotals?: { positions: number; cells: number; mvc?: number };
 }
 
 /**
@@ -161,6 +172,65 @@ function activate(x: tf.Tensor2D, act: Activation): tf.Tensor2D {
   return act === "relu" ? tf.relu(x) : act === "gelu" ? gelu(x) : x;
 }
 
+/**
+ * scGPT's GEPC / MVC decoder, `arch_style="inner product"` (bowang-lab/scGPT
+ * `scgpt/model/model.py@cebd6fa`, class `MVCDecoder`): for gene g of cell b, with e_g the gene's
+ * identity embedding (`InputEmbedding.geneIdentity`, scGPT's `cur_gene_token_embs`) and c_b the
+ * pooled cell embedding,
+ *
+ *   q_g = sigmoid(W_q e_g + b_q),   pred_bg = (W q_g) · c_b,
+ *
+ * W_q `[hidden, hidden]` with bias (`gene2query`), W `[hidden, hidden]` without (`W`). Every
+ * predicted value passes through the one vector c_b, so the term trains the cell embedding.
+ * Loss: squared error against the encoding's value (scGPT's `masked_mse_loss`), summed here; the
+ * caller divides by the positions (module comment). scGPT's optional Bernoulli zero-probability
+ * output (`explicit_zero_prob`) is left out: cellfm's contexts hold expressed genes unless
+ * `training.pad_with_unexpressed`, so it would mostly learn a constant.
+ */
+export class MvcHead {
+  private readonly w: Record<string, tf.Variable> = {};
+
+  constructor(c: BertConfig, p: ParamStore, private readonly embedding: InputEmbedding) {
+    const H = c.hidden_size;
+    this.w.qW = p.add("cls.mvc_decoder.gene2query.weight", [H, H], "normal", { linear: true });
+    this.w.qB = p.add("cls.mvc_decoder.gene2query.bias", [H], "zeros");
+    this.w.W = p.add("cls.mvc_decoder.W.weight", [H, H], "normal", { linear: true });
+  }
+
+  /**
+   * Predicted values `[N]` of genes `genes` `[N]` in cells `rows` `[N]` (indices into `cell`'s rows).
+   * @param cell pooled cell embeddings `[batch, hidden]`
+   */
+  predict(cell: tf.Tensor2D, genes: Int32Array, rows: Int32Array): tf.Tensor1D {
+    const B = cell.shape[0], N = genes.length;
+    const e = this.embedding.geneIdentity(tf.tensor1d(genes, "int32"));
+    const q = tf.sigmoid(linear(e, this.w.qW as tf.Tensor2D, this.w.qB as tf.Tensor1D));
+    const wq = matmul2d(q, this.w.W as tf.Tensor2D); // [N, H]
+    // (W q_g) · c_b for every cell, then the row's own cell by a one-hot mask (no gather gradient needed)
+    const all = matmul2d(wq, tf.transpose(cell)); // [N, B]
+    const oneHot = new Float32Array(N * B);
+    rows.forEach((r, j) => (oneHot[j * B + r] = 1));
+    return tf.sum(tf.mul(all, tf.tensor2d(oneHot, [N, B])), 1) as tf.Tensor1D;
+  }
+
+  /** Σ over the batch's MVC positions of (pred − target)², a scalar. */
+  sumSquaredError(cell: tf.Tensor2D, t: CellTargets, seqLen: number): tf.Scalar {
+    const rows = Int32Array.from(t.mvcPositions!, (q) => Math.floor(q / seqLen));
+    const pred = this.predict(cell, t.mvcGenes!, rows);
+    return tf.sum(tf.square(tf.sub(pred, tf.tensor1d(t.mvcTargets!)))) as tf.Scalar;
+  }
+
+  check(t: CellTargets, B: number, L: number, vocabSize: number): void {
+    const n = t.mvcPositions?.length ?? -1;
+    if (n < 0 || t.mvcGenes?.length !== n || t.mvcTargets?.length !== n) throw new Error(`mvc: expected positions, genes and targets of one length, got ${n}, ${t.mvcGenes?.length}, ${t.mvcTargets?.length}`);
+    t.mvcPositions!.forEach((q, j) => {
+      if (q < 0 || q >= B * L) throw new Error(`mvc: position ${q} outside [0, ${B * L})`);
+      if (t.mvcGenes![j] < 0 || t.mvcGenes![j] >= vocabSize) throw new Error(`mvc: gene ${t.mvcGenes![j]} outside the vocabulary [0, ${vocabSize})`);
+      if (!Number.isFinite(t.mvcTargets![j])) throw new Error(`mvc: target ${t.mvcTargets![j]} is not finite`);
+    });
+  }
+}
+
 /** `training.bottleneck.decoder` choices (see {@link BottleneckHead}). */
 export const BOTTLENECK_DECODERS = ["mlp", "linear"] as const;
 export type BottleneckDecoder = (typeof BOTTLENECK_DECODERS)[number];
@@ -175,6 +245,8 @@ export interface CellSpec {
    * the obs column (`batch_key`) and its categories in index order (`batches`), the decoder's one-hot.
    */
   bottleneck?: { genes: number[]; likelihood: Likelihood; decoder?: BottleneckDecoder; batch_key?: string; batches?: string[]; [extra: string]: unknown };
+  /** the MVC term's target and positions, for the record (the head has no options). */
+  mvc?: { target: string; positions: string };
 }
 
 /** The token objective's head of a model's head (inside a {@link CompositeHead}, its token head, if any). */
@@ -185,23 +257,31 @@ export function tokenHeadOf(head: Head): Head | undefined {
 /** Σ_k w_k · term_k over the token head (when its weight > 0) and the cell heads (module comment). */
 export class CompositeHead implements Head<LossTargets & CellTargets> {
   readonly bottleneck?: BottleneckHead;
+  readonly mvc?: MvcHead;
   readonly tokenWeight: number;
+  private readonly vocabSize: number;
 
   /**
    * @param token the token objective's head (undefined: no token term)
    * @param tokenName its name (`mlm`, `denoise`), the key of its weight
+   * @param embedding the model's input embedding (the MVC decoder reads its gene identities)
    */
-  constructor(c: BertConfig, p: ParamStore, readonly token: Head | undefined, readonly tokenName: string, readonly cell: CellSpec) {
+  constructor(c: BertConfig, p: ParamStore, readonly token: Head | undefined, readonly tokenName: string, readonly cell: CellSpec, embedding?: InputEmbedding) {
     this.tokenWeight = token ? (cell.objectives[tokenName] ?? 0) : 0;
+    this.vocabSize = c.vocab_size;
     if ((cell.objectives.bottleneck ?? 0) > 0) {
       if (!cell.bottleneck) throw new Error("cellfm.cell.bottleneck: the bottleneck objective needs its gene list");
       this.bottleneck = new BottleneckHead(c, p, cell.bottleneck.genes.length, cell.bottleneck.likelihood, cell.bottleneck.decoder ?? "mlp", cell.bottleneck.batches?.length ?? 0);
+    }
+    if ((cell.objectives.mvc ?? 0) > 0) {
+      if (!embedding) throw new Error("mvc: the decoder needs the model's input embedding (its gene identities)");
+      this.mvc = new MvcHead(c, p, embedding);
     }
   }
 
   /** Names of the terms with a weight > 0, in loss order. */
   termNames(): string[] {
-    return [...(this.token && this.tokenWeight > 0 ? [this.tokenName] : []), ...(this.bottleneck ? ["bottleneck"] : [])];
+    return [...(this.token && this.tokenWeight > 0 ? [this.tokenName] : []), ...(this.bottleneck ? ["bottleneck"] : []), ...(this.mvc ? ["mvc"] : [])];
   }
 
   check(t: LossTargets & CellTargets, B: number, L: number): void {
@@ -211,6 +291,7 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
       for (const q of t.positions) if (q < 0 || q >= B * L) throw new Error(`loss position ${q} outside [0, ${B * L})`);
     }
     this.bottleneck?.check(t, B);
+    this.mvc?.check(t, B, L, this.vocabSize);
   }
 
   /** The pooled cell embedding `[batch, hidden]` of the last layer's states. */
@@ -225,13 +306,22 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
   terms(hidden: tf.Tensor2D, t: LossTargets & CellTargets, batch: ModelBatch, ctx: ForwardContext, scaled = true): Map<string, tf.Scalar> {
     const out = new Map<string, tf.Scalar>();
     if (this.token && this.tokenWeight > 0) out.set(this.tokenName, this.token.loss(hidden, t, batch, ctx));
+    const cell = this.bottleneck || this.mvc ? this.pool(hidden, batch) : undefined;
     if (this.bottleneck) {
       const B = batch.inputIds.shape[0];
-      const perCell = this.bottleneck.nllPerCell(this.pool(hidden, batch), t, ctx);
+      const perCell = this.bottleneck.nllPerCell(cell!, t, ctx);
       const u = scaled ? t.unitTotals : undefined;
       // mean over the micro-batch's cells, re-weighted for the shard's share of loss positions
       const scale = u ? u.positions / t.positions.length / u.cells : 1 / B;
       out.set("bottleneck", tf.mul(tf.sum(perCell), scale) as tf.Scalar);
+    }
+    if (this.mvc) {
+      const n = t.mvcPositions!.length;
+      const u = scaled ? t.unitTotals : undefined;
+      // mean over the micro-batch's MVC positions, re-weighted for the shard's share of loss positions
+      const scale = u ? u.positions / t.positions.length / u.mvc! : 1 / Math.max(1, n);
+      const sse = n > 0 ? this.mvc.sumSquaredError(cell!, t, batch.inputIds.shape[1]) : tf.scalar(0);
+      out.set("mvc", n > 0 ? (tf.mul(sse, scale) as tf.Scalar) : sse);
     }
     return out;
   }

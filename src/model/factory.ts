@@ -24,7 +24,7 @@ export { geneIdentityOf } from "../encoding/models.js";
 function withCell<T extends LossTargets>(spec: ModelSpec, head: HeadFactory<T>): HeadFactory<LossTargets> {
   const cell = spec.cell;
   if (!cell) return head as HeadFactory<LossTargets>;
-  return (c, p, e) => new CompositeHead(c, p, (cell.objectives[spec.objective] ?? 0) > 0 ? (head(c, p, e) as never) : undefined, spec.objective, cell);
+  return (c, p, e) => new CompositeHead(c, p, (cell.objectives[spec.objective] ?? 0) > 0 ? (head(c, p, e) as never) : undefined, spec.objective, cell, e);
 }
 
 /** A model the factory can build: encoding × objective, and the HF architecture name it is saved under. */
@@ -90,8 +90,12 @@ export const CellfmModelBlockSchema = z
             })
             .passthrough()
             .optional(),
+          mvc: z
+            .object({ target: z.string(), positions: z.string() }, { error: "cellfm.cell.mvc: expected a mapping (target, positions)" })
+            .passthrough()
+            .optional(),
         },
-        { error: "cellfm.cell: expected a mapping (pooling, objectives, bottleneck)" },
+        { error: "cellfm.cell: expected a mapping (pooling, objectives, bottleneck, mvc)" },
       )
       .optional(),
   })

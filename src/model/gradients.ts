@@ -137,6 +137,12 @@ const configs: tf.GradConfig[] = [
     gradFunc: (dy, saved) => ({ x: () => tf.mul(dy as tf.Tensor, saved[0]) }),
   },
   {
+    // tfjs-core 4.22 src/gradients/Sigmoid_grad.ts: dy · y · (1 − y), y the output
+    kernelName: tf.Sigmoid,
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => ({ x: () => tf.mul(dy as tf.Tensor, tf.mul(saved[0], tf.sub(1, saved[0]))) }),
+  },
+  {
     kernelName: tf.Neg,
     gradFunc: (dy) => ({ x: () => tf.neg(dy as tf.Tensor) }),
   },

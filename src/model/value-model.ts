@@ -123,8 +123,8 @@ export class GeneValueEmbeddings implements InputEmbedding {
     return Uint8Array.from(this.w.has.dataSync(), (x) => (x > 0 ? 1 : 0));
   }
 
-  /** Gene-identity state of flat token ids `[N]` → `[N, hidden]`. */
-  private geneState(ids: tf.Tensor1D): tf.Tensor2D {
+  /** Gene-identity state of flat token ids `[N]` → `[N, hidden]` (with the genomic position, if any). */
+  geneIdentity(ids: tf.Tensor1D): tf.Tensor2D {
     let gene: tf.Tensor2D;
     if (this.w.vectors) {
       const proj = linear(gatherRows(this.w.vectors as tf.Tensor2D, ids), this.w.projW as tf.Tensor2D, this.w.projB as tf.Tensor1D);
@@ -148,7 +148,7 @@ export class GeneValueEmbeddings implements InputEmbedding {
     const ids = tf.reshape(batch.inputIds, [N]) as tf.Tensor1D;
     const v = tf.reshape(batch.values, [N, 1]) as tf.Tensor2D;
     const masked = tf.cast(tf.less(v, 0), "float32") as tf.Tensor2D; // [N, 1]
-    const gene = this.geneState(ids);
+    const gene = this.geneIdentity(ids);
     let value: tf.Tensor2D;
     if (this.enc.kind === "bins") {
       const nb = this.enc.nBins;

@@ -329,7 +329,11 @@ export function parseTrainConfig(obj: unknown, source = "<config>", cwd = proces
     const tokenKeys = Object.keys(t.objectives).filter((k) => (TOKEN_OBJECTIVES as readonly string[]).includes(k));
     if (tokenKeys.length > 1) errors.push(`${source}: training.objectives: give one token objective (${tokenKeys.join(" or ")}), not both`);
     if (!Object.values(t.objectives).some((w) => w > 0)) errors.push(`${source}: training.objectives: give at least one objective a weight > 0`);
-    // the token objective named in training.objectives is training.objective
+    // the token objective named in training.objectives is training.objective; an explicit other one is a conflict
+    const given = (obj as { training?: { objective?: unknown } } | undefined)?.training?.objective;
+    if (tokenKeys.length === 1 && given !== undefined && given !== tokenKeys[0]) {
+      errors.push(`${source}: training.objective: ${String(given)} conflicts with training.objectives, which names ${tokenKeys[0]} (give the token objective in one place)`);
+    }
     if (tokenKeys.length === 1) t.objective = tokenKeys[0] as (typeof TOKEN_OBJECTIVES)[number];
   }
   if (errors.length) throw new Error(errors.join("\n"));

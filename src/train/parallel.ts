@@ -78,16 +78,7 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
     attentionMask.set(mb.attentionMask.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
     values?.set(mb.values!.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
   }
-  // positions are ascending: the shard's are one contiguous run
-  let p0 = 0;
-  while (p0 < mb.positions.length && mb.positions[p0] < a * L) p0++;
-  let p1 = p0;
-  while (p1 < mb.positions.length && mb.positions[p1] < z * L) p1++;
-  const positions = new Int32Array(p1 - p0);
-  for (let j = p0; j < p1; j++) {
-    const b = Math.floor(mb.positions[j] / L), i = mb.positions[j] % L;
-    positions[j - p0] = (b - a) * seqLen + i;
-  }
+  const { run: [p0, p1], positions } = shardPositions(mb.positions, a, z, L, seqLen);
   const out: CollatedBatch = { batch: z - a, seqLen, inputIds, attentionMask, positions, realTokens };
   if (values) out.values = values;
   if (mb.labels) out.labels = mb.labels.slice(p0, p1);
@@ -99,9 +90,32 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
     const G = mb.cellCounts.length / mb.batch;
     out.cellCounts = mb.cellCounts.slice(a * G, z * G);
   }
+  if (mb.mvcPositions) {
+    const m = shardPositions(mb.mvcPositions, a, z, L, seqLen);
+    out.mvcPositions = m.positions;
+    out.mvcGenes = mb.mvcGenes!.slice(...m.run);
+    out.mvcTargets = mb.mvcTargets!.slice(...m.run);
+  }
   // a shard's cell terms are scaled to the micro-batch's (src/model/cell-heads.ts)
   if (mb.unitTotals) out.unitTotals = mb.unitTotals;
   return out;
+}
+
+/**
+ * The flat positions of cells `[a, z)` among a batch's ascending positions (one contiguous run
+ * `[p0, p1)`), re-indexed to a shard of `seqLen` tokens per cell.
+ */
+function shardPositions(all: Int32Array, a: number, z: number, L: number, seqLen: number): { run: [number, number]; positions: Int32Array } {
+  let p0 = 0;
+  while (p0 < all.length && all[p0] < a * L) p0++;
+  let p1 = p0;
+  while (p1 < all.length && all[p1] < z * L) p1++;
+  const positions = new Int32Array(p1 - p0);
+  for (let j = p0; j < p1; j++) {
+    const b = Math.floor(all[j] / L), i = all[j] % L;
+    positions[j - p0] = (b - a) * seqLen + i;
+  }
+  return { run: [p0, p1], positions };
 }
 
 /**

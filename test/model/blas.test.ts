@@ -11,7 +11,7 @@ import { describe, expect, it, beforeAll } from "vitest";
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import "@tensorflow/tfjs-backend-cpu";
-import { installBlasKernels, nativeBlas } from "../../src/blas.js";
+import { installBlasKernels, missingNativeFunctions, nativeBlas } from "../../src/blas.js";
 import { BertForMaskedLM } from "../../src/model/bert.js";
 import { layerNorm, layerNormFwd, maskedSoftmax } from "../../src/model/ops.js";
 import { makeBatch, maxAbsDiff, randomCells, TINY } from "./helpers.js";
@@ -164,5 +164,14 @@ describe("native BLAS matmul, softmax, LayerNorm and gather kernels", () => {
       expect([...w.grads.keys()]).toEqual([...c.grads.keys()]);
       for (const [k, g] of c.grads) expect(maxAbsDiff(g, w.grads.get(k)!), `${act} ${k}`).toBeLessThan(1e-4);
     }
+  });
+});
+
+describe("a native module built by an older cellfm", () => {
+  it("is recognised by the kernels it lacks (then matmuls run on plain wasm with a rebuild hint)", () => {
+    const old = { sgemm() {}, threads() {}, config: "OpenBLAS" };
+    expect(missingNativeFunctions(old)).toEqual(["softmax", "layernorm", "attention", "attention_backward"]);
+    const m = nativeBlas();
+    if (m) expect(missingNativeFunctions(m)).toEqual([]);
   });
 });

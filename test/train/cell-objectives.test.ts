@@ -56,7 +56,7 @@ describe("poolCells", () => {
 
 describe("cellfm train with training.objectives", () => {
   it("rejects unknown objectives, two token objectives, all-zero weights and bottleneck on --top-genes tokens", () => {
-    expect(() => cfg("x", { max_steps: 1, objectives: { bottlenek: 1 } })).toThrow(/training\.objectives\.bottlenek: unknown objective \(choose from mlm, denoise, bottleneck\)/);
+    expect(() => cfg("x", { max_steps: 1, objectives: { bottlenek: 1 } })).toThrow(/training\.objectives\.bottlenek: unknown objective \(choose from mlm, denoise, bottleneck, mvc/);
     expect(() => cfg("x", { max_steps: 1, objectives: { mlm: 1, denoise: 1 } })).toThrow(/give one token objective/);
     expect(() => cfg("x", { max_steps: 1, objectives: { mlm: 0, bottleneck: 0 } })).toThrow(/at least one objective a weight > 0/);
     expect(() => cfg("x", { max_steps: 1 }, { pooling: "sum" })).toThrow(/model\.pooling: expected one of mean \| max \| cls/);

@@ -15,6 +15,17 @@
  *   batch (a one-hot of that obs column, carried in the tokenized dataset: `cellfm tokenize --carry`),
  *   so the batch's effect on the counts is the decoder's to explain, not the cell embedding's. The
  *   categories (sorted) are recorded in the checkpoint (`cellfm.cell.bottleneck.batches`).
+ * - `mvc` (scGPT GEPC / MVC, `src/model/cell-heads.ts` `MvcHead`): each scored gene's value predicted
+ *   from the cell embedding and the gene's identity. The scored positions are the token objective's
+ *   (as scGPT scores the masked positions, `scgpt/trainer.py@cebd6fa`: `criterion_gep_gepc(
+ *   output_dict["mvc_output"], target_values, masked_positions)`): mlm → the masked genes, denoise →
+ *   every context gene; without a token term (weight 0) every context gene, which the model reads
+ *   unmasked, so the cell embedding must carry every gene's value (an autoencoder through one vector).
+ *   The gene of a masked gene token is its label. The value is the encoding's (`Encoding.mvcTarget`):
+ *   binned → the bin (scGPT), counts → log1p(count), rank → log1p(count / n_counts × 10⁴); a padding
+ *   gene the cell does not express (`training.pad_with_unexpressed`) has value 0; special tokens are
+ *   never scored. Baseline: each gene's mean value over the training cells that express it (the
+ *   global mean for genes none expresses), squared error at the same positions.
  * - With the token objective's weight 0 (e.g. `{ bottleneck: 1 }`), cells are collated without
  *   masking or noise (the model reads the cell as it is), and every cell counts as one loss unit
  *   (its first token is its loss position).
@@ -25,7 +36,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { GeneMoments, seuratHvg } from "../../assess/hvg.js";
 import type { CellModel, ForwardContext } from "../../model/bert.js";
-import { RANK } from "../../encoding/index.js";
+import { encodingByName, RANK } from "../../encoding/index.js";
+import type { MvcTarget } from "../../encoding/types.js";
 import type { BertConfig } from "../../model/config.js";
 import { type BottleneckDecoder, type CellSpec, CompositeHead, type Pooling } from "../../model/cell-heads.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
@@ -92,6 +104,8 @@ export interface CellObjectiveOptions {
   sampling: GeneSampleOptions;
   /** the tokenized dataset's `values_kind`. */
   valuesKind?: string;
+  /** special token ids (pad, mask, cls, eos): never an `mvc` position. */
+  special?: readonly number[];
 }
 
 /** A token objective plus cell-level terms (module comment). */
@@ -102,6 +116,9 @@ export class CellObjective implements Objective {
   readonly spec: { cell: CellSpec };
   private readonly tokenOn: boolean;
   private readonly column = new Map<number, number>();
+  /** the encoding's `mvc` value, when the term is on. */
+  private readonly mvc?: MvcTarget;
+  private readonly special: Set<number>;
 
   constructor(readonly token: Objective, readonly o: CellObjectiveOptions) {
     this.name = token.name;
@@ -109,8 +126,15 @@ export class CellObjective implements Objective {
     this.tokenOn = (o.objectives[token.name] ?? 0) > 0;
     const terms = Object.entries(o.objectives).filter(([, w]) => w > 0);
     if (terms.length === 0) throw new Error("training.objectives: give at least one term a weight > 0");
-    this.lossDescription = terms.map(([k, w]) => `${w} × ${k === token.name ? token.lossDescription : k === "bottleneck" ? "bottleneck NLL (nats per gene)" : k}`).join(" + ");
+    const what: Record<string, string> = { [token.name]: token.lossDescription, bottleneck: "bottleneck NLL (nats per gene)", mvc: "mvc squared error (per scored gene)" };
+    this.lossDescription = terms.map(([k, w]) => `${w} × ${what[k] ?? k}`).join(" + ");
     o.bottleneck?.genes.forEach((g, j) => this.column.set(g, j));
+    this.special = new Set(o.special ?? []);
+    if ((o.objectives.mvc ?? 0) > 0) {
+      const enc = encodingByName(o.encoding);
+      if (!enc) throw new Error(`training.objectives.mvc: unknown encoding "${o.encoding}"`);
+      this.mvc = enc.mvcTarget;
+    }
     this.spec = {
       cell: {
         pooling: o.pooling,
@@ -125,6 +149,9 @@ export class CellObjective implements Objective {
                 ...(o.bottleneck.batch ? { batch_key: o.bottleneck.batch.key, batches: o.bottleneck.batch.categories } : {}),
               },
             }
+          : {}),
+        ...(this.mvc
+          ? { mvc: { target: this.mvc.description, positions: this.tokenOn ? `the ${token.name} objective's scored positions (mlm: the masked genes; denoise: every context gene)` : "every context gene" } }
           : {}),
       },
     };
@@ -154,6 +181,7 @@ export class CellObjective implements Objective {
         c.cellTarget.batch = bk.codes[index];
       }
     }
+    if (this.mvc) c.mvc = { ids: inputIds, target: this.mvc.of(values, nCounts) };
     return c;
   }
 
@@ -201,8 +229,42 @@ export class CellObjective implements Objective {
       b.cellLibrary = lib;
       if (this.o.bottleneck.batch) b.cellBatch = Int32Array.from(cells, (c) => c.cellTarget!.batch!);
     }
-    b.unitTotals = { positions: b.positions.length, cells: b.batch };
+    if (this.mvc) this.addMvcTargets(b, cells);
+    b.unitTotals = { positions: b.positions.length, cells: b.batch, ...(this.mvc ? { mvc: b.mvcPositions!.length } : {}) };
     return b;
+  }
+
+  /**
+   * The `mvc` positions, genes and values of a collated batch (module comment): the token objective's
+   * positions (their label when it is the gene), else every real token; special tokens left out.
+   */
+  private addMvcTargets(b: CollatedBatch, cells: readonly TrainCell[]): void {
+    const L = b.seqLen;
+    const pos: number[] = [], gene: number[] = [];
+    if (this.tokenOn) {
+      b.positions.forEach((q, j) => {
+        const g = this.token.labelIsGene ? b.labels![j] : b.inputIds[q];
+        if (!this.special.has(g)) (pos.push(q), gene.push(g));
+      });
+    } else {
+      for (let q = 0; q < b.batch * L; q++) if (b.attentionMask[q] > 0 && !this.special.has(b.inputIds[q])) (pos.push(q), gene.push(b.inputIds[q]));
+    }
+    const target = new Float32Array(pos.length);
+    let row = -1, value = new Map<number, number>();
+    pos.forEach((q, j) => {
+      const k = Math.floor(q / L);
+      if (k !== row) {
+        // positions are ascending: one lookup table per cell
+        row = k;
+        const m = cells[k].mvc!;
+        value = new Map();
+        m.ids.forEach((g, i) => value.set(g, m.target[i]));
+      }
+      target[j] = value.get(gene[j]) ?? 0; // a padding gene the cell does not express
+    });
+    b.mvcPositions = Int32Array.from(pos);
+    b.mvcGenes = Int32Array.from(gene);
+    b.mvcTargets = target;
   }
 
   baseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult {
@@ -223,6 +285,7 @@ export class CellObjective implements Objective {
     const out: Record<string, BaselineResult> = {};
     if (this.tokenOn) out[this.token.name] = this.token.baseline(trainCells, valBatches);
     if (this.o.bottleneck) out.bottleneck = bottleneckBaseline(trainCells, valBatches, this.o.bottleneck.genes.length);
+    if (this.mvc) out.mvc = mvcBaseline(trainCells, valBatches);
     return out;
   }
 
@@ -232,8 +295,46 @@ export class CellObjective implements Objective {
 
   headFlops(config: BertConfig, batch: CollatedBatch): number {
     const H = config.hidden_size, G = this.o.bottleneck?.genes.length ?? 0;
-    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + 2 * batch.batch * (H * H + 2 * H * G);
+    // mvc: two H × H products per scored gene (query, W) and its inner product with every cell of the batch
+    const mvc = this.mvc ? (batch.mvcPositions?.length ?? 0) * (4 * H * H + 2 * H * batch.batch) : 0;
+    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + 2 * batch.batch * (H * H + 2 * H * G) + mvc;
   }
+}
+
+/**
+ * Per-gene mean baseline of `mvc` (module comment): mean squared error over the validation batches'
+ * `mvc` positions; `extra.global_mean_loss` with one mean for every gene.
+ */
+export function mvcBaseline(trainCells: readonly TrainCell[], valBatches: readonly CollatedBatch[]): BaselineResult {
+  const sum = new Map<number, { s: number; n: number }>();
+  let tot = 0, cnt = 0;
+  for (const c of trainCells) {
+    c.mvc!.ids.forEach((g, i) => {
+      const y = c.mvc!.target[i];
+      const e = sum.get(g) ?? { s: 0, n: 0 };
+      e.s += y;
+      e.n++;
+      sum.set(g, e);
+      tot += y;
+      cnt++;
+    });
+  }
+  const global = cnt ? tot / cnt : 0;
+  let sse = 0, sseGlobal = 0, n = 0;
+  for (const b of valBatches) {
+    b.mvcPositions!.forEach((_, j) => {
+      const y = b.mvcTargets![j], e = sum.get(b.mvcGenes![j]);
+      sse += (y - (e ? e.s / e.n : global)) ** 2;
+      sseGlobal += (y - global) ** 2;
+      n++;
+    });
+  }
+  return {
+    name: "per_gene_mean",
+    loss: n ? sse / n : NaN,
+    description: "per-gene mean: each scored gene's value predicted by its mean over the training cells that express it (the global mean for genes none does); squared error at the same positions",
+    extra: { global_mean_loss: n ? sseGlobal / n : NaN },
+  };
 }
 
 /**
@@ -298,7 +399,7 @@ export async function evaluateTerms(model: CellModel, batches: readonly Collated
           keys = terms.map(([k]) => k);
           return terms.map(([, v]) => v as tf.Scalar);
         });
-        keys.forEach((k, i) => pending.push({ k, units: k === "bottleneck" ? b.batch : b.positions.length, v: vals[i] }));
+        keys.forEach((k, i) => pending.push({ k, units: k === "bottleneck" ? b.batch : k === "mvc" ? b.mvcPositions!.length : b.positions.length, v: vals[i] }));
       } finally {
         disposeBatch(t);
       }
@@ -398,5 +499,6 @@ export function withCellObjectives(
     eosId: a.vocabulary.eos,
     sampling: a.sampling,
     valuesKind: a.manifest.values_kind,
+    special: [a.vocabulary.pad, a.vocabulary.mask, a.vocabulary.cls, a.vocabulary.eos].filter((t): t is number => t !== undefined),
   });
 }

@@ -24,6 +24,8 @@ export interface TrainCell {
   counts?: Float32Array;
   /** Cell-level objectives: the bottleneck's target, the cell's counts of its genes (columns `idx`, counts `val`), their sum and, with a batch key, its batch index. */
   cellTarget?: { idx: Int32Array; val: Float32Array; lib: number; batch?: number };
+  /** Cell-level objectives: the `mvc` value of each of the cell's stored genes (`ids`, aligned `target`). */
+  mvc?: { ids: Int32Array; target: Float32Array };
 }
 
 /**
