@@ -5,8 +5,9 @@
  * (worker threads included), with `training.workers` 1 (main thread only) and 2 (data-parallel,
  * the demo's setting). The model-only numbers for the Geneformer V1 6-layer shapes are in
  * bench/model.ts. Cell-level objectives (`training.objectives`, issue 17 §3) get rows of their own at
- * workers 1, next to the token objective alone at workers 1: mlm + mvc, mvc alone (max pooling), and
- * mlm + bottleneck (2,000 HVGs, NB).
+ * workers 1, next to the token objective alone at workers 1: mlm + mvc, mvc alone (max pooling),
+ * mlm + bottleneck (2,000 HVGs, NB) and mlm + contrastive 0.1 (its two views are rows of the same
+ * forward pass, so its tokens/s counts them; `max_tokens_per_batch` is tripled to keep 32 cells).
  *
  *   npx tsx bench/train.ts                  (parent: tokenizes pbmc3k once, runs each case in a child)
  *   npx tsx bench/train.ts --child <tokens> <out> <steps> <workers> [<objectives JSON> <pooling>]
@@ -28,7 +29,17 @@ async function child(tokens: string, out: string, steps: number, workers: number
     {
       model: { ...base.model, ...(pooling ? { pooling } : {}) },
       data: { ...base.data, tokens },
-      training: { ...base.training, max_steps: steps, eval_every: 0, save_every: 0, log_every: 1, workers, ...(objectives ? { objectives } : {}) },
+      training: {
+        ...base.training,
+        max_steps: steps,
+        eval_every: 0,
+        save_every: 0,
+        log_every: 1,
+        workers,
+        ...(objectives ? { objectives } : {}),
+        // the contrastive views are rows of their own: 3 × the tokens keeps the micro-batch's cells
+        ...(objectives?.contrastive && base.training.max_tokens_per_batch ? { max_tokens_per_batch: 3 * base.training.max_tokens_per_batch } : {}),
+      },
       output: { dir: out },
       backend: process.env.CELLFM_BENCH_BACKEND ?? "wasm",
     },
@@ -87,6 +98,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchRow[]> {
       [1, { mlm: 1, mvc: 1 }, undefined],
       [1, { mvc: 1 }, "max"],
       [1, { mlm: 1, bottleneck: 1 }, undefined],
+      [1, { mlm: 1, contrastive: 0.1 }, undefined],
     ];
     for (const [k, [workers, objectives, pooling]] of cases.entries()) {
       const extra = objectives ? [JSON.stringify(objectives), pooling ?? ""] : [];

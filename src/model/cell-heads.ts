@@ -22,6 +22,8 @@
  *   pooled cell embedding and the gene's identity embedding by an inner product (scGPT
  *   `scgpt/model/model.py`, `MVCDecoder`); squared error, a mean over the scored positions. Which
  *   positions and what value per encoding: `src/train/objectives/cell.ts`.
+ * - {@link ContrastiveHead} (`contrastive`, SimCLR's NT-Xent / scPRINT's contrastive term): the two
+ *   views of each cell pulled together, the other views of its group pushed apart, at temperature τ.
  * - {@link CompositeHead}: Σ_k w_k · term_k, the token objective's head (optional) plus the cell heads;
  *   every term's value is available separately ({@link CompositeHead.terms}) for logs and eval.json.
  *
@@ -30,19 +32,22 @@
  * (positions of the micro-batch ÷ the shard's) × (the shard's cells ÷ the micro-batch's) (MVC: its
  * own positions in place of cells), carried in
  * {@link CellTargets.unitTotals}: the combined loss and gradient are then the whole micro-batch's.
+ * The contrastive term is no mean of per-cell terms (each view's loss depends on its group's other
+ * views), so shards hold whole groups ({@link CellTargets.cellGroups}); within a shard it is again a
+ * sum over the shard's views, scaled the same way.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { BertConfig } from "./config.js";
 import type { ForwardContext, Head, InputEmbedding, LossTargets, ModelBatch, ParamStore } from "./bert.js";
 import { dispersionFromRaw, type Likelihood, nbNll, poissonNll, zinbNll } from "./likelihoods.js";
-import { gatherRows, gelu, linear, matmul2d, type Activation } from "./ops.js";
+import { gatherRows, gelu, linear, matmul2d, sparseSoftmaxCrossEntropy, type Activation } from "./ops.js";
 
 /** `model.pooling` choices. */
 export const POOLINGS = ["mean", "max", "cls"] as const;
 export type Pooling = (typeof POOLINGS)[number];
 
 /** Cell-level objectives (`training.objectives` keys besides the token objective). */
-export const CELL_OBJECTIVES = ["bottleneck", "mvc"] as const;
+export const CELL_OBJECTIVES = ["bottleneck", "mvc", "contrastive"] as const;
 export type CellObjectiveName = (typeof CELL_OBJECTIVES)[number];
 
 /** What the cell heads need besides the token objective's targets. */
@@ -64,6 +69,21 @@ export interface CellTargets {
    * shard keeps them), so a shard's cell terms can be scaled to the micro-batch's (module comment).
    */
   unitTotals?: { positions: number; cells: number; mvc?: number };
+  /**
+   * Rows per cell (default 1): the batch's rows are `cellBlocks` blocks of one row per cell (block j,
+   * cell k = row j·cells + k). Block 0 holds the cells as the token objective and the bottleneck read
+   * them; the contrastive views add blocks ({@link viewBlocks}).
+   */
+  cellBlocks?: number;
+  /** Contrastive: the blocks of a cell's two views (`[1, 2]`, or `[0, 1]` when block 0 is the first view). */
+  viewBlocks?: [number, number];
+  /** Contrastive: each cell's group `[cells]` (consecutive cells; negatives come from the anchor's group only). */
+  cellGroups?: Int32Array;
+}
+
+/** Cells of a batch of `rows` rows ({@link CellTargets.cellBlocks} rows per cell). */
+export function cellsOf(rows: number, t: Pick<CellTargets, "cellBlocks">): number {
+  return rows / (t.cellBlocks ?? 1);
 }
 
 /**
@@ -167,6 +187,80 @@ export class BottleneckHead {
   }
 }
 
+/** τ of `training.contrastive.temperature`: scPRINT's (`cce_temp = 0.2`, scprint/model/model.py@4acc1a4), inside SimCLR's 0.1–0.5. */
+export const DEFAULT_CONTRASTIVE_TEMPERATURE = 0.2;
+
+/** `training.contrastive.projection` choices (see {@link ContrastiveHead}). */
+export const CONTRASTIVE_PROJECTIONS = ["mlp", "none"] as const;
+export type ContrastiveProjection = (typeof CONTRASTIVE_PROJECTIONS)[number];
+
+/**
+ * `contrastive` (SimCLR's NT-Xent, Chen et al. 2020, "A Simple Framework for Contrastive Learning of
+ * Visual Representations", eq. 1; scPRINT's contrastive cell-embedding term, cantinilab/scPRINT
+ * `scprint/model/model.py@4acc1a4` "TASK 4" with `scprint/model/loss.py` `contrastive_loss`): the two
+ * views of each of n cells are pooled to c (`[2n, H]`), optionally projected by SimCLR's g(·)
+ * (`mlp`: W₂·ReLU(W₁c + b₁) + b₂, H → H → H; the loss is on g(c), the cell embedding stays c),
+ * normalised z = g(c)/‖g(c)‖, and for every anchor i (each view of each cell, 2n anchors)
+ *
+ *   ℓ_i = −log [ exp(z_i·z_p(i)/τ) / Σ_{j ≠ i, j in i's group} exp(z_i·z_j/τ) ]
+ *
+ * with p(i) the other view of the same cell: the positive is the cell's other view, the negatives
+ * are both views of every other cell of the anchor's group (2g − 2 for a group of g cells). This is
+ * SimCLR's symmetric 2n-view form; scPRINT's `contrastive_loss` is one direction of it without the
+ * same-view negatives (an n × n cross-entropy). Untrained (all similarities equal) ℓ_i = log(2g − 1).
+ */
+export class ContrastiveHead {
+  private readonly w: Record<string, tf.Variable> = {};
+
+  /**
+   * @param temperature τ > 0 (`training.contrastive.temperature`)
+   * @throws Error on τ ≤ 0
+   */
+  constructor(c: BertConfig, p: ParamStore, readonly temperature: number, readonly projection: ContrastiveProjection) {
+    if (!(temperature > 0) || !Number.isFinite(temperature)) throw new Error(`contrastive: temperature must be a positive number, got ${temperature}`);
+    const H = c.hidden_size;
+    if (projection === "mlp") {
+      this.w.pW = p.add("cls.contrastive.projection.dense.weight", [H, H], "normal", { linear: true });
+      this.w.pB = p.add("cls.contrastive.projection.dense.bias", [H], "zeros");
+      this.w.oW = p.add("cls.contrastive.projection.decoder.weight", [H, H], "normal", { linear: true });
+      this.w.oB = p.add("cls.contrastive.projection.decoder.bias", [H], "zeros");
+    }
+  }
+
+  /**
+   * Σ_i ℓ_i over the 2n anchors (class comment).
+   * @param views `[2n, H]`: rows 0…n−1 the first view of cells 0…n−1, rows n…2n−1 their second view
+   * @param groups `[n]` each cell's group (negatives come from the anchor's group only)
+   * @returns a scalar, nats summed over the anchors
+   */
+  lossSum(views: tf.Tensor2D, groups: Int32Array): tf.Scalar {
+    const m = views.shape[0], n = m / 2;
+    const g =
+      this.projection === "mlp"
+        ? linear(linear(views, this.w.pW as tf.Tensor2D, this.w.pB as tf.Tensor1D, "relu"), this.w.oW as tf.Tensor2D, this.w.oB as tf.Tensor1D)
+        : views;
+    const z = tf.mul(g, tf.rsqrt(tf.add(tf.sum(tf.square(g), 1, true), 1e-12))) as tf.Tensor2D;
+    const sim = tf.div(matmul2d(z, tf.transpose(z)), this.temperature) as tf.Tensor2D;
+    // the anchor itself and other groups' views are no candidates
+    const block = new Float32Array(m * m);
+    const labels = new Int32Array(m);
+    for (let i = 0; i < m; i++) {
+      labels[i] = i < n ? i + n : i - n;
+      for (let j = 0; j < m; j++) if (i === j || groups[i % n] !== groups[j % n]) block[i * m + j] = -1e9;
+    }
+    const logits = tf.add(sim, tf.tensor2d(block, [m, m])) as tf.Tensor2D;
+    return tf.mul(sparseSoftmaxCrossEntropy(logits, tf.tensor1d(labels, "int32")), m) as tf.Scalar;
+  }
+
+  check(t: CellTargets, B: number): void {
+    const n = cellsOf(B, t);
+    if (!t.viewBlocks || !t.cellBlocks || !Number.isInteger(n) || t.viewBlocks[1] !== t.viewBlocks[0] + 1 || t.viewBlocks[1] >= t.cellBlocks) {
+      throw new Error(`contrastive: the batch needs two consecutive view blocks per cell (${B} rows, ${t.cellBlocks ?? 1} blocks, views ${t.viewBlocks ?? "none"})`);
+    }
+    if (!t.cellGroups || t.cellGroups.length !== n) throw new Error(`contrastive: expected ${n} cell groups, got ${t.cellGroups?.length ?? 0}`);
+  }
+}
+
 /** `act(x)` for a hidden layer's activation (`linear` fuses it; here it follows an added batch term). */
 function activate(x: tf.Tensor2D, act: Activation): tf.Tensor2D {
   return act === "relu" ? tf.relu(x) : act === "gelu" ? gelu(x) : x;
@@ -247,6 +341,8 @@ export interface CellSpec {
   bottleneck?: { genes: number[]; likelihood: Likelihood; decoder?: BottleneckDecoder; batch_key?: string; batches?: string[]; [extra: string]: unknown };
   /** the MVC term's target and positions, for the record (the head has no options). */
   mvc?: { target: string; positions: string };
+  /** the contrastive term's temperature and projection head (and, for the record, how its views are drawn). */
+  contrastive?: { temperature: number; projection: ContrastiveProjection; [extra: string]: unknown };
 }
 
 /** The token objective's head of a model's head (inside a {@link CompositeHead}, its token head, if any). */
@@ -254,10 +350,18 @@ export function tokenHeadOf(head: Head): Head | undefined {
   return head instanceof CompositeHead ? head.token : head;
 }
 
+/** Rows `[a, a + n)` of a model batch (every tensor of it), as a batch of their own. */
+function sliceRows(batch: ModelBatch, a: number, n: number): ModelBatch {
+  const L = batch.inputIds.shape[1];
+  const cut = (x: tf.Tensor2D) => tf.slice(x, [a, 0], [n, L]) as tf.Tensor2D;
+  return { inputIds: cut(batch.inputIds), attentionMask: cut(batch.attentionMask), ...(batch.values ? { values: cut(batch.values) } : {}) };
+}
+
 /** Σ_k w_k · term_k over the token head (when its weight > 0) and the cell heads (module comment). */
 export class CompositeHead implements Head<LossTargets & CellTargets> {
   readonly bottleneck?: BottleneckHead;
   readonly mvc?: MvcHead;
+  readonly contrastive?: ContrastiveHead;
   readonly tokenWeight: number;
   private readonly vocabSize: number;
 
@@ -277,21 +381,30 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
       if (!embedding) throw new Error("mvc: the decoder needs the model's input embedding (its gene identities)");
       this.mvc = new MvcHead(c, p, embedding);
     }
+    if ((cell.objectives.contrastive ?? 0) > 0) {
+      if (!cell.contrastive) throw new Error("cellfm.cell.contrastive: the contrastive objective needs its temperature and projection");
+      this.contrastive = new ContrastiveHead(c, p, cell.contrastive.temperature, cell.contrastive.projection);
+    }
   }
 
   /** Names of the terms with a weight > 0, in loss order. */
   termNames(): string[] {
-    return [...(this.token && this.tokenWeight > 0 ? [this.tokenName] : []), ...(this.bottleneck ? ["bottleneck"] : []), ...(this.mvc ? ["mvc"] : [])];
+    return [...(this.token && this.tokenWeight > 0 ? [this.tokenName] : []), ...(this.bottleneck ? ["bottleneck"] : []), ...(this.mvc ? ["mvc"] : []), ...(this.contrastive ? ["contrastive"] : [])];
   }
 
+  /** @param B rows of the batch ({@link CellTargets.cellBlocks} per cell) */
   check(t: LossTargets & CellTargets, B: number, L: number): void {
-    if (this.token && this.tokenWeight > 0) this.token.check(t, B, L);
+    const n = cellsOf(B, t);
+    if (!Number.isInteger(n)) throw new Error(`${B} rows are not ${t.cellBlocks} blocks of cells`);
+    // the token objective and the bottleneck read block 0
+    if (this.token && this.tokenWeight > 0) this.token.check(t, n, L);
     else {
       if (t.positions.length === 0) throw new Error("the batch has no position with a loss term");
-      for (const q of t.positions) if (q < 0 || q >= B * L) throw new Error(`loss position ${q} outside [0, ${B * L})`);
+      for (const q of t.positions) if (q < 0 || q >= n * L) throw new Error(`loss position ${q} outside [0, ${n * L})`);
     }
-    this.bottleneck?.check(t, B);
-    this.mvc?.check(t, B, L, this.vocabSize);
+    this.bottleneck?.check(t, n);
+    this.mvc?.check(t, n, L, this.vocabSize);
+    this.contrastive?.check(t, B);
   }
 
   /** The pooled cell embedding `[batch, hidden]` of the last layer's states. */
@@ -300,20 +413,30 @@ export class CompositeHead implements Head<LossTargets & CellTargets> {
   }
 
   /**
-   * Every term as a scalar (each a mean over its own units: the token objective's positions, cells),
-   * with the data-parallel scale of a shard applied (module comment) when `scaled`.
+   * Every term as a scalar (each a mean over its own units: the token objective's positions, cells,
+   * the contrastive term's 2 views × cells), with the data-parallel scale of a shard applied (module
+   * comment) when `scaled`. The token head and the bottleneck see block 0 of the rows, the
+   * contrastive term the view blocks ({@link CellTargets.cellBlocks}).
    */
   terms(hidden: tf.Tensor2D, t: LossTargets & CellTargets, batch: ModelBatch, ctx: ForwardContext, scaled = true): Map<string, tf.Scalar> {
     const out = new Map<string, tf.Scalar>();
-    if (this.token && this.tokenWeight > 0) out.set(this.tokenName, this.token.loss(hidden, t, batch, ctx));
-    const cell = this.bottleneck || this.mvc ? this.pool(hidden, batch) : undefined;
+    const [rows, L] = batch.inputIds.shape;
+    const n = cellsOf(rows, t), H = hidden.shape[1];
+    const base = rows === n ? { hidden, batch } : { hidden: tf.slice(hidden, [0, 0], [n * L, H]) as tf.Tensor2D, batch: sliceRows(batch, 0, n) };
+    if (this.token && this.tokenWeight > 0) out.set(this.tokenName, this.token.loss(base.hidden, t, base.batch, ctx));
+    const u = scaled ? t.unitTotals : undefined;
+    // a cell term: a mean over the micro-batch's units, re-weighted for the shard's share of loss positions
+    const cellScale = (units: number, perCell: number) => (u ? u.positions / t.positions.length / (u.cells * perCell) : 1 / units);
+    const cell = this.bottleneck || this.mvc ? this.pool(base.hidden, base.batch) : undefined;
     if (this.bottleneck) {
-      const B = batch.inputIds.shape[0];
       const perCell = this.bottleneck.nllPerCell(cell!, t, ctx);
-      const u = scaled ? t.unitTotals : undefined;
-      // mean over the micro-batch's cells, re-weighted for the shard's share of loss positions
-      const scale = u ? u.positions / t.positions.length / u.cells : 1 / B;
-      out.set("bottleneck", tf.mul(tf.sum(perCell), scale) as tf.Scalar);
+      out.set("bottleneck", tf.mul(tf.sum(perCell), cellScale(n, 1)) as tf.Scalar);
+    }
+    if (this.contrastive) {
+      // the two view blocks are consecutive rows: first views of cells 0…n−1, then their second views
+      const v0 = t.viewBlocks![0] * n;
+      const views = this.pool(tf.slice(hidden, [v0 * L, 0], [2 * n * L, H]) as tf.Tensor2D, sliceRows(batch, v0, 2 * n));
+      out.set("contrastive", tf.mul(this.contrastive.lossSum(views, t.cellGroups!), cellScale(2 * n, 2)) as tf.Scalar);
     }
     if (this.mvc) {
       const n = t.mvcPositions!.length;

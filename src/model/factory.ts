@@ -11,7 +11,7 @@
 import { z } from "zod";
 import { ENCODINGS, encodingByName } from "../encoding/index.js";
 import { CellModel, type HeadFactory, type LossTargets, type ModelSpec } from "./bert.js";
-import { BOTTLENECK_DECODERS, type CellSpec, CompositeHead, POOLINGS } from "./cell-heads.js";
+import { BOTTLENECK_DECODERS, type CellSpec, CompositeHead, CONTRASTIVE_PROJECTIONS, POOLINGS } from "./cell-heads.js";
 import type { BertConfig } from "./config.js";
 import { LIKELIHOODS } from "./likelihoods.js";
 
@@ -94,8 +94,15 @@ export const CellfmModelBlockSchema = z
             .object({ target: z.string(), positions: z.string() }, { error: "cellfm.cell.mvc: expected a mapping (target, positions)" })
             .passthrough()
             .optional(),
+          contrastive: z
+            .object({
+              temperature: z.number().positive({ error: "cellfm.cell.contrastive.temperature: expected a positive number" }),
+              projection: z.enum(CONTRASTIVE_PROJECTIONS, { error: `cellfm.cell.contrastive.projection: expected ${CONTRASTIVE_PROJECTIONS.join(" | ")}` }),
+            })
+            .passthrough()
+            .optional(),
         },
-        { error: "cellfm.cell: expected a mapping (pooling, objectives, bottleneck, mvc)" },
+        { error: "cellfm.cell: expected a mapping (pooling, objectives, bottleneck, mvc, contrastive)" },
       )
       .optional(),
   })

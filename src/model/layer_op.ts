@@ -5,8 +5,11 @@
  * hundreds of small kernels per layer. Here the forward saves only what the backward needs
  * (inputs, q/kᵀ/v, softmax probabilities, context, LayerNorm statistics, FFN pre-activation),
  * dropout masks are regenerated from their seeds, and the backward runs inside `tf.tidy`, so
- * intermediates are freed layer by layer. All matmuls go through {@link mm} / {@link bmm}: one kernel
+ * intermediates are freed layer by layer. Matmuls go through {@link mm} / {@link bmm}: one kernel
  * call with transpose flags on the native BLAS, plain 2-D matmuls after explicit transposes on wasm.
+ * On the native kernels (`src/blas.ts`) q|k|v are one projection and attention is one kernel per
+ * direction (`CellfmAttention`, `CellfmAttentionGrad`) that reads the heads in place: no head
+ * split/merge transposes; LayerNorm is fused with its residual add.
  *
  * Math: `transformers/models/bert/modeling_bert.py` (BertSelfAttention, BertSelfOutput,
  * BertIntermediate, BertOutput); gradients are the standard ones (as in llm.c `train_gpt2.c`).

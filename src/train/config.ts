@@ -29,7 +29,7 @@ import { GENEFORMER_V1_12L, GENEFORMER_V1_6L, type BertConfig } from "../model/c
 import { LIKELIHOODS } from "../model/likelihoods.js";
 import { DEFAULT_NOISE, DOWNSAMPLE_METHODS } from "./downsample.js";
 import { OBJECTIVE_NAMES } from "./objectives/names.js";
-import { BOTTLENECK_DECODERS, CELL_OBJECTIVES, POOLINGS } from "../model/cell-heads.js";
+import { BOTTLENECK_DECODERS, CELL_OBJECTIVES, CONTRASTIVE_PROJECTIONS, DEFAULT_CONTRASTIVE_TEMPERATURE, POOLINGS } from "../model/cell-heads.js";
 
 /** Token objectives (`training.objective`; also keys of `training.objectives`): the objectives registry's list. */
 export const TOKEN_OBJECTIVES = OBJECTIVE_NAMES;
@@ -158,6 +158,16 @@ const trainingSchema = z.strictObject({
       batch_key: str().optional(),
     })
     .default(() => ({ genes: 2000, likelihood: "nb" as const, decoder: "mlp" as const })),
+  // the contrastive term (src/model/cell-heads.ts ContrastiveHead; views: src/train/objectives/cell.ts)
+  contrastive: z
+    .strictObject({
+      temperature: posNum().default(DEFAULT_CONTRASTIVE_TEMPERATURE),
+      projection: oneOf(CONTRASTIVE_PROJECTIONS).default("mlp"),
+      noise: prob().default(DEFAULT_NOISE),
+      downsample: oneOf(DOWNSAMPLE_METHODS).default(DOWNSAMPLE_METHODS[0]),
+      group: posInt().optional(),
+    })
+    .default(() => ({ temperature: DEFAULT_CONTRASTIVE_TEMPERATURE, projection: "mlp" as const, noise: DEFAULT_NOISE, downsample: DOWNSAMPLE_METHODS[0] })),
   likelihood: oneOf(LIKELIHOODS).default(LIKELIHOODS[0]),
   noise: prob().default(DEFAULT_NOISE),
   downsample: oneOf(DOWNSAMPLE_METHODS).default(DOWNSAMPLE_METHODS[0]),

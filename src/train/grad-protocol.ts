@@ -66,6 +66,6 @@ export function disposeBatch(t: ModelBatch): void {
 
 /** The array buffers of a collated batch (to transfer, not copy, to a worker). */
 export function batchBuffers(b: CollatedBatch): ArrayBuffer[] {
-  const arrays = [b.inputIds, b.attentionMask, b.values, b.positions, b.labels, b.targets, b.cellScalars, b.cellCounts, b.cellLibrary, b.cellBatch, b.mvcPositions, b.mvcGenes, b.mvcTargets];
+  const arrays = [b.inputIds, b.attentionMask, b.values, b.positions, b.labels, b.targets, b.cellScalars, b.cellCounts, b.cellLibrary, b.cellBatch, b.mvcPositions, b.mvcGenes, b.mvcTargets, b.cellGroups];
   return arrays.filter((a): a is NonNullable<typeof a> => a !== undefined).map((a) => a.buffer as ArrayBuffer);
 }

@@ -253,6 +253,9 @@ function prepareData(config: TrainConfig, bert: Omit<BertConfig, "vocab_size">):
     objectives: config.training.objectives,
     pooling: config.model.pooling,
     bottleneck: config.training.bottleneck,
+    contrastive: config.training.contrastive,
+    context: { vocabulary, training: config.training, maxLength, manifest, tokens: config.data.tokens },
+    where: config.source,
     encoding: dataset.manifest.encoding,
     manifest,
     tokens: config.data.tokens,
@@ -722,6 +725,14 @@ function writeRunLog(run: Run): { flops: number; source: string } {
   if (workers > 1 && backend.name === "tensorflow") {
     run.say(`note: training.workers ${workers}: worker threads are meant for the wasm/cpu backends; tensorflow already uses every core`);
   }
+  const cg = t.contrastive.group;
+  if (workers > 1 && (t.objectives?.contrastive ?? 0) > 0 && (cg === undefined || cg * 2 > t.batch_size)) {
+    // shards hold whole groups of negatives (src/train/parallel.ts shardBatch)
+    run.say(
+      `note: training.contrastive.group ${cg ?? `(the micro-batch, ${t.batch_size} cells)`}: a micro-batch has one group of negatives, so it is not split over the ${workers} workers; ` +
+        `set training.contrastive.group to at most ${Math.floor(t.batch_size / workers)} to use them`,
+    );
+  }
   return peak;
 }
 
@@ -883,7 +894,8 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
     s.acc.add(grads, 1 / t.grad_accumulation);
     iv.tokens += mb.realTokens;
     run.tokensSeen += mb.realTokens;
-    iv.flops += trainingFlops(run.bertConfig, cells.map((c) => objective.contextLength(c)), objective.headFlops(run.bertConfig, mb));
+    // per row of the batch (the contrastive views are rows of their own, not a longer cell)
+    iv.flops += trainingFlops(run.bertConfig, rowLengths(mb), objective.headFlops(run.bertConfig, mb));
   }
   const lr = lrAt(run.step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps: run.totalSteps, schedule: t.schedule });
   const summed = s.acc.take();
@@ -942,6 +954,13 @@ async function readStep(micro: MicroLoss[], grads: Map<string, tf.Tensor>): Prom
   } finally {
     tf.dispose(onDevice);
   }
+}
+
+/** Real tokens of each row of a collated batch `[batch]`. */
+function rowLengths(b: CollatedBatch): Int32Array {
+  const out = new Int32Array(b.batch);
+  for (let r = 0; r < b.batch; r++) for (let i = 0; i < b.seqLen; i++) out[r] += b.attentionMask[r * b.seqLen + i] > 0 ? 1 : 0;
+  return out;
 }
 
 /** `acc` + `scale` × `terms`, per term name (`acc` when `terms` is undefined). */

@@ -39,6 +39,7 @@ import {
   tensorFromReusedBuffer,
 } from "./grad-protocol.js";
 import type { CollatedBatch } from "./objectives/types.js";
+import { cellsOf } from "../model/cell-heads.js";
 
 export { tensorFromReusedBuffer, type GradShard };
 
@@ -65,21 +66,28 @@ export function shardDropoutSeed(seed: number, k: number): number {
 
 /**
  * Cells `[a, z)` of a collated batch as a batch of their own, re-padded to `seqLen` (≥ their longest
- * cell) with every per-token, per-position and per-cell array cut and re-indexed: exactly the batch
- * the objective would have collated from those cells with the same draws.
+ * row) with every per-token, per-position and per-cell array cut and re-indexed: exactly the batch
+ * the objective would have collated from those cells with the same draws. A batch with several rows
+ * per cell (`cellBlocks`, the contrastive views) keeps them: block j of the shard is cells `[a, z)`
+ * of block j.
  */
 export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: number, realTokens: number): CollatedBatch {
   const L = mb.seqLen;
-  const inputIds = new Int32Array((z - a) * seqLen);
-  const attentionMask = new Float32Array((z - a) * seqLen);
-  const values = mb.values ? new Float32Array((z - a) * seqLen) : undefined;
-  for (let b = a; b < z; b++) {
-    inputIds.set(mb.inputIds.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
-    attentionMask.set(mb.attentionMask.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
-    values?.set(mb.values!.subarray(b * L, b * L + seqLen), (b - a) * seqLen);
+  const blocks = mb.cellBlocks ?? 1, B = cellsOf(mb.batch, mb), n = z - a;
+  const inputIds = new Int32Array(blocks * n * seqLen);
+  const attentionMask = new Float32Array(blocks * n * seqLen);
+  const values = mb.values ? new Float32Array(blocks * n * seqLen) : undefined;
+  for (let j = 0; j < blocks; j++) {
+    for (let b = a; b < z; b++) {
+      const src = (j * B + b) * L, dst = (j * n + b - a) * seqLen;
+      inputIds.set(mb.inputIds.subarray(src, src + seqLen), dst);
+      attentionMask.set(mb.attentionMask.subarray(src, src + seqLen), dst);
+      values?.set(mb.values!.subarray(src, src + seqLen), dst);
+    }
   }
+  // positions are ascending and in block 0: the shard's are one contiguous run
   const { run: [p0, p1], positions } = shardPositions(mb.positions, a, z, L, seqLen);
-  const out: CollatedBatch = { batch: z - a, seqLen, inputIds, attentionMask, positions, realTokens };
+  const out: CollatedBatch = { batch: blocks * n, seqLen, inputIds, attentionMask, positions, realTokens };
   if (values) out.values = values;
   if (mb.labels) out.labels = mb.labels.slice(p0, p1);
   if (mb.targets) out.targets = mb.targets.slice(p0, p1);
@@ -87,7 +95,7 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
   if (mb.cellLibrary) out.cellLibrary = mb.cellLibrary.slice(a, z);
   if (mb.cellBatch) out.cellBatch = mb.cellBatch.slice(a, z);
   if (mb.cellCounts) {
-    const G = mb.cellCounts.length / mb.batch;
+    const G = mb.cellCounts.length / B;
     out.cellCounts = mb.cellCounts.slice(a * G, z * G);
   }
   if (mb.mvcPositions) {
@@ -96,6 +104,9 @@ export function sliceCells(mb: CollatedBatch, a: number, z: number, seqLen: numb
     out.mvcGenes = mb.mvcGenes!.slice(...m.run);
     out.mvcTargets = mb.mvcTargets!.slice(...m.run);
   }
+  if (mb.cellBlocks !== undefined) out.cellBlocks = mb.cellBlocks;
+  if (mb.viewBlocks) out.viewBlocks = [mb.viewBlocks[0], mb.viewBlocks[1]];
+  if (mb.cellGroups) out.cellGroups = mb.cellGroups.slice(a, z);
   // a shard's cell terms are scaled to the micro-batch's (src/model/cell-heads.ts)
   if (mb.unitTotals) out.unitTotals = mb.unitTotals;
   return out;
@@ -121,46 +132,55 @@ function shardPositions(all: Int32Array, a: number, z: number, L: number, seqLen
 /**
  * Split a collated batch by cells into at most `n` shards of consecutive cells with about equal
  * real-token counts (cut points nearest to `k · tokens / n`; every shard has at least one cell).
- * Each shard is re-padded to its own longest cell and its loss positions re-indexed
+ * Each shard is re-padded to its own longest row and its loss positions re-indexed
  * ({@link sliceCells}), so a shard is exactly the batch the objective would have collated from its
- * cells with the same draws.
+ * cells with the same draws. A batch with contrastive groups (`cellGroups`) is cut only between
+ * groups, so every shard holds whole groups and its contrastive term is the one the whole batch has
+ * for those cells: the combined loss and gradient do not depend on `n` (a batch of one group is one shard).
  *
  * @param mb a collated batch (right-padded; attention mask 1 on real tokens)
- * @param n wanted shards (≥ 1); a batch with fewer cells gives one shard per cell
+ * @param n wanted shards (≥ 1); a batch with fewer cells (groups) gives one shard per cell (group)
  * @param dropoutSeed the micro-batch's dropout seed; shard k gets {@link shardDropoutSeed}
  * @returns between 1 and `n` shards, in cell order
  */
 export function shardBatch(mb: CollatedBatch, n: number, dropoutSeed: number, training = true): GradShard[] {
-  const B = mb.batch, L = mb.seqLen;
-  const lengths = new Int32Array(B);
-  for (let b = 0; b < B; b++) {
+  const L = mb.seqLen, blocks = mb.cellBlocks ?? 1, B = cellsOf(mb.batch, mb);
+  // each row's length; a cell's tokens are those of its rows
+  const rowLen = new Int32Array(mb.batch);
+  for (let r = 0; r < mb.batch; r++) {
     let len = 0;
-    for (let i = 0; i < L; i++) len += mb.attentionMask[b * L + i] > 0 ? 1 : 0;
-    lengths[b] = len;
+    for (let i = 0; i < L; i++) len += mb.attentionMask[r * L + i] > 0 ? 1 : 0;
+    rowLen[r] = len;
   }
   const prefix = new Float64Array(B + 1);
-  for (let b = 0; b < B; b++) prefix[b + 1] = prefix[b] + lengths[b];
-  const parts = Math.max(1, Math.min(n, B));
-  const cuts = [0];
+  for (let b = 0; b < B; b++) {
+    let t = 0;
+    for (let j = 0; j < blocks; j++) t += rowLen[j * B + b];
+    prefix[b + 1] = prefix[b] + t;
+  }
+  // where a shard may start: any cell, or with contrastive groups the first cell of a group
+  const starts = [0];
+  for (let b = 1; b < B; b++) if (!mb.cellGroups || mb.cellGroups[b] !== mb.cellGroups[b - 1]) starts.push(b);
+  starts.push(B);
+  const units = starts.length - 1;
+  const parts = Math.max(1, Math.min(n, units));
+  const cutIdx = [0];
   for (let k = 1; k < parts; k++) {
     const target = (prefix[B] * k) / parts;
-    // the cut must leave one cell for every shard before and after it
-    let best = cuts[k - 1] + 1;
-    for (let c = best + 1; c <= B - (parts - k); c++) {
-      if (Math.abs(prefix[c] - target) < Math.abs(prefix[best] - target)) best = c;
+    // the cut must leave one unit for every shard before and after it
+    let best = cutIdx[k - 1] + 1;
+    for (let c = best + 1; c <= units - (parts - k); c++) {
+      if (Math.abs(prefix[starts[c]] - target) < Math.abs(prefix[starts[best]] - target)) best = c;
     }
-    cuts.push(best);
+    cutIdx.push(best);
   }
-  cuts.push(B);
+  cutIdx.push(units);
   const shards: GradShard[] = [];
   for (let k = 0; k < parts; k++) {
-    const a = cuts[k], z = cuts[k + 1];
-    let seqLen = 0, realTokens = 0;
-    for (let b = a; b < z; b++) {
-      seqLen = Math.max(seqLen, lengths[b]);
-      realTokens += lengths[b];
-    }
-    shards.push({ batch: sliceCells(mb, a, z, seqLen, realTokens), dropoutSeed: shardDropoutSeed(dropoutSeed, k), training });
+    const a = starts[cutIdx[k]], z = starts[cutIdx[k + 1]];
+    let seqLen = 0;
+    for (let j = 0; j < blocks; j++) for (let b = a; b < z; b++) seqLen = Math.max(seqLen, rowLen[j * B + b]);
+    shards.push({ batch: sliceCells(mb, a, z, seqLen, prefix[z] - prefix[a]), dropoutSeed: shardDropoutSeed(dropoutSeed, k), training });
   }
   return shards;
 }

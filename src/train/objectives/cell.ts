@@ -30,8 +30,21 @@
  *   masking or noise (the model reads the cell as it is), and every cell counts as one loss unit
  *   (its first token is its loss position).
  *
+ * - `contrastive` (SimCLR NT-Xent / scPRINT, `src/model/cell-heads.ts` `ContrastiveHead`): each cell
+ *   gets two views, each one draw of the encoding's denoising input (`src/encoding/*.ts` `noisy`: the
+ *   cell's counts downsampled at `training.contrastive.noise` with `training.contrastive.downsample`;
+ *   rank re-ranks every stored gene's downsampled count and truncates, binned re-bins, value
+ *   encodings draw a random context of `max_length` genes per view), drawn from the run's generator
+ *   after the token objective's draws (resume is exact). The views are rows of the same batch:
+ *   `[block 0 | first views | second views]` (`cellBlocks` 3), block 0 being the token objective's
+ *   batch (or the plain cells for the bottleneck); with neither, block 0 is the first views
+ *   (`cellBlocks` 2) and each cell's loss position its first view's first token. Negatives come from
+ *   the cell's group (`training.contrastive.group` consecutive cells, default the micro-batch),
+ *   which data-parallel shards never split (`src/train/parallel.ts`).
+ *
  * The bottleneck's baseline (eval.json): a per-gene negative binomial with mean = the gene's share of
- * the training cells' counts × the cell's library size, and a method-of-moments dispersion per gene.
+ * the training cells' counts × the cell's library size, and a method-of-moments dispersion per gene;
+ * the contrastive term's: embeddings that tell no cell apart, log(2g − 1) per view.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { GeneMoments, seuratHvg } from "../../assess/hvg.js";
@@ -39,7 +52,11 @@ import type { CellModel, ForwardContext } from "../../model/bert.js";
 import { encodingByName, RANK } from "../../encoding/index.js";
 import type { MvcTarget } from "../../encoding/types.js";
 import type { BertConfig } from "../../model/config.js";
-import { type BottleneckDecoder, type CellSpec, CompositeHead, type Pooling } from "../../model/cell-heads.js";
+import { type BottleneckDecoder, type CellSpec, cellsOf, CompositeHead, type ContrastiveProjection, type Pooling } from "../../model/cell-heads.js";
+import { padRows, type PaddedRows } from "../../model/batch.js";
+import type { DownsampleMethod } from "../downsample.js";
+import type { NoisyContext, NoisyInput } from "./inputs.js";
+import type { ObjectiveContext } from "./index.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import { DropoutContext } from "../../model/ops.js";
 import { readScalars } from "../../webgpu.js";
@@ -101,11 +118,27 @@ export interface CellObjectiveOptions {
   padId: number;
   maxLength: number;
   eosId?: number;
+  /** the vocabulary's `<cls>` (Geneformer V2 rank cells start with it). */
+  clsId?: number;
   sampling: GeneSampleOptions;
   /** the tokenized dataset's `values_kind`. */
   valuesKind?: string;
+  /** the contrastive term: its views (the encoding's denoising input at the term's noise) and options. */
+  contrastive?: ContrastiveOptions & { views: NoisyInput };
   /** special token ids (pad, mask, cls, eos): never an `mvc` position. */
   special?: readonly number[];
+}
+
+/** `training.contrastive` (see the module comment). */
+export interface ContrastiveOptions {
+  /** τ of the NT-Xent. */
+  temperature: number;
+  projection: ContrastiveProjection;
+  /** each view's downsampling: noise level and method. */
+  noise: number;
+  downsample: DownsampleMethod;
+  /** cells per group of negatives (consecutive cells of a micro-batch); undefined: the whole micro-batch. */
+  group?: number;
 }
 
 /** A token objective plus cell-level terms (module comment). */
@@ -126,8 +159,14 @@ export class CellObjective implements Objective {
     this.tokenOn = (o.objectives[token.name] ?? 0) > 0;
     const terms = Object.entries(o.objectives).filter(([, w]) => w > 0);
     if (terms.length === 0) throw new Error("training.objectives: give at least one term a weight > 0");
-    const what: Record<string, string> = { [token.name]: token.lossDescription, bottleneck: "bottleneck NLL (nats per gene)", mvc: "mvc squared error (per scored gene)" };
-    this.lossDescription = terms.map(([k, w]) => `${w} × ${what[k] ?? k}`).join(" + ");
+    const described: Record<string, string> = {
+      [token.name]: token.lossDescription,
+      bottleneck: "bottleneck NLL (nats per gene)",
+      mvc: "mvc squared error (per scored gene)",
+      contrastive: "contrastive NT-Xent (nats per view)",
+    };
+    this.lossDescription = terms.map(([k, w]) => `${w} × ${described[k] ?? k}`).join(" + ");
+    if ((o.objectives.contrastive ?? 0) > 0 && !o.contrastive) throw new Error("training.objectives.contrastive: the contrastive term needs its views (training.contrastive)");
     o.bottleneck?.genes.forEach((g, j) => this.column.set(g, j));
     this.special = new Set(o.special ?? []);
     if ((o.objectives.mvc ?? 0) > 0) {
@@ -153,6 +192,7 @@ export class CellObjective implements Objective {
         ...(this.mvc
           ? { mvc: { target: this.mvc.description, positions: this.tokenOn ? `the ${token.name} objective's scored positions (mlm: the masked genes; denoise: every context gene)` : "every context gene" } }
           : {}),
+        ...(o.contrastive ? { contrastive: contrastiveSpec(o.contrastive) } : {}),
       },
     };
   }
@@ -182,11 +222,19 @@ export class CellObjective implements Objective {
       }
     }
     if (this.mvc) c.mvc = { ids: inputIds, target: this.mvc.of(values, nCounts) };
+    if (this.o.contrastive) c.viewCell = this.o.contrastive.views.cellFromDataset(inputIds, values, nCounts, counts);
     return c;
   }
 
+  /** The cell's rows in a batch: the token objective's (or the plain cell's) and, with the contrastive term, its two views (at most). */
   contextLength(cell: TrainCell): number {
-    return this.token.contextLength(cell);
+    const c = this.o.contrastive;
+    return (this.hasBase ? this.token.contextLength(cell) : 0) + (c ? 2 * c.views.contextLength(cell.viewCell!) : 0);
+  }
+
+  /** Whether a batch has block 0 of its own (the token objective's or the plain cells), not only the two views. */
+  private get hasBase(): boolean {
+    return this.tokenOn || !!this.o.bottleneck || !!this.mvc || !this.o.contrastive;
   }
 
   /** Without the token term: the cells as they are (rank: the top genes; values: a sampled context), no masking. */
@@ -215,7 +263,10 @@ export class CellObjective implements Objective {
   }
 
   collate(cells: readonly TrainCell[], rng: Rng): CollatedBatch {
-    const b = this.tokenOn ? this.token.collate(cells, rng) : this.plain(cells, rng);
+    const base = this.hasBase ? (this.tokenOn ? this.token.collate(cells, rng) : this.plain(cells, rng)) : undefined;
+    // mvc's targets are block 0's (before the views are added and its positions re-indexed)
+    if (base && this.mvc) this.addMvcTargets(base, cells);
+    const b = this.o.contrastive ? this.withViews(base, cells, rng) : base!;
     if (this.o.bottleneck) {
       const G = this.o.bottleneck.genes.length;
       const x = new Float32Array(cells.length * G);
@@ -229,9 +280,62 @@ export class CellObjective implements Objective {
       b.cellLibrary = lib;
       if (this.o.bottleneck.batch) b.cellBatch = Int32Array.from(cells, (c) => c.cellTarget!.batch!);
     }
-    if (this.mvc) this.addMvcTargets(b, cells);
-    b.unitTotals = { positions: b.positions.length, cells: b.batch, ...(this.mvc ? { mvc: b.mvcPositions!.length } : {}) };
+    b.unitTotals = { positions: b.positions.length, cells: cells.length, ...(this.mvc ? { mvc: b.mvcPositions!.length } : {}) };
     return b;
+  }
+
+  /**
+   * A rank view with its cell's `<cls>` first and `<eos>` last (Geneformer V2 cells), which the
+   * downsampling drops (their count is 0), so `cls` pooling reads `<cls>` in every row; within `max_length`.
+   */
+  private keepSpecials(v: NoisyContext, cell: Int32Array): NoisyContext {
+    if (this.o.encoding !== RANK.name || cell.length === 0) return v;
+    const head = this.o.clsId !== undefined && cell[0] === this.o.clsId && v.ids[0] !== this.o.clsId ? 1 : 0;
+    const tail = this.o.eosId !== undefined && cell[cell.length - 1] === this.o.eosId && v.ids[v.ids.length - 1] !== this.o.eosId ? 1 : 0;
+    if (!head && !tail) return v;
+    const k = Math.min(v.ids.length, this.o.maxLength - head - tail);
+    const ids = new Int32Array(head + k + tail), values = new Float32Array(head + k + tail), orig = new Float32Array(head + k + tail);
+    if (head) ids[0] = this.o.clsId!;
+    ids.set(v.ids.subarray(0, k), head);
+    values.set(v.values.subarray(0, k), head);
+    orig.set(v.orig.subarray(0, k), head);
+    if (tail) ids[head + k] = this.o.eosId!;
+    return { ids, values, orig };
+  }
+
+  /**
+   * The batch with the contrastive views (module comment): rows [block 0 (`base`, when there is one) |
+   * first views | second views], all padded to one length, `base`'s loss positions re-indexed; without
+   * a base, block 0 is the first views and each cell's loss position its first view's first token.
+   * Each view is one draw of the encoding's denoising input from `rng`, first views before second.
+   */
+  private withViews(base: CollatedBatch | undefined, cells: readonly TrainCell[], rng: Rng): CollatedBatch {
+    const c = this.o.contrastive!;
+    const n = cells.length;
+    if (n === 0) throw new Error("collate: empty batch");
+    const viewCells = cells.map((x) => x.viewCell!);
+    const draw = () => c.views.contexts(viewCells, rng).map((v, k) => this.keepSpecials(v, viewCells[k].inputIds));
+    const views: NoisyContext[] = [...draw(), ...draw()];
+    const rows = base ? unpad(base) : { ids: [], values: undefined };
+    const hasValues = base ? !!base.values : this.o.encoding !== RANK.name;
+    const r = padRows(
+      [...rows.ids, ...views.map((v) => v.ids)],
+      hasValues ? [...(rows.values ?? []), ...views.map((v) => v.values)] : undefined,
+      this.o.padId,
+      undefined,
+      "collate",
+    );
+    const out: CollatedBatch = { ...(base ?? {}), ...r, positions: new Int32Array(0) };
+    const reindex = (q: Int32Array, L0: number) => Int32Array.from(q, (p) => Math.floor(p / L0) * r.seqLen + (p % L0));
+    if (base) out.positions = reindex(base.positions, base.seqLen);
+    else out.positions = Int32Array.from({ length: n }, (_, k) => k * r.seqLen);
+    // the mvc positions (block 0) too
+    if (base?.mvcPositions) out.mvcPositions = reindex(base.mvcPositions, base.seqLen);
+    out.cellBlocks = base ? 3 : 2;
+    out.viewBlocks = base ? [1, 2] : [0, 1];
+    const g = c.group ?? n;
+    out.cellGroups = Int32Array.from({ length: n }, (_, k) => Math.floor(k / g));
+    return out;
   }
 
   /**
@@ -286,6 +390,7 @@ export class CellObjective implements Objective {
     if (this.tokenOn) out[this.token.name] = this.token.baseline(trainCells, valBatches);
     if (this.o.bottleneck) out.bottleneck = bottleneckBaseline(trainCells, valBatches, this.o.bottleneck.genes.length);
     if (this.mvc) out.mvc = mvcBaseline(trainCells, valBatches);
+    if (this.o.contrastive) out.contrastive = contrastiveBaseline(valBatches);
     return out;
   }
 
@@ -294,10 +399,12 @@ export class CellObjective implements Objective {
   }
 
   headFlops(config: BertConfig, batch: CollatedBatch): number {
-    const H = config.hidden_size, G = this.o.bottleneck?.genes.length ?? 0;
-    // mvc: two H × H products per scored gene (query, W) and its inner product with every cell of the batch
-    const mvc = this.mvc ? (batch.mvcPositions?.length ?? 0) * (4 * H * H + 2 * H * batch.batch) : 0;
-    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + 2 * batch.batch * (H * H + 2 * H * G) + mvc;
+    const H = config.hidden_size, G = this.o.bottleneck?.genes.length ?? 0, n = cellsOf(batch.batch, batch);
+    // the bottleneck's decoder; mvc: two H × H products per scored gene (query, W) and its inner
+    // product with every cell; the contrastive projection (2 H × H per view) and similarities (2n × 2n × H)
+    const mvc = this.mvc ? (batch.mvcPositions?.length ?? 0) * (4 * H * H + 2 * H * n) : 0;
+    const contrastive = this.o.contrastive ? 2 * 2 * n * (this.o.contrastive.projection === "mlp" ? 2 * H * H : 0) + 2 * (2 * n) ** 2 * H : 0;
+    return (this.tokenOn ? this.token.headFlops(config, batch) : 0) + (G > 0 ? 2 * n * (H * H + 2 * H * G) : 0) + mvc + contrastive;
   }
 }
 
@@ -365,7 +472,7 @@ export function bottleneckBaseline(trainCells: readonly TrainCell[], valBatches:
   const theta = Float64Array.from(num, (v, j) => (den[j] > 0 ? Math.min(1e6, Math.max(1e-3, v / den[j])) : 1e6));
   let sum = 0, n = 0;
   for (const b of valBatches) {
-    for (let k = 0; k < b.batch; k++) {
+    for (let k = 0; k < cellsOf(b.batch, b); k++) {
       const lib = b.cellLibrary![k];
       for (let j = 0; j < G; j++) sum += nbNllF64(b.cellCounts![k * G + j], Math.max(share[j] * lib, 1e-8), theta[j]);
       n += G;
@@ -375,6 +482,56 @@ export function bottleneckBaseline(trainCells: readonly TrainCell[], valBatches:
     name: "per_gene_nb",
     loss: n > 0 ? sum / n : NaN,
     description: "per-gene negative binomial: mean = the gene's share of the training cells' counts × the cell's library size over the bottleneck genes, dispersion by moments",
+  };
+}
+
+/**
+ * The contrastive term's baseline (eval.json): embeddings that tell no cell apart (all similarities
+ * equal), ℓ = log(2g − 1) per view for a group of g cells, averaged over the validation batches' views.
+ */
+export function contrastiveBaseline(valBatches: readonly CollatedBatch[]): BaselineResult {
+  let sum = 0, n = 0;
+  for (const b of valBatches) {
+    const size = new Map<number, number>();
+    for (const g of b.cellGroups!) size.set(g, (size.get(g) ?? 0) + 1);
+    for (const g of b.cellGroups!) {
+      sum += 2 * Math.log(2 * size.get(g)! - 1);
+      n += 2;
+    }
+  }
+  return {
+    name: "uniform",
+    loss: n > 0 ? sum / n : NaN,
+    description: "embeddings that tell no cell apart: every candidate view equally similar, log(2g − 1) nats per view for a group of g cells (log(2B − 1) for one group of B)",
+  };
+}
+
+/** The rows of a padded batch without their padding (ids, and values when it has them). */
+function unpad(b: PaddedRows): { ids: Int32Array[]; values?: Float32Array[] } {
+  const L = b.seqLen;
+  const len = (r: number) => {
+    let k = 0;
+    while (k < L && b.attentionMask[r * L + k] > 0) k++;
+    return k;
+  };
+  const ids: Int32Array[] = [], values: Float32Array[] = [];
+  for (let r = 0; r < b.batch; r++) {
+    const k = len(r);
+    ids.push(b.inputIds.slice(r * L, r * L + k));
+    if (b.values) values.push(b.values.slice(r * L, r * L + k));
+  }
+  return b.values ? { ids, values } : { ids };
+}
+
+/** The checkpoint's record of the contrastive term (config.json `cellfm.cell.contrastive`). */
+function contrastiveSpec(c: ContrastiveOptions): NonNullable<CellSpec["contrastive"]> {
+  return {
+    temperature: c.temperature,
+    projection: c.projection,
+    views: `two draws of the encoding's denoising input per cell: counts downsampled (${c.downsample}, noise ${c.noise}), value encodings a random context each`,
+    noise: c.noise,
+    downsample: c.downsample,
+    ...(c.group !== undefined ? { group: c.group } : {}),
   };
 }
 
@@ -399,7 +556,11 @@ export async function evaluateTerms(model: CellModel, batches: readonly Collated
           keys = terms.map(([k]) => k);
           return terms.map(([, v]) => v as tf.Scalar);
         });
-        keys.forEach((k, i) => pending.push({ k, units: k === "bottleneck" ? b.batch : k === "mvc" ? b.mvcPositions!.length : b.positions.length, v: vals[i] }));
+        const cells = cellsOf(b.batch, b);
+        for (const [i, k] of keys.entries()) {
+          const units = k === "bottleneck" ? cells : k === "contrastive" ? 2 * cells : k === "mvc" ? b.mvcPositions!.length : b.positions.length;
+          pending.push({ k, units, v: vals[i] });
+        }
       } finally {
         disposeBatch(t);
       }
@@ -450,6 +611,11 @@ export function withCellObjectives(
     objectives?: Record<string, number>;
     pooling?: Pooling;
     bottleneck: { genes: number; likelihood: Likelihood; decoder: BottleneckDecoder; counts_from?: string; batch_key?: string };
+    contrastive?: ContrastiveOptions;
+    /** the token objective's context (the contrastive views are the encoding's denoising input built from it). */
+    context?: ObjectiveContext;
+    /** prefix of messages (the config file). */
+    where?: string;
     encoding: string;
     manifest: { values_kind?: string; top_genes?: number };
     tokens: string;
@@ -489,14 +655,26 @@ export function withCellObjectives(
     const batch = a.bottleneck.batch_key !== undefined ? batchCovariate(a.bottleneck.batch_key, a.dataset, a.tokens) : undefined;
     bottleneck = { genes, likelihood: a.bottleneck.likelihood, decoder: a.bottleneck.decoder, targets: targetCells, ...(batch ? { batch } : {}) };
   }
+  let contrastive: CellObjectiveOptions["contrastive"];
+  if ((objectives.contrastive ?? 0) > 0) {
+    const c = a.contrastive, ctx = a.context;
+    if (!c || !ctx) throw new Error("training.objectives.contrastive: training.contrastive and the objective context are needed");
+    const enc = encodingByName(a.encoding);
+    if (!enc) throw new Error(`training.objectives.contrastive: unknown encoding "${a.encoding}" of ${a.tokens}`);
+    // each view: the encoding's denoising input (downsampled counts → its input) at the term's own noise
+    const views = enc.noisy({ ...ctx, training: { ...ctx.training, noise: c.noise, downsample: c.downsample } }, a.where ?? "config");
+    contrastive = { ...c, views };
+  }
   return new CellObjective(token, {
     objectives,
+    contrastive,
     pooling: a.pooling ?? "mean",
     bottleneck,
     encoding: a.encoding,
     padId: a.vocabulary.pad,
     maxLength: a.maxLength,
     eosId: a.vocabulary.eos,
+    clsId: a.vocabulary.cls,
     sampling: a.sampling,
     valuesKind: a.manifest.values_kind,
     special: [a.vocabulary.pad, a.vocabulary.mask, a.vocabulary.cls, a.vocabulary.eos].filter((t): t is number => t !== undefined),

@@ -26,6 +26,8 @@ export interface TrainCell {
   cellTarget?: { idx: Int32Array; val: Float32Array; lib: number; batch?: number };
   /** Cell-level objectives: the `mvc` value of each of the cell's stored genes (`ids`, aligned `target`). */
   mvc?: { ids: Int32Array; target: Float32Array };
+  /** Contrastive: the cell as its views are drawn from (the encoding's denoising input reads it: every stored gene with its count). */
+  viewCell?: TrainCell;
 }
 
 /**
