@@ -115,7 +115,7 @@ export async function initBackend(choice: BackendChoice = "auto", opts: { webgpu
  * included, and failures throw. Otherwise (`auto`): only when a probe finds a hardware adapter.
  */
 async function initWebGPU(explicit: boolean): Promise<BackendInfo | undefined> {
-  const { installWebGPU, probeWebGPU, describeAdapter } = await import("./webgpu.js");
+  const { installWebGPU, probeWebGPU, describeAdapter, watchWebGPUDevice } = await import("./webgpu.js");
   if (!explicit) {
     const probed = probeWebGPU();
     if (!probed || probed.fallback) return undefined;
@@ -130,6 +130,7 @@ async function initWebGPU(explicit: boolean): Promise<BackendInfo | undefined> {
     if (!explicit) return undefined;
     throw new Error(`backend 'webgpu' could not be initialised on ${describeAdapter(adapter)}: ${(e as Error).message}`);
   }
+  watchWebGPUDevice(tf.backend());
   const described = describeAdapter(adapter);
   return { name: "webgpu", package: "@tensorflow/tfjs-backend-webgpu", adapter: described, kernels: `WebGPU (${described})` };
 }

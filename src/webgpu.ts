@@ -15,7 +15,7 @@
  *
  * Synchronous reads (`dataSync`, `arraySync`) do not work on this backend in Node: tfjs implements
  * them through `OffscreenCanvas`, a browser API. Code on the webgpu path reads with `await t.data()`
- * (or {@link ../backend.js!readAll}); a tensor read that way keeps its values on the host, so a later
+ * (or {@link readScalars}); a tensor read that way keeps its values on the host, so a later
  * `dataSync()` of the same tensor works.
  *
  * A CPU machine can run the same backend on a software Vulkan driver: Chromium's SwiftShader (Debian
@@ -27,6 +27,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
+import { concat, getBackend, reshape, type Scalar, type Tensor, tidy } from "@tensorflow/tfjs-core";
 
 /** The WebGPU adapter as Dawn describes it (`GPUAdapterInfo`). */
 export interface WebGPUAdapter {
@@ -129,6 +130,62 @@ export function installWebGPU(): Promise<WebGPUAdapter> {
     installed = undefined;
   });
   return installed;
+}
+
+let deviceError: string | undefined;
+
+/**
+ * Record the first validation/out-of-memory error and a device loss of tfjs's WebGPU device. Dawn
+ * reports these asynchronously and tfjs ignores them, while the failed command buffer's work is
+ * silently dropped (measured: an over-limit kernel made the step's loss wrong, with no exception);
+ * {@link throwIfWebGPUFailed} turns them into an error at the next read.
+ * @param backend the active tfjs backend (`tf.backend()`); anything without a `device` is ignored.
+ */
+export function watchWebGPUDevice(backend: unknown): void {
+  const device = (backend as { device?: { addEventListener?: (t: string, f: (e: { error?: { message?: string } }) => void) => void; lost?: Promise<{ message?: string }> } }).device;
+  if (!device?.addEventListener) return;
+  device.addEventListener("uncapturederror", (e) => {
+    deviceError ??= (e.error?.message ?? "unknown error").split("\n")[0];
+  });
+  device.lost?.then((info) => {
+    deviceError ??= `device lost: ${info?.message ?? "no reason given"}`;
+  });
+}
+
+/**
+ * @throws Error with the WebGPU device's first error since the backend started (see
+ *   {@link watchWebGPUDevice}) while webgpu is the active backend; nothing otherwise.
+ */
+export function throwIfWebGPUFailed(): void {
+  if (deviceError && getBackend() === "webgpu") throw new Error(`WebGPU device error (results after it are invalid): ${deviceError}`);
+}
+
+/**
+ * Read scalar tensors to numbers with one asynchronous device read (stacked first), on any backend:
+ * what the training loop's evaluations go through, so they wait on a GPU once. The inputs are not
+ * disposed.
+ * @throws Error when the WebGPU device reported an error ({@link throwIfWebGPUFailed}).
+ */
+export async function readScalars(xs: Scalar[]): Promise<number[]> {
+  return Array.from(await readValues(xs));
+}
+
+/**
+ * Read tensors of any shape with one asynchronous device read: their values flattened and
+ * concatenated in order (a training step's losses, loss terms and squared gradient norm). The
+ * inputs are not disposed.
+ * @throws Error when the WebGPU device reported an error ({@link throwIfWebGPUFailed}).
+ */
+export async function readValues(xs: Tensor[]): Promise<Float32Array> {
+  if (xs.length === 0) return new Float32Array(0);
+  const all = tidy(() => concat(xs.map((x) => reshape(x, [-1]))));
+  try {
+    const v = (await all.data()) as Float32Array;
+    throwIfWebGPUFailed();
+    return v;
+  } finally {
+    all.dispose();
+  }
 }
 
 /** Child-process probe: prints the adapter as JSON (or `null`), nothing else on stdout. */

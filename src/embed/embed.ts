@@ -12,6 +12,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { BertModel, type CellModel } from "../model/bert.js";
 import { padRows, toModelBatch } from "../model/batch.js";
+import { throwIfWebGPUFailed } from "../webgpu.js";
 import { POOLINGS, poolCells, type Pooling } from "../model/cell-heads.js";
 
 /** Options of {@link embedCells}. */
@@ -92,6 +93,7 @@ export async function embedCellsAsync(model: BertModel | CellModel, cells: Int32
     if (prev) {
       const v = (await prev.pooled.data()) as Float32Array;
       prev.pooled.dispose();
+      throwIfWebGPUFailed();
       p.store(prev.idx, v);
     }
     prev = next;

@@ -58,6 +58,11 @@ export interface CheckpointContents {
   optimizerState?: Record<string, tf.Tensor>;
   /** JSON-serialisable training state (step, data position, RNG state, metrics), written as `cellfm_state.json`. */
   trainerState?: object;
+  /**
+   * The model's weights already read to the host (`model.exportWeightsAsync()`), written instead of
+   * a synchronous `model.exportWeights()` (which the webgpu backend cannot do in Node).
+   */
+  weights?: Record<string, HFTensor>;
 }
 
 /** What {@link readCheckpoint} returns. */
@@ -150,7 +155,7 @@ export function writeCheckpoint(dir: string, ck: CheckpointContents, opts: { for
   try {
     writeFileAtomic(path.join(tmp, "config.json"), JSON.stringify(hfConfigJson(ck.model.config, ck.cellfm, ck.model.spec.architecture), null, 2) + "\n");
     const weights: Record<string, SafeTensor> = {};
-    for (const [name, t] of Object.entries(ck.model.exportWeights())) weights[name] = { dtype: "F32", shape: t.shape, data: t.data };
+    for (const [name, t] of Object.entries(ck.weights ?? ck.model.exportWeights())) weights[name] = { dtype: "F32", shape: t.shape, data: t.data };
     writeSafetensors(path.join(tmp, "model.safetensors"), weights, { format: "pt" });
     if (ck.optimizerState) {
       const opt: Record<string, SafeTensor> = {};

@@ -10,6 +10,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { CellModel } from "../model/bert.js";
 import { CELLFM_STATE_FILE, type CellfmMeta, cellfmVersion, LEGACY_STATE_FILE, readCheckpoint, writeCheckpoint } from "../model/checkpoint.js";
 import type { BertConfig } from "../model/config.js";
+import { firstNonFinite } from "../finite.js";
+import { throwIfWebGPUFailed } from "../webgpu.js";
 import type { TrainingSection } from "./config.js";
 
 /** `cellfm_state.json`: everything besides weights and optimizer moments needed to resume exactly. */
@@ -94,10 +96,15 @@ function hfLayout(model: CellModel, state: Record<string, tf.Tensor>, toHF: bool
 }
 
 /**
- * Write a training checkpoint atomically (replacing an existing folder of the same name, e.g. `final/`).
+ * Write a training checkpoint atomically (replacing an existing folder of the same name, e.g.
+ * `final/`), every tensor read asynchronously with all reads issued together (the webgpu backend
+ * has no synchronous read in Node); the same files on every backend.
  * @param c.optimizerState the optimizer's exported tensors (internal layout; not disposed here).
+ * @param nonFinite when given, called with the name of the first weight holding NaN/±Inf, and its
+ *   Error thrown before anything is written (a diverged model is never saved).
+ * @throws Error when the WebGPU device reported an error (the values read would be wrong).
  */
-export function saveTrainingCheckpoint(
+export async function saveTrainingCheckpoint(
   dir: string,
   c: {
     model: CellModel;
@@ -105,19 +112,26 @@ export function saveTrainingCheckpoint(
     optimizerState: Record<string, tf.Tensor>;
     trainerState: TrainerState;
   },
-): void {
-  const meta: CellfmMeta = {
-    ...c.cellfm,
-    model_version: (c.cellfm.model_version ?? "V1") as "V1" | "V2",
-    dictionary: c.cellfm.dictionary ?? { name: "", sha256: "" },
-    cellfm_version: cellfmVersion(),
-    created: new Date().toISOString(),
-  };
+  nonFinite?: (weight: string) => Error,
+): Promise<void> {
   const copies: Record<string, tf.Tensor> = {};
   for (const [k, t] of Object.entries(c.optimizerState)) copies[k] = tf.clone(t);
   const hf = hfLayout(c.model, copies, true);
   try {
-    writeCheckpoint(dir, { model: c.model, cellfm: meta, optimizerState: hf, trainerState: c.trainerState }, { force: true });
+    // a tensor read with data() keeps its values on the host, so writeCheckpoint's dataSync() finds them there
+    const [weights] = await Promise.all([c.model.exportWeightsAsync(), ...Object.values(hf).map((t) => t.data())]);
+    throwIfWebGPUFailed();
+    if (nonFinite) {
+      for (const [name, w] of Object.entries(weights)) if (firstNonFinite(w.data) >= 0) throw nonFinite(name);
+    }
+    const meta: CellfmMeta = {
+      ...c.cellfm,
+      model_version: (c.cellfm.model_version ?? "V1") as "V1" | "V2",
+      dictionary: c.cellfm.dictionary ?? { name: "", sha256: "" },
+      cellfm_version: cellfmVersion(),
+      created: new Date().toISOString(),
+    };
+    writeCheckpoint(dir, { model: c.model, cellfm: meta, optimizerState: hf, trainerState: c.trainerState, weights }, { force: true });
   } finally {
     for (const t of Object.values(hf)) t.dispose();
   }
@@ -160,7 +174,15 @@ export function loadTrainingCheckpoint(dir: string, target: CellModel): Resumabl
     trainerState: ts,
     optimizerState: opt,
     applyWeights() {
-      target.importWeights(loaded.exportWeights(), dir);
+      // variable to variable on the device (same architecture, checked by the caller): no host read,
+      // which the webgpu backend could not do synchronously
+      for (const [name, v] of target.weights) {
+        const src = loaded.weights.get(name);
+        if (!src || src.shape.join("x") !== v.shape.join("x")) {
+          throw new Error(`checkpoint ${dir}: weight ${name} ${src ? `has shape [${src.shape}] but the model needs [${v.shape}]` : "is missing"}`);
+        }
+        v.assign(src);
+      }
       loaded.dispose();
     },
     dispose() {

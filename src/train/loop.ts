@@ -40,12 +40,12 @@ import * as path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import cliProgress from "cli-progress";
 import { initBackend, type BackendChoice, type BackendInfo } from "../backend.js";
+import { readScalars, readValues } from "../webgpu.js";
 import { readTokenizedDataset, type TokenizedDataset } from "../data/tokenized.js";
 import type { CellModel } from "../model/bert.js";
 import { type BertConfig, validateBertConfig } from "../model/config.js";
 import { buildModel } from "../model/factory.js";
 import { vocabularyOf, type Vocabulary } from "../tokenize/dictionaries.js";
-import { firstNonFinite } from "../finite.js";
 import { appendChecked, writeFileAtomic } from "../io.js";
 import { finishOutputDir, lockRunDir, prepareOutputDir, readMetricsRows } from "./output.js";
 import { isOutputLockHeld, releaseOutputLock } from "../lock.js";
@@ -59,7 +59,7 @@ import { defaultPeakFlops, trainingFlops } from "./flops.js";
 import { batchTensors, disposeBatch } from "./grad-protocol.js";
 import { makeObjective, type CollatedBatch, type Objective, type TrainCell } from "./objectives/index.js";
 import { CellObjective, evaluateTerms, withCellObjectives } from "./objectives/cell.js";
-import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt } from "./optimizer.js";
+import { AdamW, GradAccumulator, clipByGlobalNorm, lrAt, squaredNormTensor } from "./optimizer.js";
 import { DataParallel, shardBatch } from "./parallel.js";
 import { BatchStream, epochBatches } from "./sampler.js";
 import { applyGeneAxis, filterCellGenes, type GeneAxis, type GeneAxisReport, prepareGeneAxis, restrictToGenes } from "./gene-axis.js";
@@ -342,22 +342,29 @@ function heldOutGeneBatches(p: PreparedData, config: TrainConfig, objective: Obj
  * Mean loss of the model over fixed batches (eval mode, no dropout), each batch weighted by its
  * loss positions (MLM: masked-token cross-entropy per masked gene).
  */
-export function evaluateLoss(model: CellModel, batches: readonly CollatedBatch[]): { loss: number; n: number } {
-  let sum = 0;
-  let n = 0;
-  for (const b of batches) {
-    if (b.positions.length === 0) continue;
-    const t = batchTensors(b);
-    try {
-      const l = model.loss(t, b, { training: false });
-      sum += l.dataSync()[0] * b.positions.length;
-      n += b.positions.length;
-      l.dispose();
-    } finally {
-      disposeBatch(t);
+export async function evaluateLoss(model: CellModel, batches: readonly CollatedBatch[]): Promise<{ loss: number; n: number }> {
+  const losses: tf.Scalar[] = [];
+  const weights: number[] = [];
+  try {
+    for (const b of batches) {
+      if (b.positions.length === 0) continue;
+      const t = batchTensors(b);
+      try {
+        losses.push(model.loss(t, b, { training: false }));
+        weights.push(b.positions.length);
+      } finally {
+        disposeBatch(t);
+      }
     }
+    // one asynchronous read for all batches (webgpu has no synchronous read)
+    const values = await readScalars(losses);
+    let sum = 0;
+    let n = 0;
+    values.forEach((l, i) => ((sum += l * weights[i]), (n += weights[i])));
+    return { loss: n > 0 ? sum / n : NaN, n };
+  } finally {
+    tf.dispose(losses);
   }
-  return { loss: n > 0 ? sum / n : NaN, n };
 }
 
 /** Fields that define the architecture (a resume with any of them changed is refused). */
@@ -486,7 +493,8 @@ export const MIN_PARALLEL_STEP_FLOPS = 1e9;
 /**
  * Data-parallel ranks when neither `training.workers` nor `--workers` is given: every core this
  * process may use ({@link availableCores}) on wasm/cpu, where each rank is one backend thread, at
- * most the cells of a micro-batch; 1 on tensorflow (tfjs-node), which already threads every op;
+ * most the cells of a micro-batch; 1 on tensorflow (tfjs-node), which already threads every op, and
+ * on webgpu (one GPU, one process);
  * and 1 for micro-batches under {@link MIN_PARALLEL_STEP_FLOPS} training FLOPs (tiny models: there
  * the worker start-up and the per-step weight/gradient messages cost more than they save, as for
  * `embed`'s one-thread rule for small inputs).
@@ -495,7 +503,7 @@ export const MIN_PARALLEL_STEP_FLOPS = 1e9;
  * @param stepFlops training FLOPs of a typical micro-batch (`./flops.ts`)
  */
 export function defaultWorkers(backendName: string, cellsPerStep: number, stepFlops: number): number {
-  if (backendName === "tensorflow" || !(stepFlops >= MIN_PARALLEL_STEP_FLOPS)) return 1;
+  if (backendName === "tensorflow" || backendName === "webgpu" || !(stepFlops >= MIN_PARALLEL_STEP_FLOPS)) return 1;
   return Math.max(1, Math.min(availableCores(), Math.floor(cellsPerStep)));
 }
 
@@ -568,13 +576,17 @@ async function setupRun(config: TrainConfig, opts: TrainOptions): Promise<Run> {
   if (opts.maxSteps !== undefined && !(Number.isInteger(opts.maxSteps) && opts.maxSteps > 0)) {
     throw new Error(`--max-steps must be a positive integer, got ${opts.maxSteps}`);
   }
-  const backend = await initBackend(opts.backend ?? config.backend);
+  const backend = await initBackend(opts.backend ?? config.backend, { webgpu: true });
   prepareOutputDir(outDir, opts, say, runInputs(config));
 
   const totalSteps = totalStepsFor(config, p, opts);
   const splitFingerprint = sha(Array.from(p.valIdx).join(",") + (p.axis.heldOutTokens ? `|genes:${Array.from(p.axis.heldOutTokens).join(",")}` : ""));
   const typical = typicalStep(bertConfig, p.trainLengths, t.batch_size, t.max_tokens_per_batch);
-  const workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
+  let workers = askedWorkers ?? defaultWorkers(backend.name, typical.cells, typical.flops);
+  if (backend.name === "webgpu" && workers > 1) {
+    say(`workers ${workers} ignored on webgpu: one process drives the GPU (the data-parallel ranks are for the one-thread CPU backends)`);
+    workers = 1;
+  }
 
   const model = buildModel(bertConfig, { encoding, objective: objective.name, ...(objective.head ? { head: objective.head } : {}), ...p.axis.spec, ...objective.spec }, { seed: t.seed });
   applyGeneAxis(model, p.axis);
@@ -647,7 +659,7 @@ function resumeRun(run: Run, resumeFrom: string): void {
   for (const x of Object.values(ck.optimizerState)) x.dispose();
   const wasWorkers = st.workers ?? st.training?.workers ?? 1;
   // the default follows the checkpoint (so a resume is exact) when this machine has the cores for it
-  if (run.askedWorkers === undefined && wasWorkers !== run.workers && run.backend.name !== "tensorflow" && wasWorkers <= availableCores()) run.workers = wasWorkers;
+  if (run.askedWorkers === undefined && wasWorkers !== run.workers && run.backend.name !== "tensorflow" && run.backend.name !== "webgpu" && wasWorkers <= availableCores()) run.workers = wasWorkers;
   if (st.kernels && st.kernels !== run.backend.kernels) {
     run.say(`note: ${resumeFrom} was trained with matmul kernels "${st.kernels}", this run uses "${run.backend.kernels}"; the losses will not be bit-identical to an uninterrupted run`);
   }
@@ -726,10 +738,10 @@ function writeRunLog(run: Run): { flops: number; source: string } {
 
 /**
  * The checkpointer: `save(dir)` writes the model, optimizer and trainer state (step, data position,
- * generator state) atomically, refusing a diverged model; `prune()` keeps the last `keep_last`
- * `checkpoint-<step>` folders.
+ * generator state) atomically, refusing a diverged model, reading every tensor asynchronously (as
+ * webgpu needs); `prune()` keeps the last `keep_last` `checkpoint-<step>` folders.
  */
-function checkpointer(run: Run, stream: BatchStream): { save(dir: string): void; prune(): void } {
+function checkpointer(run: Run, stream: BatchStream): Checkpointer {
   const { t, p, model, optimizer } = run;
   const cellfmMeta = {
     encoding: run.encoding,
@@ -760,14 +772,12 @@ function checkpointer(run: Run, stream: BatchStream): { save(dir: string): void;
     saved: new Date().toISOString(),
   });
   return {
-    save(dir) {
+    async save(dir) {
       // never save a diverged model: a finite loss and gradient can still overflow a weight
-      for (const [name, v] of model.weights) {
-        if (firstNonFinite(v.dataSync()) >= 0) throw new Error(divergedMessage(run.outDir, `weight ${name} non-finite after the update`, run.step));
-      }
+      const diverged = (name: string) => new Error(divergedMessage(run.outDir, `weight ${name} non-finite after the update`, run.step));
       const optState = optimizer.exportState();
       try {
-        saveTrainingCheckpoint(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() });
+        await saveTrainingCheckpoint(dir, { model, cellfm: cellfmMeta, optimizerState: optState, trainerState: state() }, diverged);
       } finally {
         for (const x of Object.values(optState)) x.dispose();
       }
@@ -777,6 +787,12 @@ function checkpointer(run: Run, stream: BatchStream): { save(dir: string): void;
       for (const c of cks.slice(0, Math.max(0, cks.length - t.keep_last))) fs.rmSync(c.dir, { recursive: true, force: true });
     },
   };
+}
+
+/** What {@link checkpointer} returns. */
+interface Checkpointer {
+  save(dir: string): Promise<void>;
+  prune(): void;
 }
 
 /**
@@ -823,7 +839,7 @@ interface StepLoop {
   valBatches: CollatedBatch[];
   metricsFile: string;
   peak: { flops: number };
-  ck: { save(dir: string): void; prune(): void };
+  ck: Checkpointer;
   stop: { requested: boolean };
   bar?: cliProgress.SingleBar;
   dp?: DataParallel;
@@ -845,47 +861,51 @@ interface Interval {
 
 /**
  * One optimizer step: `grad_accumulation` micro-batches collated from the run's generator, their
- * gradients (data-parallel over the ranks when `dp`), clipped and applied by AdamW.
+ * gradients (data-parallel over the ranks when `dp`), clipped and applied by AdamW. The losses (and
+ * the terms of a head with named terms) stay on the device until the step's one read, together
+ * with the gradient norm ({@link readStep}).
  * @throws Error (nothing applied) on a non-finite loss or gradient norm.
  */
 async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: number; lr: number; norm: number; terms?: Record<string, number> }> {
   const { t, p, objective, model } = run;
-  let stepLoss = 0;
-  let micro = 0;
-  let stepTerms: Record<string, number> | undefined;
+  const micro: MicroLoss[] = [];
   for (let k = 0; k < t.grad_accumulation; k++) {
     const idx = s.stream.next();
     const cells = Array.from(idx, (i) => p.cells[p.trainIdx[i]]);
     const mb = objective.collate(cells, run.rng);
     run.opts.onBatch?.(mb);
     const dropoutSeed = Math.floor(run.rng() * 2147483647);
-    let loss: number, grads: Map<string, tf.Tensor>, terms: Record<string, number> | undefined;
+    let grads: Map<string, tf.Tensor>;
     if (s.dp) {
       // split by cells over the ranks; the combined loss/gradient is the whole micro-batch's
-      ({ loss, grads, terms } = await s.dp.lossAndGrads(shardBatch(mb, s.dp.size, dropoutSeed)));
+      const r = await s.dp.lossAndGrads(shardBatch(mb, s.dp.size, dropoutSeed));
+      grads = r.grads;
+      micro.push({ loss: r.loss, ...(r.terms ? { terms: r.terms } : {}) });
     } else {
       const tens = batchTensors(mb);
       try {
-        ({ loss, grads, terms } = model.lossAndGrads(tens, mb, { training: true, dropoutSeed }));
+        const r = model.lossTensorAndGrads(tens, mb, { training: true, dropoutSeed });
+        grads = r.grads;
+        micro.push({ loss: r.loss, ...(r.terms ? { termTensor: r.terms } : {}) });
       } finally {
         disposeBatch(tens);
       }
     }
-    if (!Number.isFinite(loss)) {
-      for (const g of grads.values()) g.dispose();
-      throw new Error(divergedMessage(run.outDir, `loss ${loss}`, run.step + 1));
-    }
     s.acc.add(grads, 1 / t.grad_accumulation);
-    stepLoss += loss;
-    stepTerms = addTerms(stepTerms, terms, 1);
-    micro++;
     iv.tokens += mb.realTokens;
     run.tokensSeen += mb.realTokens;
     // per row of the batch (the contrastive views are rows of their own, not a longer cell)
     iv.flops += trainingFlops(run.bertConfig, rowLengths(mb), objective.headFlops(run.bertConfig, mb));
   }
   const lr = lrAt(run.step, { lr: t.lr, warmupSteps: t.warmup_steps, totalSteps: run.totalSteps, schedule: t.schedule });
-  const { grads, norm } = clipByGlobalNorm(s.acc.take(), t.max_grad_norm);
+  const summed = s.acc.take();
+  const read = await readStep(micro, summed);
+  const bad = read.losses.find((l) => !Number.isFinite(l));
+  if (bad !== undefined) {
+    for (const g of summed.values()) g.dispose();
+    throw new Error(divergedMessage(run.outDir, `loss ${bad}`, run.step + 1));
+  }
+  const { grads, norm } = clipByGlobalNorm(summed, t.max_grad_norm, read.norm);
   if (!Number.isFinite(norm)) {
     // stop before the update: the weights (and the checkpoints) stay finite
     for (const g of grads.values()) g.dispose();
@@ -894,7 +914,46 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
   run.optimizer.applyGradients(grads, lr);
   for (const g of grads.values()) g.dispose();
   s.dp?.syncWeights(); // replicas take the updated weights before their next shard
-  return { loss: stepLoss / micro, lr, norm, ...(stepTerms ? { terms: addTerms(undefined, stepTerms, 1 / micro) } : {}) };
+  const n = read.losses.length;
+  let stepTerms: Record<string, number> | undefined;
+  for (const tm of read.terms) stepTerms = addTerms(stepTerms, tm, 1);
+  return { loss: read.losses.reduce((a, b) => a + b, 0) / n, lr, norm, ...(stepTerms ? { terms: addTerms(undefined, stepTerms, 1 / n) } : {}) };
+}
+
+/** A micro-batch's loss and named terms: on the device (single process) or already read (data-parallel ranks). */
+interface MicroLoss {
+  loss: number | tf.Scalar;
+  /** the terms, read (data-parallel ranks) */
+  terms?: Record<string, number>;
+  /** the terms on the device, `values` in `names` order (`CellModel.lossTensorAndGrads`) */
+  termTensor?: { names: string[]; values: tf.Tensor1D };
+}
+
+/**
+ * The step's one device read: the micro-batches' losses and terms (tensors, disposed here; numbers
+ * from the data-parallel path pass through) and the global gradient norm of `grads`, read together
+ * before clipping and the update (the divergence checks need them first).
+ */
+async function readStep(micro: MicroLoss[], grads: Map<string, tf.Tensor>): Promise<{ losses: number[]; terms: (Record<string, number> | undefined)[]; norm: number }> {
+  const onDevice: tf.Tensor[] = [];
+  for (const m of micro) {
+    if (typeof m.loss !== "number") onDevice.push(m.loss);
+    if (m.termTensor) onDevice.push(m.termTensor.values);
+  }
+  onDevice.push(squaredNormTensor(grads));
+  try {
+    const v = await readValues(onDevice);
+    let k = 0;
+    const losses: number[] = [];
+    const terms: (Record<string, number> | undefined)[] = [];
+    for (const m of micro) {
+      losses.push(typeof m.loss === "number" ? m.loss : v[k++]);
+      terms.push(m.termTensor ? Object.fromEntries(m.termTensor.names.map((name) => [name, v[k++]])) : m.terms);
+    }
+    return { losses, terms, norm: Math.sqrt(v[k]) };
+  } finally {
+    tf.dispose(onDevice);
+  }
 }
 
 /** Real tokens of each row of a collated batch `[batch]`. */
@@ -960,9 +1019,9 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
     let valLoss: number | undefined;
     let valTerms: Record<string, number> | undefined;
     if (t.eval_every > 0 && step % t.eval_every === 0 && step < run.totalSteps && s.valBatches.length > 0) {
-      valLoss = evaluateLoss(run.model, s.valBatches).loss;
+      valLoss = (await evaluateLoss(run.model, s.valBatches)).loss;
       lastVal = valLoss;
-      if (run.objective instanceof CellObjective) valTerms = evaluateTerms(run.model, s.valBatches);
+      if (run.objective instanceof CellObjective) valTerms = await evaluateTerms(run.model, s.valBatches);
     }
     const secs = (performance.now() - iv.start) / 1000;
     const m: StepMetrics = {
@@ -978,7 +1037,7 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
     if (valLoss !== undefined) m.val_loss = valLoss;
     logStep(run, s, iv, m, lastVal, valTerms);
     if (t.save_every > 0 && step % t.save_every === 0 && step < run.totalSteps) {
-      s.ck.save(path.join(run.outDir, `checkpoint-${step}`));
+      await s.ck.save(path.join(run.outDir, `checkpoint-${step}`));
       s.ck.prune();
     }
     // let signals (Ctrl-C) and other events in
@@ -991,12 +1050,12 @@ async function runSteps(run: Run, s: StepLoop): Promise<boolean> {
  * The held-out loss of the untrained model (step 0), the start of the learning curve: measured on a
  * fresh run (and logged), read back from metrics.jsonl on a resumed one.
  */
-function initialLosses(run: Run, valBatches: CollatedBatch[], heldOutBatches: CollatedBatch[], metricsFile: string): Initial {
+async function initialLosses(run: Run, valBatches: CollatedBatch[], heldOutBatches: CollatedBatch[], metricsFile: string): Promise<Initial> {
   const out: Initial = {};
-  if (!run.resumeFrom && heldOutBatches.length > 0) out.heldOutGenes = evaluateLoss(run.model, heldOutBatches).loss;
+  if (!run.resumeFrom && heldOutBatches.length > 0) out.heldOutGenes = (await evaluateLoss(run.model, heldOutBatches)).loss;
   if (!run.resumeFrom && valBatches.length > 0) {
-    out.val = evaluateLoss(run.model, valBatches).loss;
-    out.terms = run.objective instanceof CellObjective ? evaluateTerms(run.model, valBatches) : undefined;
+    out.val = (await evaluateLoss(run.model, valBatches)).loss;
+    out.terms = run.objective instanceof CellObjective ? await evaluateTerms(run.model, valBatches) : undefined;
     appendChecked(metricsFile, JSON.stringify({ step: 0, epoch: 0, tokens: 0, val_loss: out.val, ...termColumns(out.terms) }) + "\n");
     run.say(`step 0 val_loss ${out.val.toFixed(4)} (untrained)`);
   } else {
@@ -1027,16 +1086,16 @@ function termColumns(terms: Record<string, number> | undefined, prefix = "val_")
  * The final evaluation: the model's held-out loss next to the objective's baseline (and, with
  * held-out genes, both at those genes' positions) → `eval.json` and the last metrics.jsonl row.
  */
-function finalEvaluation(
+async function finalEvaluation(
   run: Run,
   stream: BatchStream,
   valBatches: CollatedBatch[],
   heldOutBatches: CollatedBatch[],
   initial: Initial,
   metricsFile: string,
-): EvalResult {
+): Promise<EvalResult> {
   const { p, t, objective, model } = run;
-  const ev = evaluateLoss(model, valBatches);
+  const ev = await evaluateLoss(model, valBatches);
   const base = objective.baseline(trainCellsOf(p), valBatches);
   const evalResult: EvalResult = {
     step: run.step,
@@ -1056,7 +1115,7 @@ function finalEvaluation(
   };
   if (objective instanceof CellObjective) {
     // every term of training.objectives on the held-out cells, next to its own baseline
-    const now = evaluateTerms(model, valBatches);
+    const now = await evaluateTerms(model, valBatches);
     const bases = objective.termBaselines(trainCellsOf(p), valBatches);
     evalResult.terms = Object.fromEntries(
       Object.entries(now).map(([k, v]) => [
@@ -1072,7 +1131,7 @@ function finalEvaluation(
     evalResult.pooling = objective.o.pooling;
   }
   if (heldOutBatches.length > 0) {
-    const hv = evaluateLoss(model, heldOutBatches);
+    const hv = await evaluateLoss(model, heldOutBatches);
     // the baseline sees the held-out genes' counts in the training cells (which the model never did)
     const fullTrain = Array.from(p.trainIdx, (i) => {
       const f = filterCellGenes(p.dataset.inputIds[i], p.dataset.values?.[i], [p.axis.dropped], p.dataset.counts?.[i]);
@@ -1167,7 +1226,7 @@ async function trainRun(config: TrainConfig, opts: TrainOptions): Promise<TrainR
   let interrupted = false;
   let initial: Initial;
   try {
-    initial = initialLosses(run, valBatches, heldOutBatches, metricsFile);
+    initial = await initialLosses(run, valBatches, heldOutBatches, metricsFile);
     if (dpStart) {
       s.dp = await dpStart;
       s.dp.syncWeights();
@@ -1189,13 +1248,13 @@ async function trainRun(config: TrainConfig, opts: TrainOptions): Promise<TrainR
   try {
     if (interrupted) {
       const dir = path.join(outDir, `checkpoint-${step}`);
-      if (!fs.existsSync(dir)) ck.save(dir);
+      if (!fs.existsSync(dir)) await ck.save(dir);
       run.say(`cellfm train: stopped at step ${step}/${totalSteps}; checkpoint ${dir}; continue with --resume`);
       return { outputDir: outDir, checkpoint: dir, step, totalSteps, interrupted: true, signal: stop.signal, backend, losses: s.losses };
     }
     const finalDir = path.join(outDir, "final");
-    ck.save(finalDir);
-    const evalResult = finalEvaluation(run, stream, valBatches, heldOutBatches, initial, metricsFile);
+    await ck.save(finalDir);
+    const evalResult = await finalEvaluation(run, stream, valBatches, heldOutBatches, initial, metricsFile);
     return { outputDir: outDir, checkpoint: finalDir, step, totalSteps, interrupted: false, backend, eval: evalResult, losses: s.losses };
   } finally {
     optimizer.dispose();

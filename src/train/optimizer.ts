@@ -176,7 +176,9 @@ export function globalNorm(grads: Map<string, tf.Tensor>): number {
  */
 export function squaredNormTensor(grads: Map<string, tf.Tensor>): tf.Scalar {
   if (grads.size === 0) return tf.scalar(0);
-  return tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g)))) as tf.Scalar);
+  // left-to-right adds, the order of wasm's/cpu's AddN (same bits); not one AddN: tfjs-backend-webgpu
+  // 4.22 binds every input of AddN as a storage buffer and fails above the device's per-stage limit (8)
+  return tf.tidy(() => [...grads.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b)) as tf.Scalar);
 }
 
 /**

@@ -181,6 +181,7 @@ describe("defaultWorkers (training.workers absent)", () => {
       expect(defaultWorkers("cpu", 12, 1e11)).toBe(3);
       expect(defaultWorkers("wasm", 2, 1e11)).toBe(2); // a rank needs a cell
       expect(defaultWorkers("tensorflow", 12, 1e11)).toBe(1);
+      expect(defaultWorkers("webgpu", 12, 1e11)).toBe(1); // one GPU, one process
       expect(defaultWorkers("wasm", 12, MIN_PARALLEL_STEP_FLOPS / 2)).toBe(1);
       expect(defaultWorkers("wasm", 12, NaN)).toBe(1);
     } finally {

@@ -2,7 +2,9 @@
  * The webgpu backend (issue 18 §2) against wasm, on a software Vulkan driver: Chromium's SwiftShader
  * (Debian `chromium` + `libvulkan1`, installed by .ci/run). Tiny models on real cells (data/tiny.h5ad):
  * every encoding × objective (all three likelihoods, so lgamma/digamma and the hand-written gradients)
- * gives the same loss, gradients, AdamW update and embeddings as wasm within 1e-4 relative.
+ * gives the same loss, gradients, AdamW update and embeddings as wasm within 1e-4 relative; `cellfm
+ * train` on webgpu gives wasm's losses (and, with the bottleneck, its terms), resumes exactly, and its
+ * checkpoint embeds as on wasm.
  * SwiftShader emulates a GPU on the CPU (slow), so the models and batches are small.
  * Without an adapter the tests are skipped with the reason printed.
  */
@@ -14,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend } from "../../src/backend.js";
 import { readTokenizedDataset } from "../../src/data/tokenized.js";
 import { embedCells, embedCellsAsync } from "../../src/embed/embed.js";
+import { CELLFM_STATE_FILE } from "../../src/model/checkpoint.js";
 import { buildModel } from "../../src/model/factory.js";
 import { makeRng } from "../../src/rng.js";
 import { vocabularyOf } from "../../src/tokenize/dictionaries.js";
@@ -22,7 +25,10 @@ import { parseTrainConfig } from "../../src/train/config.js";
 import { batchTensors, disposeBatch } from "../../src/train/grad-protocol.js";
 import { makeObjective } from "../../src/train/objectives/index.js";
 import { AdamW } from "../../src/train/optimizer.js";
-import { probeWebGPU, SWIFTSHADER_ICD } from "../../src/webgpu.js";
+import { train } from "../../src/train/loop.js";
+import { embedToFile } from "../../src/embed/run.js";
+import { readEmbeddings } from "../../src/data/embeddings.js";
+import { probeWebGPU, readScalars, SWIFTSHADER_ICD } from "../../src/webgpu.js";
 import { TINY_MODEL } from "../train/helpers.js";
 
 if (!process.env.VK_ICD_FILENAMES && fs.existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
@@ -31,6 +37,11 @@ const skipReason = adapter
   ? undefined
   : `no WebGPU adapter (install Debian chromium + libvulkan1 for SwiftShader at ${SWIFTSHADER_ICD}, or set VK_ICD_FILENAMES)`;
 if (skipReason) console.log(`webgpu tests skipped: ${skipReason}`);
+
+/** The rows of a run's metrics.jsonl. */
+function readMetrics(dir: string): Record<string, number>[] {
+  return fs.readFileSync(path.join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+}
 
 /** Largest |a − b| over max(|a|) of the reference, with a floor so exact-zero gradients compare absolutely. */
 function relDiff(ref: ArrayLike<number>, got: ArrayLike<number>, floor: number): number {
@@ -149,6 +160,83 @@ describe.skipIf(skipReason !== undefined)(`webgpu on ${adapter ? `${adapter.vend
       for (const [name, w] of r.updated) expect(relDiff(w, got.updated.get(name)!, 1e-3), `${tag} AdamW ${name}`).toBeLessThan(1e-4);
       expect(relDiff(r.emb, got.emb, 1e-6), `${tag} embeddings`).toBeLessThan(1e-4);
     }
+  });
+
+  it("trains on webgpu with wasm's losses (1e-4), resumes exactly, and embeds from the checkpoint", async () => {
+    const cfg = (out: string, backend: "wasm" | "webgpu") =>
+      parseTrainConfig(
+        {
+          model: { ...TINY_MODEL, hidden_act: "gelu" },
+          data: { tokens: tokens.binned, max_length: 32, val_fraction: 0.05 },
+          training: { objective: "mlm", batch_size: 4, max_steps: 4, save_every: 2, warmup_steps: 1, log_every: 1, eval_every: 0, eval_cells: 8, seed: 5, workers: 2 },
+          output: { dir: path.join(root, out) },
+          backend,
+        },
+        "test.yaml",
+      );
+    const quiet = { quiet: true, handleSigint: false } as const;
+    const ref = await train(cfg("t-wasm", "wasm"), { ...quiet, workers: 1 });
+    const straight = await train(cfg("t-gpu", "webgpu"), quiet);
+    expect(straight.backend.name).toBe("webgpu");
+    straight.losses.forEach((l, i) => expect(Math.abs(l - ref.losses[i]) / ref.losses[i], `step ${i + 1}`).toBeLessThan(1e-4));
+    expect(Math.abs(straight.eval!.model_loss - ref.eval!.model_loss) / ref.eval!.model_loss).toBeLessThan(1e-4);
+    // workers: 2 in the config is a CPU knob: one process on the GPU
+    expect(JSON.parse(fs.readFileSync(path.join(straight.checkpoint, CELLFM_STATE_FILE), "utf8")).workers).toBe(1);
+    const c = cfg("t-gpu-resume", "webgpu");
+    const a = await train(c, { ...quiet, stopAfter: 2 });
+    const b = await train(c, { ...quiet, resume: true });
+    expect([...a.losses, ...b.losses]).toEqual(straight.losses);
+    const e = await embedToFile({ checkpoint: straight.checkpoint, input: tokens.binned, output: path.join(root, "e.arrow"), quiet: true, backend: "webgpu", shard: { index: 0, count: 60 }, workers: 2 });
+    expect(e.workers).toBe(1);
+    const w = await embedToFile({ checkpoint: straight.checkpoint, input: tokens.binned, output: path.join(root, "w.arrow"), quiet: true, backend: "wasm", shard: { index: 0, count: 60 }, workers: 1 });
+    expect(relDiff(readEmbeddings(path.join(root, "w.arrow")).data, readEmbeddings(path.join(root, "e.arrow")).data, 1e-6)).toBeLessThan(1e-4);
+    expect(w.nCells).toBe(e.nCells);
+  });
+
+  // a cell-level term: each step reads the loss, both terms and the gradient norm at once; evaluateTerms reads once
+  it("trains MLM + the bottleneck on webgpu with wasm's losses and terms (1e-4)", async () => {
+    const cfg = (out: string, backend: "wasm" | "webgpu") =>
+      parseTrainConfig(
+        {
+          model: { ...TINY_MODEL, hidden_act: "gelu", pooling: "max" },
+          data: { tokens: tokens.binned, max_length: 32, val_fraction: 0.05 },
+          training: {
+            objective: "mlm",
+            objectives: { mlm: 1, bottleneck: 1 },
+            bottleneck: { genes: 50, likelihood: "nb", decoder: "linear" },
+            batch_size: 4,
+            grad_accumulation: 2,
+            max_steps: 2,
+            warmup_steps: 1,
+            log_every: 1,
+            eval_every: 0,
+            eval_cells: 8,
+            seed: 5,
+          },
+          output: { dir: path.join(root, out) },
+          backend,
+        },
+        "test.yaml",
+      );
+    const quiet = { quiet: true, handleSigint: false } as const;
+    const ref = await train(cfg("b-wasm", "wasm"), { ...quiet, workers: 1 });
+    const got = await train(cfg("b-gpu", "webgpu"), quiet);
+    const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+    got.losses.forEach((l, i) => expect(rel(l, ref.losses[i]), `step ${i + 1}`).toBeLessThan(1e-4));
+    const trainTerms = (dir: string) => readMetrics(dir).flatMap((r) => [r.train_mlm, r.train_bottleneck]).filter((x) => x !== undefined);
+    const refTerms = trainTerms(ref.outputDir);
+    expect(refTerms.length).toBe(4);
+    trainTerms(got.outputDir).forEach((v, i) => expect(rel(v, refTerms[i]), `train term ${i}`).toBeLessThan(1e-4));
+    for (const k of ["mlm", "bottleneck"]) expect(rel(got.eval!.terms![k].model_loss, ref.eval!.terms![k].model_loss), `eval ${k}`).toBeLessThan(1e-4);
+  });
+
+  // last: the device error it provokes stays recorded for the rest of the process
+  it("a WebGPU device error (tfjs's AddN over the storage-buffer limit) fails the next read instead of passing wrong numbers", async () => {
+    await initBackend("webgpu", { webgpu: true });
+    const xs = Array.from({ length: 12 }, (_, i) => tf.fill([4], i));
+    const s = tf.addN(xs);
+    await expect(readScalars([tf.sum(s) as tf.Scalar])).rejects.toThrow(/WebGPU device error .*storage buffers/);
+    tf.dispose([...xs, s]);
   });
 });
 

@@ -59,6 +59,7 @@ import type { NoisyContext, NoisyInput } from "./inputs.js";
 import type { ObjectiveContext } from "./index.js";
 import { nbNllF64, type Likelihood } from "../../model/likelihoods.js";
 import { DropoutContext } from "../../model/ops.js";
+import { readScalars } from "../../webgpu.js";
 import type { Rng } from "../../rng.js";
 import { sampleGenes, type GeneSampleOptions } from "../../encoding/gene-set.js";
 import { truncateCell } from "../../encoding/rank.js";
@@ -541,29 +542,42 @@ function contrastiveSpec(c: ContrastiveOptions): NonNullable<CellSpec["contrasti
  * Held-out value of every term (no dropout), each a mean over its own units (the token objective's
  * positions, cells), over fixed batches.
  */
-export function evaluateTerms(model: CellModel, batches: readonly CollatedBatch[]): Record<string, number> {
+export async function evaluateTerms(model: CellModel, batches: readonly CollatedBatch[]): Promise<Record<string, number>> {
   const head = model.head;
   if (!(head instanceof CompositeHead)) return {};
+  const pending: { k: string; units: number; v: tf.Scalar }[] = [];
   const sums = new Map<string, { s: number; n: number }>();
-  for (const b of batches) {
-    const t = batchTensors(b);
-    try {
-      const vals = tf.tidy(() => {
-        const ctx: ForwardContext = { config: model.config, dropout: new DropoutContext(false) };
-        const [x] = model.bert.encode(t, ctx, model.config.num_hidden_layers, false);
-        return [...head.terms(x, b, t, ctx, false)].map(([k, v]) => [k, v.dataSync()[0]] as const);
-      });
-      for (const [k, v] of vals) {
+  try {
+    for (const b of batches) {
+      const t = batchTensors(b);
+      try {
+        let keys: string[] = [];
+        const vals = tf.tidy(() => {
+          const ctx: ForwardContext = { config: model.config, dropout: new DropoutContext(false) };
+          const [x] = model.bert.encode(t, ctx, model.config.num_hidden_layers, false);
+          const terms = [...head.terms(x, b, t, ctx, false)];
+          keys = terms.map(([k]) => k);
+          return terms.map(([, v]) => v as tf.Scalar);
+        });
         const cells = cellsOf(b.batch, b);
-        const units = k === "bottleneck" ? cells : k === "contrastive" ? 2 * cells : k === "mvc" ? b.mvcPositions!.length : b.positions.length;
-        const e = sums.get(k) ?? { s: 0, n: 0 };
-        e.s += v * units;
-        e.n += units;
-        sums.set(k, e);
+        for (const [i, k] of keys.entries()) {
+          const units = k === "bottleneck" ? cells : k === "contrastive" ? 2 * cells : k === "mvc" ? b.mvcPositions!.length : b.positions.length;
+          pending.push({ k, units, v: vals[i] });
+        }
+      } finally {
+        disposeBatch(t);
       }
-    } finally {
-      disposeBatch(t);
     }
+    // one asynchronous read for every batch and term (webgpu has no synchronous read)
+    const read = await readScalars(pending.map((p) => p.v));
+    pending.forEach(({ k, units }, i) => {
+      const e = sums.get(k) ?? { s: 0, n: 0 };
+      e.s += read[i] * units;
+      e.n += units;
+      sums.set(k, e);
+    });
+  } finally {
+    tf.dispose(pending.map((p) => p.v));
   }
   return Object.fromEntries([...sums].map(([k, e]) => [k, e.s / e.n]));
 }
