@@ -884,7 +884,7 @@ async function trainStep(run: Run, s: StepLoop, iv: Interval): Promise<{ loss: n
     } else {
       const tens = batchTensors(mb);
       try {
-        const r = model.lossTensorAndGrads(tens, mb, { training: true, dropoutSeed });
+        const r = model.lossTensorAndGrads(tens, mb, { training: true, dropoutSeed, terms: true });
         grads = r.grads;
         micro.push({ loss: r.loss, ...(r.terms ? { termTensor: r.terms } : {}) });
       } finally {
