@@ -234,6 +234,16 @@ export function installBlasKernels(tf: typeof tfc): BlasStatus {
     return k;
   };
   const origBmm = original(tf.BatchMatMul), origFused = original(tf._FusedMatMul);
+  // a stock wasm kernel replaced by a native one, which returns null/undefined for the cases it does not take
+  const replace = (orig: tfc.KernelConfig, fn: (args: KernelArgs) => tfc.TensorInfo | null | undefined) => {
+    tf.unregisterKernel(orig.kernelName, "wasm");
+    tf.registerKernel({
+      kernelName: orig.kernelName,
+      backendName: "wasm",
+      setupFunc: orig.setupFunc,
+      kernelFunc: ((args: KernelArgs) => fn(args) ?? orig.kernelFunc(args as never)) as tfc.KernelFunc,
+    });
+  };
 
   const run = (args: KernelArgs, fused: boolean): tfc.TensorInfo | null => {
     const be = args.backend as Backend;
@@ -289,15 +299,8 @@ export function installBlasKernels(tf: typeof tfc): BlasStatus {
     for (let i = 0; i < idx.length; i++) heap.copyWithin(oo + i * slice, xo + idx[i] * slice, xo + (idx[i] + 1) * slice);
     return out;
   };
-  for (const [orig, fn] of [[origSoftmax, softmax], [origGather, gather]] as const) {
-    tf.unregisterKernel(orig.kernelName, "wasm");
-    tf.registerKernel({
-      kernelName: orig.kernelName,
-      backendName: "wasm",
-      setupFunc: orig.setupFunc,
-      kernelFunc: ((args: KernelArgs) => fn(args) ?? orig.kernelFunc(args as never)) as tfc.KernelFunc,
-    });
-  }
+  replace(origSoftmax, softmax);
+  replace(origGather, gather);
   tf.registerKernel({
     kernelName: MASKED_SOFTMAX,
     backendName: "wasm",
@@ -385,14 +388,7 @@ export function installBlasKernels(tf: typeof tfc): BlasStatus {
   });
 
   // each kernel falls back to the stock wasm one for the cases `run` does not take (it returns undefined)
-  for (const [orig, fused] of [[origBmm, false], [origFused, true]] as const) {
-    tf.unregisterKernel(orig.kernelName, "wasm");
-    tf.registerKernel({
-      kernelName: orig.kernelName,
-      backendName: "wasm",
-      setupFunc: orig.setupFunc,
-      kernelFunc: ((args: KernelArgs) => run(args, fused) ?? orig.kernelFunc(args as never)) as tfc.KernelFunc,
-    });
-  }
+  replace(origBmm, (args) => run(args, false));
+  replace(origFused, (args) => run(args, true));
   return (status = { active: true, provider: nativeBlasProvider(m) });
 }
